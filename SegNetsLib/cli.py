@@ -1,0 +1,44 @@
+"""The ``segnets`` command line: one sub-command per module in SegNetsLib.commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .errors import Cancelled, SegNetsError
+
+# Each module in SegNetsLib/commands defines register(subparsers) and sets args.handler.
+COMMANDS = ("models", "segment", "finetune", "train", "web")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segnets", description="Deep-learning segmentation of 3D medical images.")
+    parser.add_argument("--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"SegNetsLib.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return 0 on success, 1 with a one-line reason on failure."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except SegNetsError as error:
+        print(f"segnets {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except Cancelled:
+        print(f"segnets {args.command}: cancelled; nothing was written.", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"segnets {args.command}: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the segnets command line, one module each."""

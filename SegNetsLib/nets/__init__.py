@@ -1,0 +1,50 @@
+"""The four networks: 3D U-Net, V-Net, ConResNet and 3D RU-Net.
+
+``build(name, in_channels, num_classes, preset="default", **overrides)`` makes a network;
+``load_official(name, state_dict)`` builds one in the official configuration and loads the
+authors' checkpoint (official key names).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import SegNetsError
+from .outputs import SegmentationOutput
+
+# architecture name -> module in this package that defines build(...) (and load_official for some)
+_MODULES = {"unet3d": "unet3d", "vnet": "vnet", "conresnet": "conresnet", "runet": "runet"}
+ARCHITECTURES: tuple[str, ...] = tuple(_MODULES)
+PRESETS: tuple[str, ...] = ("default", "paper")
+
+
+def _module(name: str):
+    if name not in _MODULES:
+        raise SegNetsError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}.")
+    return importlib.import_module(f"{__name__}.{_MODULES[name]}")
+
+
+def build(name: str, in_channels: int, num_classes: int, preset: str = "default", **overrides: Any) -> nn.Module:
+    """Build network ``name`` ("unet3d", "vnet", "conresnet", "runet").
+
+    preset "paper" is the paper/official configuration; "default" a practical one (same padding,
+    any input size). ``overrides`` change individual constructor arguments (e.g. ``base_channels``).
+    """
+    if preset not in PRESETS:
+        raise SegNetsError(f"unknown preset {preset!r} for {name}; choose one of {', '.join(PRESETS)}.")
+    return _module(name).build(in_channels=in_channels, num_classes=num_classes, preset=preset, **overrides)
+
+
+def load_official(name: str, state_dict: Mapping[str, torch.Tensor], **overrides: Any) -> nn.Module:
+    """Build ``name`` in its official configuration and load a state dict saved by the official code."""
+    module = _module(name)
+    if not hasattr(module, "load_official"):
+        raise SegNetsError(f"{name} has no official PyTorch checkpoint format to import.")
+    return module.load_official(state_dict, **overrides)
+
+
+__all__ = ["ARCHITECTURES", "PRESETS", "SegmentationOutput", "build", "load_official"]
