@@ -176,3 +176,16 @@ def test_runet_loss_checks_shapes():
     out = _runet_output(0.0, 0.0)
     with pytest.raises(SegNetsError, match="one shape"):
         runet_hybrid_loss(out, torch.zeros(1, 2, 4, 4, dtype=torch.long), torch.ones(1, 2, 4, 5))
+
+
+def test_contour_weight_ignores_voxels_next_to_unlabeled_ones():
+    """A sparse sagittal slice: its in-plane neighbours are unlabeled, so no contour label is known there."""
+    from SegNetsLib.losses.runet import contour_weight_map
+
+    weight = torch.zeros(1, 4, 6, 6)
+    weight[:, :, :, 3] = 1.0  # one labeled sagittal slice (x = 3)
+    assert contour_weight_map(weight).sum() == 0
+    weight[:, 1] = 1.0  # one fully labeled axial slice (z = 1)
+    contour_weight = contour_weight_map(weight)
+    assert torch.equal(contour_weight[:, 1], torch.ones(1, 6, 6))  # volume border counts as labeled
+    assert contour_weight[:, [0, 2, 3]].sum() == 0

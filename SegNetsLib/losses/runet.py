@@ -44,6 +44,15 @@ def contour_target(truth: torch.Tensor) -> torch.Tensor:
     return truth - eroded
 
 
+def contour_weight_map(weight: torch.Tensor) -> torch.Tensor:
+    """Weight (N, D, H, W) for the contour target: a voxel's contour label is only known when its whole
+    3x3 in-plane neighbourhood is labeled (sparse sagittal/coronal slices would otherwise turn every
+    labeled foreground voxel into "contour"); elsewhere the weight is 0. Outside the volume counts as labeled."""
+    unlabeled = F.pad((weight <= 0).to(weight.dtype).unsqueeze(1), (1, 1, 1, 1), value=0.0)
+    neighbourhood_labeled = 1 - F.max_pool3d(unlabeled, (1, 3, 3), stride=1)[:, 0]
+    return weight * neighbourhood_labeled
+
+
 def _foreground_dice_terms(probs: torch.Tensor, truth: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum w p g, sum w (p + g)) over foreground channels c >= 1 and all voxels, unlabeled voxels left out."""
     w = weight.to(probs.dtype).unsqueeze(1)
@@ -82,10 +91,13 @@ def runet_hybrid_loss(
     global_loss = 1 - (2 * inter + GLOBAL_SMOOTH) / (total + GLOBAL_SMOOTH)
 
     contour = contour_target(truth)
+    contour_weight_full = contour_weight_map(weight)
     sums = {"region": [coarse.new_zeros(()), coarse.new_zeros(())], "contour": [coarse.new_zeros(()), coarse.new_zeros(())]}
     for box, region, edge in zip(output.rois, output.roi_logits, output.roi_contour_logits):
-        w = crop(weight, box)
-        for name, logits, labels in (("region", region, crop(truth, box)), ("contour", edge, crop(contour, box))):
+        for name, logits, labels, w in (
+            ("region", region, crop(truth, box), crop(weight, box)),
+            ("contour", edge, crop(contour, box), crop(contour_weight_full, box)),
+        ):
             if logits.shape[2:] != labels.shape[2:]:
                 raise SegNetsError(f"RU-Net {name} logits {tuple(logits.shape)} do not match RoI {tuple(box)}.")
             i, t = _foreground_dice_terms(torch.softmax(logits, dim=1), labels, w)
