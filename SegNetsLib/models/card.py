@@ -12,6 +12,7 @@ from typing import Any
 
 GENERAL_ANATOMY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
 ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+CARD_FORMAT_VERSION = 1  # version of the card.json layout this SegNets writes and reads
 
 
 @dataclass
@@ -147,6 +148,7 @@ class ModelCard:
     postprocessing: Postprocessing = field(default_factory=Postprocessing)
     provenance: Provenance = field(default_factory=Provenance)
     description: str = ""
+    format_version: int = CARD_FORMAT_VERSION
 
     @property
     def num_classes(self) -> int:
@@ -202,4 +204,5 @@ class ModelCard:
             postprocessing=Postprocessing(**data.get("postprocessing", {})),
             provenance=Provenance(**data.get("provenance", {})),
             description=data.get("description", ""),
+            format_version=int(data.get("format_version", CARD_FORMAT_VERSION)),
         )

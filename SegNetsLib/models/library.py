@@ -1,0 +1,187 @@
+"""The user's model library: ``<root>/<id>/<version>/{card.json, weights.safetensors}``.
+
+The root is ``~/.segnets/models`` unless the ``SEGNETS_MODELS`` environment variable (or, in Slicer,
+the module settings) names another folder. Models are added atomically and never overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import SegNetsError
+from .card import ModelCard
+from .importers import read_model
+from .schema import CARD_FILE, read_card
+from .store import copy_model_folder, load_folder, load_zip, save, write_model_zip
+from .versions import latest, parse_version, version_key
+
+ENV_VAR = "SEGNETS_MODELS"
+DEFAULT_ROOT = Path("~/.segnets/models")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model version in the library."""
+
+    id: str
+    version: str
+    path: Path
+    card: ModelCard
+
+
+def default_root() -> Path:
+    """``$SEGNETS_MODELS`` if set, else ``~/.segnets/models``."""
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_ROOT).expanduser()
+
+
+def split_reference(reference: str) -> tuple[str, str | None]:
+    """"liver-ct@1.2.0" -> ("liver-ct", "1.2.0"); "liver-ct" -> ("liver-ct", None)."""
+    model_id, _, version = reference.partition("@")
+    return model_id, version or None
+
+
+class ModelLibrary:
+    """Lists, adds, imports, exports and removes models under one root folder."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root else default_root()
+
+    def __repr__(self) -> str:
+        return f"ModelLibrary({str(self.root)!r})"
+
+    def _folder(self, model_id: str, version: str | None = None) -> Path:
+        if not isinstance(model_id, str) or not _ID.match(model_id):
+            raise SegNetsError(f"model id {model_id!r} is not valid; use letters, digits, '.', '_' and '-'.")
+        if version is None:
+            return self.root / model_id
+        parse_version(version)
+        return self.root / model_id / version
+
+    def versions(self, model_id: str) -> list[str]:
+        """Versions of ``model_id`` in the library, oldest first."""
+        folder = self._folder(model_id)
+        if not folder.is_dir():
+            return []
+        found = []
+        for child in folder.iterdir():
+            if child.name.startswith(".") or not (child / CARD_FILE).is_file():
+                continue  # partial writes (".name.partial") and stray folders
+            try:
+                parse_version(child.name)
+            except SegNetsError:
+                continue
+            found.append(child.name)
+        return sorted(found, key=version_key)
+
+    def list(self) -> list[ModelEntry]:
+        """Every readable model version, sorted by id then version; unreadable cards are logged and skipped."""
+        entries = []
+        if not self.root.is_dir():
+            return entries
+        for folder in sorted(self.root.iterdir()):
+            if folder.name.startswith(".") or not folder.is_dir() or not _ID.match(folder.name):
+                continue
+            for version in self.versions(folder.name):
+                path = folder / version
+                try:
+                    card = read_card(path / CARD_FILE)
+                except SegNetsError as error:
+                    log.warning("skipping %s: %s", path, error)
+                    continue
+                entries.append(ModelEntry(card.id, card.version, path, card))
+        return entries
+
+    def find(self, model_id: str, version: str | None = None) -> Path:
+        """Folder of ``model_id`` at ``version`` (default: the highest semantic version)."""
+        versions = self.versions(model_id)
+        if not versions:
+            raise SegNetsError(f"model {model_id!r} is not in the library at {self.root} ('segnets models list' shows what is).")
+        if version is None:
+            version = latest(versions)
+        elif version not in versions:
+            raise SegNetsError(f"model {model_id!r} has no version {version} in the library; it has {', '.join(versions)}.")
+        return self._folder(model_id, version)
+
+    def card(self, model_id: str, version: str | None = None) -> ModelCard:
+        return read_card(self.find(model_id, version) / CARD_FILE)
+
+    def load(self, model_id: str, version: str | None = None, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+        return load_folder(self.find(model_id, version), device)
+
+    def _new_folder(self, card: ModelCard) -> Path:
+        folder = self._folder(card.id, card.version)
+        if folder.exists():
+            raise SegNetsError(
+                f"model {card.id!r} version {card.version} is already in the library; models are never "
+                "overwritten, so give the new one another version or id."
+            )
+        return folder
+
+    def add(self, net: nn.Module, card: ModelCard) -> Path:
+        """Save ``net`` with ``card`` as a new model version (atomic); refuses an existing id and version."""
+        folder = self._new_folder(card)
+        try:
+            return save(net, card, folder)
+        finally:
+            if folder.parent.is_dir() and not any(folder.parent.iterdir()):
+                folder.parent.rmdir()  # a failed first version leaves no empty id folder behind
+
+    def import_path(self, path: str | os.PathLike, **options) -> ModelEntry:
+        """Add the model at ``path``: a model folder, a model ``.zip``, or a bare state dict
+        (``.safetensors``, ``.pt``, ``.pth``) described by ``options`` (see ``importers.read_model``)."""
+        net, card = read_model(Path(path), **options)
+        folder = self.add(net, card)
+        return ModelEntry(card.id, card.version, folder, card)
+
+    def export(self, model_id: str, path: str | os.PathLike, version: str | None = None) -> Path:
+        """Write a model version as a ``.zip`` (when ``path`` ends in .zip) or as a new folder."""
+        folder = self.find(model_id, version)
+        path = Path(path)
+        if path.suffix.lower() == ".zip":
+            return write_model_zip(folder, path)
+        return copy_model_folder(folder, path)
+
+    def remove(self, model_id: str, version: str | None = None) -> list[str]:
+        """Delete one version, or every version when ``version`` is None; returns the versions removed.
+
+        Each folder is first renamed away, so a crash never leaves a half-deleted model visible.
+        """
+        versions = [self.find(model_id, version).name] if version else self.versions(model_id)
+        if not versions:
+            raise SegNetsError(f"model {model_id!r} is not in the library at {self.root}.")
+        for name in versions:
+            folder = self._folder(model_id, name)
+            trash = Path(tempfile.mkdtemp(prefix=f".{model_id}-{name}.", suffix=".removing", dir=self.root))
+            os.rename(folder, trash / "model")
+            shutil.rmtree(trash)
+        id_folder = self._folder(model_id)
+        if id_folder.is_dir() and not any(id_folder.iterdir()):
+            id_folder.rmdir()
+        return versions
+
+
+def load(path_or_id: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+    """(network in eval mode, card) from a model folder, a model ``.zip``, or ``id[@version]`` in the library."""
+    path = Path(path_or_id)
+    if path.is_dir():
+        return load_folder(path, device)
+    if path.is_file():
+        if path.suffix.lower() != ".zip":
+            raise SegNetsError(f"{path}: a model is a folder or a .zip; import bare weights with 'segnets models import'.")
+        return load_zip(path, device)
+    model_id, version = split_reference(str(path_or_id))
+    if not _ID.match(model_id):
+        raise SegNetsError(f"{path_or_id}: no such model folder, zip or library model id.")
+    return ModelLibrary().load(model_id, version, device)

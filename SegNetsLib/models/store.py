@@ -1,0 +1,168 @@
+"""A model on disk: a folder with ``card.json`` and ``weights.safetensors``, or the same two files in a ``.zip``.
+
+Zip archives are untrusted: entries pointing outside the archive are refused and unpacked sizes are capped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import torch
+from torch import nn
+
+from .. import nets
+from ..atomic import atomic_file, atomic_folder
+from ..devices import resolve_device
+from ..errors import SegNetsError
+from .card import ModelCard
+from .schema import CARD_FILE, MAX_CARD_BYTES, card_to_json, read_card
+from .weights import WEIGHTS_FILE, check_shapes, first_mismatch, read_safetensors, safetensors_shapes, shapes_of, write_weights
+
+MODEL_FILES = (CARD_FILE, WEIGHTS_FILE)
+MAX_UNZIPPED_BYTES = 16 * 1024**3  # the largest paper-preset network is well under 1 GiB
+_COPY_CHUNK = 1024 * 1024
+
+
+def describe_network(card: ModelCard) -> str:
+    """E.g. "unet3d (preset 'default', 1 input channel, 3 classes, base_channels=8)"."""
+    args = dict(card.build_args)
+    preset = args.pop("preset", "default")
+    channels = len(card.in_channels)
+    extra = "".join(f", {key}={value!r}" for key, value in sorted(args.items()))
+    return (
+        f"{card.architecture} (preset {preset!r}, {channels} input channel{'s' if channels != 1 else ''}, "
+        f"{card.num_classes} classes{extra})"
+    )
+
+
+def build_network(card: ModelCard) -> nn.Module:
+    """An untrained network as the card describes it (``nets.build`` with the card's build args)."""
+    try:
+        return nets.build(card.architecture, len(card.in_channels), card.num_classes, **card.build_args)
+    except (TypeError, SegNetsError) as error:
+        raise SegNetsError(f"card.json: field 'build_args' does not fit {card.architecture} ({str(error).rstrip('.')}).") from None
+
+
+def save(net: nn.Module, card: ModelCard, folder: str | os.PathLike) -> Path:
+    """Write ``card.json`` and ``weights.safetensors`` into the new folder ``folder`` (atomically).
+
+    The card must describe ``net`` (same tensor names and shapes); an existing folder is never replaced.
+    """
+    folder = Path(folder)
+    text = card_to_json(card)
+    problem = first_mismatch(shapes_of(net.state_dict()), shapes_of(build_network(card).state_dict()))
+    if problem:
+        raise SegNetsError(f"the network to save {problem} for {describe_network(card)}; the card does not describe it.")
+    if folder.exists():
+        raise SegNetsError(f"{folder}: already exists; a model is never overwritten, choose a new folder.")
+    with atomic_folder(folder) as partial:
+        (partial / CARD_FILE).write_text(text, encoding="utf-8")
+        write_weights(net, partial / WEIGHTS_FILE)
+    return folder
+
+
+def load_folder(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+    """(network in eval mode on ``device`` ("auto", "cpu", "cuda", "cuda:N"), card) from a model folder;
+    every tensor name and shape is checked against the card's architecture before loading."""
+    folder, target = Path(folder), resolve_device(device)
+    card = read_card(folder / CARD_FILE)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise SegNetsError(f"{folder}: the model has no {WEIGHTS_FILE}.")
+    net = build_network(card)
+    check_shapes(safetensors_shapes(weights), net, f"{folder.name}/{WEIGHTS_FILE}", describe_network(card))
+    net.load_state_dict(read_safetensors(weights), strict=True)
+    return net.to(target).eval(), card
+
+
+def load_zip(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+    """(network, card) from a model ``.zip``."""
+    with tempfile.TemporaryDirectory(prefix="segnets-model-") as scratch:
+        folder = Path(scratch) / "model"
+        folder.mkdir()
+        extract_model_zip(path, folder)
+        return load_folder(folder, device)
+
+
+def _zip_members(archive: zipfile.ZipFile, source: str) -> dict[str, zipfile.ZipInfo]:
+    """The card and weights entries, at the top level or in one folder; unsafe entries are refused."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in archive.infolist():
+        name = info.filename
+        parts = PurePosixPath(name.replace("\\", "/")).parts
+        if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise SegNetsError(f"{source}: entry {name!r} points outside the archive; the zip is refused.")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise SegNetsError(f"{source}: entry {name!r} is a symbolic link; the zip is refused.")
+        if info.is_dir() or not parts or parts[-1] not in MODEL_FILES or len(parts) > 2:
+            continue
+        if parts[-1] in members:
+            raise SegNetsError(f"{source}: holds more than one {parts[-1]}; a model zip holds exactly one model.")
+        members[parts[-1]] = info
+    for required in MODEL_FILES:
+        if required not in members:
+            raise SegNetsError(f"{source}: has no {required}; a model zip holds card.json and weights.safetensors.")
+    return members
+
+
+def extract_model_zip(path: str | os.PathLike, folder: Path, max_bytes: int | None = None) -> None:
+    """Unpack card.json and weights.safetensors of a model zip into ``folder`` (nothing else).
+
+    Refuses entries with absolute or '..' paths or links, and archives that would unpack to more than
+    ``max_bytes`` (default MAX_UNZIPPED_BYTES), counting the bytes actually written.
+    """
+    path = Path(path)
+    cap = MAX_UNZIPPED_BYTES if max_bytes is None else max_bytes
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise SegNetsError(f"{path.name}: not a readable zip archive ({error}).") from None
+    with archive:
+        members = _zip_members(archive, path.name)
+        limits = {CARD_FILE: min(cap, MAX_CARD_BYTES), WEIGHTS_FILE: cap}
+        declared = sum(info.file_size for info in members.values())
+        if declared > cap:
+            raise SegNetsError(f"{path.name}: would unpack to {declared:,} bytes, more than the {cap:,}-byte limit.")
+        for name, info in members.items():
+            if info.file_size > limits[name]:
+                raise SegNetsError(f"{path.name}: {name} would unpack to {info.file_size:,} bytes, more than the {limits[name]:,}-byte limit.")
+            written = 0
+            try:
+                with archive.open(info) as source, open(folder / name, "wb") as target:
+                    while chunk := source.read(_COPY_CHUNK):
+                        written += len(chunk)
+                        if written > limits[name]:
+                            raise SegNetsError(
+                                f"{path.name}: {name} unpacks to more than {limits[name]:,} bytes; the zip is refused."
+                            )
+                        target.write(chunk)
+            except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, NotImplementedError) as error:
+                raise SegNetsError(f"{path.name}: entry {name} cannot be read ({error}).") from None
+
+
+def write_model_zip(folder: Path, path: str | os.PathLike) -> Path:
+    """Pack a model folder into a new ``.zip`` (card compressed, weights stored); never replaces a file."""
+    path = Path(path)
+    if path.exists():
+        raise SegNetsError(f"{path}: already exists; choose a new file name.")
+    with atomic_file(path) as partial:
+        with zipfile.ZipFile(partial, "w") as archive:
+            archive.write(folder / CARD_FILE, CARD_FILE, compress_type=zipfile.ZIP_DEFLATED)
+            archive.write(folder / WEIGHTS_FILE, WEIGHTS_FILE, compress_type=zipfile.ZIP_STORED)
+    return path
+
+
+def copy_model_folder(folder: Path, target: str | os.PathLike) -> Path:
+    """Copy the two model files into the new folder ``target`` (atomically); never replaces a folder."""
+    target = Path(target)
+    if target.exists():
+        raise SegNetsError(f"{target}: already exists; choose a new folder.")
+    with atomic_folder(target) as partial:
+        for name in MODEL_FILES:
+            shutil.copyfile(folder / name, partial / name)
+    return target

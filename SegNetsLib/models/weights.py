@@ -1,0 +1,130 @@
+"""Network weights as untrusted files: safetensors, or a ``.pt``/``.pth`` state dict read without unpickling code.
+
+Every tensor name and shape is checked against the network before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import warnings
+from pathlib import Path
+from typing import Mapping
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from ..errors import SegNetsError
+
+WEIGHTS_FILE = "weights.safetensors"
+TORCH_SUFFIXES = (".pt", ".pth")
+# keys under which training scripts commonly nest the state dict in a checkpoint dict
+_NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "network")
+
+Shapes = Mapping[str, tuple[int, ...]]
+
+
+def write_weights(net: nn.Module, path: Path) -> None:
+    """Write ``net.state_dict()`` (parameters and buffers, on the CPU) to a safetensors file."""
+    tensors = {name: tensor.detach().to("cpu").clone().contiguous() for name, tensor in net.state_dict().items()}
+    safetensors.torch.save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a safetensors header, without reading the data."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise SegNetsError(f"{path.name}: not a complete safetensors file, it may be truncated or damaged ({error}).") from None
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file, on the CPU."""
+    try:
+        return safetensors.torch.load_file(str(path), device="cpu")
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise SegNetsError(f"{path.name}: not a complete safetensors file, it may be truncated or damaged ({error}).") from None
+
+
+def read_torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.pt``/``.pth`` file via ``torch.load(weights_only=True)``: tensors and plain
+    containers only; a file that would run code or build other objects is refused."""
+    try:
+        with warnings.catch_warnings():  # torch's note on unusual pickle protocols is noise here
+            warnings.simplefilter("ignore", UserWarning)
+            checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as error:
+        raise SegNetsError(
+            f"{path.name}: refused, it is not a plain PyTorch state dict of tensors ({_unpickling_reason(error)}; "
+            "SegNets never runs code from model files)."
+        ) from None
+    return _state_dict_from_checkpoint(checkpoint, path.name)
+
+
+def _unpickling_reason(error: Exception) -> str:
+    """The useful part of torch's weights-only refusal, without its advice to load unsafely."""
+    text = str(error)
+    code = re.search(r"(?:Unsupported global: |unsupported )GLOBAL (\S+)", text)
+    if code:
+        return f"it asks to import and call {code.group(1)}"
+    detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    if detail:
+        return f"weights-only loading failed: {detail.group(1)[:160]}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Weights only load failed", "Check the documentation"))]
+    return f"weights-only loading failed: {(useful or lines or [type(error).__name__])[0][:160]}"
+
+
+def _state_dict_from_checkpoint(checkpoint: object, source: str) -> dict[str, torch.Tensor]:
+    if isinstance(checkpoint, dict):
+        for key in _NESTED_STATE_KEYS:
+            if isinstance(checkpoint.get(key), dict):
+                checkpoint = checkpoint[key]
+                break
+    if not isinstance(checkpoint, dict) or not checkpoint:
+        raise SegNetsError(f"{source}: holds no state dict (a mapping from parameter names to tensors).")
+    for name, value in checkpoint.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise SegNetsError(f"{source}: entry {name!r} is a {type(value).__name__}, not a tensor; expected a state dict.")
+    return dict(checkpoint)
+
+
+def strip_prefix(tensors: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
+    """Drop a prefix every key carries (``module.`` from DataParallel/DDP checkpoints)."""
+    if tensors and all(name.startswith(prefix) for name in tensors):
+        return {name[len(prefix):]: tensor for name, tensor in tensors.items()}
+    return tensors
+
+
+def shapes_of(tensors: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in tensors.items()}
+
+
+def first_mismatch(found: Shapes, expected: Shapes) -> str | None:
+    """The first difference between two name -> shape maps, in words, or None when they agree."""
+    for name, shape in expected.items():
+        if name not in found:
+            return f"has no tensor '{name}' (shape {tuple(shape)})"
+        if tuple(found[name]) != tuple(shape):
+            return f"has tensor '{name}' of shape {tuple(found[name])} where {tuple(shape)} is expected"
+    for name, shape in found.items():
+        if name not in expected:
+            return f"has tensor '{name}' (shape {tuple(shape)}) that the network does not have"
+    return None
+
+
+def check_shapes(found: Shapes, net: nn.Module, source: str, network: str) -> None:
+    """Raise SegNetsError naming the first tensor whose name or shape differs from ``net``'s."""
+    problem = first_mismatch(found, shapes_of(net.state_dict()))
+    if problem:
+        raise SegNetsError(f"{source} {problem} for {network}.")
+
+
+def load_checked(net: nn.Module, tensors: Mapping[str, torch.Tensor], source: str, network: str) -> nn.Module:
+    """Check names and shapes, then copy ``tensors`` into ``net`` (strict)."""
+    check_shapes(shapes_of(tensors), net, source, network)
+    net.load_state_dict(tensors, strict=True)
+    return net
