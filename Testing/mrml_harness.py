@@ -1,9 +1,9 @@
 """A real MRML scene from PyPI's slicer-core (Slicer's own C++ classes, no Qt) for tests.
 
-Does what qSlicerCoreApplication does at start-up: application logic, colors, and the Volumes,
-Terminologies, Segmentations, SubjectHierarchy and Markups module logics, plus the globals that
-``slicer.util`` looks up (``slicer.mrmlScene``, ``slicer.modules.<name>.logic()``).
-Without the Segmentations logic attached, ``vtkSegmentation.AddEmptySegment`` fails.
+Builds on :func:`SegNetsLib.mrml.standalone.create_scene` (application logic, colors, Volumes,
+Segmentations, SubjectHierarchy) and adds what tests of Slicer-side code also need: the
+Terminologies and Markups logics and the globals ``slicer.util`` looks up (``slicer.mrmlScene``,
+``slicer.modules.<name>.logic()``). Without the Segmentations logic, ``AddEmptySegment`` fails.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
+from SegNetsLib.mrml.standalone import StandaloneScene, attach_module_logic, create_scene
 
 
 def terminology_dir() -> Path | None:
@@ -26,55 +27,48 @@ def terminology_dir() -> Path | None:
 
 @dataclass
 class MRMLHarness:
-    """The scene and the module logics a test can use."""
+    """The standalone scene (``base`` keeps its logics alive) plus the test-only module logics."""
 
-    scene: object
-    app_logic: object
-    volumes_logic: object
-    segmentations_logic: object
+    base: StandaloneScene
     terminologies_logic: object
-    subject_hierarchy_logic: object
     markups_logic: object
 
+    @property
+    def scene(self):
+        return self.base.scene
 
-def _attach(app_logic, scene, name: str, logic) -> object:
-    logic.SetMRMLScene(scene)
-    logic.SetMRMLApplicationLogic(app_logic)
-    app_logic.SetModuleLogic(name, logic)
-    return logic
+    @property
+    def app_logic(self):
+        return self.base.app_logic
+
+    @property
+    def volumes_logic(self):
+        return self.base.volumes_logic
+
+    @property
+    def segmentations_logic(self):
+        return self.base.segmentations_logic
+
+    @property
+    def subject_hierarchy_logic(self):
+        return self.base.subject_hierarchy_logic
 
 
 def create_harness() -> MRMLHarness:
     """Build a fresh scene with module logics and install the ``slicer.util`` globals."""
     import slicer
-    from vtkmodules.vtkCommonCore import vtkCollection
 
-    scene = slicer.vtkMRMLScene()
-    app_logic = slicer.vtkSlicerApplicationLogic()
-    app_logic.SetMRMLScene(scene)
-    color_logic = app_logic.GetColorLogic()
-    color_logic.SetMRMLScene(scene)
-    color_logic.AddDefaultColorNodes()
-    app_logic.SetModuleLogic("Colors", color_logic)
-    app_logic.SetSliceLogics(vtkCollection())
-    app_logic.SetViewLogics(vtkCollection())
-
+    base = create_scene()
     terminologies = slicer.vtkSlicerTerminologiesModuleLogic()
     share_dir = terminology_dir()
     if share_dir is not None:
         terminologies.SetModuleShareDirectory(str(share_dir))
     harness = MRMLHarness(
-        scene=scene,
-        app_logic=app_logic,
-        volumes_logic=_attach(app_logic, scene, "Volumes", slicer.vtkSlicerVolumesLogic()),
-        terminologies_logic=_attach(app_logic, scene, "Terminologies", terminologies),
-        segmentations_logic=_attach(app_logic, scene, "Segmentations", slicer.vtkSlicerSegmentationsModuleLogic()),
-        subject_hierarchy_logic=_attach(
-            app_logic, scene, "SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic()
-        ),
-        markups_logic=_attach(app_logic, scene, "Markups", slicer.vtkSlicerMarkupsLogic()),
+        base=base,
+        terminologies_logic=attach_module_logic(base.app_logic, base.scene, "Terminologies", terminologies),
+        markups_logic=attach_module_logic(base.app_logic, base.scene, "Markups", slicer.vtkSlicerMarkupsLogic()),
     )
-    slicer.mrmlScene = scene
+    slicer.mrmlScene = base.scene
     slicer.modules = types.SimpleNamespace(
         volumes=types.SimpleNamespace(logic=lambda: harness.volumes_logic),
         segmentations=types.SimpleNamespace(logic=lambda: harness.segmentations_logic),

@@ -1,0 +1,156 @@
+"""Segment a volume, or every volume in a folder, headless, with Slicer's own MRML.
+
+    Slicer --no-main-window --python-script SegNets/Scripts/segnets_batch.py \\
+        --input DIR_OR_FILE --model ID[@VERSION] --output DIR [--device auto|cpu|cuda:N] [--roi auto|off]
+
+Writes ``<output>/<name>.seg.nrrd`` per volume (named, colored segments with terminology; reference
+geometry set) and ``<output>/summary.json``; exits 1 when any volume failed, 2 on bad arguments.
+Runs the same way under plain Python with PyPI's slicer-core (no Slicer application), e.g. in CI.
+The ``segnets segment`` command does the same without any Slicer code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _make_segnetslib_importable() -> None:
+    """Clone: SegNets/Scripts/ -> repository root; installed: SegNetsScripts/ -> qt-scripted-modules/."""
+    here = Path(__file__).resolve().parent
+    for folder in (here.parent, here.parent.parent):
+        if (folder / "SegNetsLib" / "__init__.py").is_file():
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+            return
+
+
+_make_segnetslib_importable()
+
+SUMMARY_FILE = "summary.json"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="segnets_batch.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", required=True, type=Path, help="a volume file or a folder of volume files")
+    parser.add_argument("--model", required=True, help="library id[@version], or a model folder or .zip")
+    parser.add_argument("--output", required=True, type=Path, help="folder for the .seg.nrrd files and summary.json")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--roi", choices=("auto", "off"), default="auto", help="RoI localization (default: auto)")
+    parser.add_argument("--library", type=Path, help="model library folder (default: $SEGNETS_MODELS or ~/.segnets/models)")
+    return parser.parse_args(argv)
+
+
+def input_files(path: Path) -> list[Path]:
+    """The volume files to segment: ``path`` itself, or the volume files directly inside it."""
+    from SegNetsLib.errors import SegNetsError
+    from SegNetsLib.imageio import is_volume_file
+
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and is_volume_file(p) and not p.name.endswith(".seg.nrrd"))
+        if files:
+            return files
+        raise SegNetsError(f"{path}: the folder holds no volume files (.nii.gz, .nrrd, .mha ...).")
+    raise SegNetsError(f"{path}: no such file or folder.")
+
+
+def mrml_context():
+    """(scene, volumes logic, keep-alive): the running Slicer's, or a standalone slicer-core scene.
+
+    The third item owns the standalone application and module logics; keep it while the scene is used.
+    """
+    import slicer
+
+    if hasattr(slicer, "app"):
+        return slicer.mrmlScene, slicer.modules.volumes.logic(), None
+    from SegNetsLib.mrml.standalone import create_scene
+
+    standalone = create_scene()
+    return standalone.scene, standalone.volumes_logic, standalone
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def segment_file(logic, volumes_logic, source: Path, target: Path, args: argparse.Namespace) -> dict:
+    """Segment one file into ``target``; the nodes are removed from the scene afterwards."""
+    from SegNetsLib import mrml
+    from SegNetsLib.models.library import split_reference
+
+    started = time.monotonic()
+    scene = logic.scene
+    volume_node = mrml.load_volume_node(volumes_logic, source, _stem(source))
+    created = [volume_node]
+    try:
+        model, version = split_reference(args.model) if not Path(args.model).exists() else (args.model, None)
+        job = logic.start_segment(volume_node, model, version=version, device=args.device, roi=args.roi)
+        stage = None
+        while not job.wait(0.5):
+            snapshot = job.progress()
+            if snapshot.stage != stage:
+                stage = snapshot.stage
+                print(f"  {source.name}: {stage} ({snapshot.fraction:.0%})", flush=True)
+        result = logic.finish_segment(job)
+        created += [result.segmentation_node] + ([result.roi_node] if result.roi_node is not None else [])
+        mrml.save_segmentation_node(result.segmentation_node, target)
+        segmentation = result.segmentation_node.GetSegmentation()
+        return {
+            "input": str(source),
+            "output": str(target),
+            "model": f"{result.card.id}@{result.card.version}",
+            "seconds": round(time.monotonic() - started, 2),
+            "segments": [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())],
+            "rois": [list(map(int, box)) for box in result.rois],
+        }
+    finally:
+        for node in created:
+            scene.RemoveNode(node)
+
+
+def main(argv: list[str]) -> int:
+    """Segment every input; 0 when all succeeded, 1 when any failed (see summary.json)."""
+    from SegNetsLib.atomic import atomic_file
+    from SegNetsLib.errors import SegNetsError
+
+    args = parse_args(argv)
+    try:
+        sources = input_files(args.input)
+    except SegNetsError as error:
+        print(f"segnets_batch: error: {error}", file=sys.stderr)
+        return 2
+    from SegNetsLib.models import ModelLibrary
+    from SegNetsLib.segmentation_logic import SegmentationLogic
+
+    scene, volumes_logic, _logics = mrml_context()
+    logic = SegmentationLogic(scene, ModelLibrary(args.library))
+    results, failures = [], []
+    for source in sources:
+        target = args.output / f"{_stem(source)}.seg.nrrd"
+        print(f"segnets_batch: {source} -> {target}", flush=True)
+        try:
+            results.append(segment_file(logic, volumes_logic, source, target, args))
+        except Exception as error:  # one bad volume must not stop the batch; it is reported
+            message = str(error) if isinstance(error, SegNetsError) else f"{type(error).__name__}: {error}"
+            print(f"segnets_batch: error: {source}: {message}", file=sys.stderr, flush=True)
+            failures.append({"input": str(source), "error": message})
+    logic.worker.shutdown(wait=False)
+    summary = {"model": args.model, "device": args.device, "roi": args.roi, "succeeded": results, "failed": failures}
+    args.output.mkdir(parents=True, exist_ok=True)
+    with atomic_file(args.output / SUMMARY_FILE) as partial:
+        partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(f"segnets_batch: {len(results)} segmented, {len(failures)} failed; summary in {args.output / SUMMARY_FILE}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

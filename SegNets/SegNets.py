@@ -1,0 +1,597 @@
+"""SegNets: deep-learning segmentation of 3D medical images inside 3D Slicer.
+
+A thin Qt shell: widgets are bound to a typed parameter node and every action calls SegNetsLib
+(``SegNetsLib.segmentation_logic``), which CI tests against Slicer's own MRML classes. Model work
+runs on one background thread; a QTimer polls it, so Slicer never freezes and MRML is only touched
+on the main thread.
+
+SegNetsLib is found next to this file when the extension is installed (CMake copies it into
+qt-scripted-modules/), or one folder up when a clone's ``SegNets/`` folder is added to Slicer's
+additional module paths; in that case the repository root is added to ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+from typing import Annotated
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+MODULE_DIR = Path(__file__).resolve().parent
+TORCH_REQUIREMENT = ">=2.1"
+SETTINGS_DEVICE = "SegNets/device"
+SETTINGS_LIBRARY = "SegNets/libraryFolder"
+POLL_INTERVAL_MS = 200
+
+
+def resourcesDir() -> Path:
+    """Resources/ beside this file (installed extension) or at the repository root (a clone)."""
+    installed = MODULE_DIR / "Resources"
+    return installed if (installed / "UI" / "SegNets.ui").is_file() else MODULE_DIR.parent / "Resources"
+
+
+def ensureSegNetsLibOnPath() -> None:
+    """Make ``import SegNetsLib`` work from a clone (the repository root holds SegNetsLib/)."""
+    if importlib.util.find_spec("SegNetsLib") is None:
+        sys.path.insert(0, str(MODULE_DIR.parent))
+
+
+ensureSegNetsLibOnPath()
+
+
+#
+# Dependencies: torch through the PyTorch extension, the rest from Resources/requirements.txt
+#
+
+
+def _missingRequirements(requirementsFile: Path) -> list[str]:
+    """Requirement lines of ``requirementsFile`` that are not installed in Slicer's Python."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    missing = []
+    for line in requirementsFile.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement = Requirement(line)
+        try:
+            if not requirement.specifier.contains(version(requirement.name), prereleases=True):
+                missing.append(line)
+        except PackageNotFoundError:
+            missing.append(line)
+    return missing
+
+
+def ensureDependencies(askConfirmation: bool = True) -> bool:
+    """Install what SegNets needs after asking; False if the user declined or when testing.
+
+    torch comes from the PyTorch extension (it picks the CUDA build matching the driver); nothing is
+    installed while Slicer runs tests.
+    """
+    testing = slicer.app.testingEnabled()
+    try:
+        import PyTorchUtils
+    except ImportError:
+        if not testing:
+            slicer.util.errorDisplay(_("SegNets needs the PyTorch extension: install it from the Extensions Manager."))
+        return False
+    torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+    if not torchLogic.torchInstalled():
+        if testing or (askConfirmation and not slicer.util.confirmOkCancelDisplay(
+            _("SegNets needs PyTorch. Install it now? This can take several minutes."))):
+            return False
+        if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT) is None:
+            raise RuntimeError(_("PyTorch could not be installed; see the Python console for details."))
+    requirementsFile = resourcesDir() / "requirements.txt"
+    if importlib.util.find_spec("slicer.packaging") is not None:
+        import slicer.packaging
+
+        if hasattr(slicer.packaging, "pip_ensure"):
+            slicer.packaging.pip_ensure(
+                slicer.packaging.load_requirements(str(requirementsFile)), requester="SegNets",
+                prompt_install=askConfirmation,
+            )
+            return not _missingRequirements(requirementsFile)
+    missing = _missingRequirements(requirementsFile)
+    if missing:
+        if testing or (askConfirmation and not slicer.util.confirmOkCancelDisplay(
+            _("SegNets needs these Python packages: {packages}. Install them now?").format(packages=", ".join(missing)))):
+            return False
+        slicer.util.pip_install(missing)
+    return True
+
+
+#
+# SegNets
+#
+
+
+class SegNets(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("SegNets")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = ["Segmentations"]
+        self.parent.contributors = ["SegNets developers"]
+        self.parent.helpText = _(
+            "Segment a volume with a 3D U-Net, V-Net, ConResNet or 3D RU-Net model in one click, see the "
+            "detected region as an ROI you can move, and fine-tune a model from a few slices you annotated "
+            "in the Segment Editor. See the <a href='https://github.com/segnets/SegNets#readme'>README</a>."
+        )
+        self.parent.acknowledgementText = _(
+            "Networks follow their papers: 3D U-Net (Cicek et al. 2016), V-Net (Milletari et al. 2016), "
+            "ConResNet (Zhang et al. 2020) and 3D RU-Net (Huang et al. 2019)."
+        )
+
+
+#
+# Parameter node
+#
+
+
+@parameterNodeWrapper
+class SegNetsParameterNode:
+    """The panel's state, saved with the scene.
+
+    inputVolume: volume to segment; modelReference: "id@version" in the library; device: "auto", "cpu",
+    "cuda:N"; outputSegmentation: segmentation to replace (None = a new one each run); roiMode: the
+    model's RoI localization on or off; useRoiNode/roiNode: segment only inside this ROI;
+    annotationSegmentation/annotationSegmentIds: what Fine-tune learns from; finetuneStart:
+    "model" or "arch:<architecture>"; timeBudgetMinutes: fine-tuning time limit.
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    modelReference: str = ""
+    device: str = "auto"
+    outputSegmentation: vtkMRMLSegmentationNode
+    roiMode: Annotated[str, Choice(["Auto", "Off"])] = "Auto"
+    useRoiNode: bool = False
+    roiNode: vtkMRMLMarkupsROINode
+    annotationSegmentation: vtkMRMLSegmentationNode
+    annotationSegmentIds: list[str]
+    finetuneStart: str = "model"
+    timeBudgetMinutes: Annotated[float, WithinRange(0.5, 600.0)] = 5.0
+
+
+#
+# SegNetsWidget
+#
+
+
+class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._job = None
+        self._askedForDependencies = False
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self._poll)
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(str(resourcesDir() / "UI" / "SegNets.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = SegNetsLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
+        self.ui.finetuneButton.connect("clicked(bool)", self.onFinetuneButton)
+        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
+        self.ui.finetuneStartComboBox.connect("currentIndexChanged(int)", self.onFinetuneStartChanged)
+        self.ui.annotationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onAnnotationChanged)
+        self.ui.annotationSelector.connect("segmentSelectionChanged(QStringList)", self.onAnnotationChanged)
+        self.ui.importModelButton.connect("clicked(bool)", self.onImportModel)
+        self.ui.exportModelButton.connect("clicked(bool)", self.onExportModel)
+        self.ui.deleteModelButton.connect("clicked(bool)", self.onDeleteModel)
+        self.ui.openLibraryButton.connect("clicked(bool)", self.onOpenLibrary)
+
+        settings = qt.QSettings()
+        self.ui.libraryPathLineEdit.currentPath = settings.value(SETTINGS_LIBRARY, "")
+        self.ui.libraryPathLineEdit.connect("currentPathChanged(QString)", self.onLibraryFolderChanged)
+        self.initializeParameterNode()
+        self._updateButtons()
+
+    def enter(self) -> None:
+        """Load the library and devices the first time the module is shown (installing deps if asked)."""
+        self.initializeParameterNode()
+        if not self.logic.ready and self._askedForDependencies:
+            return
+        self._askedForDependencies = True
+        if self.logic.ready or ensureDependencies():
+            self._fillDevices()
+            self._fillStartChoices()
+            self._refreshModels()
+        self._updateButtons()
+
+    def cleanup(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+        self._timer.stop()
+        self.removeObservers()
+        self._disconnectParameterNode()
+
+    # --- parameter node ---------------------------------------------------------------------------
+    def onSceneStartClose(self, caller, event) -> None:
+        if self._job is not None:
+            self._job.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        if self._parameterNode.device == "auto":  # a device chosen in an earlier session
+            self._parameterNode.device = qt.QSettings().value(SETTINGS_DEVICE, "auto")
+
+    def _disconnectParameterNode(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+
+    def setParameterNode(self, inputParameterNode: SegNetsParameterNode | None) -> None:
+        self._disconnectParameterNode()
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
+            self.ui.annotationSelector.setCurrentNode(self._parameterNode.annotationSegmentation)
+            self.ui.annotationSelector.setSelectedSegmentIDs(list(self._parameterNode.annotationSegmentIds))
+            self._updateButtons()
+
+    # --- lists from SegNetsLib --------------------------------------------------------------------
+    def _fillDevices(self) -> None:
+        from SegNetsLib.segmentation_logic import device_choices
+
+        combo = self.ui.deviceComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        for label, spec in device_choices():
+            combo.addItem(label, spec)
+        index = combo.findData(self._parameterNode.device if self._parameterNode else "auto")
+        combo.setCurrentIndex(max(index, 0))
+        combo.blockSignals(wasBlocked)
+
+    def _fillStartChoices(self) -> None:
+        from SegNetsLib.nets import ARCHITECTURES
+
+        combo = self.ui.finetuneStartComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        combo.addItem(_("Selected model (fine-tune)"), "model")
+        for architecture in ARCHITECTURES:
+            combo.addItem(_("New {architecture} (from scratch)").format(architecture=architecture), f"arch:{architecture}")
+        combo.setCurrentIndex(max(combo.findData(self._parameterNode.finetuneStart), 0))
+        combo.blockSignals(wasBlocked)
+
+    def _refreshModels(self, select: str | None = None) -> None:
+        """Fill the model list from the library (newest version of each model first)."""
+        combo = self.ui.modelComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        from SegNetsLib.models.versions import version_key
+
+        entries = sorted(self.logic.listModels(), key=lambda e: version_key(e.version), reverse=True)
+        for entry in sorted(entries, key=lambda e: e.id):  # stable: newest version of each id first
+            combo.addItem(f"{entry.card.name}  ({entry.id} {entry.version})", f"{entry.id}@{entry.version}")
+        wanted = select or self._parameterNode.modelReference
+        combo.setCurrentIndex(max(combo.findData(wanted), 0) if entries else -1)
+        combo.blockSignals(wasBlocked)
+        self.onModelChanged()
+
+    # --- reactions --------------------------------------------------------------------------------
+    def onModelChanged(self, _index: int = 0) -> None:
+        reference = self.ui.modelComboBox.currentData or ""
+        if self._parameterNode:
+            self._parameterNode.modelReference = reference
+        self.ui.modelCardLabel.text = (
+            self.logic.describeModel(reference).replace("\n", "<br>") if reference
+            else _("No model in the library. Import one in the Models section.")
+        )
+        self._updateButtons()
+
+    def onDeviceChanged(self, _index: int) -> None:
+        spec = self.ui.deviceComboBox.currentData or "auto"
+        self._parameterNode.device = spec
+        qt.QSettings().setValue(SETTINGS_DEVICE, spec)
+
+    def onFinetuneStartChanged(self, _index: int) -> None:
+        self._parameterNode.finetuneStart = self.ui.finetuneStartComboBox.currentData or "model"
+        self._updateButtons()
+
+    def onAnnotationChanged(self, *_args) -> None:
+        if self._parameterNode:
+            self._parameterNode.annotationSegmentation = self.ui.annotationSelector.currentNode()
+            self._parameterNode.annotationSegmentIds = list(self.ui.annotationSelector.selectedSegmentIDs())
+        self._updateButtons()
+
+    def onLibraryFolderChanged(self, path: str) -> None:
+        qt.QSettings().setValue(SETTINGS_LIBRARY, path)
+        self.logic.setLibraryFolder(path or None)
+        if self.logic.ready:
+            self._refreshModels()
+
+    def _updateButtons(self, caller=None, event=None) -> None:
+        params = self._parameterNode
+        running = self._job is not None
+        kind = self._job.context.get("kind") if running else None
+        self.ui.segmentButton.text = _("Cancel") if kind == "segment" else _("Segment")
+        self.ui.finetuneButton.text = _("Cancel") if kind == "finetune" else _("Fine-tune")
+        canSegment = bool(params and params.inputVolume and params.modelReference and (not params.useRoiNode or params.roiNode))
+        fromScratch = bool(params and params.finetuneStart.startswith("arch:"))
+        canFinetune = bool(params and params.inputVolume and params.annotationSegmentation
+                           and params.annotationSegmentIds and (fromScratch or params.modelReference))
+        self.ui.segmentButton.enabled = kind == "segment" or (not running and canSegment)
+        self.ui.finetuneButton.enabled = kind == "finetune" or (not running and canFinetune)
+        for button in (self.ui.importModelButton, self.ui.exportModelButton, self.ui.deleteModelButton):
+            button.enabled = not running
+
+    # --- Segment and Fine-tune (button -> Cancel) -------------------------------------------------
+    def onSegmentButton(self) -> None:
+        if self._job is not None:
+            self._cancel()
+            return
+        params = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Segment could not start."), waitCursor=True):
+            self._start(self.logic.startSegment(
+                params.inputVolume, params.modelReference, params.device, params.roiMode.lower(),
+                params.roiNode if params.useRoiNode else None,
+            ))
+
+    def onFinetuneButton(self) -> None:
+        if self._job is not None:
+            self._cancel()
+            return
+        params = self._parameterNode
+        fromScratch = params.finetuneStart.startswith("arch:")
+        start = params.finetuneStart[len("arch:"):] if fromScratch else params.modelReference
+        with slicer.util.tryWithErrorDisplay(_("Fine-tune could not start."), waitCursor=True):
+            self._start(self.logic.startFinetune(
+                params.inputVolume, params.annotationSegmentation, list(params.annotationSegmentIds), start,
+                params.timeBudgetMinutes * 60.0, params.device,
+            ))
+
+    def _start(self, job) -> None:
+        self._job = job
+        self.ui.progressBar.value = 0
+        self.ui.stageLabel.text = _("Starting...")
+        self._timer.start()
+        self._updateButtons()
+
+    def _cancel(self) -> None:
+        self._job.cancel()
+        self.ui.stageLabel.text = _("Cancelling...")
+
+    def _poll(self) -> None:
+        """Show the job's progress; once it is done, create its nodes on this (the main) thread."""
+        job = self._job
+        snapshot = job.progress()
+        self.ui.progressBar.value = int(round(100 * snapshot.fraction))
+        self.ui.stageLabel.text = snapshot.stage
+        if "iteration" in snapshot.extra:
+            extra = snapshot.extra
+            self.ui.trainingStatusLabel.text = _("Iteration {i}, loss {loss}, validation Dice {dice}").format(
+                i=extra.get("iteration", "-"), loss=_fmt(extra.get("loss")), dice=_fmt(extra.get("dice")))
+        if not job.done:
+            return
+        self._timer.stop()
+        self._job = None
+        try:
+            with slicer.util.tryWithErrorDisplay(_("SegNets failed."), waitCursor=True):
+                if job.context["kind"] == "segment":
+                    output = self._parameterNode.outputSegmentation if self._parameterNode else None
+                    self._showSegmentResult(self.logic.finishSegment(job, output))
+                else:
+                    self._showFinetuneResult(self.logic.finishFinetune(job))
+        finally:
+            if job.cancelled:
+                self.ui.stageLabel.text = _("Cancelled; nothing was changed.")
+            self._updateButtons()
+
+    def _showSegmentResult(self, result) -> None:
+        if result is None:
+            return
+        self.ui.stageLabel.text = _("Done: {name}.").format(name=result.segmentation_node.GetName())
+        if result.roi_node is not None and self._parameterNode:
+            self._parameterNode.roiNode = result.roi_node
+        result.segmentation_node.CreateClosedSurfaceRepresentation()
+
+    def _showFinetuneResult(self, result) -> None:
+        if result is None:
+            return
+        self._refreshModels(select=f"{result.model.id}@{result.model.version}")
+        self.ui.stageLabel.text = _("New model {id} {version}; segmentation {name}.").format(
+            id=result.model.id, version=result.model.version, name=result.segmentation.segmentation_node.GetName())
+
+    # --- Models -----------------------------------------------------------------------------------
+    def onImportModel(self) -> None:
+        path = qt.QFileDialog.getOpenFileName(
+            self.parent, _("Import model"), "", _("Models (*.zip card.json);;Weights (*.safetensors *.pt *.pth)"))
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay(_("The model could not be imported."), waitCursor=True):
+            entry = self.logic.importModel(path)
+            self._refreshModels(select=f"{entry.id}@{entry.version}")
+
+    def onExportModel(self) -> None:
+        reference = self._parameterNode.modelReference
+        if not reference:
+            return
+        path = qt.QFileDialog.getSaveFileName(self.parent, _("Export model"), reference.replace("@", "-") + ".zip", "*.zip")
+        if path:
+            with slicer.util.tryWithErrorDisplay(_("The model could not be exported."), waitCursor=True):
+                self.logic.exportModel(reference, path)
+
+    def onDeleteModel(self) -> None:
+        reference = self._parameterNode.modelReference
+        if reference and slicer.util.confirmYesNoDisplay(_("Delete model {ref} from the library?").format(ref=reference)):
+            with slicer.util.tryWithErrorDisplay(_("The model could not be deleted."), waitCursor=True):
+                self.logic.deleteModel(reference)
+                self._refreshModels()
+
+    def onOpenLibrary(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("The library folder could not be opened.")):
+            folder = self.logic.libraryFolder()
+            folder.mkdir(parents=True, exist_ok=True)
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(folder)))
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+#
+# SegNetsLogic
+#
+
+
+class SegNetsLogic(ScriptedLoadableModuleLogic):
+    """Delegates to ``SegNetsLib.segmentation_logic.SegmentationLogic``; usable without the widget:
+
+    >>> logic = SegNetsLogic()                                      # doctest: +SKIP
+    >>> result = logic.process(volumeNode, "liver-ct")              # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._core = None
+        self._libraryFolder = qt.QSettings().value(SETTINGS_LIBRARY, "") or None
+
+    def getParameterNode(self) -> SegNetsParameterNode:
+        return SegNetsParameterNode(super().getParameterNode())
+
+    @property
+    def ready(self) -> bool:
+        """True once SegNetsLib's dependencies (torch and Resources/requirements.txt) are installed."""
+        if self._core is not None:
+            return True
+        return importlib.util.find_spec("torch") is not None and not _missingRequirements(resourcesDir() / "requirements.txt")
+
+    def core(self):
+        """The SegNetsLib logic (created on first use, after the dependencies are installed)."""
+        if self._core is None:
+            from SegNetsLib.models import ModelLibrary
+            from SegNetsLib.segmentation_logic import SegmentationLogic
+
+            self._core = SegmentationLogic(slicer.mrmlScene, ModelLibrary(self._libraryFolder))
+        return self._core
+
+    def setLibraryFolder(self, folder: str | None) -> None:
+        self._libraryFolder = folder
+        if self._core is not None:
+            from SegNetsLib.models import ModelLibrary
+
+            self._core.library = ModelLibrary(folder)
+
+    def libraryFolder(self) -> Path:
+        return self.core().library.root
+
+    def listModels(self):
+        return self.core().library.list()
+
+    def describeModel(self, reference: str) -> str:
+        from SegNetsLib.models.library import split_reference
+        from SegNetsLib.segmentation_logic import card_summary
+
+        return card_summary(self.core().library.card(*split_reference(reference)))
+
+    def importModel(self, path: str):
+        path = Path(path)
+        return self.core().library.import_path(path.parent if path.name == "card.json" else path)
+
+    def exportModel(self, reference: str, path: str) -> Path:
+        from SegNetsLib.models.library import split_reference
+
+        modelId, version = split_reference(reference)
+        return self.core().library.export(modelId, path, version)
+
+    def deleteModel(self, reference: str) -> list[str]:
+        from SegNetsLib.models.library import split_reference
+
+        modelId, version = split_reference(reference)
+        return self.core().library.remove(modelId, version)
+
+    def startSegment(self, volumeNode, modelReference: str, device: str = "auto", roi: str = "auto", roiNode=None):
+        from SegNetsLib.models.library import split_reference
+
+        modelId, version = split_reference(modelReference)
+        return self.core().start_segment(volumeNode, modelId, version=version, device=device, roi=roi, roi_node=roiNode)
+
+    def finishSegment(self, job, outputSegmentation=None):
+        return self.core().finish_segment(job, output_node=outputSegmentation)
+
+    def startFinetune(self, volumeNode, annotationNode, segmentIds: list[str], start: str, timeLimitSeconds: float,
+                      device: str = "auto"):
+        return self.core().start_finetune(volumeNode, annotationNode, segmentIds, start, timeLimitSeconds, device=device)
+
+    def finishFinetune(self, job):
+        return self.core().finish_finetune(job)
+
+    def process(self, inputVolume, modelReference: str, device: str = "auto", roi: str = "auto", outputSegmentation=None):
+        """Segment without the widget, keeping Slicer responsive; returns a SegmentResult."""
+        job = self.startSegment(inputVolume, modelReference, device, roi)
+        while not job.wait(0.05):
+            slicer.app.processEvents()
+        return self.finishSegment(job, outputSegmentation)
+
+
+#
+# SegNetsTest
+#
+
+
+class SegNetsTest(ScriptedLoadableModuleTest):
+    """Runs the bodies in ``SegNetsLib.selftest`` (the same ones pytest runs under slicer-core) on the CPU."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_SegmentAndFinetune()
+
+    def test_SegmentAndFinetune(self) -> None:
+        if not SegNetsLogic().ready:
+            raise unittest.SkipTest("PyTorch or a package of requirements.txt is missing; nothing is installed during tests.")
+        from SegNetsLib import selftest
+
+        dataDir = selftest.find_test_data(MODULE_DIR)
+        with tempfile.TemporaryDirectory(prefix="segnets-selftest-") as folder:
+            report = selftest.run_all(slicer.mrmlScene, Path(folder), dataDir)
+        for line in report.lines():
+            logging.info(line)
+        self.assertTrue(report.annotation_unchanged, "the annotation segmentation was modified")
+        self.assertGreaterEqual(report.finetuned_dice, selftest.MIN_FINETUNED_DICE)
+        self.delayDisplay(_("SegNets self-test passed"))

@@ -1,0 +1,68 @@
+"""A user's annotation segmentation -> an annotation labelmap in the volume's geometry (read-only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SegNetsError
+from ..models.card import LabelInfo
+from ..volume import Volume
+from .terminology import terminology_from_slicer_string
+from .volumes import ijk_to_ras_of, remove_temporary_node
+
+
+def _checked_ids(segmentation_node, segment_ids: list[str]) -> list[str]:
+    segmentation = segmentation_node.GetSegmentation()
+    if not segment_ids:
+        raise SegNetsError(f"no segments of {segmentation_node.GetName()!r} were chosen; pick at least one to learn.")
+    missing = [segment_id for segment_id in segment_ids if segmentation.GetSegment(segment_id) is None]
+    if missing:
+        raise SegNetsError(f"segmentation {segmentation_node.GetName()!r} has no segment with id {missing[0]!r}.")
+    return list(segment_ids)
+
+
+def annotation_from_segmentation(segmentation_node, segment_ids: list[str], reference_volume_node):
+    """Export the chosen segments as one labelmap in ``reference_volume_node``'s voxel grid.
+
+    Returns ``(annotation, label_to_segment)``: ``annotation`` is a uint8 Volume [k, j, i] where
+    segment_ids[n] has label n + 1 (later segments win where they overlap) and 0 is "not painted";
+    ``label_to_segment`` maps each label value to its segment id. The segmentation is resampled
+    into the volume's geometry by Slicer's Segmentations logic even when its own geometry differs;
+    the segmentation node itself is never modified.
+    """
+    import slicer
+    import slicer.util
+    import vtk
+
+    segment_ids = _checked_ids(segmentation_node, segment_ids)
+    if len(segment_ids) > 255:
+        raise SegNetsError(f"{len(segment_ids)} segments were chosen; at most 255 can be learned at once.")
+    scene = segmentation_node.GetScene()
+    ids = vtk.vtkStringArray()
+    for segment_id in segment_ids:
+        ids.InsertNextValue(segment_id)
+    temporary = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__segnets_annotation__")
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentation_node, ids, temporary, reference_volume_node
+        ):
+            raise SegNetsError(
+                f"Slicer could not export segmentation {segmentation_node.GetName()!r} "
+                f"into the geometry of volume {reference_volume_node.GetName()!r}."
+            )
+        array = np.array(slicer.util.arrayFromVolume(temporary), dtype=np.uint8, copy=True)
+        annotation = Volume.from_ijk_to_ras(array, ijk_to_ras_of(temporary))
+    finally:
+        remove_temporary_node(temporary)
+    return annotation, {index + 1: segment_id for index, segment_id in enumerate(segment_ids)}
+
+
+def labels_from_segments(segmentation_node, label_to_segment: dict[int, str]) -> list[LabelInfo]:
+    """The label list (value, name, color, terminology) of the chosen segments, for a new model card."""
+    segmentation = segmentation_node.GetSegmentation()
+    labels = []
+    for value, segment_id in sorted(label_to_segment.items()):
+        segment = segmentation.GetSegment(segment_id)
+        terminology = terminology_from_slicer_string(segment.GetTerminology()) if segment.HasTerminology() else None
+        labels.append(LabelInfo(value, segment.GetName(), tuple(segment.GetColor()), terminology))
+    return labels

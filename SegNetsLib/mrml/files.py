@@ -1,0 +1,53 @@
+"""Reading volumes into and writing segmentations out of a scene with Slicer's own storage nodes.
+
+``slicer.util.loadVolume``/``saveNode`` need the Slicer application; these work with slicer-core too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..atomic import atomic_file
+from ..errors import SegNetsError
+
+
+def load_volume_node(volumes_logic, path: str | os.PathLike, name: str | None = None):
+    """A scalar volume node read from ``path`` (NRRD, NIfTI, MHA...) by Slicer's Volumes logic."""
+    path = Path(path)
+    if not path.is_file():
+        raise SegNetsError(f"{path}: no such volume file.")
+    _check_header(path)
+    node = volumes_logic.AddArchetypeVolume(str(path), name or path.name.split(".")[0], 0, None)
+    if node is None or node.GetImageData() is None:
+        raise SegNetsError(f"{path}: Slicer could not read this file as a volume.")
+    return node
+
+
+def _check_header(path: Path) -> None:
+    """Read the header with SimpleITK first: Slicer's archetype reader can crash on a corrupt file."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise SegNetsError(f"{path}: not a readable volume file (the header could not be read).") from None
+    if reader.GetDimension() != 3:
+        raise SegNetsError(f"{path}: holds a {reader.GetDimension()}D image; SegNets segments 3D volumes.")
+
+
+def save_segmentation_node(node, path: str | os.PathLike) -> Path:
+    """Write a segmentation node as ``.seg.nrrd`` (atomically) with Slicer's segmentation storage node."""
+    import slicer
+
+    path = Path(path)
+    if not path.name.lower().endswith(".seg.nrrd"):
+        raise SegNetsError(f"{path}: segmentations are written as .seg.nrrd; change the file name.")
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    with atomic_file(path) as partial:
+        storage.SetFileName(str(partial))
+        if not storage.WriteData(node):
+            raise SegNetsError(f"{path}: Slicer could not write segmentation {node.GetName()!r}.")
+    return path

@@ -1,0 +1,84 @@
+"""Labelmap -> segmentation node with the card's names, colors and terminology."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SegNetsError
+from ..models.card import LabelInfo
+from ..volume import Volume
+from .hierarchy import place_next_to
+from .volumes import labelmap_node_from_volume, remove_temporary_node
+
+
+def _label_segments(segmentation, labels: list[LabelInfo]) -> None:
+    """Name, color and tag imported segments by label value; add empty segments for absent labels."""
+    by_value = {label.value: label for label in labels}
+    present: set[int] = set()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(index)
+        label = by_value.get(segment.GetLabelValue())
+        if label is None:
+            continue
+        present.add(label.value)
+        segment.SetName(label.name)
+        segment.SetColor(*label.color)
+        if label.terminology is not None:
+            segment.SetTerminology(label.terminology.as_slicer_string())
+    for label in labels:
+        if label.value in present:
+            continue
+        segment_id = segmentation.AddEmptySegment("", label.name, list(label.color))
+        segment = segmentation.GetSegment(segment_id)
+        segment.SetLabelValue(label.value)
+        if label.terminology is not None:
+            segment.SetTerminology(label.terminology.as_slicer_string())
+    for index, label in enumerate(sorted(labels, key=lambda item: item.value)):
+        segment_id = segmentation.GetSegmentIdBySegmentName(label.name)
+        if segment_id:
+            segmentation.SetSegmentIndex(segment_id, index)
+
+
+def segmentation_from_labelmap(
+    scene,
+    labelmap: Volume,
+    labels: list[LabelInfo],
+    reference_volume_node,
+    name: str,
+    segmentation_node=None,
+):
+    """Put ``labelmap`` (integer labels [k, j, i] with its geometry) into a segmentation node.
+
+    One segment per entry of ``labels`` (also when a label is absent from the labelmap, as an empty
+    segment), named, colored and tagged with terminology. The reference image geometry is the
+    reference volume's (needed for DICOM SEG export) and the node is placed next to that volume in the
+    subject hierarchy, under the same parent transform. ``segmentation_node``, when given, is emptied and reused; otherwise a new
+    node called ``name`` is created.
+    """
+    import slicer
+
+    if labelmap.array.ndim != 3:
+        raise SegNetsError(f"labelmap for {name!r} must be 3D, got shape {labelmap.array.shape}.")
+    values = set(np.unique(labelmap.array).tolist()) - {0}
+    unknown = values - {label.value for label in labels}
+    if unknown:
+        raise SegNetsError(f"labelmap for {name!r} holds values {sorted(unknown)} that the model's labels do not name.")
+    array = labelmap.array.astype(np.uint8 if max(values, default=0) < 256 else np.uint16)
+    temporary = labelmap_node_from_volume(scene, labelmap.with_array(array), "__segnets_labelmap__", display=False)
+    try:
+        if segmentation_node is None:
+            segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        else:
+            segmentation_node.GetSegmentation().RemoveAllSegments()
+        segmentation_node.CreateDefaultDisplayNodes()
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+        if values and not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
+            temporary, segmentation_node, ""
+        ):
+            raise SegNetsError(f"Slicer could not import the labelmap into segmentation {name!r}.")
+        _label_segments(segmentation_node.GetSegmentation(), labels)
+    finally:
+        remove_temporary_node(temporary)
+    place_next_to(segmentation_node, reference_volume_node)
+    segmentation_node.SetAndObserveTransformNodeID(reference_volume_node.GetTransformNodeID())  # overlays the volume
+    return segmentation_node

@@ -1,0 +1,92 @@
+"""Volume nodes <-> :class:`SegNetsLib.volume.Volume` (array [k, j, i] plus LPS geometry).
+
+Slicer stores geometry as an IJK-to-RAS matrix; ``Volume`` is LPS. The conversion goes through
+``Volume.ijk_to_ras`` / ``Volume.from_ijk_to_ras`` only, so oblique and flipped axes survive.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SegNetsError
+from ..volume import Volume
+
+
+def matrix_to_numpy(vtk_matrix) -> np.ndarray:
+    return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def numpy_to_matrix(array: np.ndarray):
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(array[r, c]))
+    return matrix
+
+
+def ijk_to_ras_of(node) -> np.ndarray:
+    """The node's 4x4 IJK-to-RAS matrix as a numpy array."""
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return matrix_to_numpy(matrix)
+
+
+def volume_from_node(node) -> Volume:
+    """A copy of a scalar (or labelmap) volume node's voxels [k, j, i] and geometry.
+
+    Parent transforms are not applied: the geometry is the node's own IJK-to-RAS.
+    """
+    import slicer.util
+
+    if node is None or node.GetImageData() is None:
+        name = node.GetName() if node is not None else "None"
+        raise SegNetsError(f"volume {name!r} has no image data; load or select a volume first.")
+    if node.GetImageData().GetNumberOfScalarComponents() != 1:
+        raise SegNetsError(f"volume {node.GetName()!r} has several components per voxel; choose a scalar volume.")
+    array = np.array(slicer.util.arrayFromVolume(node), copy=True)
+    return Volume.from_ijk_to_ras(array, ijk_to_ras_of(node))
+
+
+def remove_temporary_node(node) -> None:
+    """Remove a helper node with the display, storage and (non-default) color nodes made for it."""
+    scene = node.GetScene()
+    extras = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    colors = [display.GetColorNode() for display in extras if display is not None and hasattr(display, "GetColorNode")]
+    extras += [color for color in colors if color is not None and not color.GetSingletonTag()]
+    extras.append(node.GetStorageNode())
+    scene.RemoveNode(node)
+    for extra in extras:
+        if extra is not None and scene.IsNodePresent(extra):
+            scene.RemoveNode(extra)
+
+
+def _new_volume_node(scene, class_name: str, volume: Volume, name: str, display: bool = True):
+    import slicer.util
+
+    if volume.array.ndim != 3:
+        raise SegNetsError(f"volume {name!r} has {volume.array.ndim} dimensions; a volume node holds one 3D array.")
+    node = scene.AddNewNodeByClass(class_name, name)
+    node.SetIJKToRASMatrix(numpy_to_matrix(volume.ijk_to_ras()))
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array))
+    if display:
+        node.CreateDefaultDisplayNodes()
+    return node
+
+
+def volume_node_from_volume(scene, volume: Volume, name: str):
+    """A new ``vtkMRMLScalarVolumeNode`` in ``scene`` holding ``volume`` (array copied, RAS geometry)."""
+    return _new_volume_node(scene, "vtkMRMLScalarVolumeNode", volume, name)
+
+
+def labelmap_node_from_volume(scene, labelmap: Volume, name: str, display: bool = True):
+    """A new ``vtkMRMLLabelMapVolumeNode`` holding integer labels [k, j, i] in ``labelmap``'s geometry.
+
+    display: create its display nodes (False for a helper node removed right after use).
+    """
+    if not np.issubdtype(labelmap.array.dtype, np.integer):
+        raise SegNetsError(f"labelmap {name!r} holds {labelmap.array.dtype} values; labels must be integers.")
+    return _new_volume_node(scene, "vtkMRMLLabelMapVolumeNode", labelmap, name, display)
