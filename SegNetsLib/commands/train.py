@@ -1,0 +1,96 @@
+"""``segnets train --dataset DIR --save-model NAME``: train a model from a labeled dataset.
+
+Runs in one process, or as many under ``torchrun --nproc_per_node=N segnets train ...`` (and across
+nodes with torchrun's rendezvous); each rank trains on its shard of the cases, rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .. import nets
+from ..train import TrainOptions, train
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """"3600", "90m" or "2h" -> seconds."""
+    factor = {"s": 1, "m": 60, "h": 3600}.get(text[-1:].lower(), 1)
+    number = text[:-1] if text[-1:].lower() in "smh" else text
+    try:
+        value = float(number) * factor
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (seconds, or e.g. 90m, 2h)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from a labeled dataset (MSD / nnU-Net layout), on one device or many (torchrun)",
+        description="Train a network on DATASET (dataset.json, imagesTr/, labelsTr/) and add it to the model "
+        "library as NAME. Under 'torchrun --nproc_per_node=N' every process trains on its share of the cases.",
+    )
+    parser.add_argument("--dataset", required=True, type=Path, metavar="DIR", help="dataset folder (MSD / nnU-Net layout)")
+    parser.add_argument("--model", default="unet3d", metavar="ARCH|ID",
+                        help=f"architecture to train from scratch ({', '.join(nets.ARCHITECTURES)}; default unet3d) "
+                        "or a library model id / model folder to continue from")
+    parser.add_argument("--save-model", required=True, metavar="NAME", help="name of the new model in the library")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=_positive_int, help="number of epochs (default 50, or the resumed run's)")
+    length.add_argument("--time-limit", type=_seconds, metavar="S",
+                        help="train for about this long (seconds, or 90m, 2h); the epoch count is set after epoch 1")
+    parser.add_argument("--iterations", type=_positive_int, default=250, help="iterations per epoch (default 250)")
+    parser.add_argument("--batch-size", type=_positive_int, default=2, help="patches per iteration and rank (default 2)")
+    parser.add_argument("--patch-size", type=_positive_int, nargs=3, metavar=("D", "H", "W"),
+                        help="patch size in voxels (default: the median case, at most 64 128 128)")
+    parser.add_argument("--learning-rate", type=float, help="initial learning rate (default: the architecture's paper value)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK)")
+    parser.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA too")
+    parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    parser.add_argument("--preset", choices=nets.PRESETS, default="default", help="network preset (default: default)")
+    parser.add_argument("--base-channels", type=_positive_int, help="network width (channels of the first level)")
+    parser.add_argument("--build-args", type=json.loads, default={}, help='other constructor arguments as JSON')
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--work-dir", type=Path, help="checkpoints and logs (default: beside the model library)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work folder")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    build_args = dict(args.build_args)
+    if args.base_channels:
+        build_args["base_channels"] = args.base_channels
+    options = TrainOptions(
+        save_model=args.save_model,
+        epochs=args.epochs,
+        time_limit_s=args.time_limit,
+        iterations_per_epoch=args.iterations,
+        batch_size=args.batch_size,
+        patch_size=tuple(args.patch_size) if args.patch_size else None,
+        learning_rate=args.learning_rate,
+        device=args.device,
+        amp=not args.no_amp,
+        augment=not args.no_augment,
+        seed=args.seed,
+        resume=args.resume,
+        work_dir=args.work_dir,
+        preset=args.preset,
+        build_args=build_args,
+    )
+    result = train(args.dataset, args.model, options)
+    if result.model_path is not None:
+        dice = ", ".join(f"{name} {value:.3f}" for name, value in result.card.provenance.validation.items())
+        print(f"Saved {result.card.id} {result.card.version} to {result.model_path} (validation Dice: {dice or 'n/a'})")
+        print(f"Logs and curves in {result.work_dir}")
+    return 0
