@@ -1,0 +1,55 @@
+"""``segnets web``: SegNets in a browser (trame-slicer on Slicer's own core)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..errors import SegNetsError
+
+DEFAULT_PORT = 8080
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "web",
+        help="serve SegNets Web (slice and 3D views, Segment Editor, Segment and Fine-tune) to a browser",
+        description="Serve SegNets Web. Open the printed address in a browser; by default only this "
+        "machine can connect (127.0.0.1). Rendering needs no display (EGL, or OSMesa as a fallback).",
+    )
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="a volume file, or a folder whose first volume file is loaded when a browser connects")
+    parser.add_argument("--open-browser", action="store_true", help="open the page in this machine's browser")
+    parser.add_argument("--status-endpoint", action="store_true",
+                        help="serve GET /segnets/status.json (what the server holds) for automated tests")
+    parser.set_defaults(handler=run_web)
+
+
+def run_web(args: argparse.Namespace) -> int:
+    """Start the server and block until it stops."""
+    if args.data is not None and not args.data.exists():
+        raise SegNetsError(f"--data {str(args.data)!r} does not exist.")
+    if not 0 <= args.port <= 65535:
+        raise SegNetsError(f"--port {args.port} is not a port number (0..65535).")
+
+    from ..web.rendering import configure_offscreen_rendering
+
+    configure_offscreen_rendering()  # before VTK creates any window
+    for noisy in ("trame_client", "trame_server", "trame_rca", "wslink", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from trame.app import get_server
+
+    from ..web.app import SegNetsWebApp
+
+    server = get_server("segnets_web", client_type="vue3")
+    SegNetsWebApp(server, data=args.data, status_endpoint=args.status_endpoint)
+    server.controller.on_server_ready.add(
+        lambda **_: print(f"SegNets Web: serving on http://{args.host}:{server.port}/", flush=True)
+    )
+    server.start(host=args.host, port=args.port, open_browser=args.open_browser, show_connection_info=False)
+    return 0

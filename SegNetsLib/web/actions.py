@@ -1,0 +1,339 @@
+"""What the SegNets panel's buttons do, on the server's main (event-loop) thread.
+
+Model work runs on one :class:`SegNetsLib.worker.BackgroundWorker`, submitted through
+:mod:`SegNetsLib.segmentation_logic` exactly as the Slicer module does; this class only polls the
+job, mirrors its progress into the page state and touches MRML when the job is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from trame_server import Server
+from trame_server.utils.typed_state import TypedState
+from trame_slicer.segmentation import (
+    SegmentationEffectErase,
+    SegmentationEffectNoTool,
+    SegmentationEffectPaint,
+)
+
+from ..annotation import annotated_slices, count_slices
+from ..errors import SegNetsError
+from ..models.library import split_reference
+from ..mrml import annotation_from_segmentation, segmentation_from_labelmap, volume_from_node
+from ..mrml.files import save_segmentation_node
+from ..segmentation_logic import SegmentationLogic, card_summary, device_choices
+from ..worker import BackgroundWorker, Job, JobState
+from .state import Choice, PanelState
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.25
+ANNOTATION_NAME = "Annotation"
+
+
+class PanelActions:
+    """The panel's behaviour. ``panel`` is the typed :class:`PanelState` of the page."""
+
+    def __init__(self, server: Server, slicer_app, panel: TypedState[PanelState]) -> None:
+        self._server = server
+        self._slicer_app = slicer_app
+        self._panel = panel
+        self.logic = SegmentationLogic(slicer_app.scene, worker=BackgroundWorker("SegNets web worker"))
+        self._job: Job | None = None
+        self._volume_node_id: str | None = None
+        self._annotation_node_id: str | None = None
+        self._result_node_id: str | None = None
+        self._roi_node_id: str | None = None
+        self._count_pending = False
+        self.editor.segmentation_modified.connect(self._on_annotation_modified)
+        panel.bind_changes({panel.name.model_key: self._on_model_changed})
+        self.data.devices = [Choice(title=label, value=spec) for label, spec in device_choices()]
+
+    # --- accessors ---------------------------------------------------------------------------------
+    @property
+    def data(self) -> PanelState:
+        return self._panel.data
+
+    @property
+    def editor(self):
+        return self._slicer_app.segmentation_editor
+
+    @property
+    def scene(self):
+        return self._slicer_app.scene
+
+    def node(self, node_id: str | None):
+        return self.scene.GetNodeByID(node_id) if node_id else None
+
+    @property
+    def volume_node(self):
+        return self.node(self._volume_node_id)
+
+    @property
+    def annotation_node(self):
+        return self.node(self._annotation_node_id)
+
+    @property
+    def result_node(self):
+        return self.node(self._result_node_id)
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None and not self._job.done
+
+    # --- models ------------------------------------------------------------------------------------
+    def refresh_models(self) -> None:
+        """List the model library; keep the current choice when it is still there."""
+        entries = self.logic.library.list()
+        self.data.models = [
+            Choice(title=f"{entry.card.name} {entry.version} ({entry.card.architecture})",
+                      value=f"{entry.id}@{entry.version}")
+            for entry in entries
+        ]
+        keys = [item.value for item in self.data.models]
+        if self.data.model_key not in keys:
+            self.data.model_key = keys[-1] if keys else None
+        self._on_model_changed(self.data.model_key)
+
+    def _card(self, key: str | None):
+        if not key:
+            return None
+        model_id, version = split_reference(key)
+        return self.logic.library.card(model_id, version)
+
+    def _on_model_changed(self, key: str | None) -> None:
+        try:
+            card = self._card(key)
+        except SegNetsError as error:
+            self.data.error = str(error)
+            return
+        self.data.model_card_text = card_summary(card) if card else ""
+        self._label_annotation(card)
+
+    # --- volume and annotation ---------------------------------------------------------------------
+    def on_volume_loaded(self, volume_node) -> None:
+        """A new volume is in the (cleared) scene: start an empty annotation segmentation for it."""
+        self._volume_node_id = volume_node.GetID()
+        self._result_node_id = self._roi_node_id = None
+        annotation = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", ANNOTATION_NAME)
+        annotation.CreateDefaultDisplayNodes()
+        annotation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+        self._annotation_node_id = annotation.GetID()
+        try:
+            self._label_annotation(self._card(self.data.model_key))
+        except SegNetsError as error:
+            self.data.error = str(error)
+        self.data.volume_name = volume_node.GetName()
+        self.data.has_result = False
+        self.data.result_name = ""
+        self.data.annotated_slices = 0
+        self.data.losses = []
+        self.data.iteration = 0
+        self.data.validation_dice = None
+        self.data.message = f"Loaded {volume_node.GetName()!r}; pick a model and click Segment."
+
+    def _label_annotation(self, card) -> None:
+        """Give a still unpainted annotation one empty segment per label of ``card`` (names, colours, terminology).
+
+        Once the user has painted, the annotation is theirs and is left exactly as it is.
+        """
+        annotation, volume_node = self.annotation_node, self.volume_node
+        if card is None or annotation is None or volume_node is None:
+            return
+        labels = self.annotation_labels()
+        if labels is not None and labels[0].array.any():
+            return
+        volume = volume_from_node(volume_node)
+        empty = volume.with_array(np.zeros(volume.shape_kji, dtype=np.uint8))
+        segmentation_from_labelmap(self.scene, empty, card.labels, volume_node, ANNOTATION_NAME,
+                                   segmentation_node=annotation)
+        self.editor.set_active_segment_id(self.editor.get_nth_segment_id(0))
+
+    def _on_annotation_modified(self, *_args) -> None:
+        if self._count_pending:
+            return
+        self._count_pending = True
+        asyncio.get_event_loop().call_later(0.5, self._count_annotated_slices)
+
+    def _count_annotated_slices(self) -> None:
+        self._count_pending = False
+        with self._server.state:
+            self.data.annotated_slices = self.annotated_slice_count()
+
+    def annotation_labels(self):
+        """The annotation as painted: (uint8 Volume [k, j, i], label -> segment id), or None without one."""
+        annotation, volume = self.annotation_node, self.volume_node
+        if annotation is None or volume is None:
+            return None
+        segmentation = annotation.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        if not ids:
+            return None
+        return annotation_from_segmentation(annotation, ids, volume)
+
+    def annotated_slice_count(self) -> int:
+        labels = self.annotation_labels()
+        return count_slices(annotated_slices(labels[0].array)) if labels else 0
+
+    # --- Segment Editor shortcuts ------------------------------------------------------------------
+    def paint(self) -> None:
+        self.editor.set_active_effect_type(SegmentationEffectPaint)
+
+    def erase(self) -> None:
+        self.editor.set_active_effect_type(SegmentationEffectErase)
+
+    def stop_editing(self) -> None:
+        self.editor.set_active_effect_type(SegmentationEffectNoTool)
+
+    def undo(self) -> None:
+        if self.editor.undo_stack is not None:
+            self.editor.undo_stack.undo()
+
+    def redo(self) -> None:
+        if self.editor.undo_stack is not None:
+            self.editor.undo_stack.redo()
+
+    # --- jobs --------------------------------------------------------------------------------------
+    def segment(self) -> None:
+        """Segment the volume with the chosen model on the worker thread."""
+
+        def submit() -> Job:
+            model_id, version = split_reference(self.data.model_key or "")
+            return self.logic.start_segment(self.volume_node, model_id, version=version,
+                                            device=self.data.device, roi=self.data.roi_mode)
+
+        self._start("segment", submit)
+
+    def finetune(self) -> None:
+        """Fine-tune the chosen model on the painted slices, then segment the volume with the new version."""
+
+        def submit() -> Job:
+            segment_ids = self._painted_segment_ids()
+            if not segment_ids:
+                raise SegNetsError("Nothing is painted yet: paint the structures on a few slices, then Fine-tune.")
+            try:
+                budget = float(self.data.time_budget_s)
+            except (TypeError, ValueError):
+                raise SegNetsError(f"time budget {self.data.time_budget_s!r} is not a number of seconds.") from None
+            return self.logic.start_finetune(self.volume_node, self.annotation_node, segment_ids,
+                                             self.data.model_key or "", budget, device=self.data.device)
+
+        self._start("finetune", submit)
+
+    def _painted_segment_ids(self) -> list[str]:
+        """The annotation's segments that hold painted voxels (the ones to learn)."""
+        labels = self.annotation_labels()
+        if labels is None:
+            return []
+        present = set(np.unique(labels[0].array).tolist()) - {0}
+        return [segment_id for value, segment_id in labels[1].items() if value in present]
+
+    def cancel(self) -> None:
+        if self.busy:
+            self._job.cancel()
+            self.data.cancelling = True
+            self.data.stage = "cancelling..."
+
+    def _start(self, kind: str, submit) -> None:
+        if self.busy:
+            self.data.error = "A job is already running; wait for it or cancel it first."
+            return
+        self.data.error = ""
+        if self.volume_node is None:
+            self.data.error = "Load a volume first (Open Files, top left)."
+            return
+        try:
+            self._job = submit()
+        except SegNetsError as error:
+            self.data.error = str(error)
+            return
+        self.data.busy, self.data.job_kind, self.data.cancelling = True, kind, False
+        self.data.progress, self.data.stage, self.data.message = 0.0, "starting", ""
+        if kind == "finetune":
+            self.data.losses, self.data.iteration, self.data.validation_dice = [], 0, None
+        asyncio.ensure_future(self._poll(self._job, kind))
+
+    async def _poll(self, job: Job, kind: str) -> None:
+        while not job.done:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            with self._server.state:
+                self._show_progress(job)
+        with self._server.state:
+            self._show_progress(job)
+            self._finish(job, kind)
+
+    def _show_progress(self, job: Job) -> None:
+        snapshot = job.progress()
+        self.data.progress = snapshot.fraction
+        self.data.stage = snapshot.stage if not self.data.cancelling else "cancelling..."
+        extra = snapshot.extra
+        if "loss" in extra and extra.get("iteration", 0) != self.data.iteration:
+            self.data.iteration = int(extra["iteration"])
+            self.data.losses = [*self.data.losses, float(extra["loss"])][-200:]
+        if extra.get("dice") is not None:
+            self.data.validation_dice = float(extra["dice"])
+
+    def _finish(self, job: Job, kind: str) -> None:
+        self.data.busy, self.data.job_kind, self.data.cancelling = False, "", False
+        if job.state is JobState.CANCELLED:
+            self.data.message = f"{kind.capitalize()} cancelled; nothing was changed."
+            return
+        try:
+            if kind == "segment":
+                result = self.logic.finish_segment(job, output_node=self.result_node)
+                new_model = None
+            else:
+                finetuned = self.logic.finish_finetune(job)
+                result = finetuned.segmentation if finetuned is not None else None
+                new_model = finetuned.model if finetuned is not None else None
+                if finetuned is not None and finetuned.validation_dice is not None:
+                    self.data.validation_dice = float(finetuned.validation_dice)
+        except SegNetsError as error:
+            self.data.error = str(error)
+            return
+        except Exception as error:  # noqa: BLE001 - an unexpected failure must reach the page, not vanish
+            log.exception("%s failed", kind)
+            self.data.error = f"{kind.capitalize()} failed: {error}"
+            return
+        if result is None:
+            self.data.message = f"{kind.capitalize()} cancelled; nothing was changed."
+            return
+        self._replace_result(result)
+        if new_model is None:
+            self.data.message = f"Segmented {self.data.volume_name!r} with {result.card.name} {result.card.version}."
+            return
+        self.refresh_models()
+        self.data.model_key = f"{new_model.id}@{new_model.version}"
+        dice = "-" if self.data.validation_dice is None else f"{self.data.validation_dice:.3f}"
+        self.data.message = (f"Fine-tuned: new model {new_model.id} {new_model.version} (validation Dice {dice}); "
+                             "the volume was segmented with it.")
+
+    def _replace_result(self, result) -> None:
+        """Show the newest result (segmentation and RoI nodes) and drop the previous one's nodes."""
+        for old_id, new in ((self._result_node_id, result.segmentation_node), (self._roi_node_id, result.roi_node)):
+            old = self.node(old_id)
+            if old is not None and old is not new:
+                self.scene.RemoveNode(old)
+        result.segmentation_node.CreateClosedSurfaceRepresentation()  # shown in the 3D view too
+        self._result_node_id = result.segmentation_node.GetID()
+        self._roi_node_id = result.roi_node.GetID() if result.roi_node is not None else None
+        self.data.has_result = True
+        self.data.result_name = result.segmentation_node.GetName()
+
+    # --- download ----------------------------------------------------------------------------------
+    def download_result(self) -> object:
+        """The result segmentation as .seg.nrrd bytes (Slicer's own writer), as a trame attachment."""
+        node = self.result_node
+        if node is None:
+            self.data.error = "There is no result to download yet; click Segment first."
+            return None
+        with tempfile.TemporaryDirectory(prefix="segnets-download-") as folder:
+            path = Path(folder) / "result.seg.nrrd"
+            save_segmentation_node(node, path)
+            return self._server.protocol.addAttachment(path.read_bytes())

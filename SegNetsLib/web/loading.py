@@ -1,0 +1,83 @@
+"""Getting a volume into the web app's scene: from the browser's upload or from a server-side path.
+
+A file is checked with :func:`SegNetsLib.imageio.read_volume` before anything in the scene changes,
+so an unreadable upload leaves the server as it was; only then is the scene cleared and the file
+loaded with Slicer's own volume reader (as desktop Slicer would load it).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from trame.app.file_upload import ClientFile
+
+from ..errors import SegNetsError
+from ..imageio import VOLUME_SUFFIXES, is_volume_file, read_volume
+from ..mrml.files import load_volume_node
+
+
+def volume_files_in(path: Path) -> list[Path]:
+    """The volume files a ``--data`` argument names: the file itself, or a folder's volume files (sorted)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(child for child in path.iterdir() if child.is_file() and is_volume_file(child))
+        if not files:
+            raise SegNetsError(f"--data folder {str(path)!r} holds no volume file ({', '.join(VOLUME_SUFFIXES)}).")
+        return files
+    if path.is_file():
+        return [path]
+    raise SegNetsError(f"--data {str(path)!r} is neither a file nor a folder.")
+
+
+def check_volume_file(path: Path, shown_name: str) -> None:
+    """Raise SegNetsError with a one-sentence reason when ``path`` is not a usable 3D volume."""
+    if not is_volume_file(shown_name):
+        raise SegNetsError(
+            f"{shown_name!r} is not a volume file SegNets reads (use one of {', '.join(VOLUME_SUFFIXES)})."
+        )
+    try:
+        read_volume(path)
+    except SegNetsError as error:
+        reason = str(error).replace(f"{path}: ", "").replace(str(path), shown_name)
+        raise SegNetsError(f"{shown_name!r} cannot be used: {reason}") from error
+
+
+class VolumeLoader:
+    """Loads one volume into a trame-slicer ``SlicerApp`` scene and shows it in every view."""
+
+    def __init__(self, slicer_app) -> None:
+        self._slicer_app = slicer_app
+
+    def load_uploaded(self, files: list[dict]) -> object:
+        """Load the first uploaded file (trame upload dicts); return the volume node.
+
+        Raises SegNetsError (scene unchanged) when the upload is empty or not a readable volume.
+        """
+        if not files:
+            raise SegNetsError("the upload held no file.")
+        upload = ClientFile(files[0])
+        shown_name = Path(upload.name or "upload").name  # never trust a client path
+        with tempfile.TemporaryDirectory(prefix="segnets-upload-") as folder:
+            path = Path(folder) / shown_name
+            path.write_bytes(upload.content or b"")
+            return self.load_path(path, shown_name)
+
+    def load_path(self, path: Path, shown_name: str | None = None) -> object:
+        """Check, then load ``path`` into a cleared scene and show it; return the volume node."""
+        shown_name = shown_name or Path(path).name
+        check_volume_file(Path(path), shown_name)
+        scene = self._slicer_app.scene
+        scene.Clear()
+        node = load_volume_node(self._slicer_app.volumes_logic, path, _node_name(shown_name))
+        self._slicer_app.display_manager.show_volume(node, do_reset_views=True)
+        return node
+
+
+def _node_name(file_name: str) -> str:
+    """``ct.nii.gz`` -> ``ct``."""
+    lower = file_name.lower()
+    for suffix in VOLUME_SUFFIXES:
+        if lower.endswith(suffix):
+            return file_name[: -len(suffix)] or file_name
+    return file_name

@@ -1,0 +1,45 @@
+"""The SegNets panel's state, shared between the server and the page (trame typed state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Choice:
+    """One entry of a picker: ``title`` is what the user reads, ``value`` what the server gets
+    (a model's "id@version", a device spec such as "cuda:0")."""
+
+    title: str
+    value: str
+
+
+@dataclass
+class PanelState:
+    """Everything the SegNets panel shows. Fractions are 0..1; times are seconds."""
+
+    volume_name: str = ""
+    models: list[Choice] = field(default_factory=list)
+    model_key: str | None = None
+    model_card_text: str = ""
+    roi_mode: str = "auto"
+    device: str = "auto"
+    devices: list[Choice] = field(default_factory=list)
+    time_budget_s: float = 60.0
+
+    busy: bool = False
+    job_kind: str = ""  # "segment" or "finetune" while one runs
+    progress: float = 0.0
+    stage: str = ""
+    cancelling: bool = False
+
+    losses: list[float] = field(default_factory=list)
+    validation_dice: float | None = None
+    iteration: int = 0
+
+    has_result: bool = False
+    result_name: str = ""
+    annotated_slices: int = 0
+
+    message: str = ""  # the last outcome, in one sentence
+    error: str = ""  # shown in a red alert until the next action
