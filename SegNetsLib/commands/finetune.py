@@ -1,0 +1,94 @@
+"""``segnets finetune``: learn from a few annotated slices of one volume and segment all of it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..devices import DEVICE_CHOICES
+from ..errors import SegNetsError
+from ..imageio import is_volume_file, read_volume
+from ..nets import ARCHITECTURES
+from ..segio import is_segmentation_file, read_labelmap, write_segmentation
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a model (or train one from scratch) on a few annotated slices",
+        description="Paint a few slices of a volume (axial, coronal or sagittal; 0 = background inside a "
+        "painted slice, other slices are unlabeled), fine-tune a model on them and segment the whole volume. "
+        "The annotation is never modified; the base model is never overwritten.",
+    )
+    parser.add_argument("--input", required=True, metavar="IMG", help="the volume (NIfTI, NRRD, MHA)")
+    parser.add_argument("--annotations", required=True, metavar="ANN",
+                        help="labelmap in the volume's geometry (.nii.gz, .nrrd or .seg.nrrd); classes 1..K")
+    parser.add_argument("--model", default="unet3d", metavar="ID|PATH|ARCH",
+                        help=f"model to fine-tune (library id[@version], folder or .zip) or an architecture "
+                        f"to train from scratch ({', '.join(ARCHITECTURES)}); default unet3d")
+    parser.add_argument("--output", metavar="SEG", help="write the whole-volume segmentation (.seg.nrrd or .nii.gz)")
+    parser.add_argument("--save-model", metavar="NAME",
+                        help="save the fine-tuned model in the library under this name (default: a new version "
+                        "of the base model, or the architecture's name from scratch)")
+    parser.add_argument("--no-save", action="store_true", help="do not add the fine-tuned model to the library")
+    parser.add_argument("--time-limit", type=float, metavar="S", help="training budget in seconds (default 120 CPU / 20 GPU)")
+    parser.add_argument("--iterations", type=int, metavar="N", help="training iterations")
+    parser.add_argument("--device", default="auto", help=f"{' | '.join(DEVICE_CHOICES)} (default: auto)")
+    parser.add_argument("--slices", action="append", metavar="AXIS:I,J",
+                        help="also count these slices as annotated (e.g. all-background ones); repeatable")
+    parser.add_argument("--ignore-value", type=int, default=255, help="label value meaning unlabeled (default 255)")
+    parser.add_argument("--extend-head", action="store_true",
+                        help="add annotated classes the model does not have as new output classes")
+    parser.set_defaults(handler=run)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for path, what in ((args.input, "--input"), (args.annotations, "--annotations")):
+        if not Path(path).is_file():
+            raise SegNetsError(f"{path}: no such file ({what}).")
+    if not (is_volume_file(args.annotations) or is_segmentation_file(args.annotations)):
+        raise SegNetsError(f"{args.annotations}: unknown annotation file type; use .nii.gz, .nrrd or .seg.nrrd.")
+    if args.output and not (is_segmentation_file(args.output) or is_volume_file(args.output)):
+        raise SegNetsError(f"{args.output}: unknown output type; use .seg.nrrd or .nii.gz.")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise SegNetsError(f"--time-limit {args.time_limit} must be a positive number of seconds.")
+    if args.iterations is not None and args.iterations < 1:
+        raise SegNetsError(f"--iterations {args.iterations} must be at least 1.")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args)
+    from ..annotation import merge_slices, parse_slices
+    from ..finetune import FinetuneOptions, finetune, save_result
+
+    image = read_volume(args.input)
+    annotation = read_labelmap(args.annotations)
+    options = FinetuneOptions(
+        iterations=args.iterations,
+        time_limit_s=args.time_limit,
+        device=args.device,
+        slices=merge_slices(*(parse_slices(text) for text in args.slices or [])),
+        ignore_value=args.ignore_value,
+        extend_head=args.extend_head,
+        volume_name=Path(args.input).name,
+    )
+
+    def report(fraction: float, stage: str) -> None:
+        print(f"[{fraction * 100:5.1f}%] {stage}", file=sys.stderr, flush=True)
+
+    result = finetune(image, annotation, args.model, options, progress=report)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if result.validation_dice is not None:
+        base = f" (base model {result.base_validation_dice:.3f})" if result.base_validation_dice is not None else ""
+        print(f"validation Dice on held-out slices: {result.validation_dice:.3f}{base}", file=sys.stderr)
+    print(f"kept the {result.kept} model after {result.iterations} iterations, {result.seconds:.0f} s", file=sys.stderr)
+    if args.output:
+        write_segmentation(result.labelmap, result.card.labels, args.output)
+        print(f"segmentation -> {args.output}", file=sys.stderr)
+    if not args.no_save:
+        saved = save_result(result, args.save_model)
+        print(f"model -> library {saved}" if saved else "model: the base model was kept; nothing new saved",
+              file=sys.stderr)
+    return 0

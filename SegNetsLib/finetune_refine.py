@@ -1,0 +1,75 @@
+"""Boundary refinement of a fine-tuned network's labelmap with a seeded random walker (scikit-image).
+
+The network places each structure; the random walker settles the boundary from the image's edges.
+Seeds: voxels deeper than ``inner_mm`` inside a predicted structure keep its class; voxels farther than
+``outer_mm`` from every predicted structure are background; every annotated voxel is a seed of the
+user's label. Only the band in between is decided by the random walker, inside the box around it.
+Arrays are [k, j, i] (image may be [c, k, j, i]); spacing is (i, j, k) mm.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+from skimage.segmentation import random_walker
+
+from .progress import CancelToken
+
+
+def refine_with_random_walker(
+    image: np.ndarray,
+    labelmap: np.ndarray,
+    annotation: np.ndarray,
+    weight: np.ndarray,
+    spacing: Sequence[float],
+    inner_mm: float = 15.0,
+    outer_mm: float = 24.0,
+    beta: float = 130.0,
+    cancel: CancelToken | None = None,
+) -> np.ndarray:
+    """The refined labelmap (same values and dtype as ``labelmap``); annotated voxels keep the user's label."""
+    sampling = tuple(float(s) for s in spacing)[::-1]
+    values = [int(v) for v in np.unique(labelmap) if v != 0]
+    annotated_values = [int(v) for v in np.unique(annotation[weight > 0]) if v != 0]
+    values = sorted(set(values) | set(annotated_values))
+    if not values:
+        return labelmap.copy()
+    seeds = np.zeros(labelmap.shape, dtype=np.int32)
+    anything = labelmap > 0
+    far = ndimage.distance_transform_edt(~anything, sampling=sampling) > outer_mm if anything.any() else np.ones_like(anything)
+    seeds[far] = 1
+    for index, value in enumerate(values, start=2):
+        inside = labelmap == value
+        if inside.any():
+            seeds[ndimage.distance_transform_edt(inside, sampling=sampling) > inner_mm] = index
+    annotated = weight > 0
+    seeds[annotated] = 1  # annotated background (and any value not in ``values``)
+    for index, value in enumerate(values, start=2):
+        seeds[annotated & (annotation == value)] = index
+    undecided = seeds == 0
+    if not undecided.any():
+        return _labels_from_seeds(seeds, values, labelmap.dtype)
+    if cancel:
+        cancel.raise_if_cancelled()
+    box = tuple(slice(max(0, int(c.min()) - 1), int(c.max()) + 2) for c in np.nonzero(undecided))
+    data = image[(slice(None), *box)] if image.ndim == 4 else image[box]
+    data = data.astype(np.float64)
+    data = (data - data.mean()) / max(float(data.std()), 1e-6)
+    result = seeds.copy()
+    with warnings.catch_warnings():  # scikit-image warns about solver tolerances; the labels are still right
+        warnings.simplefilter("ignore", UserWarning)
+        result[box] = random_walker(
+            data, seeds[box], beta=beta, mode="cg_j", tol=1e-3, channel_axis=0 if image.ndim == 4 else None
+        )
+    return _labels_from_seeds(result, values, labelmap.dtype)
+
+
+def _labels_from_seeds(indices: np.ndarray, values: list[int], dtype) -> np.ndarray:
+    """Random-walker indices (1 = background, 2.. = values) back to label values."""
+    out = np.zeros(indices.shape, dtype=dtype)
+    for index, value in enumerate(values, start=2):
+        out[indices == index] = value
+    return out

@@ -1,0 +1,249 @@
+"""Sparse-annotation benchmark: fine-tuning vs Slicer's Fill between slices and a seeded random walker.
+
+k fully annotated slices at the centres of k equal bins through each structure's extent along array
+axis 0 (the protocol of ../shared/data/README.md). Per structure and k: Dice, 95% Hausdorff distance
+(mm, MONAI) and seconds for each method:
+- ``network``: ``segnets finetune`` from scratch (3D U-Net sized for the budget, ``--time-limit`` s);
+- ``mci``: 3D Slicer's Fill between slices (ITK MorphologicalContourInterpolator, in a subprocess);
+- ``rw``: scikit-image's seeded random walker (stand-in for Slicer's Grow from seeds);
+- ``--pretrained``: BraTS whole tumour, leave one out: a model trained on the two other patients
+  (dense labels, ``--pretrain-time`` s each), then alone (``base``) and fine-tuned from k slices (``tuned``).
+
+Usage: python bench/sparse.py [--structures ts_ct_full:liver,...] [--k 2,3,5] [--time-limit 120]
+       [--methods network,mci,rw] [--pretrained] [--data ../shared/data]
+Writes Markdown tables to stdout, and ``bench/results/sparse.json`` / ``sparse_dice_vs_k.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCH))
+
+from baselines import fill_between_slices, random_walker  # noqa: E402
+
+# folder:structure -> label values forming the structure (../shared/data/README.md)
+STRUCTURES = {
+    "ts_ct_full:liver": 5, "ts_ct_full:spleen": 1, "ts_ct_full:kidney_left": 3, "ts_ct_full:aorta": 52,
+    "ts_ct_full:bladder": 104, "ts_mr_sm:liver": 5, "ts_mr_sm:spleen": 1, "ts_mr_sm:kidney_right": 2,
+    "pyr_brain1:lesion": 1, "pyr_breast1:lesion": 1,
+}
+BRATS = ("brats_pat0001_1", "brats_pat0002_1", "brats_pat0003_1")
+
+
+def bin_centres(mask: np.ndarray, k: int) -> list[int]:
+    present = np.nonzero(mask.any(axis=(1, 2)))[0]
+    first, stop = int(present.min()), int(present.max()) + 1
+    return [int(first + (stop - first) * (i + 0.5) / k) for i in range(k)]
+
+
+def metrics(prediction: np.ndarray, truth: np.ndarray, spacing_kji) -> tuple[float, float]:
+    """Dice and 95% Hausdorff distance (mm) of two boolean masks [k, j, i]."""
+    import torch
+    from monai.metrics import compute_hausdorff_distance
+
+    total = prediction.sum() + truth.sum()
+    dice = float(2 * (prediction & truth).sum() / total) if total else 1.0
+    if not prediction.any() or not truth.any():
+        return dice, float("nan")
+    one_hot = lambda m: torch.from_numpy(np.stack([~m, m])[None].astype(np.float32))  # noqa: E731
+    hd = compute_hausdorff_distance(one_hot(prediction), one_hot(truth), percentile=95, spacing=list(spacing_kji))
+    return dice, float(hd.item())
+
+
+def read_case(folder: Path, label_values):
+    from SegNetsLib.imageio import read_volume
+
+    image = read_volume(folder / "image.nii.gz")
+    labels = read_volume(folder / "label.nii.gz").array
+    truth = np.isin(labels, np.atleast_1d(label_values))
+    return image, truth
+
+
+def sparse_annotation(truth: np.ndarray, k: int) -> tuple[np.ndarray, list[int]]:
+    slices = bin_centres(truth, k)
+    annotation = np.zeros(truth.shape, dtype=np.uint8)
+    annotation[slices] = truth[slices]
+    return annotation, slices
+
+
+def run_network(image, annotation, start, time_limit):
+    from SegNetsLib.finetune import FinetuneOptions, finetune
+
+    options = FinetuneOptions(time_limit_s=time_limit, device="cpu")
+    began = time.monotonic()
+    result = finetune(image, annotation, start, options)
+    return result.labelmap.array > 0, time.monotonic() - began, result
+
+
+def evaluate(name, image, truth, k, methods, time_limit, rows):
+    spacing_kji = image.spacing[::-1]
+    annotation, slices = sparse_annotation(truth, k)
+    for method in methods:
+        began = time.monotonic()
+        if method == "network":
+            prediction, seconds, result = run_network(image, image.with_array(annotation), "unet3d", time_limit)
+            dice, hd95 = metrics(result.network_labelmap > 0, truth, spacing_kji)
+            rows.append({"structure": name, "k": k, "method": "unet-only", "dice": dice, "hd95": hd95, "seconds": seconds})
+        elif method == "mci":
+            prediction = fill_between_slices(annotation) > 0
+            seconds = time.monotonic() - began
+        elif method == "rw":
+            prediction = random_walker(image.array, annotation, {0: slices}) > 0
+            seconds = time.monotonic() - began
+        else:
+            raise SystemExit(f"sparse: error: unknown method {method!r}")
+        dice, hd95 = metrics(prediction, truth, spacing_kji)
+        rows.append({"structure": name, "k": k, "method": method, "dice": dice, "hd95": hd95, "seconds": seconds})
+        print(f"<!-- {name} k={k} {method}: Dice {dice:.3f}, HD95 {hd95:.1f} mm, {seconds:.0f} s -->", flush=True)
+
+
+def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, baseline_methods=("mci", "rw")):
+    """Leave-one-out on BraTS whole tumour: pretrain on the two others (dense), fine-tune on k slices."""
+    import tempfile
+
+    from SegNetsLib.finetune import FinetuneOptions, finetune, save_result
+    from SegNetsLib.models import ModelLibrary
+
+    volumes = {case: read_case(data / case, [1, 2, 3, 4]) for case in BRATS}
+    library = ModelLibrary(tempfile.mkdtemp(prefix="segnets-bench-models-"))
+    for held_out in cases:
+        start = "unet3d"
+        for case in (c for c in BRATS if c != held_out):  # dense labels: every axial slice is annotated
+            image, truth = volumes[case]
+            options = FinetuneOptions(time_limit_s=pretrain_time, device="cpu", validation=False, segment=False,
+                                      slices={0: list(range(truth.shape[0]))}, scratch_downsample=2)
+            result = finetune(image, image.with_array(truth.astype(np.uint8)), start, options)
+            start = save_result(result, f"brats-wt-without-{held_out}", library)
+            start = str(library.find(*start.split("@")))
+        image, truth = volumes[held_out]
+        spacing_kji = image.spacing[::-1]
+        from SegNetsLib.inference import Predictor
+        from SegNetsLib.models import load
+
+        began = time.monotonic()
+        base_net, base_card = load(start)
+        base = Predictor(base_net, base_card, "cpu").predict(image).labelmap.array > 0
+        dice, hd95 = metrics(base, truth, spacing_kji)
+        for k in ks:
+            rows.append({"structure": f"{held_out}:whole tumour", "k": k, "method": "base", "dice": dice, "hd95": hd95,
+                         "seconds": time.monotonic() - began})
+        for k in ks:
+            annotation, slices = sparse_annotation(truth, k)
+            prediction, seconds, result = run_network(image, image.with_array(annotation), start, time_limit)
+            d, h = metrics(prediction, truth, spacing_kji)
+            rows.append({"structure": f"{held_out}:whole tumour", "k": k, "method": "tuned", "dice": d, "hd95": h,
+                         "seconds": seconds, "kept": result.kept})
+            d2, h2 = metrics(result.network_labelmap > 0, truth, spacing_kji)
+            rows.append({"structure": f"{held_out}:whole tumour", "k": k, "method": "tuned-unet-only", "dice": d2,
+                         "hd95": h2, "seconds": seconds, "kept": result.kept})
+            print(f"<!-- {held_out} k={k}: base {dice:.3f}, tuned {d:.3f} (kept {result.kept}) -->", flush=True)
+            evaluate(f"{held_out}:whole tumour", image, truth, k, baseline_methods, time_limit, rows)
+
+
+def table(rows, methods) -> str:
+    ks = sorted({r["k"] for r in rows})
+    lines = ["| structure | k | " + " | ".join(f"{m} Dice / HD95 mm / s" for m in methods) + " |",
+             "|---|---|" + "---|" * len(methods)]
+    for name in dict.fromkeys(r["structure"] for r in rows):
+        for k in ks:
+            cells = []
+            for m in methods:
+                hit = [r for r in rows if r["structure"] == name and r["k"] == k and r["method"] == m]
+                cells.append(f"{hit[0]['dice']:.3f} / {hit[0]['hd95']:.1f} / {hit[0]['seconds']:.0f}" if hit else "-")
+            if any(c != "-" for c in cells):
+                lines.append(f"| {name} | {k} | " + " | ".join(cells) + " |")
+    lines.append("| **mean Dice** | | " + " | ".join(
+        " ".join(f"k={k}: {np.mean([r['dice'] for r in rows if r['k'] == k and r['method'] == m]):.3f}"
+                 for k in ks if any(r['k'] == k and r['method'] == m for r in rows)) for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(5, 3.6))
+    for method in dict.fromkeys(r["method"] for r in rows):
+        ks = sorted({r["k"] for r in rows if r["method"] == method})
+        means = [np.mean([r["dice"] for r in rows if r["method"] == method and r["k"] == k]) for k in ks]
+        ax.plot(ks, means, marker="o", label=method)
+    ax.set_xlabel("annotated slices k")
+    ax.set_ylabel("mean Dice")
+    ax.set_xticks(sorted({r["k"] for r in rows}))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--structures", default="ts_ct_full:liver",
+                        help=f"comma-separated folder:structure from {', '.join(STRUCTURES)}, or 'all', or 'none'")
+    parser.add_argument("--k", default="2,3,5")
+    parser.add_argument("--time-limit", type=float, default=120.0, help="fine-tuning seconds per run")
+    parser.add_argument("--methods", default="network,mci,rw")
+    parser.add_argument("--pretrained", action="store_true", help="also run the BraTS leave-one-out setting")
+    parser.add_argument("--brats-cases", default=",".join(BRATS), help="held-out BraTS cases to evaluate")
+    parser.add_argument("--pretrain-time", type=float, default=240.0, help="pretraining seconds per BraTS case")
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--results", default=str(BENCH / "results"))
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if os.getloadavg()[0] > (os.cpu_count() or 1):
+        torch.set_num_threads(1)
+    data = Path(args.data)
+    if not data.is_dir():
+        data = REPO / "Testing" / "Data"
+    ks = [int(k) for k in args.k.split(",")]
+    methods = args.methods.split(",")
+    names = list(STRUCTURES) if args.structures == "all" else [] if args.structures == "none" else args.structures.split(",")
+    rows: list[dict] = []
+    for name in names:
+        folder, _, structure = name.partition(":")
+        if not (data / folder).is_dir():
+            print(f"<!-- {name}: {data / folder} is absent, skipped -->")
+            continue
+        image, truth = read_case(data / folder, STRUCTURES[name])
+        for k in ks:
+            evaluate(name, image, truth, k, methods, args.time_limit, rows)
+    if rows:
+        print(f"\n### From scratch ({args.time_limit:.0f} s fine-tuning, CPU, torch threads {torch.get_num_threads()})\n")
+        print(table(rows, methods + (["unet-only"] if "network" in methods else [])))
+    pre_rows: list[dict] = []
+    if args.pretrained:
+        if not all((data / case).is_dir() for case in BRATS):
+            print("<!-- BraTS cases absent: pretrained setting skipped -->")
+        else:
+            baselines = [m for m in methods if m in ("mci", "rw")]
+            pretrained_bench(data, ks, args.time_limit, args.pretrain_time, args.brats_cases.split(","), pre_rows, baselines)
+            print("\n### Pretrained on two BraTS patients, fine-tuned on the third (whole tumour)\n")
+            print(table(pre_rows, ["base", "tuned", "tuned-unet-only", *baselines]))
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    all_rows = rows + pre_rows
+    if all_rows:
+        (results / "sparse.json").write_text(json.dumps(all_rows, indent=1))
+        plot(all_rows, results / "sparse_dice_vs_k.png")
+        print(f"\nWrote {results / 'sparse.json'} and {results / 'sparse_dice_vs_k.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
