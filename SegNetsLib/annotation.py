@@ -81,6 +81,15 @@ def count_slices(slices: Mapping[int, Sequence[int]]) -> int:
     return sum(len(indices) for indices in slices.values())
 
 
+def bin_centre_slices(mask: np.ndarray, k: int, axis: int = 0) -> list[int]:
+    """Indices of the centres of ``k`` equal bins through ``mask``'s extent along ``axis`` (the slices a
+    simulated user annotates in the demo and the benchmarks; the extreme slices hold too few voxels)."""
+    other = tuple(a for a in range(3) if a != axis)
+    present = np.nonzero(mask.any(axis=other))[0]
+    first, stop = int(present.min()), int(present.max()) + 1
+    return [int(first + (stop - first) * (i + 0.5) / k) for i in range(k)]
+
+
 def slices_mask(shape: Sequence[int], slices: Mapping[int, Sequence[int]]) -> np.ndarray:
     """Boolean mask of ``shape`` (k, j, i) that is True inside the given slices."""
     mask = np.zeros(tuple(shape), dtype=bool)

@@ -11,59 +11,19 @@ writes ``out/demo/liver.seg.nrrd`` and ``out/demo/liver_slices.png``.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .annotation import bin_centre_slices
+from .classical import FillBetweenSlices
+from .metrics import dice
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "Testing" / "Data" / "ts_ct_full"
 LIVER = 5
-BASELINES_SCRIPT = REPO / "bench" / "baselines.py"
-
-
-def bin_centre_slices(mask: np.ndarray, k: int, axis: int = 0) -> list[int]:
-    """Indices of the centres of ``k`` equal bins through ``mask``'s extent along ``axis``."""
-    other = tuple(a for a in range(3) if a != axis)
-    present = np.nonzero(mask.any(axis=other))[0]
-    first, stop = int(present.min()), int(present.max()) + 1
-    return [int(first + (stop - first) * (i + 0.5) / k) for i in range(k)]
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / total if total else 1.0
-
-
-def start_fill_between_slices(annotation: np.ndarray, folder: Path) -> subprocess.Popen | None:
-    """Start Slicer's Fill between slices (bench/baselines.py in a subprocess) on the cropped annotation."""
-    if not BASELINES_SCRIPT.is_file():
-        return None
-    coords = np.nonzero(annotation)
-    box = tuple(slice(max(0, int(c.min()) - 1), int(c.max()) + 2) for c in coords)
-    np.save(folder / "mci_in.npy", annotation[box].astype(np.uint16))
-    np.save(folder / "mci_box.npy", np.array([[s.start, s.stop] for s in box]))
-    return subprocess.Popen(
-        [sys.executable, str(BASELINES_SCRIPT), "--mci", str(folder / "mci_in.npy"), str(folder / "mci_out.npy")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-
-
-def finish_fill_between_slices(process: subprocess.Popen | None, shape, folder: Path) -> np.ndarray | None:
-    if process is None:
-        return None
-    _, error = process.communicate()
-    if process.returncode != 0:
-        print(f"Fill between slices failed: {error.decode(errors='replace').strip().splitlines()[-1:]}", file=sys.stderr)
-        return None
-    out = np.zeros(shape, dtype=np.uint16)
-    box = tuple(slice(int(a), int(b)) for a, b in np.load(folder / "mci_box.npy"))
-    out[box] = np.load(folder / "mci_out.npy")
-    return out
 
 
 def save_figure(image, reference: np.ndarray, result: np.ndarray, annotated: list[int], path: Path) -> None:
@@ -131,16 +91,15 @@ def main(argv: list[str] | None = None) -> int:
 
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="segnets-demo-") as scratch:
-        mci_process = start_fill_between_slices(labels, Path(scratch))
+    fill_job = FillBetweenSlices(labels)  # runs in a subprocess beside the training
 
-        def report(fraction: float, stage: str) -> None:
-            print(f"  [{time.monotonic() - began:5.0f} s] {stage}", flush=True)
+    def report(fraction: float, stage: str) -> None:
+        print(f"  [{time.monotonic() - began:5.0f} s] {stage}", flush=True)
 
-        options = FinetuneOptions(time_limit_s=args.time_limit, device=args.device, label_names={1: "liver"})
-        result = finetune(image, annotation, "unet3d", options, progress=report)
-        network_seconds = time.monotonic() - began
-        mci = finish_fill_between_slices(mci_process, reference.shape, Path(scratch))
+    options = FinetuneOptions(time_limit_s=args.time_limit, device=args.device, label_names={1: "liver"})
+    result = finetune(image, annotation, "unet3d", options, progress=report)
+    network_seconds = time.monotonic() - began
+    mci = fill_job.result()
 
     seg_path = output / "liver.seg.nrrd"
     write_segmentation(result.labelmap, result.card.labels, seg_path)
@@ -153,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if mci is not None:
         print(f"Dice vs full reference, Slicer's Fill between slices:                {dice(mci > 0, reference):.3f}")
     else:
-        print("Fill between slices: skipped (pip install itk-morphologicalcontourinterpolation)")
+        print(f"Fill between slices: not run ({fill_job.error}; pip install itk-morphologicalcontourinterpolation)")
     print(f"Time: {network_seconds:.0f} s for fine-tuning and segmentation, {time.monotonic() - began:.0f} s in all")
     print(f"Wrote {seg_path.relative_to(REPO) if seg_path.is_relative_to(REPO) else seg_path} and "
           f"{figure_path.relative_to(REPO) if figure_path.is_relative_to(REPO) else figure_path}")

@@ -18,6 +18,7 @@ import numpy as np
 from . import mrml
 from .errors import SegNetsError
 from .imageio import read_volume
+from .metrics import dice
 from .models import LabelInfo, ModelEntry, ModelLibrary, make_card
 from .models.card import Code, Terminology
 from .volume import Volume
@@ -95,13 +96,6 @@ def paint_annotation(scene, volume_node, reference: np.ndarray, slices: int = AN
     segment_id = node.GetSegmentation().AddEmptySegment("", LIVER.name, list(LIVER.color))
     slicer.util.updateSegmentBinaryLabelmapFromArray(mask, node, segment_id, volume_node)
     return node, segment_id, chosen
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice overlap of two binary masks (1.0 when both are empty)."""
-    a, b = a.astype(bool), b.astype(bool)
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2 * np.logical_and(a, b).sum() / total)
 
 
 def segment_mask(segmentation_node, segment_name: str, volume_node) -> np.ndarray:

@@ -28,9 +28,10 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(BENCH))
 
-from baselines import fill_between_slices, random_walker  # noqa: E402
+from SegNetsLib.annotation import bin_centre_slices  # noqa: E402
+from SegNetsLib.classical import fill_between_slices, random_walker  # noqa: E402
+from SegNetsLib.metrics import dice, hausdorff95  # noqa: E402
 
 # folder:structure -> label values forming the structure (../shared/data/README.md)
 STRUCTURES = {
@@ -41,24 +42,9 @@ STRUCTURES = {
 BRATS = ("brats_pat0001_1", "brats_pat0002_1", "brats_pat0003_1")
 
 
-def bin_centres(mask: np.ndarray, k: int) -> list[int]:
-    present = np.nonzero(mask.any(axis=(1, 2)))[0]
-    first, stop = int(present.min()), int(present.max()) + 1
-    return [int(first + (stop - first) * (i + 0.5) / k) for i in range(k)]
-
-
 def metrics(prediction: np.ndarray, truth: np.ndarray, spacing_kji) -> tuple[float, float]:
     """Dice and 95% Hausdorff distance (mm) of two boolean masks [k, j, i]."""
-    import torch
-    from monai.metrics import compute_hausdorff_distance
-
-    total = prediction.sum() + truth.sum()
-    dice = float(2 * (prediction & truth).sum() / total) if total else 1.0
-    if not prediction.any() or not truth.any():
-        return dice, float("nan")
-    one_hot = lambda m: torch.from_numpy(np.stack([~m, m])[None].astype(np.float32))  # noqa: E731
-    hd = compute_hausdorff_distance(one_hot(prediction), one_hot(truth), percentile=95, spacing=list(spacing_kji))
-    return dice, float(hd.item())
+    return dice(prediction, truth), hausdorff95(prediction, truth, spacing_kji)
 
 
 def read_case(folder: Path, label_values):
@@ -71,7 +57,7 @@ def read_case(folder: Path, label_values):
 
 
 def sparse_annotation(truth: np.ndarray, k: int) -> tuple[np.ndarray, list[int]]:
-    slices = bin_centres(truth, k)
+    slices = bin_centre_slices(truth, k)
     annotation = np.zeros(truth.shape, dtype=np.uint8)
     annotation[slices] = truth[slices]
     return annotation, slices
