@@ -30,7 +30,7 @@ import SimpleITK as sitk
 import torch
 
 from .errors import SegNetsError
-from .imageio import VOLUME_SUFFIXES, check_volume, volume_from_sitk
+from .imageio import VOLUME_SUFFIXES, check_volume, read_header, volume_from_sitk
 from .volume import Volume
 
 IGNORE = -1
@@ -151,16 +151,6 @@ def _find_cases(root: Path, channels: list[str]) -> list[Case]:
     return cases
 
 
-def _header(path: Path) -> sitk.ImageFileReader:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        raise SegNetsError(f"{path}: not a readable image file.") from None
-    return reader
-
-
 def _channels_in(reader: sitk.ImageFileReader) -> int:
     if reader.GetDimension() == 4:
         return int(reader.GetSize()[3]) * reader.GetNumberOfComponents()
@@ -168,12 +158,12 @@ def _channels_in(reader: sitk.ImageFileReader) -> int:
 
 
 def _check_headers(case: Case, num_channels: int) -> None:
-    label = _header(case.label)
+    label = read_header(case.label)
     if label.GetDimension() != 3 or label.GetNumberOfComponents() != 1:
         raise SegNetsError(f"{case.label}: a label volume must be 3D with one value per voxel.")
     found = 0
     for path in case.images:
-        image = _header(path)
+        image = read_header(path)
         if image.GetDimension() not in (3, 4):
             raise SegNetsError(f"{path}: a {image.GetDimension()}D image; expected 3D (or 4D with channels last).")
         if tuple(image.GetSize()[:3]) != tuple(label.GetSize()):

@@ -43,6 +43,20 @@ def volume_to_sitk(volume: Volume) -> sitk.Image:
     return image
 
 
+def read_header(path: str | os.PathLike) -> sitk.ImageFileReader:
+    """Read only a volume file's header (size, spacing, dimension) without its voxels.
+
+    Raises SegNetsError naming the file when the header cannot be read.
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise SegNetsError(f"{path}: not a readable image file (the header could not be read).") from None
+    return reader
+
+
 def read_volume(path: str | os.PathLike) -> Volume:
     """Read a 3D volume from a NIfTI, NRRD or MHA file and check it is usable.
 

@@ -26,14 +26,9 @@ def load_volume_node(volumes_logic, path: str | os.PathLike, name: str | None = 
 
 def _check_header(path: Path) -> None:
     """Read the header with SimpleITK first: Slicer's archetype reader can crash on a corrupt file."""
-    import SimpleITK as sitk
+    from ..imageio import read_header
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        raise SegNetsError(f"{path}: not a readable volume file (the header could not be read).") from None
+    reader = read_header(path)
     if reader.GetDimension() != 3:
         raise SegNetsError(f"{path}: holds a {reader.GetDimension()}D image; SegNets segments 3D volumes.")
 
