@@ -1,0 +1,134 @@
+"""``segnets segment``: segment one volume, or every volume in a folder, with a model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..devices import DEVICE_CHOICES
+from ..errors import SegNetsError
+from ..imageio import VOLUME_SUFFIXES, is_volume_file, read_volume
+from ..inference import ROI_CHOICES, Predictor
+from ..segio import SEGMENTATION_SUFFIX, is_segmentation_file, write_probabilities, write_segmentation
+
+FOLDER_FORMATS = ("seg.nrrd", "nii.gz", "nrrd")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment a volume (or a folder of volumes) with a model",
+        description="Segment 3D volumes (NIfTI, NRRD, MHA) with a model from the library, a model folder or a .zip. "
+        "Writes a .seg.nrrd with named, colored segments (opens in 3D Slicer) or a labelmap image.",
+    )
+    parser.add_argument("--model", required=True, metavar="ID_OR_PATH", help="library id[@version], model folder or .zip")
+    parser.add_argument("--input", required=True, metavar="IMG|DIR", help="a volume file, or a folder of volume files")
+    parser.add_argument(
+        "--output", required=True, metavar="OUT",
+        help="OUT.seg.nrrd, OUT.nii.gz or OUT.nrrd for one volume; a folder when --input is a folder",
+    )
+    parser.add_argument("--device", default="auto", help=f"{' | '.join(DEVICE_CHOICES)} (default: auto)")
+    parser.add_argument("--roi", choices=ROI_CHOICES, default="auto",
+                        help="auto: segment only the regions a coarse pass finds (when the model supports it); "
+                        "off: the whole volume")
+    parser.add_argument("--probabilities", metavar="FILE",
+                        help="also write per-class probabilities (a vector .nii.gz/.nrrd; a folder with a folder input)")
+    parser.add_argument("--format", choices=FOLDER_FORMATS, default="seg.nrrd",
+                        help="output file type when --output is a folder (default: seg.nrrd)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or messages, only errors")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Segment every requested volume; 0 when all succeeded, 1 when any input was refused."""
+    if args.quiet:
+        logging.getLogger("SegNetsLib").setLevel(logging.WARNING)
+    jobs = _jobs(Path(args.input), Path(args.output), args.probabilities, args.format)
+    from ..models import load  # the model is loaded only once the arguments make sense
+
+    net, card = load(args.model, device="cpu")
+    predictor = Predictor(net, card, device=args.device)
+    failures = 0
+    for source, target, probabilities_target in jobs:
+        try:
+            _segment_one(predictor, source, target, probabilities_target, args)
+        except SegNetsError as error:
+            if len(jobs) == 1:
+                raise
+            print(f"segnets segment: error: {error}", file=sys.stderr)
+            failures += 1
+    return 1 if failures else 0
+
+
+def _segment_one(predictor: Predictor, source: Path, target: Path, probabilities_target: Path | None,
+                 args: argparse.Namespace) -> None:
+    volume = read_volume(source)
+    with _ProgressBar(source.name, enabled=not args.quiet and sys.stderr.isatty()) as report:
+        prediction = predictor.predict(
+            volume, roi=args.roi, progress=report, probabilities=probabilities_target is not None, name=str(source)
+        )
+    write_segmentation(prediction.labelmap, predictor.card.labels, target)
+    if probabilities_target is not None and prediction.probabilities is not None:
+        write_probabilities(prediction.probabilities, probabilities_target)
+    if not args.quiet:
+        where = f" in {len(prediction.rois)} RoI(s)" if prediction.rois else ""
+        print(f"{source.name}: segmented{where} -> {target}", file=sys.stderr)
+
+
+def _jobs(source: Path, output: Path, probabilities: str | None, folder_format: str) -> list[tuple[Path, Path, Path | None]]:
+    """(input, output, probabilities output) per volume; checks names before any work is done."""
+    if source.is_dir():
+        volumes = sorted(p for p in source.iterdir() if p.is_file() and is_volume_file(p))
+        if not volumes:
+            raise SegNetsError(f"{source}: the folder holds no volume files ({', '.join(VOLUME_SUFFIXES)}).")
+        if output.exists() and not output.is_dir():
+            raise SegNetsError(f"{output}: with a folder as --input, --output must be a folder.")
+        probability_folder = Path(probabilities) if probabilities else None
+        return [
+            (p, output / f"{_stem(p)}.{folder_format}",
+             probability_folder / f"{_stem(p)}_probabilities.nii.gz" if probability_folder else None)
+            for p in volumes
+        ]
+    if not source.exists():
+        raise SegNetsError(f"{source}: no such file or folder.")
+    if output.is_dir():
+        output = output / f"{_stem(source)}{SEGMENTATION_SUFFIX}"
+    if not (is_segmentation_file(output) or is_volume_file(output)):
+        raise SegNetsError(f"{output}: unknown output type; use .seg.nrrd, .nii.gz, .nii, .nrrd or .mha.")
+    if probabilities and not is_volume_file(probabilities):
+        raise SegNetsError(f"{probabilities}: unknown probabilities file type; use .nii.gz, .nii, .nrrd or .mha.")
+    return [(source, output, Path(probabilities) if probabilities else None)]
+
+
+def _stem(path: Path) -> str:
+    """The file name without its volume suffix (``ct.nii.gz`` -> ``ct``)."""
+    name = path.name
+    for suffix in (SEGMENTATION_SUFFIX, *VOLUME_SUFFIXES):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+class _ProgressBar:
+    """A tqdm bar fed by the predictor's (fraction, stage) reports; a no-op when disabled."""
+
+    def __init__(self, name: str, enabled: bool) -> None:
+        self.name, self.enabled, self.bar = name, enabled, None
+
+    def __enter__(self):
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=100, desc=self.name, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+        return self.report
+
+    def report(self, fraction: float, stage: str) -> None:
+        if self.bar is not None:
+            self.bar.n = round(100 * fraction)
+            self.bar.set_postfix_str(stage, refresh=True)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
