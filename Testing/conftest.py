@@ -43,6 +43,18 @@ def mrml(_mrml_session):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread: on a loaded 2-core machine OpenMP spinning makes 2 threads several times
+    slower, and one thread gives the same arithmetic in every run."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def model_library(tmp_path, monkeypatch) -> Path:
     """An empty model library folder, used through the SEGNETS_MODELS environment variable."""
     folder = tmp_path / "models"

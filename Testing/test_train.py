@@ -45,13 +45,7 @@ def _options(tmp_path, architecture: str, **changes) -> TrainOptions:
     return TrainOptions(**values)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a loaded 2-core machine, OpenMP spinning makes 2 threads several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fixed_batch_loss(net, card, dataset_dir, architecture: str) -> float:

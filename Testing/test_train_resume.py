@@ -22,13 +22,7 @@ from SegNetsLib.train import LAST, TrainOptions, train
 EPOCHS, ITERATIONS = 2, 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread (faster on a loaded machine, and the same arithmetic in every run)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
