@@ -42,6 +42,7 @@ CUDA_WINDOW_BATCH = 4  # windows per forward on a GPU
 # PyTorch's CPU conv3d takes its oneDNN path (often >10x faster) only for batches above 1 or large
 # C*D*H; small windows therefore go two at a time, large ones one at a time (half the activation memory).
 SMALL_WINDOW_VOXELS = 64**3
+LABEL_SLAB = 16  # slices per argmax chunk (bounds the int64 index array)
 
 
 @dataclass
@@ -125,11 +126,14 @@ class Predictor:
         tracker.report(0.0, "preprocessing")
         if self._net_device != self.device:
             self._place(self.device)
-        pre = preprocess(volume, self.card, name)
+        locate = roi == "auto" and self.card.roi.mode == "auto"
+        # RoI mode with the model as its own locator never needs the whole network grid: the coarse pass
+        # and each box are resampled straight from the input (a crop of it per box)
+        pre = preprocess(volume, self.card, name, lazy=locate and self.card.roi.locator == "self")
         cancel.raise_if_cancelled()
 
         boxes: list[Box] = []
-        if roi == "auto" and self.card.roi.mode == "auto":
+        if locate:
             boxes = self._locate(pre, tracker, cancel)
             if not boxes:
                 log.info("%s: the coarse pass found no structure; segmenting the whole volume.", name)
@@ -267,12 +271,21 @@ class Predictor:
         return torch.sigmoid(logits) if self.card.multi_label else torch.softmax(logits, dim=0)
 
     def _labels(self, logits: torch.Tensor) -> np.ndarray:
-        """(C, d, h, w) logits -> uint8 label values: argmax (softmax), or the most probable label >= 0.5."""
+        """(C, d, h, w) logits -> uint8 label values: argmax (softmax), or the most probable label >= 0.5.
+
+        Works in slabs of :data:`LABEL_SLAB` slices, so the int64 argmax indices never span the whole region.
+        """
         values = torch.tensor([0] + [label.value for label in self.card.labels], dtype=torch.uint8)
-        if self.card.multi_label:
-            best = logits.max(dim=0)
-            return torch.where(best.values >= 0, values[best.indices + 1], 0).to(torch.uint8).numpy()
-        return values[logits.argmax(dim=0)].numpy()
+        out = np.empty(logits.shape[1:], dtype=np.uint8)
+        for start in range(0, logits.shape[1], LABEL_SLAB):
+            slab = logits[:, start : start + LABEL_SLAB]
+            if self.card.multi_label:
+                best = slab.max(dim=0)
+                labels = torch.where(best.values >= 0, values[best.indices + 1], 0).to(torch.uint8)
+            else:
+                labels = values[slab.argmax(dim=0)]
+            out[start : start + LABEL_SLAB] = labels.numpy()
+        return out
 
     def _background_probabilities(self, shape: Sequence[int]) -> np.ndarray:
         """Network-grid probabilities outside every RoI: background 1 (softmax) or all 0 (multi-label)."""

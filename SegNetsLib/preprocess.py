@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
 
 from .errors import SegNetsError
 from .imageio import check_volume, volume_to_sitk
@@ -53,11 +55,15 @@ class Preprocessed:
 
     grid: raw intensities [c, k, j, i] on the network grid (spacing card.target_spacing, LPS geometry);
     normalizers: one per channel; source: the input volume, whose grid results are mapped back onto.
+    lazy: the grid was never resampled as a whole: ``grid.array`` is a zero-stride placeholder (geometry
+    and shape only) and :meth:`network_input` / :meth:`coarse_input` resample what they need straight
+    from ``source`` (a crop of it per box), so a RoI pass never holds the whole network grid.
     """
 
     grid: Volume
     normalizers: tuple[ChannelNormalizer, ...]
     source: Volume
+    lazy: bool = False
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -66,35 +72,67 @@ class Preprocessed:
 
     def network_input(self, box: Box | None = None) -> np.ndarray:
         """Normalized network input (C, d, h, w) float32 of ``box`` (network-grid voxels), or of the whole grid."""
+        if self.lazy:
+            box = Box(0, 0, 0, *self.shape) if box is None else Box(*box)
+            return np.stack([normalize(self._resample_crop(c, box)) for c, normalize in enumerate(self.normalizers)])
         raw = self.grid.array if box is None else self.grid.array[(slice(None), *Box(*box).slices)]
         return np.stack([normalize(raw[c]) for c, normalize in enumerate(self.normalizers)])
 
+    def _resample_crop(self, channel: int, box: Box) -> np.ndarray:
+        """Raw network-grid intensities [d, h, w] float32 of ``box``, resampled (linear) from only the source
+        voxels that interpolation inside the box can reach (:meth:`box_to_source`)."""
+        source_box = self._source_box(box)
+        channels = self.source.array if self.source.array.ndim == 4 else self.source.array[None]
+        origin = self.source.ijk_to_lps() @ np.array([source_box.x0, source_box.y0, source_box.z0, 1.0])
+        crop = Volume(channels[channel][source_box.slices], self.source.spacing, tuple(origin[:3]), self.source.direction)
+        return _resample_onto(volume_to_sitk(crop), self.grid, box)
+
+    def _source_box(self, box: Box) -> Box:
+        """Source voxels (array order) around network-grid ``box`` that linear interpolation reads."""
+        corners = np.array(
+            [[i, j, k, 1.0] for i in (box.x0 - 1, box.x1) for j in (box.y0 - 1, box.y1) for k in (box.z0 - 1, box.z1)]
+        ).T
+        ijk = (np.linalg.inv(self.source.ijk_to_lps()) @ (self.grid.ijk_to_lps() @ corners))[:3]
+        low = np.floor(ijk.min(axis=1)).astype(int) - 1
+        high = np.ceil(ijk.max(axis=1)).astype(int) + 2
+        size = self.source.shape_kji[::-1]
+        low = [int(min(max(v, 0), s)) for v, s in zip(low, size)]
+        high = [int(min(max(v, 0), s)) for v, s in zip(high, size)]
+        return Box(low[2], low[1], low[0], high[2], high[1], high[0])
+
     def coarse_input(self, factor: float) -> tuple[np.ndarray, tuple[float, float, float]]:
         """The normalized volume down-sampled ``factor`` times per axis (linear), (C, d', h', w') float32,
-        and the network-grid voxels per coarse voxel along (d, h, w)."""
+        and the network-grid voxels per coarse voxel along (d, h, w).
+
+        Coarse voxel centres sit at ``(index + 0.5) * ratio - 0.5`` network voxels, so both grids cover the
+        same extent. Interpolates a view of the grid channel by channel (no full-size float copy when the
+        grid is already float32); only the coarse array is allocated.
+        """
         shape = self.shape
         coarse_shape = tuple(max(1, round(s / factor)) for s in shape)
         ratio = tuple(s / c for s, c in zip(shape, coarse_shape))
-        spacing = tuple(sp * r for sp, r in zip(self.grid.spacing, ratio[::-1]))
-        # first coarse voxel centre, so that both grids cover the same extent
-        shift = np.array([(r - 1.0) / 2.0 for r in ratio[::-1]])  # in network voxels, (i, j, k)
-        origin = self.grid.ijk_to_lps() @ np.append(shift, 1.0)
+        if self.lazy:
+            return self._coarse_from_source(coarse_shape, ratio), ratio  # type: ignore[return-value]
         channels = []
         for c, normalize in enumerate(self.normalizers):
-            image = volume_to_sitk(self.grid.with_array(self.grid.array[c]))
-            resampled = sitk.Resample(
-                sitk.Cast(image, sitk.sitkFloat32),
-                coarse_shape[::-1],
-                sitk.Transform(),
-                sitk.sitkLinear,
-                tuple(origin[:3]),
-                spacing,
-                tuple(self.grid.direction.ravel()),
-                0.0,
-                sitk.sitkFloat32,
-            )
-            channels.append(normalize(sitk.GetArrayFromImage(resampled)))
+            raw = torch.from_numpy(np.asarray(self.grid.array[c], dtype=np.float32))[None, None]
+            with torch.inference_mode():
+                small = F.interpolate(raw, size=coarse_shape, mode="trilinear", align_corners=False)
+            channels.append(normalize(small[0, 0].numpy()))
         return np.stack(channels), ratio  # type: ignore[return-value]
+
+    def _coarse_from_source(self, coarse_shape: tuple[int, ...], ratio: tuple[float, ...]) -> np.ndarray:
+        """Lazy grid: the coarse grid (same extent as the network grid) resampled straight from the source."""
+        spacing = tuple(sp * r for sp, r in zip(self.grid.spacing, ratio[::-1]))
+        shift = np.array([(r - 1.0) / 2.0 for r in ratio[::-1]])  # first coarse centre, in network voxels (i, j, k)
+        origin = self.grid.ijk_to_lps() @ np.append(shift, 1.0)
+        coarse = Volume(np.broadcast_to(np.float32(0), coarse_shape), spacing, tuple(origin[:3]), self.grid.direction)
+        channels = self.source.array if self.source.array.ndim == 4 else self.source.array[None]
+        whole = Box(0, 0, 0, *coarse_shape)
+        return np.stack([
+            normalize(_resample_onto(volume_to_sitk(self.source.with_array(channels[c])), coarse, whole))
+            for c, normalize in enumerate(self.normalizers)
+        ])
 
     def same_grid_as_source(self) -> bool:
         """True when no reorientation or resampling happened (results need no resampling back)."""
@@ -105,25 +143,16 @@ class Preprocessed:
         every source voxel up to the centres of the network voxels just outside the box, plus one voxel
         (the box itself when the grids are the same)."""
         box = Box(*box)
-        if self.same_grid_as_source():
-            return box
-        corners = np.array(
-            [[i, j, k, 1.0] for i in (box.x0 - 1, box.x1) for j in (box.y0 - 1, box.y1) for k in (box.z0 - 1, box.z1)]
-        ).T
-        lps = self.grid.ijk_to_lps() @ corners
-        ijk = (np.linalg.inv(self.source.ijk_to_lps()) @ lps)[:3]
-        low = np.floor(ijk.min(axis=1)).astype(int) - 1
-        high = np.ceil(ijk.max(axis=1)).astype(int) + 2
-        size = self.source.shape_kji[::-1]
-        low = [int(min(max(v, 0), s)) for v, s in zip(low, size)]
-        high = [int(min(max(v, 0), s)) for v, s in zip(high, size)]
-        return Box(low[2], low[1], low[0], high[2], high[1], high[0])
+        return box if self.same_grid_as_source() else self._source_box(box)
 
 
-def preprocess(volume: Volume, card: ModelCard, name: str = "the volume") -> Preprocessed:
+def preprocess(volume: Volume, card: ModelCard, name: str = "the volume", lazy: bool = False) -> Preprocessed:
     """Check ``volume`` against ``card`` and put it on the card's network grid (no normalized copy yet).
 
-    Raises SegNetsError naming ``name`` for unusable volumes or a channel count the model does not take.
+    lazy=True computes only the network grid's geometry when that is possible (resampling needed, a
+    normalization that needs no whole-grid statistics): crops are resampled on demand, see
+    :class:`Preprocessed`. Raises SegNetsError naming ``name`` for unusable volumes or a channel count
+    the model does not take.
     """
     check_volume(volume, name)
     expected = len(card.in_channels)
@@ -133,13 +162,19 @@ def preprocess(volume: Volume, card: ModelCard, name: str = "the volume") -> Pre
             f"{name}: the image has {volume.num_channels} channel(s) but model {card.id!r} expects {expected} ({wanted})."
         )
     channels = volume.array if volume.array.ndim == 4 else volume.array[None]
-    if _needs_resampling(volume, card):
-        grids = [_to_network_grid(volume_to_sitk(volume.with_array(channel)), card) for channel in channels]
-        first = grids[0]
-        array = np.stack([sitk.GetArrayViewFromImage(g) for g in grids]) if len(grids) > 1 else (
-            sitk.GetArrayFromImage(first)[None]
-        )
-        grid = Volume(array, first.GetSpacing(), first.GetOrigin(), np.reshape(first.GetDirection(), (3, 3)))
+    if lazy and card.normalization.kind != "zscore" and card.target_spacing is not None and _needs_resampling(volume, card):
+        geometry = _network_geometry(volume, card)
+        normalizers = tuple(_fit_normalizer(channel, card.normalization) for channel in channels)
+        placeholder = np.broadcast_to(np.float32(0), (len(channels), *geometry.shape_kji))
+        return Preprocessed(geometry.with_array(placeholder), normalizers, volume, lazy=True)
+    if _needs_resampling(volume, card) and card.target_spacing is None:  # reorientation only (exact)
+        images = [_reoriented(volume_to_sitk(volume.with_array(channel)), card) for channel in channels]
+        grid = volume_from_sitk_header(images[0]).with_array(np.stack([sitk.GetArrayFromImage(i) for i in images]))
+    elif _needs_resampling(volume, card):
+        geometry = _network_geometry(volume, card)
+        whole = Box(0, 0, 0, *geometry.shape_kji)
+        arrays = [_resample_onto(volume_to_sitk(volume.with_array(channel)), geometry, whole) for channel in channels]
+        grid = geometry.with_array(arrays[0][None] if len(arrays) == 1 else np.stack(arrays))
     else:
         grid = Volume(channels, volume.spacing, volume.origin, volume.direction)
     normalizers = tuple(_fit_normalizer(grid.array[c], card.normalization) for c in range(grid.array.shape[0]))
@@ -185,25 +220,55 @@ def _orientation(volume: Volume) -> str:
     return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(tuple(volume.direction.ravel()))
 
 
-def _to_network_grid(image: sitk.Image, card: ModelCard) -> sitk.Image:
-    """Reorient (DICOMOrient) and resample (linear) one channel to the card's orientation and spacing."""
+def _reoriented(image: sitk.Image, card: ModelCard) -> sitk.Image:
+    """``image`` with its axes permuted and flipped (DICOMOrient, exact) to ``card.orientation``."""
+    current = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+    return image if current == card.orientation.upper() else sitk.DICOMOrient(image, card.orientation.upper())
+
+
+def volume_from_sitk_header(image: sitk.Image) -> Volume:
+    """A zero-memory placeholder Volume with ``image``'s shape and geometry (no voxel data)."""
+    shape = tuple(image.GetSize())[::-1]
+    direction = np.reshape(image.GetDirection(), (3, 3))
+    return Volume(np.broadcast_to(np.float32(0), shape), image.GetSpacing(), image.GetOrigin(), direction)
+
+
+def _network_geometry(volume: Volume, card: ModelCard) -> Volume:
+    """The network grid of ``volume`` as a zero-memory placeholder Volume: the input reoriented to
+    ``card.orientation`` (axes permuted and flipped, as DICOMOrient does) and re-spaced to
+    ``card.target_spacing`` over the same extent."""
+    size = np.array(volume.shape_kji[::-1])
+    spacing = np.array(volume.spacing)
+    direction = volume.direction
+    corner = np.zeros(3)  # source ijk of the new first voxel
     if card.orientation:
-        current = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
-        if current != card.orientation.upper():
-            image = sitk.DICOMOrient(image, card.orientation.upper())
-    if card.target_spacing is None:
-        return image
-    spacing = np.array(image.GetSpacing())
+        wanted = np.reshape(sitk.DICOMOrientImageFilter.GetDirectionCosinesFromOrientation(card.orientation.upper()), (3, 3))
+        order = [int(np.argmax(np.abs(direction.T @ wanted[:, axis]))) for axis in range(3)]
+        signs = np.array([np.sign(direction[:, b] @ wanted[:, a]) or 1.0 for a, b in enumerate(order)])
+        corner = np.array([size[b] - 1 if signs[a] < 0 else 0 for a, b in enumerate(order)], dtype=float)
+        corner_ijk = np.zeros(3)
+        for a, b in enumerate(order):
+            corner_ijk[b] = corner[a]
+        corner = corner_ijk
+        direction = direction[:, order] * signs
+        size, spacing = size[order], spacing[order]
+    origin = (volume.ijk_to_lps() @ np.append(corner, 1.0))[:3]
     target = np.array(card.target_spacing, dtype=float)
     if np.any(target <= 0) or not np.all(np.isfinite(target)):
         raise SegNetsError(f"model {card.id!r}: target spacing {tuple(target)} mm is not positive.")
-    size = [max(1, int(round(n * s / t))) for n, s, t in zip(image.GetSize(), spacing, target)]
-    direction = np.reshape(image.GetDirection(), (3, 3))
-    origin = np.array(image.GetOrigin()) + direction @ ((target - spacing) / 2.0)  # same extent start
-    return sitk.Resample(  # float32: interpolated values are not rounded back to the input's integer type
-        image, size, sitk.Transform(), sitk.sitkLinear, tuple(origin), tuple(target), image.GetDirection(), 0.0,
-        sitk.sitkFloat32,
+    new_size = [max(1, int(round(n * s / t))) for n, s, t in zip(size, spacing, target)]
+    origin = origin + direction @ ((target - spacing) / 2.0)  # same extent start
+    return Volume(np.broadcast_to(np.float32(0), new_size[::-1]), tuple(target), tuple(origin), direction)
+
+
+def _resample_onto(image: sitk.Image, grid: Volume, box: Box) -> np.ndarray:
+    """``image`` resampled (linear, float32, 0 outside) at the centres of ``grid``'s voxels in ``box`` -> [d, h, w]."""
+    origin = grid.ijk_to_lps() @ np.array([box.x0, box.y0, box.z0, 1.0])
+    resampled = sitk.Resample(  # float32: interpolated values are not rounded back to the input's integer type
+        image, box.shape[::-1], sitk.Transform(), sitk.sitkLinear, tuple(origin[:3]), grid.spacing,
+        tuple(grid.direction.ravel()), 0.0, sitk.sitkFloat32,
     )
+    return sitk.GetArrayFromImage(resampled)
 
 
 def _fit_normalizer(raw: np.ndarray, settings: Normalization) -> ChannelNormalizer:

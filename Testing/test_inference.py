@@ -63,6 +63,30 @@ def test_roi_and_whole_volume_agree_exactly_inside_the_rois(ct):
     assert (roi.labelmap.array == 2).any()
 
 
+def test_roi_mode_on_a_resampled_grid_feeds_the_network_only_coarse_and_box_sized_inputs(ct):
+    """RoI mode never builds whole network-grid inputs: the net sees the coarse volume and the boxes only,
+    and inside the RoIs the labels match the whole-volume pass (which does build the whole grid)."""
+    from SegNetsLib.preprocess import preprocess
+
+    card = threshold_card(2, target_spacing=(4.0, 4.0, 4.0), patch_size=(128, 128, 128))
+    net = ThresholdNet(hounsfield(BONE_HU))
+    seen: list[tuple[int, ...]] = []
+    net.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[2:])))
+    predictor = Predictor(net, card, device="cpu")
+    grid_shape = preprocess(ct, card).shape
+
+    whole = predictor.predict(ct, roi="off")
+    assert seen == [grid_shape]  # windows as large as the grid: one window, the whole grid
+    seen.clear()
+    roi = predictor.predict(ct, roi="auto")
+    assert len(seen) == 1 + len(roi.rois)  # the coarse pass, then one window per box
+    assert all(np.prod(shape) < 0.9 * np.prod(grid_shape) for shape in seen)
+    inside = _inside(ct.shape_kji, roi.rois)
+    a, b = whole.labelmap.array[inside] == 2, roi.labelmap.array[inside] == 2
+    # not exact: at a box's rim the way back interpolates the RoI labels with the unsegmented outside
+    assert a.sum() > 0 and 2.0 * (a & b).sum() / (a.sum() + b.sum()) > 0.97
+
+
 def test_oblique_input_gives_the_same_voxels_in_its_own_geometry(ct, unet):
     predictor = Predictor(unet, LIVER_CARD, device="cpu")
     straight = predictor.predict(ct)

@@ -126,3 +126,42 @@ def test_channel_count_mismatch_names_the_volume(data_dir):
 def test_bad_volumes_are_refused(volume, problem):
     with pytest.raises(SegNetsError, match=problem):
         preprocess(volume, CARD, name="scan.nrrd")
+
+
+def test_network_grid_geometry_matches_dicom_orient_then_resample(data_dir):
+    """The network grid of an oblique, flipped, permuted volume: DICOMOrient's axes, same extent start."""
+    import SimpleITK as sitk
+
+    from SegNetsLib.imageio import volume_to_sitk
+
+    ct = _oblique(read_volume(data_dir / "ts_ct_sm" / "image.nii.gz"))
+    permuted = Volume(np.ascontiguousarray(np.transpose(ct.array, (1, 0, 2))), (ct.spacing[0], ct.spacing[2], ct.spacing[1]),
+                      ct.origin, ct.direction[:, [0, 2, 1]])
+    card = replace(CARD, orientation="LPS", target_spacing=(2.0, 2.5, 4.0))
+    grid = preprocess(permuted, card).grid
+    oriented = sitk.DICOMOrient(volume_to_sitk(permuted), "LPS")
+    assert np.allclose(grid.direction.ravel(), oriented.GetDirection())
+    spacing = np.array(oriented.GetSpacing())
+    start = np.array(oriented.GetOrigin()) + grid.direction @ ((np.array(card.target_spacing) - spacing) / 2.0)
+    assert np.allclose(grid.origin, start, atol=1e-6)
+    assert grid.shape_kji[::-1] == tuple(max(1, round(n * s / t)) for n, s, t in
+                                         zip(oriented.GetSize(), spacing, card.target_spacing))
+
+
+def test_lazy_grid_resamples_crops_equal_to_the_whole_grid(data_dir):
+    """lazy=True holds no network-grid array; its box crops and coarse input match the eager grid's."""
+    ct = _oblique(read_volume(data_dir / "ts_ct_sm" / "image.nii.gz"))
+    card = replace(CARD, orientation="LPS", target_spacing=(2.0, 2.5, 4.0))
+    eager, lazy = preprocess(ct, card), preprocess(ct, card, lazy=True)
+    assert lazy.lazy and not eager.lazy
+    assert lazy.grid.array.strides == (0, 0, 0, 0)  # a placeholder: no voxel data
+    assert lazy.shape == eager.shape and np.allclose(lazy.grid.ijk_to_lps(), eager.grid.ijk_to_lps())
+    box = Box(3, 10, 12, 20, 40, 37)
+    assert np.allclose(lazy.network_input(box), eager.network_input(box), atol=1e-5)
+    assert np.allclose(lazy.network_input(), eager.network_input(), atol=1e-5)
+    (coarse_lazy, ratio_lazy), (coarse_eager, ratio_eager) = lazy.coarse_input(2.0), eager.coarse_input(2.0)
+    assert ratio_lazy == ratio_eager and coarse_lazy.shape == coarse_eager.shape
+    difference = np.abs(coarse_lazy - coarse_eager)  # interpolated once from the source vs twice via the grid
+    assert difference.mean() < 0.02 and np.corrcoef(coarse_lazy.ravel(), coarse_eager.ravel())[0, 1] > 0.97
+    zscore = replace(card, normalization=Normalization("zscore"))
+    assert not preprocess(ct, zscore, lazy=True).lazy  # z-score needs whole-grid statistics
