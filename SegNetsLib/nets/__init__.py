@@ -7,8 +7,9 @@ authors' checkpoint (official key names).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -28,6 +29,15 @@ def _module(name: str):
     return importlib.import_module(f"{__name__}.{_MODULES[name]}")
 
 
+@contextlib.contextmanager
+def _constructor_options(name: str) -> Iterator[None]:
+    """Report an unknown or mistyped constructor option of network ``name`` as a SegNetsError."""
+    try:
+        yield
+    except TypeError as error:
+        raise SegNetsError(f"invalid {name} option: {error}.") from None
+
+
 def build(name: str, in_channels: int, num_classes: int, preset: str = "default", **overrides: Any) -> nn.Module:
     """Build network ``name`` ("unet3d", "vnet", "conresnet", "runet").
 
@@ -36,7 +46,9 @@ def build(name: str, in_channels: int, num_classes: int, preset: str = "default"
     """
     if preset not in PRESETS:
         raise SegNetsError(f"unknown preset {preset!r} for {name}; choose one of {', '.join(PRESETS)}.")
-    return _module(name).build(in_channels=in_channels, num_classes=num_classes, preset=preset, **overrides)
+    module = _module(name)
+    with _constructor_options(name):
+        return module.build(in_channels=in_channels, num_classes=num_classes, preset=preset, **overrides)
 
 
 def load_official(name: str, state_dict: Mapping[str, torch.Tensor], **overrides: Any) -> nn.Module:
@@ -44,7 +56,8 @@ def load_official(name: str, state_dict: Mapping[str, torch.Tensor], **overrides
     module = _module(name)
     if not hasattr(module, "load_official"):
         raise SegNetsError(f"{name} has no official PyTorch checkpoint format to import.")
-    return module.load_official(state_dict, **overrides)
+    with _constructor_options(name):
+        return module.load_official(state_dict, **overrides)
 
 
 __all__ = ["ARCHITECTURES", "PRESETS", "SegmentationOutput", "build", "load_official"]

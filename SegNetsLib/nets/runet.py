@@ -230,10 +230,7 @@ def build(in_channels: int, num_classes: int, preset: str = "default", **overrid
     else:
         raise SegNetsError(f"unknown preset {preset!r} for runet; choose default or paper.")
     args.update(overrides)
-    try:
-        return RUNet(in_channels, num_classes, **args)
-    except TypeError as error:
-        raise SegNetsError(f"invalid RU-Net option: {error}.") from None
+    return RUNet(in_channels, num_classes, **args)
 
 
 def load_official(state_dict: Mapping[str, torch.Tensor], **overrides: Any) -> RUNet:

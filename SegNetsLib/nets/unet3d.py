@@ -215,7 +215,4 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def build(in_channels: int, num_classes: int, preset: str = "default", **overrides: Any) -> UNet3D:
     """Build a 3D U-Net; ``overrides`` replace the preset's constructor arguments."""
-    try:
-        return UNet3D(in_channels, num_classes, **{**PRESETS[preset], **overrides})
-    except TypeError as error:
-        raise SegNetsError(f"invalid 3D U-Net option: {error}.") from None
+    return UNet3D(in_channels, num_classes, **{**PRESETS[preset], **overrides})

@@ -166,7 +166,4 @@ def build(
         "encoder_depths": encoder[:levels],
         "decoder_depths": decoder[len(decoder) - (levels - 1) :],
     }
-    try:
-        return VNet(in_channels, num_classes, **{**args, **overrides})
-    except TypeError as error:
-        raise SegNetsError(f"invalid V-Net option: {error}.") from None
+    return VNet(in_channels, num_classes, **{**args, **overrides})
