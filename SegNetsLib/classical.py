@@ -47,7 +47,8 @@ class FillBetweenSlices:
             [sys.executable, "-m", "SegNetsLib.classical", "--mci", str(folder / "in.npy"), str(folder / "out.npy")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            # one ITK thread: multi-threaded runs have crashed here at random (heap corruption in the filter)
+            env={**os.environ, "OMP_NUM_THREADS": "1", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"},
         )
 
     def result(self, timeout_s: float = 600.0) -> np.ndarray | None:
@@ -67,13 +68,18 @@ class FillBetweenSlices:
             self._folder.cleanup()
 
 
-def fill_between_slices(annotation: np.ndarray, timeout_s: float = 600.0) -> np.ndarray:
-    """Slicer's Fill between slices of ``annotation`` [k, j, i]; raises RuntimeError when it fails."""
-    job = FillBetweenSlices(annotation)
-    result = job.result(timeout_s)
-    if result is None:
-        raise RuntimeError(f"Fill between slices failed: {job.error}")
-    return result
+def fill_between_slices(annotation: np.ndarray, timeout_s: float = 600.0, attempts: int = 2) -> np.ndarray:
+    """Slicer's Fill between slices of ``annotation`` [k, j, i]; raises RuntimeError when every attempt fails.
+
+    A failed subprocess is started again (``attempts`` in all): ITK's filter has crashed here at random
+    on inputs it then interpolated fine.
+    """
+    for _ in range(attempts):
+        job = FillBetweenSlices(annotation)
+        result = job.result(timeout_s)
+        if result is not None:
+            return result
+    raise RuntimeError(f"Fill between slices failed: {job.error}")
 
 
 def random_walker(

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .constants import DEVICE_CHOICES
 from .errors import SegNetsError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from .atomic import atomic_file
+from .constants import VOLUME_SUFFIXES
 from .errors import SegNetsError
 from .volume import Volume
-
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 def is_volume_file(path: str | os.PathLike) -> bool:

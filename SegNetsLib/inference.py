@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 from torch import nn
 
+from .constants import ROI_CHOICES
 from .devices import resolve_device
 from .errors import SegNetsError
 from .models.card import ModelCard
@@ -36,7 +37,6 @@ from .volume import Volume
 
 log = logging.getLogger(__name__)
 
-ROI_CHOICES = ("auto", "off")
 OVERLAP = 0.25  # sliding-window overlap (fraction of the window)
 CUDA_WINDOW_BATCH = 4  # windows per forward on a GPU
 # PyTorch's CPU conv3d takes its oneDNN path (often >10x faster) only for batches above 1 or large

@@ -18,12 +18,12 @@ from slicerio.segmentation import terminology_entry_from_string
 from scipy import ndimage
 
 from .atomic import atomic_file
+from .constants import SEGMENTATION_SUFFIX
 from .errors import SegNetsError
 from .imageio import is_volume_file, volume_from_sitk, write_volume
 from .models.card import LabelInfo
 from .volume import Volume
 
-SEGMENTATION_SUFFIX = ".seg.nrrd"
 _COMPRESSION_LEVEL = 1  # gzip level: labelmaps compress well even at 1, and level 9 is several times slower
 
 

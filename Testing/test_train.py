@@ -168,7 +168,7 @@ def test_time_limit_sets_the_epoch_count_after_the_first_epoch(dataset, tmp_path
 
 
 @pytest.mark.slow
-def test_trained_model_segments_and_fine_tunes(dataset, tmp_path, model_library):
+def test_trained_model_segments_and_fine_tunes(dataset, tmp_path, model_library, capsys):
     assert segnets(["train", "--dataset", str(dataset), "--save-model", "Tiny FT", "--epochs", "1", "--iterations", "2",
                     "--patch-size", "16", "32", "32", "--base-channels", "4", "--build-args", '{"levels": 3}',
                     "--device", "cpu", "--work-dir", str(tmp_path / "work"), "--no-augment"]) == 0
@@ -179,7 +179,11 @@ def test_trained_model_segments_and_fine_tunes(dataset, tmp_path, model_library)
     assert output.is_file()
     assert segnets(["finetune", "--model", "tiny-ft", "--input", str(image), "--annotations",
                     str(dataset / "labelsTr" / "case_000.nii.gz"), "--iterations", "2", "--device", "cpu"]) == 0
-    assert sorted(entry.card.version for entry in ModelLibrary().list()) == ["1.0.0", "1.1.0"]
+    # after 2 iterations either model may validate better (thread count changes the float sums); the library
+    # must match what the command said it kept: a new version for the fine-tuned model, nothing for the base
+    kept_finetuned = "kept the fine-tuned model" in capsys.readouterr().err
+    expected = ["1.0.0", "1.1.0"] if kept_finetuned else ["1.0.0"]
+    assert sorted(entry.card.version for entry in ModelLibrary().list()) == expected
 
 
 def test_partially_labeled_two_channel_msd_dataset(tmp_path, data_dir, model_library):

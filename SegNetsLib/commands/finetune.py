@@ -6,11 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..devices import DEVICE_CHOICES
+from ..constants import ARCHITECTURES, DEVICE_CHOICES
 from ..errors import SegNetsError
-from ..imageio import is_volume_file, read_volume
-from ..nets import ARCHITECTURES
-from ..segio import is_segmentation_file, read_labelmap, write_segmentation
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    from ..imageio import is_volume_file
+    from ..segio import is_segmentation_file
+
     for path, what in ((args.input, "--input"), (args.annotations, "--annotations")):
         if not Path(path).is_file():
             raise SegNetsError(f"{path}: no such file ({what}).")
@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     from ..annotation import merge_slices, parse_slices
     from ..finetune import FinetuneOptions, finetune, save_result
+    from ..imageio import read_volume
+    from ..segio import read_labelmap, write_segmentation
 
     image = read_volume(args.input)
     annotation = read_labelmap(args.annotations)

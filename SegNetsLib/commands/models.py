@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import nets
-from ..models import ModelLibrary
-from ..models.library import ENV_VAR, split_reference
-from ..models.schema import CARD_FILE, card_to_json, read_card
+from ..constants import ARCHITECTURES, PRESETS
+from ..constants import MODELS_ENV_VAR as ENV_VAR
+
+# The model library (torch, jsonschema) is imported inside the handlers, so that building the parser stays fast.
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,13 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ".pt/.pth files are read without running code (torch.load weights_only=True).",
     )
     add.add_argument("path", help="model folder, .zip, .safetensors, .pt or .pth")
-    add.add_argument("--architecture", choices=nets.ARCHITECTURES, help="network of bare weights")
+    add.add_argument("--architecture", choices=ARCHITECTURES, help="network of bare weights")
     add.add_argument("--official", action="store_true", help="the file is an authors' ConResNet / 3D RU-Net checkpoint")
     add.add_argument("--in-channels", type=int, help="input channels of bare weights (default 1)")
     add.add_argument("--modality", help="modality of the input channels (default CT)")
     add.add_argument("--labels", help="comma-separated label names of bare weights, in output order (values 1, 2, ...)")
     add.add_argument("--multi-label", action="store_true", default=None, help="one sigmoid per label instead of softmax")
-    add.add_argument("--preset", choices=nets.PRESETS, help="network preset of bare weights (default: default)")
+    add.add_argument("--preset", choices=PRESETS, help="network preset of bare weights (default: default)")
     add.add_argument("--build-args", type=json.loads, help='constructor overrides as JSON, e.g. \'{"base_channels": 8}\'')
     add.add_argument("--id", help="id to import under (default: the card's)")
     add.add_argument("--version", help="version to import as (default: the card's)")
@@ -60,11 +60,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _reference(args: argparse.Namespace) -> tuple[str, str | None]:
+    from ..models.library import split_reference
+
     model_id, version = split_reference(args.model)
     return model_id, args.version or version
 
 
 def list_models(args: argparse.Namespace) -> int:
+    from ..models import ModelLibrary
+
     library = ModelLibrary(args.library)
     entries = library.list()
     if not entries:
@@ -84,6 +88,9 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def show_model(args: argparse.Namespace) -> int:
+    from ..models import ModelLibrary
+    from ..models.schema import CARD_FILE, card_to_json, read_card
+
     library = ModelLibrary(args.library)
     model_id, version = _reference(args)
     folder = library.find(model_id, version)
@@ -93,6 +100,8 @@ def show_model(args: argparse.Namespace) -> int:
 
 
 def import_model(args: argparse.Namespace) -> int:
+    from ..models import ModelLibrary
+
     labels = [name.strip() for name in args.labels.split(",") if name.strip()] if args.labels else None
     entry = ModelLibrary(args.library).import_path(
         args.path,
@@ -113,6 +122,8 @@ def import_model(args: argparse.Namespace) -> int:
 
 
 def export_model(args: argparse.Namespace) -> int:
+    from ..models import ModelLibrary
+
     model_id, version = _reference(args)
     path = ModelLibrary(args.library).export(model_id, args.path, version)
     print(f"Exported {model_id} to {path}")
@@ -120,6 +131,8 @@ def export_model(args: argparse.Namespace) -> int:
 
 
 def remove_model(args: argparse.Namespace) -> int:
+    from ..models import ModelLibrary
+
     removed = ModelLibrary(args.library).remove(args.model, args.version)
     print(f"Removed {args.model} version{'s' if len(removed) > 1 else ''} {', '.join(removed)}")
     return 0

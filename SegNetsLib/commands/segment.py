@@ -6,12 +6,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..devices import DEVICE_CHOICES
+from ..constants import DEVICE_CHOICES, ROI_CHOICES, SEGMENTATION_SUFFIX, VOLUME_SUFFIXES
 from ..errors import SegNetsError
-from ..imageio import VOLUME_SUFFIXES, is_volume_file, read_volume
-from ..inference import ROI_CHOICES, Predictor
-from ..segio import SEGMENTATION_SUFFIX, is_segmentation_file, write_probabilities, write_segmentation
+
+if TYPE_CHECKING:
+    from ..inference import Predictor
 
 FOLDER_FORMATS = ("seg.nrrd", "nii.gz", "nrrd")
 
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         logging.getLogger("SegNetsLib").setLevel(logging.WARNING)
     jobs = _jobs(Path(args.input), Path(args.output), args.probabilities, args.format)
-    from ..models import load  # the model is loaded only once the arguments make sense
+    from ..inference import Predictor  # torch and MONAI are imported only once the arguments make sense
+    from ..models import load
 
     net, card = load(args.model, device="cpu")
     predictor = Predictor(net, card, device=args.device)
@@ -64,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _segment_one(predictor: Predictor, source: Path, target: Path, probabilities_target: Path | None,
                  args: argparse.Namespace) -> None:
+    from ..imageio import read_volume
+    from ..segio import write_probabilities, write_segmentation
+
     volume = read_volume(source)
     with _ProgressBar(source.name, enabled=not args.quiet and sys.stderr.isatty()) as report:
         prediction = predictor.predict(
@@ -79,6 +84,9 @@ def _segment_one(predictor: Predictor, source: Path, target: Path, probabilities
 
 def _jobs(source: Path, output: Path, probabilities: str | None, folder_format: str) -> list[tuple[Path, Path, Path | None]]:
     """(input, output, probabilities output) per volume; checks names before any work is done."""
+    from ..imageio import is_volume_file
+    from ..segio import is_segmentation_file
+
     if source.is_dir():
         volumes = sorted(p for p in source.iterdir() if p.is_file() and is_volume_file(p))
         if not volumes:

@@ -10,8 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .. import nets
-from ..train import TrainOptions, train
+from ..constants import ARCHITECTURES, PRESETS
 
 
 def _positive_int(text: str) -> int:
@@ -43,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dataset", required=True, type=Path, metavar="DIR", help="dataset folder (MSD / nnU-Net layout)")
     parser.add_argument("--model", default="unet3d", metavar="ARCH|ID",
-                        help=f"architecture to train from scratch ({', '.join(nets.ARCHITECTURES)}; default unet3d) "
+                        help=f"architecture to train from scratch ({', '.join(ARCHITECTURES)}; default unet3d) "
                         "or a library model id / model folder to continue from")
     parser.add_argument("--save-model", required=True, metavar="NAME", help="name of the new model in the library")
     length = parser.add_mutually_exclusive_group()
@@ -58,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK)")
     parser.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA too")
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    parser.add_argument("--preset", choices=nets.PRESETS, default="default", help="network preset (default: default)")
+    parser.add_argument("--preset", choices=PRESETS, default="default", help="network preset (default: default)")
     parser.add_argument("--base-channels", type=_positive_int, help="network width (channels of the first level)")
     parser.add_argument("--build-args", type=json.loads, default={}, help='other constructor arguments as JSON')
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -68,6 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train import TrainOptions, train
+
     build_args = dict(args.build_args)
     if args.base_channels:
         build_args["base_channels"] = args.base_channels

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..constants import MODELS_ENV_VAR as ENV_VAR
 from ..errors import SegNetsError
 from .card import ModelCard
 from .importers import read_model
@@ -24,7 +25,6 @@ from .schema import CARD_FILE, read_card
 from .store import copy_model_folder, load_folder, load_zip, save, write_model_zip
 from .versions import latest, parse_version, version_key
 
-ENV_VAR = "SEGNETS_MODELS"
 DEFAULT_ROOT = Path("~/.segnets/models")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 

@@ -14,13 +14,13 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
+from ..constants import ARCHITECTURES, PRESETS
 from ..errors import SegNetsError
 from .outputs import SegmentationOutput
 
-# architecture name -> module in this package that defines build(...) (and load_official for some)
-_MODULES = {"unet3d": "unet3d", "vnet": "vnet", "conresnet": "conresnet", "runet": "runet"}
-ARCHITECTURES: tuple[str, ...] = tuple(_MODULES)
-PRESETS: tuple[str, ...] = ("default", "paper")
+# architecture name -> module in this package that defines build(...) (and load_official for some);
+# ARCHITECTURES and PRESETS live in SegNetsLib.constants (no torch) for the command line's parser
+_MODULES = {name: name for name in ARCHITECTURES}
 
 
 def _module(name: str):
