@@ -10,7 +10,8 @@ axis 0 (the protocol of ../shared/data/README.md). Per structure and k: Dice, 95
   (dense labels, ``--pretrain-time`` s each), then alone (``base``) and fine-tuned from k slices (``tuned``).
 
 Usage: python bench/sparse.py [--structures ts_ct_full:liver,...] [--k 2,3,5] [--time-limit 120]
-       [--methods network,mci,rw] [--pretrained] [--data ../shared/data]
+       [--methods network,mci,rw] [--pretrained] [--data ../shared/data] [--results DIR]
+       python bench/sparse.py --merge DIR1,DIR2,... --results DIR   (tables and plots of runs made apart)
 Writes Markdown tables to stdout, and ``bench/results/sparse.json`` / ``sparse_dice_vs_k.png``.
 """
 
@@ -40,6 +41,8 @@ STRUCTURES = {
     "pyr_brain1:lesion": 1, "pyr_breast1:lesion": 1,
 }
 BRATS = ("brats_pat0001_1", "brats_pat0002_1", "brats_pat0003_1")
+# whole tumour of each BraTS case as a structure of its own (for the classical baselines of the pretrained setting)
+BRATS_WHOLE_TUMOUR = {f"{case}:whole_tumour": [1, 2, 3, 4] for case in BRATS}
 
 
 def metrics(prediction: np.ndarray, truth: np.ndarray, spacing_kji) -> tuple[float, float]:
@@ -155,6 +158,42 @@ def table(rows, methods) -> str:
     return "\n".join(lines)
 
 
+def with_best_classical(rows: list[dict]) -> list[dict]:
+    """``rows`` plus a ``best-classical`` row per structure and k: the better of MCI and RW by Dice."""
+    best = {}
+    for r in rows:
+        if r["method"] in ("mci", "rw"):
+            key = (r["structure"], r["k"])
+            if key not in best or r["dice"] > best[key]["dice"]:
+                best[key] = {**r, "method": "best-classical"}
+    return rows + list(best.values())
+
+
+def merge(folders: list[str], results: Path) -> None:
+    """Tables and plot from the ``sparse.json`` of several runs (e.g. baselines and networks run apart)."""
+    rows = []
+    for folder in folders:
+        for r in json.loads((Path(folder) / "sparse.json").read_text()):
+            rows.append({**r, "structure": r["structure"].replace("whole_tumour", "whole tumour")})
+    rows = with_best_classical(rows)
+    pretrained = {r["structure"] for r in rows if r["method"] in ("base", "tuned")}
+    scratch = [r for r in rows if r["structure"] not in pretrained and not r["structure"].startswith("brats")]
+    tuned = [r for r in rows if r["structure"] in pretrained]
+    if scratch:
+        print("\n### From scratch\n")
+        print(table(scratch, ["network", "unet-only", "mci", "rw", "best-classical"]))
+    if tuned:
+        print("\n### Pretrained on two BraTS patients, fine-tuned on the third (whole tumour)\n")
+        print(table(tuned, ["base", "tuned", "tuned-unet-only", "mci", "rw", "best-classical"]))
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "sparse.json").write_text(json.dumps(rows, indent=1))
+    if scratch:
+        plot(scratch, results / "sparse_dice_vs_k.png")
+    if tuned:
+        plot(tuned, results / "sparse_pretrained_dice_vs_k.png")
+    print(f"\nWrote {results}/sparse.json and the plots")
+
+
 def plot(rows, path: Path) -> None:
     import matplotlib
 
@@ -179,7 +218,8 @@ def plot(rows, path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--structures", default="ts_ct_full:liver",
-                        help=f"comma-separated folder:structure from {', '.join(STRUCTURES)}, or 'all', or 'none'")
+                        help=f"comma-separated folder:structure from {', '.join(STRUCTURES)} "
+                             "(or brats_pat000N_1:whole_tumour), or 'all', or 'none'")
     parser.add_argument("--k", default="2,3,5")
     parser.add_argument("--time-limit", type=float, default=120.0, help="fine-tuning seconds per run")
     parser.add_argument("--methods", default="network,mci,rw")
@@ -188,7 +228,11 @@ def main(argv=None) -> int:
     parser.add_argument("--pretrain-time", type=float, default=240.0, help="pretraining seconds per BraTS case")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--results", default=str(BENCH / "results"))
+    parser.add_argument("--merge", help="comma-separated result folders of earlier runs: print their tables together")
     args = parser.parse_args(argv)
+    if args.merge:
+        merge(args.merge.split(","), Path(args.results))
+        return 0
 
     import torch
 
@@ -206,7 +250,7 @@ def main(argv=None) -> int:
         if not (data / folder).is_dir():
             print(f"<!-- {name}: {data / folder} is absent, skipped -->")
             continue
-        image, truth = read_case(data / folder, STRUCTURES[name])
+        image, truth = read_case(data / folder, {**STRUCTURES, **BRATS_WHOLE_TUMOUR}[name])
         for k in ks:
             evaluate(name, image, truth, k, methods, args.time_limit, rows)
     if rows:
