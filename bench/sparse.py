@@ -37,7 +37,7 @@ from SegNetsLib.metrics import dice, hausdorff95  # noqa: E402
 # folder:structure -> label values forming the structure (../shared/data/README.md)
 STRUCTURES = {
     "ts_ct_full:liver": 5, "ts_ct_full:spleen": 1, "ts_ct_full:kidney_left": 3, "ts_ct_full:aorta": 52,
-    "ts_ct_full:bladder": 104, "ts_mr_sm:liver": 5, "ts_mr_sm:spleen": 1, "ts_mr_sm:kidney_right": 2,
+    "ts_ct_full:bladder": 21, "ts_mr_sm:liver": 5, "ts_mr_sm:spleen": 1, "ts_mr_sm:kidney_right": 2,
     "pyr_brain1:lesion": 1, "pyr_breast1:lesion": 1,
 }
 BRATS = ("brats_pat0001_1", "brats_pat0002_1", "brats_pat0003_1")
@@ -75,7 +75,7 @@ def run_network(image, annotation, start, time_limit):
     return result.labelmap.array > 0, time.monotonic() - began, result
 
 
-def evaluate(name, image, truth, k, methods, time_limit, rows):
+def evaluate(name, image, truth, k, methods, time_limit, rows, save=None):
     spacing_kji = image.spacing[::-1]
     annotation, slices = sparse_annotation(truth, k)
     for method in methods:
@@ -95,9 +95,11 @@ def evaluate(name, image, truth, k, methods, time_limit, rows):
         dice, hd95 = metrics(prediction, truth, spacing_kji)
         rows.append({"structure": name, "k": k, "method": method, "dice": dice, "hd95": hd95, "seconds": seconds})
         print(f"<!-- {name} k={k} {method}: Dice {dice:.3f}, HD95 {hd95:.1f} mm, {seconds:.0f} s -->", flush=True)
+        if save:
+            save()
 
 
-def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, baseline_methods=("mci", "rw")):
+def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, baseline_methods=("mci", "rw"), save=None):
     """Leave-one-out on BraTS whole tumour: pretrain on the two others (dense), fine-tune on k slices."""
     import tempfile
 
@@ -137,7 +139,9 @@ def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, bas
             rows.append({"structure": f"{held_out}:whole tumour", "k": k, "method": "tuned-unet-only", "dice": d2,
                          "hd95": h2, "seconds": seconds, "kept": result.kept})
             print(f"<!-- {held_out} k={k}: base {dice:.3f}, tuned {d:.3f} (kept {result.kept}) -->", flush=True)
-            evaluate(f"{held_out}:whole tumour", image, truth, k, baseline_methods, time_limit, rows)
+            if save:
+                save()
+            evaluate(f"{held_out}:whole tumour", image, truth, k, baseline_methods, time_limit, rows, save)
 
 
 def table(rows, methods) -> str:
@@ -245,6 +249,13 @@ def main(argv=None) -> int:
     methods = args.methods.split(",")
     names = list(STRUCTURES) if args.structures == "all" else [] if args.structures == "none" else args.structures.split(",")
     rows: list[dict] = []
+    pre_rows: list[dict] = []
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every measurement, so an interrupted run keeps what it measured
+        (results / "sparse.json").write_text(json.dumps(rows + pre_rows, indent=1))
+
     for name in names:
         folder, _, structure = name.partition(":")
         if not (data / folder).is_dir():
@@ -252,24 +263,21 @@ def main(argv=None) -> int:
             continue
         image, truth = read_case(data / folder, {**STRUCTURES, **BRATS_WHOLE_TUMOUR}[name])
         for k in ks:
-            evaluate(name, image, truth, k, methods, args.time_limit, rows)
+            evaluate(name, image, truth, k, methods, args.time_limit, rows, save)
     if rows:
         print(f"\n### From scratch ({args.time_limit:.0f} s fine-tuning, CPU, torch threads {torch.get_num_threads()})\n")
         print(table(rows, methods + (["unet-only"] if "network" in methods else [])))
-    pre_rows: list[dict] = []
     if args.pretrained:
         if not all((data / case).is_dir() for case in BRATS):
             print("<!-- BraTS cases absent: pretrained setting skipped -->")
         else:
             baselines = [m for m in methods if m in ("mci", "rw")]
-            pretrained_bench(data, ks, args.time_limit, args.pretrain_time, args.brats_cases.split(","), pre_rows, baselines)
+            pretrained_bench(data, ks, args.time_limit, args.pretrain_time, args.brats_cases.split(","), pre_rows, baselines, save)
             print("\n### Pretrained on two BraTS patients, fine-tuned on the third (whole tumour)\n")
             print(table(pre_rows, ["base", "tuned", "tuned-unet-only", *baselines]))
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
     all_rows = rows + pre_rows
     if all_rows:
-        (results / "sparse.json").write_text(json.dumps(all_rows, indent=1))
+        save()
         plot(all_rows, results / "sparse_dice_vs_k.png")
         print(f"\nWrote {results / 'sparse.json'} and {results / 'sparse_dice_vs_k.png'}")
     return 0
