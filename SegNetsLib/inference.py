@@ -1,7 +1,8 @@
 """The inference engine: a warm network that turns a volume into a labelmap in the volume's own geometry.
 
 Pipeline of :meth:`Predictor.predict`: preprocess (card spacing/orientation/normalization) ->
-RoI localization (coarse pass + connectivity, :mod:`SegNetsLib.roi_locator`) -> fine pass per RoI
+RoI localization (coarse pass + connectivity, :mod:`SegNetsLib.roi_locator`; the coarse pass is this
+network's or a locator model's, :mod:`SegNetsLib.locator_model`) -> fine pass per RoI
 with MONAI's ``sliding_window_inference`` (Gaussian blending) -> paste back -> argmax or threshold
 -> card post-processing -> resampling onto the input's grid.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -25,6 +27,7 @@ from torch import nn
 from .constants import ROI_CHOICES
 from .devices import resolve_device
 from .errors import SegNetsError
+from .locator_model import load_locator, locator_files
 from .models.card import ModelCard
 from .nets.padding import crop_to, pad_to_multiple
 from .nets.runet import GRID as RUNET_GRID
@@ -32,7 +35,7 @@ from .postprocess import postprocess
 from .preprocess import Preprocessed, preprocess, to_source_grid
 from .progress import CancelToken, ProgressFn, no_progress
 from .roi import Box
-from .roi_locator import LOCATORS, boxes_from_masks, foreground_masks
+from .roi_locator import LOCATORS, boxes_from_labelmap, boxes_from_masks, foreground_masks
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -81,19 +84,22 @@ class _Progress:
         fraction = self.start + (self.end - self.start) * min(self.done / self.total, 1.0)
         self.report(fraction, self.stage)
 
+    def nested(self) -> ProgressFn:
+        """A callback for a nested run: its fractions [0, 1] land in the current stage's range, under its name."""
+        return lambda fraction, stage: self.report(self.start + (self.end - self.start) * fraction, self.stage)
+
 
 class Predictor:
     """One network on one device, kept warm between :meth:`predict` calls.
 
     net: a SegNets network whose forward returns a ``SegmentationOutput`` (``.logits`` (N, C, D, H, W));
-    card: its model card; device: "auto", "cpu", "cuda" or "cuda:N".
+    card: its model card; device: "auto", "cpu", "cuda" or "cuda:N". A locator model named in the card
+    (``card.roi.locator``) must exist now; it is loaded on the first prediction that locates RoIs.
     """
 
     def __init__(self, net: nn.Module, card: ModelCard, device: str | torch.device = "auto") -> None:
-        if card.roi.locator not in LOCATORS:
-            raise SegNetsError(
-                f"model {card.id!r}: RoI locator {card.roi.locator!r} is not supported; use one of {', '.join(LOCATORS)}."
-            )
+        self._locator_files: Path | None = None if card.roi.locator in LOCATORS else locator_files(card)
+        self._locator: Predictor | None = None  # the locator model's own Predictor, once loaded
         self.card = card
         self.device = resolve_device(device)
         self.net = net.eval()
@@ -127,14 +133,15 @@ class Predictor:
         if self._net_device != self.device:
             self._place(self.device)
         locate = roi == "auto" and self.card.roi.mode == "auto"
-        # RoI mode with the model as its own locator never needs the whole network grid: the coarse pass
-        # and each box are resampled straight from the input (a crop of it per box)
-        pre = preprocess(volume, self.card, name, lazy=locate and self.card.roi.locator == "self")
+        # RoI mode never needs the whole network grid unless RU-Net's encoder locates: the coarse pass (this
+        # model's, down-sampled) is resampled straight from the input, a locator model reads the input itself,
+        # and each box is resampled from a crop of the input
+        pre = preprocess(volume, self.card, name, lazy=locate and self.card.roi.locator != "runet")
         cancel.raise_if_cancelled()
 
         boxes: list[Box] = []
         if locate:
-            boxes = self._locate(pre, tracker, cancel)
+            boxes = self._locate(pre, tracker, cancel, name)
             if not boxes:
                 log.info("%s: the coarse pass found no structure; segmenting the whole volume.", name)
         elif roi == "auto":
@@ -158,8 +165,23 @@ class Predictor:
 
     # -- passes ---------------------------------------------------------------------------------
 
-    def _locate(self, pre: Preprocessed, tracker: _Progress, cancel: CancelToken) -> list[Box]:
+    def _locate(self, pre: Preprocessed, tracker: _Progress, cancel: CancelToken, name: str) -> list[Box]:
         """Coarse pass over the whole volume; extended network-grid boxes around what it finds."""
+        files = self._locator_files
+        if files is None:
+            boxes = self._own_boxes(pre, tracker, cancel)
+        else:
+            tracker.begin(0.05, 0.2, "locating RoIs", 1)
+            labels = self._locator_predictor(files).predict(
+                pre.source, roi="off", progress=tracker.nested(), cancel=cancel, name=name
+            ).labelmap.array
+            boxes = boxes_from_labelmap(labels, pre, self.card.roi)
+        log.info("RoI localization: %d box(es) covering %.1f %% of the volume.",
+                 len(boxes), 100.0 * sum(b.size for b in boxes) / math.prod(pre.shape))
+        return boxes
+
+    def _own_boxes(self, pre: Preprocessed, tracker: _Progress, cancel: CancelToken) -> list[Box]:
+        """This network's coarse pass ("self" or "runet" locator) and the boxes around its labels."""
         settings = self.card.roi
         if settings.locator == "runet":  # the Global Image Encoder's down-sampled mask, as in the paper
             coarse, forward = pre.network_input(), self._runet_coarse_logits
@@ -170,10 +192,14 @@ class Predictor:
         logits = self._windows(coarse, forward, tracker, cancel)[0].float().cpu()
         ratio = tuple(n / c for n, c in zip(pre.shape, logits.shape[1:]))
         masks = foreground_masks(logits, self.card.multi_label)
-        boxes = boxes_from_masks(masks, ratio, pre.shape, pre.grid.spacing[::-1], settings)
-        log.info("RoI localization: %d box(es) covering %.1f %% of the volume.",
-                 len(boxes), 100.0 * sum(b.size for b in boxes) / math.prod(pre.shape))
-        return boxes
+        return boxes_from_masks(masks, ratio, pre.shape, pre.grid.spacing[::-1], settings)
+
+    def _locator_predictor(self, files: Path) -> "Predictor":
+        """The card's locator model (at ``files``) in its own Predictor on this device: loaded on first use, then kept."""
+        if self._locator is None:
+            net, card = load_locator(self.card, files)
+            self._locator = Predictor(net, card, self.device)
+        return self._locator
 
     def _fine_pass(
         self, pre: Preprocessed, boxes: Sequence[Box], tracker: _Progress, cancel: CancelToken, probabilities: bool

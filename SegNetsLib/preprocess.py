@@ -24,6 +24,7 @@ from .roi import Box
 from .volume import Volume
 
 _SLAB = 16  # slices per chunk when computing z-score statistics of large volumes
+_TOUCH = 1e-6  # voxels: cells that only touch (up to round-off of the grid transforms) do not overlap
 
 
 @dataclass(frozen=True)
@@ -89,16 +90,8 @@ class Preprocessed:
 
     def _source_box(self, box: Box) -> Box:
         """Source voxels (array order) around network-grid ``box`` that linear interpolation reads."""
-        corners = np.array(
-            [[i, j, k, 1.0] for i in (box.x0 - 1, box.x1) for j in (box.y0 - 1, box.y1) for k in (box.z0 - 1, box.z1)]
-        ).T
-        ijk = (np.linalg.inv(self.source.ijk_to_lps()) @ (self.grid.ijk_to_lps() @ corners))[:3]
-        low = np.floor(ijk.min(axis=1)).astype(int) - 1
-        high = np.ceil(ijk.max(axis=1)).astype(int) + 2
-        size = self.source.shape_kji[::-1]
-        low = [int(min(max(v, 0), s)) for v, s in zip(low, size)]
-        high = [int(min(max(v, 0), s)) for v, s in zip(high, size)]
-        return Box(low[2], low[1], low[0], high[2], high[1], high[0])
+        low, high = _corner_extent(box, 1.0, self.grid, self.source)
+        return _clipped_box(np.floor(low) - 1, np.ceil(high) + 2, self.source.shape_kji[::-1])
 
     def coarse_input(self, factor: float) -> tuple[np.ndarray, tuple[float, float, float]]:
         """The normalized volume down-sampled ``factor`` times per axis (linear), (C, d', h', w') float32,
@@ -144,6 +137,20 @@ class Preprocessed:
         (the box itself when the grids are the same)."""
         box = Box(*box)
         return box if self.same_grid_as_source() else self._source_box(box)
+
+    def box_from_source(self, box: Box) -> Box:
+        """The smallest network-grid box (array order) holding every network voxel whose cell overlaps a cell
+        of source-voxel ``box`` (the box itself when the grids are the same); clipped to the grid, never empty.
+
+        The way from a box found on the input (a locator model's labelmap) to the network grid; oblique and
+        reoriented grids get the network-grid bounding box of the source box's corners.
+        """
+        box = Box(*box)
+        if self.same_grid_as_source():
+            return box
+        low, high = _corner_extent(box, 0.5, self.source, self.grid)  # cell faces, in network voxels
+        # network voxel n's cell is [n - 0.5, n + 0.5]: keep n with n + 0.5 > low and n - 0.5 < high
+        return _clipped_box(np.floor(low - 0.5 + _TOUCH) + 1, np.ceil(high + 0.5 - _TOUCH), self.shape[::-1])
 
 
 def preprocess(volume: Volume, card: ModelCard, name: str = "the volume", lazy: bool = False) -> Preprocessed:
@@ -259,6 +266,23 @@ def _network_geometry(volume: Volume, card: ModelCard) -> Volume:
     new_size = [max(1, int(round(n * s / t))) for n, s, t in zip(size, spacing, target)]
     origin = origin + direction @ ((target - spacing) / 2.0)  # same extent start
     return Volume(np.broadcast_to(np.float32(0), new_size[::-1]), tuple(target), tuple(origin), direction)
+
+
+def _corner_extent(box: Box, margin: float, grid: Volume, target: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest continuous (i, j, k) indices on ``target`` of the eight corners of ``grid``-voxel ``box``
+    widened by ``margin`` voxels (corners at ``start - margin`` and ``stop - 1 + margin`` along each axis)."""
+    low = (box.x0 - margin, box.y0 - margin, box.z0 - margin)
+    high = (box.x1 - 1 + margin, box.y1 - 1 + margin, box.z1 - 1 + margin)
+    corners = np.array([[i, j, k, 1.0] for i in (low[0], high[0]) for j in (low[1], high[1]) for k in (low[2], high[2])]).T
+    ijk = (np.linalg.inv(target.ijk_to_lps()) @ (grid.ijk_to_lps() @ corners))[:3]
+    return ijk.min(axis=1), ijk.max(axis=1)
+
+
+def _clipped_box(start_ijk: np.ndarray, stop_ijk: np.ndarray, size_ijk: tuple[int, ...]) -> Box:
+    """The box (array order) of voxel indices [start, stop) along (i, j, k), clipped to ``size_ijk`` and never empty."""
+    start = [int(min(max(a, 0), s - 1)) for a, s in zip(start_ijk, size_ijk)]
+    stop = [int(min(max(b, a + 1), s)) for a, b, s in zip(start, stop_ijk, size_ijk)]
+    return Box(start[2], start[1], start[0], stop[2], stop[1], stop[0])
 
 
 def _resample_onto(image: sitk.Image, grid: Volume, box: Box) -> np.ndarray:

@@ -1,15 +1,16 @@
 """RoI localization: from a coarse whole-volume prediction to extended boxes on the network grid.
 
-The coarse pass itself (the model on a down-sampled volume, or 3D RU-Net's Global Image Encoder
-mask) is run by :mod:`SegNetsLib.inference`; this module turns its logits into boxes: a foreground
-mask per label, connected components (``SegNetsLib.roi.find_components``), boxes scaled to the
-network grid, extended by the card's rule (``extend_box``) and merged where they overlap.
+The coarse pass itself (the model on a down-sampled volume, 3D RU-Net's Global Image Encoder mask,
+or a locator model's labelmap on the input grid) is run by :mod:`SegNetsLib.inference`; this module
+turns its output into boxes: a foreground mask per label (one for all labels of a locator model),
+connected components (``SegNetsLib.roi.find_components``), boxes mapped onto the network grid,
+extended by the card's rule (``extend_box``) and merged where they overlap.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,12 +18,13 @@ import torch
 from .errors import SegNetsError
 from .models.card import RoiSettings
 from .nets.runet import GRID as RUNET_GRID
+from .preprocess import Preprocessed
 from .roi import OFFICIAL_RUNET_PADDING, Box, extend_box, find_components, merge_overlapping
 
 MAX_ROIS_PER_LABEL = 10  # 3D RU-Net keeps the 10 largest components per class at test time
 MIN_COMPONENT_FRACTION = 0.01  # components smaller than 1 % of a label's largest are noise of the coarse pass
 COMPONENT_CONNECTIVITY = 2  # 18-neighbourhood, as 3D RU-Net's localization (skimage connectivity=2)
-LOCATORS = ("self", "runet")
+LOCATORS = ("self", "runet")  # the network locates its own RoIs; any other card value names a locator model
 
 
 def foreground_masks(logits: torch.Tensor, multi_label: bool) -> list[np.ndarray]:
@@ -49,6 +51,26 @@ def boxes_from_masks(
     ratio: network-grid voxels per coarse voxel along (d, h, w); shape: network-grid shape (d, h, w);
     spacing_kji: network-grid spacing in mm along (d, h, w), for ``padding_mm``.
     """
+    return _located_boxes(masks, lambda box: _to_fine(box, ratio, shape), shape, spacing_kji, settings)
+
+
+def boxes_from_labelmap(labels: np.ndarray, pre: Preprocessed, settings: RoiSettings) -> list[Box]:
+    """Extended, merged boxes on ``pre``'s network grid around a locator model's labelmap [k, j, i] on the input grid.
+
+    Every nonzero label is foreground: one mask, so touching structures of different labels are one component.
+    """
+    return _located_boxes([labels != 0], pre.box_from_source, pre.shape, pre.grid.spacing[::-1], settings)
+
+
+def _located_boxes(
+    masks: Sequence[np.ndarray],
+    to_network: Callable[[Box], Box],
+    shape: Sequence[int],
+    spacing_kji: Sequence[float],
+    settings: RoiSettings,
+) -> list[Box]:
+    """Components of each mask (the largest :data:`MAX_ROIS_PER_LABEL`, none under :data:`MIN_COMPONENT_FRACTION`
+    of the largest), their boxes mapped by ``to_network`` onto the network grid of ``shape``, extended and merged."""
     boxes = []
     for mask in masks:
         components = find_components(mask, connectivity=COMPONENT_CONNECTIVITY)
@@ -58,7 +80,7 @@ def boxes_from_masks(
         for component in components[:MAX_ROIS_PER_LABEL]:
             if component.area < smallest:
                 break
-            boxes.append(_extend(_to_fine(component.box, ratio, shape), shape, spacing_kji, settings))
+            boxes.append(_extend(to_network(component.box), shape, spacing_kji, settings))
     return merge_overlapping(boxes)
 
 

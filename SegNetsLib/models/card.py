@@ -93,7 +93,9 @@ class RoiSettings:
     """RoI localization: a coarse pass finds the region, boxes are extended, only RoIs are segmented.
 
     mode: "auto" or "off". locator: "self" (the model on a down-sampled volume), "runet" (the RU-Net
-    global image encoder) or a model id. coarse_factor: down-sampling of the coarse pass.
+    global image encoder) or a locator model: a library id, "id@version", or a model folder or .zip with
+    the same input channels, which segments the whole volume on its own grid (every nonzero label is
+    foreground; its own RoI settings are not used). coarse_factor: down-sampling of the "self" coarse pass.
     extension: "padding" (``padding_mm`` on each side), "scale1.5", "scale2" or "fixed" (``fixed_size``
     d, h, w voxels at target spacing).
     """
