@@ -1,9 +1,10 @@
 """Boundary refinement of a fine-tuned network's labelmap with a seeded random walker (scikit-image).
 
 The network places each structure; the random walker settles the boundary from the image's edges.
-Seeds: voxels deeper than ``inner_mm`` inside a predicted structure keep its class; voxels farther than
-``outer_mm`` from every predicted structure are background; every annotated voxel is a seed of the
-user's label. Only the band in between is decided by the random walker, inside the box around it.
+Seeds: voxels deeper than ``inner_mm`` inside a predicted structure keep its class (for a structure
+thinner than that, such as a vessel, voxels deeper than ``inner_fraction`` of its largest depth, so its
+core stays a seed); voxels farther than ``outer_mm`` from every predicted structure are background; every
+annotated voxel is a seed of the user's label. Only the band in between is decided by the random walker, inside the box around it.
 Arrays are [k, j, i] (image may be [c, k, j, i]); spacing is (i, j, k) mm.
 """
 
@@ -26,6 +27,7 @@ def refine_with_random_walker(
     weight: np.ndarray,
     spacing: Sequence[float],
     inner_mm: float = 15.0,
+    inner_fraction: float = 0.65,
     outer_mm: float = 24.0,
     beta: float = 130.0,
     cancel: CancelToken | None = None,
@@ -44,7 +46,8 @@ def refine_with_random_walker(
     for index, value in enumerate(values, start=2):
         inside = labelmap == value
         if inside.any():
-            seeds[ndimage.distance_transform_edt(inside, sampling=sampling) > inner_mm] = index
+            depth = ndimage.distance_transform_edt(inside, sampling=sampling)  # mm to the structure's boundary
+            seeds[depth > min(inner_mm, inner_fraction * float(depth.max()))] = index
     annotated = weight > 0
     seeds[annotated] = 1  # annotated background (and any value not in ``values``)
     for index, value in enumerate(values, start=2):

@@ -35,3 +35,23 @@ def test_annotated_voxels_are_seeds_of_the_user_label():
     weight[10] = 1
     refined = refine_with_random_walker(image, prediction, annotation, weight, spacing=(1, 1, 1), inner_mm=2, outer_mm=6)
     assert np.array_equal(refined[10] == 1, truth[10])
+
+
+def test_a_vessel_thinner_than_the_inner_depth_keeps_its_core(data_dir):
+    """The aorta (about 10 mm deep at most) of the test CT: its core stays a seed, so the random walker
+    only moves its boundary; with seeds only deeper than 15 mm it lost most of the vessel (Dice 0.47)."""
+    from SegNetsLib.annotation import bin_centre_slices
+    from SegNetsLib.imageio import read_volume
+    from scipy import ndimage
+
+    image = read_volume(data_dir / "ts_ct_full" / "image.nii.gz")
+    aorta = read_volume(data_dir / "ts_ct_full" / "label.nii.gz").array == 52  # TotalSegmentator v2 aorta
+    network = ndimage.binary_dilation(aorta).astype(np.uint8)  # the network found it, one voxel too wide
+    slices = bin_centre_slices(aorta, 3)
+    annotation = np.zeros(aorta.shape, np.uint8)
+    annotation[slices] = aorta[slices]
+    weight = np.zeros(aorta.shape, np.float32)
+    weight[slices] = 1
+    refined = refine_with_random_walker(image.array, network, annotation, weight, image.spacing)
+    dice = lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum())  # noqa: E731
+    assert dice(refined == 1, aorta) > max(0.8, dice(network == 1, aorta))

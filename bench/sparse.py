@@ -75,13 +75,18 @@ def run_network(image, annotation, start, time_limit):
     return result.labelmap.array > 0, time.monotonic() - began, result
 
 
-def evaluate(name, image, truth, k, methods, time_limit, rows, save=None):
+def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelmaps: Path | None = None):
+    """Each method on k bin-centre slices of ``truth``; rows appended, the network's labelmaps kept in ``labelmaps``."""
     spacing_kji = image.spacing[::-1]
     annotation, slices = sparse_annotation(truth, k)
     for method in methods:
         began = time.monotonic()
         if method == "network":
             prediction, seconds, result = run_network(image, image.with_array(annotation), "unet3d", time_limit)
+            if labelmaps:  # for studying the clean-up and refinement steps without training again
+                labelmaps.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(labelmaps / f"{name.replace(':', '_')}_k{k}.npz", network=result.network_labelmap,
+                                    refined=result.labelmap.array, slices=np.array(slices))
             dice, hd95 = metrics(result.network_labelmap > 0, truth, spacing_kji)
             rows.append({"structure": name, "k": k, "method": "unet-only", "dice": dice, "hd95": hd95, "seconds": seconds})
         elif method == "mci":
@@ -263,7 +268,7 @@ def main(argv=None) -> int:
             continue
         image, truth = read_case(data / folder, {**STRUCTURES, **BRATS_WHOLE_TUMOUR}[name])
         for k in ks:
-            evaluate(name, image, truth, k, methods, args.time_limit, rows, save)
+            evaluate(name, image, truth, k, methods, args.time_limit, rows, save, results / "labelmaps")
     if rows:
         print(f"\n### From scratch ({args.time_limit:.0f} s fine-tuning, CPU, torch threads {torch.get_num_threads()})\n")
         print(table(rows, methods + (["unet-only"] if "network" in methods else [])))
