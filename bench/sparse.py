@@ -184,7 +184,8 @@ def merge(folders: list[str], results: Path) -> None:
     for folder in folders:
         for r in json.loads((Path(folder) / "sparse.json").read_text()):
             rows.append({**r, "structure": r["structure"].replace("whole_tumour", "whole tumour")})
-    rows = with_best_classical(rows)
+    order = list(STRUCTURES)  # the protocol's order; other structures (BraTS) after it
+    rows = sorted(with_best_classical(rows), key=lambda r: order.index(r["structure"]) if r["structure"] in order else len(order))
     pretrained = {r["structure"] for r in rows if r["method"] in ("base", "tuned")}
     scratch = [r for r in rows if r["structure"] not in pretrained and not r["structure"].startswith("brats")]
     tuned = [r for r in rows if r["structure"] in pretrained]
