@@ -29,7 +29,7 @@ from .errors import SegNetsError
 from .finetune_cleanup import keep_annotated_components, limit_to_annotated_range, without_postprocessing
 from .finetune_loop import FinetuneCallback, LoopSettings, run_loop
 from .finetune_sampling import PatchSampler, Slice, list_slices, split_validation, training_box
-from .finetune_refine import refine_with_random_walker
+from .finetune_refine import refine_result
 from .finetune_start import Start, is_architecture, model_start, scratch_start
 from .finetune_validation import slices_dice
 from .imageio import check_volume, volume_to_sitk
@@ -268,7 +268,8 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     out = network_out
     if options.refine and options.segment:
         progress(0.93, "refining boundaries (random walker)")
-        out = refine_with_random_walker(volume.array, network_out, labels, weight, volume.spacing, cancel=cancel)
+        out = refine_result(volume.array, network_out, labels, weight, volume.spacing,
+                            slices if begin.from_scratch else None, cancel)
     annotated = weight > 0
     for array in (network_out, out):
         array[annotated] = labels[annotated]  # every annotated voxel keeps exactly the user's label

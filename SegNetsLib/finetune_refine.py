@@ -11,13 +11,35 @@ Arrays are [k, j, i] (image may be [c, k, j, i]); spacing is (i, j, k) mm.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
 from skimage.segmentation import random_walker
 
+from .finetune_cleanup import limit_to_annotated_range
 from .progress import CancelToken
+
+
+def refine_result(
+    image: np.ndarray,
+    labelmap: np.ndarray,
+    annotation: np.ndarray,
+    weight: np.ndarray,
+    spacing: Sequence[float],
+    scratch_slices: Mapping[int, Sequence[int]] | None = None,
+    cancel: CancelToken | None = None,
+) -> np.ndarray:
+    """The fine-tuning result's last step: :func:`refine_with_random_walker`, and for a network trained from
+    scratch on ``scratch_slices`` (axis -> indices) the annotated range its labelmap was limited to, which the
+    random walker must not leave either (it spread a 3-slice lesion over 13 slices once). Annotated voxels
+    keep the user's label."""
+    out = refine_with_random_walker(image, labelmap, annotation, weight, spacing, cancel=cancel)
+    if scratch_slices is not None:
+        limit_to_annotated_range(out, scratch_slices, np.where(weight > 0, annotation, 0), spacing)
+    annotated = weight > 0
+    out[annotated] = annotation[annotated]
+    return out
 
 
 def refine_with_random_walker(
