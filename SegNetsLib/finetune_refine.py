@@ -33,12 +33,10 @@ def refine_result(
     """The fine-tuning result's last step: :func:`refine_with_random_walker`, and for a network trained from
     scratch on ``scratch_slices`` (axis -> indices) the annotated range its labelmap was limited to, which the
     random walker must not leave either (it spread a 3-slice lesion over 13 slices once). Annotated voxels
-    keep the user's label."""
+    keep the user's label: they are seeds, and the range holds every annotated structure."""
     out = refine_with_random_walker(image, labelmap, annotation, weight, spacing, cancel=cancel)
     if scratch_slices is not None:
         limit_to_annotated_range(out, scratch_slices, np.where(weight > 0, annotation, 0), spacing)
-    annotated = weight > 0
-    out[annotated] = annotation[annotated]
     return out
 
 

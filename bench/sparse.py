@@ -112,7 +112,7 @@ def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, bas
     from SegNetsLib.finetune import FinetuneOptions, finetune, save_result
     from SegNetsLib.models import ModelLibrary
 
-    volumes = {case: read_case(data / case, [1, 2, 3, 4]) for case in BRATS}
+    volumes = {case: read_case(data / case, BRATS_WHOLE_TUMOUR[f"{case}:whole_tumour"]) for case in BRATS}
     library = ModelLibrary(tempfile.mkdtemp(prefix="segnets-bench-models-"))
     for held_out in cases:
         start = "unet3d"
@@ -133,21 +133,21 @@ def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, bas
         base = Predictor(base_net, base_card, "cpu").predict(image).labelmap.array > 0
         dice, hd95 = metrics(base, truth, spacing_kji)
         for k in ks:
-            rows.append({"structure": f"{held_out}:whole tumour", "k": k, "method": "base", "dice": dice, "hd95": hd95,
+            rows.append({"structure": f"{held_out}:whole_tumour", "k": k, "method": "base", "dice": dice, "hd95": hd95,
                          "seconds": time.monotonic() - began})
         for k in ks:
             annotation, slices = sparse_annotation(truth, k)
             prediction, seconds, result = run_network(image, image.with_array(annotation), start, time_limit)
             d, h = metrics(prediction, truth, spacing_kji)
-            rows.append({"structure": f"{held_out}:whole tumour", "k": k, "method": "tuned", "dice": d, "hd95": h,
+            rows.append({"structure": f"{held_out}:whole_tumour", "k": k, "method": "tuned", "dice": d, "hd95": h,
                          "seconds": seconds, "kept": result.kept})
             d2, h2 = metrics(result.network_labelmap > 0, truth, spacing_kji)
-            rows.append({"structure": f"{held_out}:whole tumour", "k": k, "method": "tuned-unet-only", "dice": d2,
+            rows.append({"structure": f"{held_out}:whole_tumour", "k": k, "method": "tuned-unet-only", "dice": d2,
                          "hd95": h2, "seconds": seconds, "kept": result.kept})
             print(f"<!-- {held_out} k={k}: base {dice:.3f}, tuned {d:.3f} (kept {result.kept}) -->", flush=True)
             if save:
                 save()
-            evaluate(f"{held_out}:whole tumour", image, truth, k, baseline_methods, time_limit, rows, save)
+            evaluate(f"{held_out}:whole_tumour", image, truth, k, baseline_methods, time_limit, rows, save)
 
 
 def table(rows, methods) -> str:
@@ -175,12 +175,14 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
     from SegNetsLib import annotation as ann
     from SegNetsLib.finetune_refine import refine_result
 
-    rows = []
+    rows, cases = [], {}
     for folder in folders:
         for row in json.loads((Path(folder) / "sparse.json").read_text()):
             if row["method"] == "network":
                 name, k = row["structure"], row["k"]
-                image, truth = read_case(data / name.partition(":")[0], STRUCTURES[name])
+                if name not in cases:  # one read per structure, not per k
+                    cases[name] = read_case(data / name.partition(":")[0], STRUCTURES[name])
+                image, truth = cases[name]
                 saved = np.load(Path(folder) / "labelmaps" / f"{name.replace(':', '_')}_k{k}.npz")
                 annotation, _ = sparse_annotation(truth, k)
                 slices = ann.annotated_slices(annotation, 255)
@@ -209,8 +211,7 @@ def merge(folders: list[str], results: Path) -> None:
     """Tables and plot from the ``sparse.json`` of several runs (e.g. baselines and networks run apart)."""
     rows = []
     for folder in folders:
-        for r in json.loads((Path(folder) / "sparse.json").read_text()):
-            rows.append({**r, "structure": r["structure"].replace("whole_tumour", "whole tumour")})
+        rows += json.loads((Path(folder) / "sparse.json").read_text())
     order = list(STRUCTURES)  # the protocol's order; other structures (BraTS) after it
     rows = sorted(with_best_classical(rows), key=lambda r: order.index(r["structure"]) if r["structure"] in order else len(order))
     pretrained = {r["structure"] for r in rows if r["method"] in ("base", "tuned")}
