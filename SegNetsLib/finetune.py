@@ -26,7 +26,7 @@ from . import annotation as ann
 from .augment import AugmentOptions, build_augmentation, input_size
 from .devices import resolve_device
 from .errors import SegNetsError
-from .finetune_cleanup import keep_annotated_components, limit_to_annotated_range, without_postprocessing
+from .finetune_cleanup import clean_scratch_prediction, without_postprocessing
 from .finetune_loop import FinetuneCallback, LoopSettings, run_loop
 from .finetune_sampling import PatchSampler, Slice, list_slices, split_validation, training_box
 from .finetune_refine import refine_result
@@ -34,8 +34,7 @@ from .finetune_start import Start, is_architecture, model_start, scratch_start
 from .finetune_validation import slices_dice
 from .imageio import check_volume, volume_to_sitk
 from .inference import Predictor
-from .models import ModelCard, ModelLibrary, Postprocessing, derive_card, next_version, volume_record
-from .postprocess import postprocess
+from .models import ModelCard, ModelLibrary, derive_card, next_version, volume_record
 from .preprocess import Preprocessed, preprocess
 from .progress import CancelToken, ProgressFn, no_progress
 from .volume import Volume
@@ -260,9 +259,8 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
         prediction = Predictor(net, predict_card, device).predict(volume, roi="auto", cancel=cancel, name="the image")
         network_out = np.array(prediction.labelmap.array, copy=True)
         if begin.from_scratch:
-            limit_to_annotated_range(network_out, slices, np.where(weight > 0, labels, 0), volume.spacing)
-            keep_annotated_components(network_out, labels, weight)
-            postprocess(network_out, [label.value for label in card.labels], Postprocessing(fill_holes=True))
+            clean_scratch_prediction(network_out, slices, labels, weight, volume.spacing,
+                                     [label.value for label in card.labels])
     else:
         network_out = np.where(weight > 0, labels, 0)
     out = network_out

@@ -14,6 +14,24 @@ import numpy as np
 from scipy import ndimage
 
 from .models import ModelCard, Postprocessing
+from .postprocess import postprocess
+
+SINGLE_SLICE_MARGIN = 3  # slices kept on each side of a lone annotated slice (no spacing to go by)
+
+
+def clean_scratch_prediction(
+    labelmap: np.ndarray,
+    slices: Mapping[int, Sequence[int]],
+    labels: np.ndarray,
+    weight: np.ndarray,
+    spacing: Sequence[float],
+    values: Sequence[int],
+) -> None:
+    """In place, the clean-up of a from-scratch network's labelmap: :func:`limit_to_annotated_range`,
+    :func:`keep_annotated_components`, then holes filled (``values``: the card's label values)."""
+    limit_to_annotated_range(labelmap, slices, np.where(weight > 0, labels, 0), spacing)
+    keep_annotated_components(labelmap, labels, weight)
+    postprocess(labelmap, list(values), Postprocessing(fill_holes=True))
 
 
 def without_postprocessing(card: ModelCard) -> ModelCard:
@@ -32,15 +50,16 @@ def limit_to_annotated_range(
     """Clear ``labelmap`` [k, j, i] in place where a network trained on these slices alone knows nothing.
 
     Along the slice axis: beyond the outer annotated slices by more than the largest gap between
-    consecutive ones (at least 3 slices). In-plane (with ``labels``): outside the bounding box of the
+    consecutive ones (a user who samples a structure every g slices would have painted it g slices
+    farther out; a lone slice keeps :data:`SINGLE_SLICE_MARGIN`). In-plane (with ``labels``): outside the bounding box of the
     annotated foreground widened by a quarter of its size and at least 20 mm (spacing (i, j, k) mm).
     Does nothing when slices lie along several axes.
     """
     axes = [axis for axis, indices in slices.items() if indices]
     if len(axes) != 1:
         return
-    axis, indices = axes[0], sorted(slices[axes[0]])
-    margin = max([3] + [b - a for a, b in zip(indices, indices[1:])])
+    axis, indices = axes[0], sorted(set(slices[axes[0]]))
+    margin = max((b - a for a, b in zip(indices, indices[1:])), default=SINGLE_SLICE_MARGIN)
     keep = [slice(None)] * 3
     keep[axis] = slice(max(0, indices[0] - margin), indices[-1] + margin + 1)
     if labels is not None and labels.any():

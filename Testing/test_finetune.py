@@ -204,6 +204,12 @@ def test_from_scratch_predictions_stay_near_the_annotated_slices():
     labelmap = np.ones((40, 4, 4), np.uint8)
     limit_to_annotated_range(labelmap, {0: [10, 20, 24], 1: [], 2: []})
     assert labelmap[:, 0, 0].nonzero()[0].tolist() == list(range(0, 35))
+    every_slice = np.ones((40, 4, 4), np.uint8)  # consecutive painted slices: the structure ends within one
+    limit_to_annotated_range(every_slice, {0: [8, 9, 10], 1: [], 2: []})
+    assert every_slice[:, 0, 0].nonzero()[0].tolist() == [7, 8, 9, 10, 11]
+    lone = np.ones((40, 4, 4), np.uint8)
+    limit_to_annotated_range(lone, {0: [20], 1: [], 2: []})
+    assert lone[:, 0, 0].nonzero()[0].tolist() == list(range(17, 24))
     mixed = np.ones((40, 4, 4), np.uint8)
     limit_to_annotated_range(mixed, {0: [10], 1: [2], 2: []})
     assert mixed.all()

@@ -59,7 +59,8 @@ def test_a_vessel_thinner_than_the_inner_depth_keeps_its_core(data_dir):
 
 def test_a_result_from_scratch_stays_in_the_annotated_range():
     """A bright rod through the whole volume, painted on 3 slices: the random walker alone follows it
-    to the volume's ends; refine_result keeps it within the range the clean-up allowed (3 slices beyond)."""
+    to the volume's ends; refine_result keeps it within the range the clean-up allowed (one slice beyond
+    consecutive painted slices)."""
     from SegNetsLib.finetune_refine import refine_result
 
     z, y, x = np.indices((30, 24, 24))
@@ -71,8 +72,8 @@ def test_a_result_from_scratch_stays_in_the_annotated_range():
     weight[13:16] = 1
     network = (rod & (z >= 10) & (z <= 18)).astype(np.uint8)
     spread = refine_with_random_walker(image, network, annotation, weight, spacing=(1, 1, 1), inner_mm=2, outer_mm=4)
-    assert spread[:10].any() or spread[19:].any()  # the walker alone leaves the range
+    assert spread[:12].any() or spread[17:].any()  # the walker alone leaves the range
     refined = refine_result(image, network, annotation, weight, (1, 1, 1), {0: [13, 14, 15]})
-    assert not refined[:10].any() and not refined[19:].any()
+    assert not refined[:12].any() and not refined[17:].any()
     assert np.array_equal(refined[13:16], annotation[13:16])
-    assert (refined[10:19] == 1).sum() >= 0.9 * rod[10:19].sum()
+    assert (refined[12:17] == 1).sum() >= 0.9 * rod[12:17].sum()

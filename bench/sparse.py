@@ -169,16 +169,17 @@ def table(rows, methods) -> str:
 
 
 def rescore(folders: list[str], data: Path, results: Path) -> None:
-    """The ``network`` rows of earlier runs again, from their saved network labelmaps through the current
-    last step of fine-tuning (``refine_result``): for changes after the network, without training again.
-    Seconds stay those of the original run; rescored rows are marked."""
+    """The ``network`` and ``unet-only`` rows of earlier runs again, from their saved network labelmaps
+    through the current steps after the network (clean-up, then ``refine_result``): for changes after the
+    network, without training again. Seconds stay those of the original run; rescored rows are marked."""
     from SegNetsLib import annotation as ann
+    from SegNetsLib.finetune_cleanup import clean_scratch_prediction
     from SegNetsLib.finetune_refine import refine_result
 
     rows, cases = [], {}
     for folder in folders:
         for row in json.loads((Path(folder) / "sparse.json").read_text()):
-            if row["method"] == "network":
+            if row["method"] in ("network", "unet-only"):
                 name, k = row["structure"], row["k"]
                 if name not in cases:  # one read per structure, not per k
                     cases[name] = read_case(data / name.partition(":")[0], STRUCTURES[name])
@@ -187,9 +188,13 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
                 annotation, _ = sparse_annotation(truth, k)
                 slices = ann.annotated_slices(annotation, 255)
                 weight = ann.weight_map(annotation, slices, 255)
-                out = refine_result(image.array, saved["network"].copy(), annotation, weight, image.spacing, slices)
+                network = saved["network"].copy()
+                clean_scratch_prediction(network, slices, annotation, weight, image.spacing, [1])
+                out = network
+                if row["method"] == "network":
+                    out = refine_result(image.array, network.copy(), annotation, weight, image.spacing, slices)
                 dice, hd95 = metrics(out > 0, truth, image.spacing[::-1])
-                print(f"<!-- {name} k={k} network rescored: Dice {row['dice']:.3f} -> {dice:.3f} -->", flush=True)
+                print(f"<!-- {name} k={k} {row['method']} rescored: Dice {row['dice']:.3f} -> {dice:.3f} -->", flush=True)
                 row = {**row, "dice": dice, "hd95": hd95, "rescored": True}
             rows.append(row)
     results.mkdir(parents=True, exist_ok=True)
