@@ -85,7 +85,7 @@ def check_volume(volume: Volume, name: str) -> None:
         raise SegNetsError(f"{name}: shape {volume.shape_kji} is not a 3D volume (an axis has fewer than 2 voxels).")
     if not all(np.isfinite(s) and s > 0 for s in volume.spacing):
         raise SegNetsError(f"{name}: voxel spacing {volume.spacing} mm is not positive and finite.")
-    if not np.isfinite(volume.array).all():
+    if volume.array.dtype.kind == "f" and not np.isfinite(volume.array).all():  # integers are always finite
         raise SegNetsError(f"{name}: the volume contains NaN or infinite voxel values.")
     if volume.array.size == 0 or np.ptp(volume.array) == 0:
         raise SegNetsError(f"{name}: the volume is constant (every voxel has the same value), nothing to segment.")

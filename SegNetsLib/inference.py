@@ -7,7 +7,8 @@ with MONAI's ``sliding_window_inference`` (Gaussian blending) -> paste back -> a
 -> card post-processing -> resampling onto the input's grid.
 
 On CUDA: float16 autocast, channels-last-3d and ``torch.inference_mode``; running out of GPU memory
-steps down (smaller window batch, output on the CPU, then the CPU for everything) and logs it.
+steps down (smaller window batch, output on the CPU, then the CPU for everything) and logs it. On the
+CPU every 3D convolution runs oneDNN (:mod:`SegNetsLib.cpu_conv`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from .constants import ROI_CHOICES
+from .cpu_conv import fast_cpu_convolutions
 from .devices import resolve_device
 from .errors import SegNetsError
 from .locator_model import load_locator, locator_files
@@ -42,8 +44,8 @@ log = logging.getLogger(__name__)
 
 OVERLAP = 0.25  # sliding-window overlap (fraction of the window)
 CUDA_WINDOW_BATCH = 4  # windows per forward on a GPU
-# PyTorch's CPU conv3d takes its oneDNN path (often >10x faster) only for batches above 1 or large
-# C*D*H; small windows therefore go two at a time, large ones one at a time (half the activation memory).
+# Small windows go two at a time (fewer, larger oneDNN calls), large ones one at a time (half the
+# activation memory).
 SMALL_WINDOW_VOXELS = 64**3
 LABEL_SLAB = 16  # slices per argmax chunk (bounds the int64 index array)
 
@@ -244,7 +246,11 @@ class Predictor:
             predictor = self._window_function(forward, tracker, cancel)
             try:
                 on_gpu = plan.window_device.type == "cuda"
-                with torch.inference_mode(), torch.autocast(plan.window_device.type, torch.float16, enabled=on_gpu):
+                with (
+                    torch.inference_mode(),
+                    torch.autocast(plan.window_device.type, torch.float16, enabled=on_gpu),
+                    fast_cpu_convolutions(plan.window_device),
+                ):
                     return sliding_window_inference(
                         inputs, roi_size, plan.batch, predictor, overlap=OVERLAP, mode="gaussian",
                         sw_device=plan.window_device, device=plan.output_device,

@@ -11,7 +11,8 @@
      liver box + 10 mm, only that box of the input resampled to the network grid, windows on the box);
    - "whole": ``Predictor.predict(roi="off")``: MONAI ``sliding_window_inference`` over the whole volume
      (same preprocessing, windows, Gaussian blending and resampling back).
-   Wall time, peak RSS of the process (``resource`` ru_maxrss, input already loaded) and the RSS growth during the
+   Wall time, peak RSS of the process during ``predict`` (VmHWM, reset just before the call through
+   ``/proc/self/clear_refs``, so loading the model and volume does not count) and the RSS growth during the
    call (that peak minus the RSS just before ``predict``), conv3d MACs executed (counted by forward hooks),
    achieved conv throughput and its fraction of one large ``conv3d``.
 4. Dice between the two liver masks (input grid, 512x512xN) and against the reference liver.
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -148,13 +148,22 @@ def child(model: str, volume_path: str, roi: str, out_path: str) -> None:
             module.register_forward_hook(count)
     predictor = Predictor(net, card, device="cpu")
     rss_before = psutil.Process().memory_info().rss
+    Path("/proc/self/clear_refs").write_text("5")  # high-water mark := current RSS (Linux >= 4.0)
     start = time.perf_counter()
     prediction = predictor.predict(volume, roi=roi)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = high_water_mark()
     np.save(out_path, prediction.labelmap.array == LIVER)
     print(json.dumps({"seconds": seconds, "peak": peak, "growth": peak - rss_before, "macs": macs[0],
                       "rois": [list(b) for b in prediction.rois]}))
+
+
+def high_water_mark() -> int:
+    """Peak RSS (bytes) of this process since the last reset of ``/proc/self/clear_refs``."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def run_child(model: Path, volume: Path, roi: str, out: Path) -> dict:
