@@ -26,6 +26,7 @@ from . import annotation as ann
 from .augment import AugmentOptions, build_augmentation, input_size
 from .devices import resolve_device
 from .errors import SegNetsError
+from .finetune_budget import after_training_reserve_s, training_budget_s
 from .finetune_cleanup import clean_scratch_prediction, without_postprocessing
 from .finetune_loop import FinetuneCallback, LoopSettings, run_loop
 from .finetune_sampling import PatchSampler, Slice, list_slices, split_validation, training_box
@@ -47,6 +48,9 @@ DEFAULT_TIME_LIMIT_S = {"cpu": 120.0, "cuda": 20.0}
 @dataclass
 class FinetuneOptions:
     """How to fine-tune. With neither ``iterations`` nor ``time_limit_s`` the budget is 120 s (CPU) / 20 s (GPU).
+
+    time_limit_s: wall-clock seconds for the whole run, segmentation and refinement included (training
+    gets what is left after :mod:`finetune_budget` estimates them).
 
     slices: annotated slices to add to those detected (e.g. all-background slices), {axis: [indices]}.
     patch_size: training patch (d, h, w) on the network grid; default (8, 48, 48) from scratch, the
@@ -214,6 +218,10 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     time_limit = options.time_limit_s
     if time_limit is None and options.iterations is None:
         time_limit = DEFAULT_TIME_LIMIT_S["cuda" if device.type == "cuda" else "cpu"]
+    if time_limit:  # the budget is the whole run's: keep what segmenting and refining will take
+        reserve = after_training_reserve_s(net, len(card.in_channels), card.patch_size, pre.shape, device) if options.segment else 0.0
+        time_limit = training_budget_s(time_limit, time.monotonic() - began, reserve)
+        log.info("Training for %.0f s; %.0f s kept for segmenting and refining.", time_limit, reserve)
     learning_rate = options.learning_rate or (3e-3 if begin.from_scratch else 3e-4)
     share = 1.0 - options.final_fraction if val_slices else 1.0
     first = LoopSettings(

@@ -190,7 +190,7 @@ class Predictor:
         else:  # the model itself on a volume down-sampled coarse_factor times
             coarse, _ = pre.coarse_input(settings.coarse_factor)
             forward = self._logits
-        tracker.begin(0.05, 0.2, "locating RoIs", _window_count(coarse.shape[1:], self._window_size(coarse.shape[1:])))
+        tracker.begin(0.05, 0.2, "locating RoIs", window_count(coarse.shape[1:], self._window_size(coarse.shape[1:])))
         logits = self._windows(coarse, forward, tracker, cancel)[0].float().cpu()
         ratio = tuple(n / c for n, c in zip(pre.shape, logits.shape[1:]))
         masks = foreground_masks(logits, self.card.multi_label)
@@ -214,7 +214,7 @@ class Predictor:
         for index, box in enumerate(boxes):
             share = 0.7 * box.size / total
             stage = "segmenting" if len(boxes) == 1 else f"segmenting RoI {index + 1}/{len(boxes)}"
-            tracker.begin(start, start + share, stage, _window_count(box.shape, self._window_size(box.shape)))
+            tracker.begin(start, start + share, stage, window_count(box.shape, self._window_size(box.shape)))
             logits = self._windows(pre.network_input(box), self._logits, tracker, cancel)[0].float().cpu()
             labelmap[box.slices] = self._labels(logits)
             if probs is not None:
@@ -327,7 +327,7 @@ class Predictor:
         return probs
 
 
-def _window_count(shape: Sequence[int], roi_size: Sequence[int]) -> int:
+def window_count(shape: Sequence[int], roi_size: Sequence[int]) -> int:
     """Number of sliding windows MONAI places over ``shape`` with ``roi_size`` and :data:`OVERLAP`."""
     count = 1
     for size, window in zip(shape, roi_size):

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="save the fine-tuned model in the library under this name (default: a new version "
                         "of the base model, or the architecture's name from scratch)")
     parser.add_argument("--no-save", action="store_true", help="do not add the fine-tuned model to the library")
-    parser.add_argument("--time-limit", type=float, metavar="S", help="training budget in seconds (default 120 CPU / 20 GPU)")
+    parser.add_argument("--time-limit", type=float, metavar="S", help="seconds for the whole run, segmentation included (default 120 CPU / 20 GPU)")
     parser.add_argument("--iterations", type=int, metavar="N", help="training iterations")
     parser.add_argument("--device", default="auto", help=f"{' | '.join(DEVICE_CHOICES)} (default: auto)")
     parser.add_argument("--slices", action="append", metavar="AXIS:I,J",
