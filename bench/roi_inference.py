@@ -213,7 +213,7 @@ def main() -> None:
           f"{big.spacing[0]:.3f} x {big.spacing[1]:.3f} x {big.spacing[2]:.2f} mm; network grid {args.network_mm} mm, "
           f"patch {card.patch_size}, 3D U-Net base 4 / 3 levels trained {args.steps} steps ({train_seconds:.0f} s); "
           f"CPU threads {torch.get_num_threads()}, {os.cpu_count()} cores.\n")
-    print("| run | wall time (s) | peak RSS (MiB) | RSS growth in predict (MiB) | conv GMAC | conv GMAC/s | "
+    print("| run | wall time (s) | peak RSS during predict (MiB) | RSS growth in predict (MiB) | conv GMAC | conv GMAC/s | "
           "of peak conv3d | Dice vs reference liver |")
     print("|---|---|---|---|---|---|---|---|")
     for name, run, key in (("RoI (`roi=auto`)", roi, "auto"), ("whole volume (`roi=off`)", whole, "off")):
@@ -233,7 +233,7 @@ def main() -> None:
     agreement_inside = dice(masks["auto"] & inside, masks["off"] & inside)
     print(f"| speed-up | {speedup:.2f}x | >= 3x | {'yes' if speedup >= 3 else 'no'} |")
     print(f"| memory growth in predict | {memory:.2f} | <= 0.5 | {'yes' if memory <= 0.5 else 'no'} |")
-    print(f"| peak RSS of the process | {total:.2f} | (<= 0.5) | {'yes' if total <= 0.5 else 'no'} |")
+    print(f"| peak RSS during predict (process) | {total:.2f} | (<= 0.5) | {'yes' if total <= 0.5 else 'no'} |")
     print(f"| Dice agreement on the liver | {agreement:.4f} | >= 0.98 | {'yes' if agreement >= 0.98 else 'no'} |")
     print(f"| Dice agreement inside the RoIs | {agreement_inside:.4f} | | |")
     outside = masks["off"] & ~inside
