@@ -71,7 +71,7 @@ def save_figure(image, reference: np.ndarray, result: np.ndarray, annotated: lis
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="segnets-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=str(REPO / "out" / "demo"), help="output folder (default out/demo)")
-    parser.add_argument("--time-limit", type=float, default=110.0, help="training seconds (default 110)")
+    parser.add_argument("--time-limit", type=float, default=110.0, help="seconds for fine-tuning and segmentation (default 110)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
 

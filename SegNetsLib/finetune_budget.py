@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .cpu_conv import fast_cpu_convolutions
-from .inference import window_count
+from .inference import window_count, window_size
 
 REFINEMENT_FACTOR = 2.0  # segmentation + refinement, as a multiple of the segmentation alone
 MINIMUM_TRAINING_S = 1.0
@@ -46,7 +46,7 @@ def after_training_reserve_s(
 ) -> float:
     """Seconds to keep for segmenting the whole network grid ``grid_shape`` (d, h, w) with windows of the
     card's ``patch_size`` (shrunk to the grid) and refining the result."""
-    window = [min(int(p), int(s)) for p, s in zip(patch_size, grid_shape)]
+    window = window_size(patch_size, grid_shape)
     segmentation = window_count(grid_shape, window) * window_seconds(net, in_channels, window, device)
     return REFINEMENT_FACTOR * segmentation
 

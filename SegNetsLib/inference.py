@@ -108,8 +108,7 @@ class Predictor:
         self._place(self.device)
 
     def _place(self, device: torch.device) -> None:
-        memory_format = torch.channels_last_3d if device.type == "cuda" else torch.contiguous_format
-        self.net.to(device=device, memory_format=memory_format)
+        self.net.to(device=device, memory_format=_memory_format(device))
         self._net_device = device
 
     def predict(
@@ -269,7 +268,7 @@ class Predictor:
     def _window_function(self, forward: Callable, tracker: _Progress, cancel: CancelToken) -> Callable:
         """The predictor MONAI calls per window batch: checks cancel, runs ``forward``, reports progress."""
         device = self._net_device
-        memory_format = torch.channels_last_3d if device.type == "cuda" else torch.contiguous_format
+        memory_format = _memory_format(device)
 
         def run(windows: torch.Tensor) -> torch.Tensor:
             cancel.raise_if_cancelled()
@@ -293,8 +292,7 @@ class Predictor:
         ]
 
     def _window_size(self, shape: Sequence[int]) -> tuple[int, int, int]:
-        """The card's patch size, shrunk to the region where the region is smaller (no padded windows)."""
-        return tuple(min(int(p), int(s)) for p, s in zip(self.card.patch_size, shape))  # type: ignore[return-value]
+        return window_size(self.card.patch_size, shape)
 
     # -- outputs ----------------------------------------------------------------------------------
 
@@ -325,6 +323,17 @@ class Predictor:
         if not self.card.multi_label:
             probs[0] = 1.0
         return probs
+
+
+def window_size(patch_size: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int]:
+    """The sliding window over a region of ``shape``: the card's ``patch_size``, shrunk to the region where
+    the region is smaller (no padded windows)."""
+    return tuple(min(int(p), int(s)) for p, s in zip(patch_size, shape))  # type: ignore[return-value]
+
+
+def _memory_format(device: torch.device) -> torch.memory_format:
+    """channels-last-3d for the network and its windows on CUDA, the default layout elsewhere."""
+    return torch.channels_last_3d if device.type == "cuda" else torch.contiguous_format
 
 
 def window_count(shape: Sequence[int], roi_size: Sequence[int]) -> int:

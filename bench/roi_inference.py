@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from SegNetsLib import nets  # noqa: E402
 from SegNetsLib.imageio import read_volume, volume_to_sitk, write_volume  # noqa: E402
+from SegNetsLib.metrics import dice  # noqa: E402
 from SegNetsLib.models import LabelInfo, ModelCard, ChannelInfo, Normalization, RoiSettings, save
 from SegNetsLib.models.card import Postprocessing  # noqa: E402
 from SegNetsLib.preprocess import preprocess  # noqa: E402
@@ -174,10 +175,6 @@ def run_child(model: Path, volume: Path, roi: str, out: Path) -> dict:
     if result.returncode:
         raise SystemExit(f"roi_inference: the {roi} run failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2.0 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1))
 
 
 def main() -> None:

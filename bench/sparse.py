@@ -188,11 +188,11 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
                 annotation, _ = sparse_annotation(truth, k)
                 slices = ann.annotated_slices(annotation, 255)
                 weight = ann.weight_map(annotation, slices, 255)
-                network = saved["network"].copy()
+                network = saved["network"]  # a fresh array per access of the .npz
                 clean_scratch_prediction(network, slices, annotation, weight, image.spacing, [1])
                 out = network
-                if row["method"] == "network":
-                    out = refine_result(image.array, network.copy(), annotation, weight, image.spacing, slices)
+                if row["method"] == "network":  # refine_result returns a new labelmap
+                    out = refine_result(image.array, network, annotation, weight, image.spacing, slices)
                 dice, hd95 = metrics(out > 0, truth, image.spacing[::-1])
                 print(f"<!-- {name} k={k} {row['method']} rescored: Dice {row['dice']:.3f} -> {dice:.3f} -->", flush=True)
                 row = {**row, "dice": dice, "hd95": hd95, "rescored": True}
