@@ -23,7 +23,7 @@ from .models.card import ModelCard, Normalization
 from .roi import Box
 from .volume import Volume
 
-_SLAB = 16  # slices per chunk when computing z-score statistics of large volumes
+_SLAB = 16  # slices per chunk when computing z-score statistics of large volumes, and when resampling from the source
 _TOUCH = 1e-6  # voxels: cells that only touch (up to round-off of the grid transforms) do not overlap
 
 
@@ -79,18 +79,25 @@ class Preprocessed:
         raw = self.grid.array if box is None else self.grid.array[(slice(None), *Box(*box).slices)]
         return np.stack([normalize(raw[c]) for c, normalize in enumerate(self.normalizers)])
 
-    def _resample_crop(self, channel: int, box: Box) -> np.ndarray:
-        """Raw network-grid intensities [d, h, w] float32 of ``box``, resampled (linear) from only the source
-        voxels that interpolation inside the box can reach (:meth:`box_to_source`)."""
-        source_box = self._source_box(box)
+    def _resample_crop(self, channel: int, box: Box, grid: Volume | None = None) -> np.ndarray:
+        """Raw intensities [d, h, w] float32 of the voxels of ``grid`` (default: the network grid) in ``box``,
+        resampled (linear) from the source in slabs of ``_SLAB`` slices, each from only the source voxels that
+        interpolation inside it can reach (:meth:`box_to_source`): the source is never copied as a whole."""
+        grid = self.grid if grid is None else grid
         channels = self.source.array if self.source.array.ndim == 4 else self.source.array[None]
-        origin = self.source.ijk_to_lps() @ np.array([source_box.x0, source_box.y0, source_box.z0, 1.0])
-        crop = Volume(channels[channel][source_box.slices], self.source.spacing, tuple(origin[:3]), self.source.direction)
-        return _resample_onto(volume_to_sitk(crop), self.grid, box)
+        out = np.empty(box.shape, np.float32)
+        for z0 in range(box.z0, box.z1, _SLAB):
+            slab = Box(z0, box.y0, box.x0, min(z0 + _SLAB, box.z1), box.y1, box.x1)
+            source_box = self._source_box(slab, grid)
+            origin = self.source.ijk_to_lps() @ np.array([source_box.x0, source_box.y0, source_box.z0, 1.0])
+            crop = Volume(channels[channel][source_box.slices], self.source.spacing, tuple(origin[:3]), self.source.direction)
+            out[slab.z0 - box.z0 : slab.z1 - box.z0] = _resample_onto(volume_to_sitk(crop), grid, slab)
+        return out
 
-    def _source_box(self, box: Box) -> Box:
-        """Source voxels (array order) around network-grid ``box`` that linear interpolation reads."""
-        low, high = _corner_extent(box, 1.0, self.grid, self.source)
+    def _source_box(self, box: Box, grid: Volume | None = None) -> Box:
+        """Source voxels (array order) around ``grid``-voxel ``box`` (default: the network grid) that linear
+        interpolation reads."""
+        low, high = _corner_extent(box, 1.0, self.grid if grid is None else grid, self.source)
         return _clipped_box(np.floor(low) - 1, np.ceil(high) + 2, self.source.shape_kji[::-1])
 
     def coarse_input(self, factor: float) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -120,12 +127,8 @@ class Preprocessed:
         shift = np.array([(r - 1.0) / 2.0 for r in ratio[::-1]])  # first coarse centre, in network voxels (i, j, k)
         origin = self.grid.ijk_to_lps() @ np.append(shift, 1.0)
         coarse = Volume(np.broadcast_to(np.float32(0), coarse_shape), spacing, tuple(origin[:3]), self.grid.direction)
-        channels = self.source.array if self.source.array.ndim == 4 else self.source.array[None]
         whole = Box(0, 0, 0, *coarse_shape)
-        return np.stack([
-            normalize(_resample_onto(volume_to_sitk(self.source.with_array(channels[c])), coarse, whole))
-            for c, normalize in enumerate(self.normalizers)
-        ])
+        return np.stack([normalize(self._resample_crop(c, whole, coarse)) for c, normalize in enumerate(self.normalizers)])
 
     def same_grid_as_source(self) -> bool:
         """True when no reorientation or resampling happened (results need no resampling back)."""
@@ -169,19 +172,18 @@ def preprocess(volume: Volume, card: ModelCard, name: str = "the volume", lazy: 
             f"{name}: the image has {volume.num_channels} channel(s) but model {card.id!r} expects {expected} ({wanted})."
         )
     channels = volume.array if volume.array.ndim == 4 else volume.array[None]
-    if lazy and card.normalization.kind != "zscore" and card.target_spacing is not None and _needs_resampling(volume, card):
+    if card.target_spacing is not None and _needs_resampling(volume, card):
         geometry = _network_geometry(volume, card)
-        normalizers = tuple(_fit_normalizer(channel, card.normalization) for channel in channels)
         placeholder = np.broadcast_to(np.float32(0), (len(channels), *geometry.shape_kji))
-        return Preprocessed(geometry.with_array(placeholder), normalizers, volume, lazy=True)
-    if _needs_resampling(volume, card) and card.target_spacing is None:  # reorientation only (exact)
+        if lazy and card.normalization.kind != "zscore":
+            normalizers = tuple(_fit_normalizer(channel, card.normalization) for channel in channels)
+            return Preprocessed(geometry.with_array(placeholder), normalizers, volume, lazy=True)
+        on_demand = Preprocessed(geometry.with_array(placeholder), (), volume, lazy=True)
+        whole = Box(0, 0, 0, *geometry.shape_kji)
+        grid = geometry.with_array(np.stack([on_demand._resample_crop(c, whole) for c in range(len(channels))]))
+    elif _needs_resampling(volume, card):  # reorientation only (exact)
         images = [_reoriented(volume_to_sitk(volume.with_array(channel)), card) for channel in channels]
         grid = volume_from_sitk_header(images[0]).with_array(np.stack([sitk.GetArrayFromImage(i) for i in images]))
-    elif _needs_resampling(volume, card):
-        geometry = _network_geometry(volume, card)
-        whole = Box(0, 0, 0, *geometry.shape_kji)
-        arrays = [_resample_onto(volume_to_sitk(volume.with_array(channel)), geometry, whole) for channel in channels]
-        grid = geometry.with_array(arrays[0][None] if len(arrays) == 1 else np.stack(arrays))
     else:
         grid = Volume(channels, volume.spacing, volume.origin, volume.direction)
     normalizers = tuple(_fit_normalizer(grid.array[c], card.normalization) for c in range(grid.array.shape[0]))

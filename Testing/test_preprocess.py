@@ -165,3 +165,19 @@ def test_lazy_grid_resamples_crops_equal_to_the_whole_grid(data_dir):
     assert difference.mean() < 0.02 and np.corrcoef(coarse_lazy.ravel(), coarse_eager.ravel())[0, 1] > 0.97
     zscore = replace(card, normalization=Normalization("zscore"))
     assert not preprocess(ct, zscore, lazy=True).lazy  # z-score needs whole-grid statistics
+
+
+def test_slab_wise_resampling_equals_one_resample_of_the_whole_source(data_dir):
+    """The network grid is resampled in slabs, each from a crop of the source (no whole-source copy), and
+    still equals SimpleITK resampling the whole oblique source at once (slabs span ``_SLAB`` slices)."""
+    import SimpleITK as sitk
+
+    from SegNetsLib.imageio import volume_to_sitk
+
+    ct = _oblique(read_volume(data_dir / "ts_ct_full" / "image.nii.gz"), degrees=20.0)
+    card = replace(CARD, target_spacing=(2.0, 2.0, 1.5))
+    grid = preprocess(ct, card).grid
+    assert grid.shape_kji[0] > 100  # many slabs
+    whole = sitk.Resample(volume_to_sitk(ct), grid.shape_kji[::-1], sitk.Transform(), sitk.sitkLinear, grid.origin,
+                          grid.spacing, tuple(grid.direction.ravel()), 0.0, sitk.sitkFloat32)
+    assert np.array_equal(grid.array[0], sitk.GetArrayFromImage(whole))

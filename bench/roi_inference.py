@@ -6,7 +6,8 @@
    patches at the network spacing ``--network-mm`` (the fine pass) and twice it (the coarse
    pass), half centred on liver voxels and half anywhere (so it learns the background), and saves it as a SegNets
    model whose card keeps the largest liver component (``postprocessing.keep_largest_component``, both modes).
-3. Runs, each in its own fresh subprocess so peak memories do not mix, with the same weights:
+3. Runs, each in its own fresh subprocess so peak memories do not mix, with the same weights, ``--repeats``
+   times per mode, alternating (the tables show the medians):
    - "RoI": ``Predictor.predict(roi="auto")`` (coarse pass at 2x the spacing resampled straight from the input,
      liver box + 10 mm, only that box of the input resampled to the network grid, windows on the box);
    - "whole": ``Predictor.predict(roi="off")``: MONAI ``sliding_window_inference`` over the whole volume
@@ -17,8 +18,14 @@
    achieved conv throughput and its fraction of one large ``conv3d``.
 4. Dice between the two liver masks (input grid, 512x512xN) and against the reference liver.
 
-Usage: ``python bench/roi_inference.py [--size 512] [--slices-mm 3] [--network-mm 1.5] [--steps 200]``
-(about 4 minutes on 2 free CPU cores; ``--network-mm 3 --steps 100`` for a quick look).
+Each run's process calls ``predict`` twice and measures both calls: *cold* (the first call in the process,
+oneDNN's or cuDNN's one-time set-up included) and *warm* (the same Predictor again, as Slicer keeps it between
+Segment clicks). On CUDA (``--device cuda``) the network trains there and the peak GPU memory allocated during
+``predict`` is the memory measure.
+
+Usage: ``python bench/roi_inference.py [--size 512] [--slices-mm 3] [--network-mm 1.5] [--steps 1000] [--repeats 3]
+[--device cpu|cuda] [--save-model DIR | --model DIR]`` (about 12 minutes on 2 free CPU cores, 8 of them
+training; ``--network-mm 3 --steps 100 --repeats 1`` for a quick look; ``--model`` measures a network trained earlier, e.g. on a GPU).
 """
 
 from __future__ import annotations
@@ -75,12 +82,12 @@ def ct_sized(volume: Volume, size: int, slice_mm: float, default: float, interpo
     return Volume(sitk.GetArrayFromImage(out), spacing, tuple(origin), direction)
 
 
-def train(ct: Volume, label: Volume, card: ModelCard, steps: int, seed: int = 0) -> torch.nn.Module:
+def train(ct: Volume, label: Volume, card: ModelCard, steps: int, device: torch.device, seed: int = 0) -> torch.nn.Module:
     """The bench network trained on liver patches at the card's spacing and twice it (two 32x64x64 patches per step)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     build = dict(card.build_args)
-    net = nets.build("unet3d", 1, 2, build.pop("preset"), **build)
+    net = nets.build("unet3d", 1, 2, build.pop("preset"), **build).to(device)
     scales = []
     for factor in (1.0, card.roi.coarse_factor):
         scaled = replace(card, target_spacing=tuple(s * factor for s in card.target_spacing))
@@ -90,7 +97,7 @@ def train(ct: Volume, label: Volume, card: ModelCard, steps: int, seed: int = 0)
         target = torch.from_numpy((preprocess(liver, mask).grid.array[0] > 0.5).astype(np.int64))
         scales.append((image, target))
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    weights = torch.tensor([1.0, 3.0])
+    weights = torch.tensor([1.0, 3.0], device=device)
     net.train()
     for step in range(steps):
         image, target = scales[step % 2]
@@ -105,31 +112,42 @@ def train(ct: Volume, label: Volume, card: ModelCard, steps: int, seed: int = 0)
                 start = [int(rng.integers(0, s - p + 1)) for s, p in zip(target.shape, patch)]
             crops.append(tuple(slice(a, a + p) for a, p in zip(start, patch)))
         optimizer.zero_grad()
-        logits = net(torch.stack([image[(slice(None), *c)] for c in crops])).logits
-        loss = torch.nn.functional.cross_entropy(logits, torch.stack([target[c] for c in crops]), weight=weights)
+        logits = net(torch.stack([image[(slice(None), *c)] for c in crops]).to(device)).logits
+        labels = torch.stack([target[c] for c in crops]).to(device)
+        loss = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
         loss.backward()
         optimizer.step()
-    return net.eval()
+    return net.cpu().eval()
 
 
-def peak_conv_gmacs() -> float:
-    """GMAC/s of one large conv3d (2x32x64x64x64 input, 32 3x3x3 filters), the best of three runs."""
-    x, w = torch.randn(2, 32, 64, 64, 64), torch.randn(32, 32, 3, 3, 3)
+def peak_conv_gmacs(device: torch.device) -> float:
+    """GMAC/s of one large conv3d (2x32x64x64x64 input, 32 3x3x3 filters), the best of three runs; on CUDA in
+    float16 and channels-last-3d, as the Predictor runs its windows there."""
+    on_gpu = device.type == "cuda"
+    dtype, layout = (torch.float16, torch.channels_last_3d) if on_gpu else (torch.float32, torch.contiguous_format)
+    x = torch.randn(2, 32, 64, 64, 64, device=device, dtype=dtype).contiguous(memory_format=layout)
+    w = torch.randn(32, 32, 3, 3, 3, device=device, dtype=dtype).contiguous(memory_format=layout)
     macs = x.numel() * 32 * 27
     best = float("inf")
     with torch.inference_mode():
-        torch.nn.functional.conv3d(x, w, padding=1)
-        for _ in range(3):
+        for run in range(4):  # the first run warms up (cuDNN picks its algorithm)
+            synchronize(device)
             start = time.perf_counter()
             torch.nn.functional.conv3d(x, w, padding=1)
-            best = min(best, time.perf_counter() - start)
+            synchronize(device)
+            if run:
+                best = min(best, time.perf_counter() - start)
     return macs / best / 1e9
 
 
-def child(model: str, volume_path: str, roi: str, out_path: str) -> None:
-    """One measured run in a fresh process: prints a JSON line with time, memory and MACs."""
-    import psutil
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
+
+def child(model: str, volume_path: str, roi: str, out_path: str, device: str) -> None:
+    """Two measured calls in a fresh process, cold (the first: oneDNN / cuDNN set-up included) and warm (the
+    model kept, as in Slicer after the first Segment): prints a JSON line with time, memory and MACs of each."""
     from SegNetsLib.inference import Predictor
     from SegNetsLib.models import load
 
@@ -147,16 +165,34 @@ def child(model: str, volume_path: str, roi: str, out_path: str) -> None:
     for module in net.modules():
         if isinstance(module, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
             module.register_forward_hook(count)
-    predictor = Predictor(net, card, device="cpu")
+    predictor = Predictor(net, card, device=device)
+    calls = {}
+    for call in ("cold", "warm"):  # the first call in a fresh process, then the same model again (kept warm)
+        macs[0] = 0
+        calls[call], prediction = measured_predict(predictor, volume, roi)
+        calls[call]["macs"] = macs[0]
+    np.save(out_path, prediction.labelmap.array == LIVER)
+    print(json.dumps({**calls, "rois": [list(b) for b in prediction.rois]}))
+
+
+def measured_predict(predictor, volume: Volume, roi: str) -> tuple[dict, object]:
+    """One ``predict`` call: wall seconds, peak RSS and its growth over the RSS before the call (bytes), and on
+    CUDA the peak GPU memory allocated during the call."""
+    import psutil
+
+    on_gpu = predictor.device.type == "cuda"
+    if on_gpu:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     rss_before = psutil.Process().memory_info().rss
     Path("/proc/self/clear_refs").write_text("5")  # high-water mark := current RSS (Linux >= 4.0)
     start = time.perf_counter()
     prediction = predictor.predict(volume, roi=roi)
+    synchronize(predictor.device)
     seconds = time.perf_counter() - start
     peak = high_water_mark()
-    np.save(out_path, prediction.labelmap.array == LIVER)
-    print(json.dumps({"seconds": seconds, "peak": peak, "growth": peak - rss_before, "macs": macs[0],
-                      "rois": [list(b) for b in prediction.rois]}))
+    gpu_peak = torch.cuda.max_memory_allocated() if on_gpu else 0
+    return {"seconds": seconds, "peak": peak, "growth": peak - rss_before, "gpu_peak": gpu_peak}, prediction
 
 
 def high_water_mark() -> int:
@@ -167,9 +203,9 @@ def high_water_mark() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def run_child(model: Path, volume: Path, roi: str, out: Path) -> dict:
+def run_child(model: Path, volume: Path, roi: str, out: Path, device: str) -> dict:
     result = subprocess.run(
-        [sys.executable, __file__, "--child", str(model), str(volume), roi, str(out)],
+        [sys.executable, __file__, "--child", str(model), str(volume), roi, str(out), device],
         capture_output=True, text=True, check=False,
     )
     if result.returncode:
@@ -177,62 +213,96 @@ def run_child(model: Path, volume: Path, roi: str, out: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def median_run(results: list[dict]) -> dict:
+    """Per call (cold, warm) the median of each measure over repeated child runs; RoI boxes of the first."""
+    return {**{call: {key: float(np.median([r[call][key] for r in results])) for key in results[0][call]}
+               for call in ("cold", "warm")}, "rois": results[0]["rois"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="in-plane size of the CT-sized volume")
     parser.add_argument("--slices-mm", type=float, default=3.0, help="slice spacing of the CT-sized volume")
     parser.add_argument("--network-mm", type=float, default=1.5, help="the model's target spacing (network grid)")
-    parser.add_argument("--steps", type=int, default=200, help="training steps of the bench network")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=1000, help="training steps of the bench network")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per mode; tables show the medians")
+    parser.add_argument("--device", default="cpu", help="where to train and predict: cpu, cuda, cuda:N")
+    parser.add_argument("--model", help="a bench model folder saved by --save-model: measure it instead of training")
+    parser.add_argument("--save-model", help="keep the trained bench model in this folder (it must not exist)")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
 
+    from SegNetsLib.devices import resolve_device
+    from SegNetsLib.models import load
+
+    device = resolve_device(args.device)
     ct, label = read_volume(DATA / "image.nii.gz"), read_volume(DATA / "label.nii.gz")
     big = ct_sized(ct, args.size, args.slices_mm, -1024.0, sitk.sitkLinear)
     big_label = ct_sized(label, args.size, args.slices_mm, 0.0, sitk.sitkNearestNeighbor)
-    card = replace(CARD, target_spacing=(args.network_mm,) * 3)
     start = time.perf_counter()
-    net = train(ct, label, card, args.steps)
-    train_seconds = time.perf_counter() - start
+    if args.model:
+        net, card = load(args.model)
+        trained = f"loaded from {args.model}"
+    else:
+        card = replace(CARD, target_spacing=(args.network_mm,) * 3)
+        net = train(ct, label, card, args.steps, device)
+        trained = f"trained {args.steps} steps on {device} ({time.perf_counter() - start:.0f} s)"
+    if args.save_model:
+        save(net, card, Path(args.save_model))
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         model = save(net, card, folder / "model")
         volume_path = write_volume(big, folder / "ct.nrrd")
-        runs = {roi: run_child(model, volume_path, roi, folder / f"{roi}.npy") for roi in ("auto", "off")}
-        masks = {roi: np.load(folder / f"{roi}.npy") for roi in runs}
+        repeats = {"auto": [], "off": []}
+        for _ in range(args.repeats):  # alternating, so both modes see the same load on a shared machine
+            for mode, results in repeats.items():
+                results.append(run_child(model, volume_path, mode, folder / f"{mode}.npy", str(device)))
+        runs = {mode: median_run(results) for mode, results in repeats.items()}
+        masks = {mode: np.load(folder / f"{mode}.npy") for mode in runs}
     reference = big_label.array == LIVER
-    peak = peak_conv_gmacs()
+    peak = peak_conv_gmacs(device)
     roi, whole = runs["auto"], runs["off"]
+    on_gpu = device.type == "cuda"
+    where = (f"{torch.cuda.get_device_name(device)}, float16 autocast" if on_gpu
+             else f"CPU threads {torch.get_num_threads()}, {os.cpu_count()} cores")
 
     print(f"CT-sized volume: ts_ct_full resampled to {big.shape_kji[::-1]} voxels (x, y, z) at "
-          f"{big.spacing[0]:.3f} x {big.spacing[1]:.3f} x {big.spacing[2]:.2f} mm; network grid {args.network_mm} mm, "
-          f"patch {card.patch_size}, 3D U-Net base 4 / 3 levels trained {args.steps} steps ({train_seconds:.0f} s); "
-          f"CPU threads {torch.get_num_threads()}, {os.cpu_count()} cores.\n")
-    print("| run | wall time (s) | peak RSS during predict (MiB) | RSS growth in predict (MiB) | conv GMAC | conv GMAC/s | "
-          "of peak conv3d | Dice vs reference liver |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"{big.spacing[0]:.3f} x {big.spacing[1]:.3f} x {big.spacing[2]:.2f} mm; network grid "
+          f"{card.target_spacing[0]} mm, patch {card.patch_size}, 3D U-Net base 4 / 3 levels {trained}; {where}.\n")
+    gpu_columns = " peak GPU memory in predict (MiB) |" if on_gpu else ""
+    print("| run | call | wall time (s) | peak RSS during predict (MiB) | RSS growth in predict (MiB) |" + gpu_columns +
+          " conv GMAC | conv GMAC/s | of peak conv3d | Dice vs reference liver |")
+    print("|---|---|---|---|---|" + ("---|" if on_gpu else "") + "---|---|---|---|")
     for name, run, key in (("RoI (`roi=auto`)", roi, "auto"), ("whole volume (`roi=off`)", whole, "off")):
-        rate = run["macs"] / run["seconds"] / 1e9
-        print(f"| {name} | {run['seconds']:.1f} | {run['peak'] / 2**20:.0f} | {run['growth'] / 2**20:.0f} | "
-              f"{run['macs'] / 1e9:.0f} | {rate:.1f} | {100 * rate / peak:.0f} % | {dice(masks[key], reference):.3f} |")
-    print(f"\nOne large conv3d reaches {peak:.1f} GMAC/s on this machine. RoI boxes (input voxels): {roi['rois']}\n")
-    print("| measure | RoI / whole | target | met |")
-    print("|---|---|---|---|")
-    speedup = whole["seconds"] / roi["seconds"]
-    memory = roi["growth"] / whole["growth"]
-    total = roi["peak"] / whole["peak"]
+        for call in ("cold", "warm"):
+            measured = run[call]
+            rate = measured["macs"] / measured["seconds"] / 1e9
+            gpu_cell = f" {measured['gpu_peak'] / 2**20:.0f} |" if on_gpu else ""
+            print(f"| {name} | {call} | {measured['seconds']:.2f} | {measured['peak'] / 2**20:.0f} | "
+                  f"{measured['growth'] / 2**20:.0f} |{gpu_cell} {measured['macs'] / 1e9:.0f} | {rate:.1f} | "
+                  f"{100 * rate / peak:.0f} % | {dice(masks[key], reference):.3f} |")
+    print(f"\nOne large conv3d reaches {peak:.1f} GMAC/s on {device}. RoI boxes (input voxels): {roi['rois']}\n")
+    print("| measure | call | RoI / whole | target | met |")
+    print("|---|---|---|---|---|")
+    memories = [("peak GPU memory in predict", "gpu_peak")] if on_gpu else []
+    memories += [("RSS growth in predict", "growth"), ("peak RSS during predict (process)", "peak")]
+    for call in ("cold", "warm"):
+        speedup = whole[call]["seconds"] / roi[call]["seconds"]
+        print(f"| speed-up | {call} | {speedup:.2f}x | >= 3x | {'yes' if speedup >= 3 else 'no'} |")
+        for index, (name, key) in enumerate(memories):
+            ratio = roi[call][key] / whole[call][key]
+            target = "<= 0.5" if index == 0 else "(<= 0.5)"
+            print(f"| {name} | {call} | {ratio:.2f} | {target} | {'yes' if ratio <= 0.5 else 'no'} |")
     agreement = dice(masks["auto"], masks["off"])
     inside = np.zeros(reference.shape, bool)
     for z0, y0, x0, z1, y1, x1 in roi["rois"]:
         inside[z0:z1, y0:y1, x0:x1] = True
     agreement_inside = dice(masks["auto"] & inside, masks["off"] & inside)
-    print(f"| speed-up | {speedup:.2f}x | >= 3x | {'yes' if speedup >= 3 else 'no'} |")
-    print(f"| memory growth in predict | {memory:.2f} | <= 0.5 | {'yes' if memory <= 0.5 else 'no'} |")
-    print(f"| peak RSS during predict (process) | {total:.2f} | (<= 0.5) | {'yes' if total <= 0.5 else 'no'} |")
-    print(f"| Dice agreement on the liver | {agreement:.4f} | >= 0.98 | {'yes' if agreement >= 0.98 else 'no'} |")
-    print(f"| Dice agreement inside the RoIs | {agreement_inside:.4f} | | |")
+    print(f"| Dice agreement on the liver | both | {agreement:.4f} | >= 0.98 | {'yes' if agreement >= 0.98 else 'no'} |")
+    print(f"| Dice agreement inside the RoIs | both | {agreement_inside:.4f} | | |")
     outside = masks["off"] & ~inside
     print(f"\nLiver voxels of the whole-volume run outside the RoIs: {int(outside.sum())} "
           f"({int((outside & reference).sum())} of them in the reference liver); reference liver voxels outside the "

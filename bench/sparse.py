@@ -8,9 +8,10 @@ axis 0 (the protocol of ../shared/data/README.md). Per structure and k: Dice, 95
 - ``rw``: scikit-image's seeded random walker (stand-in for Slicer's Grow from seeds);
 - ``--pretrained``: BraTS whole tumour, leave one out: a model trained on the two other patients
   (dense labels, ``--pretrain-time`` s each), then alone (``base``) and fine-tuned from k slices (``tuned``).
+``--device`` fine-tunes and pretrains there (e.g. ``cuda`` with ``--time-limit 20``).
 
 Usage: python bench/sparse.py [--structures ts_ct_full:liver,...] [--k 2,3,5] [--time-limit 120]
-       [--methods network,mci,rw] [--pretrained] [--data ../shared/data] [--results DIR]
+       [--methods network,mci,rw] [--pretrained] [--device cpu|cuda] [--data ../shared/data] [--results DIR]
        python bench/sparse.py --merge DIR1,DIR2,... --results DIR   (tables and plots of runs made apart)
        python bench/sparse.py --rescore DIR1,... --results DIR   (network rows again from saved labelmaps)
 Writes Markdown tables to stdout, and ``bench/results/sparse.json`` / ``sparse_dice_vs_k.png``.
@@ -67,23 +68,23 @@ def sparse_annotation(truth: np.ndarray, k: int) -> tuple[np.ndarray, list[int]]
     return annotation, slices
 
 
-def run_network(image, annotation, start, time_limit):
+def run_network(image, annotation, start, time_limit, device):
     from SegNetsLib.finetune import FinetuneOptions, finetune
 
-    options = FinetuneOptions(time_limit_s=time_limit, device="cpu")
+    options = FinetuneOptions(time_limit_s=time_limit, device=device)
     began = time.monotonic()
     result = finetune(image, annotation, start, options)
     return result.labelmap.array > 0, time.monotonic() - began, result
 
 
-def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelmaps: Path | None = None):
+def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelmaps: Path | None = None, device="cpu"):
     """Each method on k bin-centre slices of ``truth``; rows appended, the network's labelmaps kept in ``labelmaps``."""
     spacing_kji = image.spacing[::-1]
     annotation, slices = sparse_annotation(truth, k)
     for method in methods:
         began = time.monotonic()
         if method == "network":
-            prediction, seconds, result = run_network(image, image.with_array(annotation), "unet3d", time_limit)
+            prediction, seconds, result = run_network(image, image.with_array(annotation), "unet3d", time_limit, device)
             if labelmaps:  # for studying the clean-up and refinement steps without training again
                 labelmaps.mkdir(parents=True, exist_ok=True)
                 np.savez_compressed(labelmaps / f"{name.replace(':', '_')}_k{k}.npz", network=result.network_labelmap,
@@ -105,7 +106,8 @@ def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelm
             save()
 
 
-def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, baseline_methods=("mci", "rw"), save=None):
+def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, baseline_methods=("mci", "rw"), save=None,
+                     device="cpu"):
     """Leave-one-out on BraTS whole tumour: pretrain on the two others (dense), fine-tune on k slices."""
     import tempfile
 
@@ -118,7 +120,7 @@ def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, bas
         start = "unet3d"
         for case in (c for c in BRATS if c != held_out):  # dense labels: every axial slice is annotated
             image, truth = volumes[case]
-            options = FinetuneOptions(time_limit_s=pretrain_time, device="cpu", validation=False, segment=False,
+            options = FinetuneOptions(time_limit_s=pretrain_time, device=device, validation=False, segment=False,
                                       slices={0: list(range(truth.shape[0]))}, scratch_downsample=2)
             result = finetune(image, image.with_array(truth.astype(np.uint8)), start, options)
             start = save_result(result, f"brats-wt-without-{held_out}", library)
@@ -130,14 +132,14 @@ def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, bas
 
         began = time.monotonic()
         base_net, base_card = load(start)
-        base = Predictor(base_net, base_card, "cpu").predict(image).labelmap.array > 0
+        base = Predictor(base_net, base_card, device).predict(image).labelmap.array > 0
         dice, hd95 = metrics(base, truth, spacing_kji)
         for k in ks:
             rows.append({"structure": f"{held_out}:whole_tumour", "k": k, "method": "base", "dice": dice, "hd95": hd95,
                          "seconds": time.monotonic() - began})
         for k in ks:
             annotation, slices = sparse_annotation(truth, k)
-            prediction, seconds, result = run_network(image, image.with_array(annotation), start, time_limit)
+            prediction, seconds, result = run_network(image, image.with_array(annotation), start, time_limit, device)
             d, h = metrics(prediction, truth, spacing_kji)
             rows.append({"structure": f"{held_out}:whole_tumour", "k": k, "method": "tuned", "dice": d, "hd95": h,
                          "seconds": seconds, "kept": result.kept})
@@ -269,6 +271,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pretrained", action="store_true", help="also run the BraTS leave-one-out setting")
     parser.add_argument("--brats-cases", default=",".join(BRATS), help="held-out BraTS cases to evaluate")
     parser.add_argument("--pretrain-time", type=float, default=240.0, help="pretraining seconds per BraTS case")
+    parser.add_argument("--device", default="cpu", help="where to fine-tune and pretrain: cpu, cuda, cuda:N")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--results", default=str(BENCH / "results"))
     parser.add_argument("--rescore", help="comma-separated result folders: their network rows again from the saved "
@@ -307,16 +310,18 @@ def main(argv=None) -> int:
             continue
         image, truth = read_case(data / folder, {**STRUCTURES, **BRATS_WHOLE_TUMOUR}[name])
         for k in ks:
-            evaluate(name, image, truth, k, methods, args.time_limit, rows, save, results / "labelmaps")
+            evaluate(name, image, truth, k, methods, args.time_limit, rows, save, results / "labelmaps", args.device)
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, torch threads {torch.get_num_threads()}"
     if rows:
-        print(f"\n### From scratch ({args.time_limit:.0f} s fine-tuning, CPU, torch threads {torch.get_num_threads()})\n")
+        print(f"\n### From scratch ({args.time_limit:.0f} s fine-tuning, {where})\n")
         print(table(rows, methods + (["unet-only"] if "network" in methods else [])))
     if args.pretrained:
         if not all((data / case).is_dir() for case in BRATS):
             print("<!-- BraTS cases absent: pretrained setting skipped -->")
         else:
             baselines = [m for m in methods if m in ("mci", "rw")]
-            pretrained_bench(data, ks, args.time_limit, args.pretrain_time, args.brats_cases.split(","), pre_rows, baselines, save)
+            pretrained_bench(data, ks, args.time_limit, args.pretrain_time, args.brats_cases.split(","), pre_rows,
+                             baselines, save, args.device)
             print("\n### Pretrained on two BraTS patients, fine-tuned on the third (whole tumour)\n")
             print(table(pre_rows, ["base", "tuned", "tuned-unet-only", *baselines]))
     all_rows = rows + pre_rows
