@@ -75,30 +75,11 @@ class Preprocessed:
         """Normalized network input (C, d, h, w) float32 of ``box`` (network-grid voxels), or of the whole grid."""
         if self.lazy:
             box = Box(0, 0, 0, *self.shape) if box is None else Box(*box)
-            return np.stack([normalize(self._resample_crop(c, box)) for c, normalize in enumerate(self.normalizers)])
+            return np.stack([
+                normalize(_resample_from_source(self.source, c, self.grid, box)) for c, normalize in enumerate(self.normalizers)
+            ])
         raw = self.grid.array if box is None else self.grid.array[(slice(None), *Box(*box).slices)]
         return np.stack([normalize(raw[c]) for c, normalize in enumerate(self.normalizers)])
-
-    def _resample_crop(self, channel: int, box: Box, grid: Volume | None = None) -> np.ndarray:
-        """Raw intensities [d, h, w] float32 of the voxels of ``grid`` (default: the network grid) in ``box``,
-        resampled (linear) from the source in slabs of ``_SLAB`` slices, each from only the source voxels that
-        interpolation inside it can reach (:meth:`box_to_source`): the source is never copied as a whole."""
-        grid = self.grid if grid is None else grid
-        channels = self.source.array if self.source.array.ndim == 4 else self.source.array[None]
-        out = np.empty(box.shape, np.float32)
-        for z0 in range(box.z0, box.z1, _SLAB):
-            slab = Box(z0, box.y0, box.x0, min(z0 + _SLAB, box.z1), box.y1, box.x1)
-            source_box = self._source_box(slab, grid)
-            origin = self.source.ijk_to_lps() @ np.array([source_box.x0, source_box.y0, source_box.z0, 1.0])
-            crop = Volume(channels[channel][source_box.slices], self.source.spacing, tuple(origin[:3]), self.source.direction)
-            out[slab.z0 - box.z0 : slab.z1 - box.z0] = _resample_onto(volume_to_sitk(crop), grid, slab)
-        return out
-
-    def _source_box(self, box: Box, grid: Volume | None = None) -> Box:
-        """Source voxels (array order) around ``grid``-voxel ``box`` (default: the network grid) that linear
-        interpolation reads."""
-        low, high = _corner_extent(box, 1.0, self.grid if grid is None else grid, self.source)
-        return _clipped_box(np.floor(low) - 1, np.ceil(high) + 2, self.source.shape_kji[::-1])
 
     def coarse_input(self, factor: float) -> tuple[np.ndarray, tuple[float, float, float]]:
         """The normalized volume down-sampled ``factor`` times per axis (linear), (C, d', h', w') float32,
@@ -128,7 +109,9 @@ class Preprocessed:
         origin = self.grid.ijk_to_lps() @ np.append(shift, 1.0)
         coarse = Volume(np.broadcast_to(np.float32(0), coarse_shape), spacing, tuple(origin[:3]), self.grid.direction)
         whole = Box(0, 0, 0, *coarse_shape)
-        return np.stack([normalize(self._resample_crop(c, whole, coarse)) for c, normalize in enumerate(self.normalizers)])
+        return np.stack([
+            normalize(_resample_from_source(self.source, c, coarse, whole)) for c, normalize in enumerate(self.normalizers)
+        ])
 
     def same_grid_as_source(self) -> bool:
         """True when no reorientation or resampling happened (results need no resampling back)."""
@@ -139,7 +122,7 @@ class Preprocessed:
         every source voxel up to the centres of the network voxels just outside the box, plus one voxel
         (the box itself when the grids are the same)."""
         box = Box(*box)
-        return box if self.same_grid_as_source() else self._source_box(box)
+        return box if self.same_grid_as_source() else _source_box(self.source, self.grid, box)
 
     def box_from_source(self, box: Box) -> Box:
         """The smallest network-grid box (array order) holding every network voxel whose cell overlaps a cell
@@ -174,13 +157,12 @@ def preprocess(volume: Volume, card: ModelCard, name: str = "the volume", lazy: 
     channels = volume.array if volume.array.ndim == 4 else volume.array[None]
     if card.target_spacing is not None and _needs_resampling(volume, card):
         geometry = _network_geometry(volume, card)
-        placeholder = np.broadcast_to(np.float32(0), (len(channels), *geometry.shape_kji))
         if lazy and card.normalization.kind != "zscore":
+            placeholder = np.broadcast_to(np.float32(0), (len(channels), *geometry.shape_kji))
             normalizers = tuple(_fit_normalizer(channel, card.normalization) for channel in channels)
             return Preprocessed(geometry.with_array(placeholder), normalizers, volume, lazy=True)
-        on_demand = Preprocessed(geometry.with_array(placeholder), (), volume, lazy=True)
         whole = Box(0, 0, 0, *geometry.shape_kji)
-        grid = geometry.with_array(np.stack([on_demand._resample_crop(c, whole) for c in range(len(channels))]))
+        grid = geometry.with_array(np.stack([_resample_from_source(volume, c, geometry, whole) for c in range(len(channels))]))
     elif _needs_resampling(volume, card):  # reorientation only (exact)
         images = [_reoriented(volume_to_sitk(volume.with_array(channel)), card) for channel in channels]
         grid = volume_from_sitk_header(images[0]).with_array(np.stack([sitk.GetArrayFromImage(i) for i in images]))
@@ -285,6 +267,27 @@ def _clipped_box(start_ijk: np.ndarray, stop_ijk: np.ndarray, size_ijk: tuple[in
     start = [int(min(max(a, 0), s - 1)) for a, s in zip(start_ijk, size_ijk)]
     stop = [int(min(max(b, a + 1), s)) for a, b, s in zip(start, stop_ijk, size_ijk)]
     return Box(start[2], start[1], start[0], stop[2], stop[1], stop[0])
+
+
+def _source_box(source: Volume, grid: Volume, box: Box) -> Box:
+    """Source voxels (array order) around ``grid``-voxel ``box`` that linear interpolation reads."""
+    low, high = _corner_extent(box, 1.0, grid, source)
+    return _clipped_box(np.floor(low) - 1, np.ceil(high) + 2, source.shape_kji[::-1])
+
+
+def _resample_from_source(source: Volume, channel: int, grid: Volume, box: Box) -> np.ndarray:
+    """Raw intensities [d, h, w] float32 of ``grid``'s voxels in ``box``, resampled (linear) from channel ``channel``
+    of ``source`` in slabs of ``_SLAB`` slices, each from only the source voxels that interpolation inside it
+    reads (:func:`_source_box`): the source is never copied as a whole."""
+    channels = source.array if source.array.ndim == 4 else source.array[None]
+    out = np.empty(box.shape, np.float32)
+    for z0 in range(box.z0, box.z1, _SLAB):
+        slab = Box(z0, box.y0, box.x0, min(z0 + _SLAB, box.z1), box.y1, box.x1)
+        crop_box = _source_box(source, grid, slab)
+        origin = source.ijk_to_lps() @ np.array([crop_box.x0, crop_box.y0, crop_box.z0, 1.0])
+        crop = Volume(channels[channel][crop_box.slices], source.spacing, tuple(origin[:3]), source.direction)
+        out[slab.z0 - box.z0 : slab.z1 - box.z0] = _resample_onto(volume_to_sitk(crop), grid, slab)
+    return out
 
 
 def _resample_onto(image: sitk.Image, grid: Volume, box: Box) -> np.ndarray:

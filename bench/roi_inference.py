@@ -181,8 +181,8 @@ def measured_predict(predictor, volume: Volume, roi: str) -> tuple[dict, object]
     import psutil
 
     on_gpu = predictor.device.type == "cuda"
+    synchronize(predictor.device)
     if on_gpu:
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     rss_before = psutil.Process().memory_info().rss
     Path("/proc/self/clear_refs").write_text("5")  # high-water mark := current RSS (Linux >= 4.0)
@@ -250,11 +250,9 @@ def main() -> None:
         card = replace(CARD, target_spacing=(args.network_mm,) * 3)
         net = train(ct, label, card, args.steps, device)
         trained = f"trained {args.steps} steps on {device} ({time.perf_counter() - start:.0f} s)"
-    if args.save_model:
-        save(net, card, Path(args.save_model))
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        model = save(net, card, folder / "model")
+        model = Path(args.model) if args.model else save(net, card, Path(args.save_model or folder / "model"))
         volume_path = write_volume(big, folder / "ct.nrrd")
         repeats = {"auto": [], "off": []}
         for _ in range(args.repeats):  # alternating, so both modes see the same load on a shared machine

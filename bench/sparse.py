@@ -311,7 +311,7 @@ def main(argv=None) -> int:
         image, truth = read_case(data / folder, {**STRUCTURES, **BRATS_WHOLE_TUMOUR}[name])
         for k in ks:
             evaluate(name, image, truth, k, methods, args.time_limit, rows, save, results / "labelmaps", args.device)
-    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, torch threads {torch.get_num_threads()}"
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"CPU, torch threads {torch.get_num_threads()}"
     if rows:
         print(f"\n### From scratch ({args.time_limit:.0f} s fine-tuning, {where})\n")
         print(table(rows, methods + (["unet-only"] if "network" in methods else [])))
