@@ -14,7 +14,7 @@
      (same preprocessing, windows, Gaussian blending and resampling back).
    Wall time, peak RSS of the process during ``predict`` (VmHWM, reset just before the call through
    ``/proc/self/clear_refs``, so loading the model and volume does not count) and the RSS growth during the
-   call (that peak minus the RSS just before ``predict``), conv3d MACs executed (counted by forward hooks),
+   call (that peak minus the RSS just before ``predict``), conv MACs executed (counted by :class:`ConvMacCounter`),
    achieved conv throughput and its fraction of one large ``conv3d``.
 4. Dice between the two liver masks (input grid, 512x512xN) and against the reference liver.
 
@@ -24,7 +24,7 @@ Segment clicks). On CUDA (``--device cuda``) the network trains there and the pe
 ``predict`` is the memory measure.
 
 Usage: ``python bench/roi_inference.py [--size 512] [--slices-mm 3] [--network-mm 1.5] [--steps 1000] [--repeats 3]
-[--device cpu|cuda] [--save-model DIR | --model DIR]`` (about 12 minutes on 2 free CPU cores, 8 of them
+[--device cpu|cuda] [--save-model DIR | --model DIR]`` (15 to 25 minutes on 2 free CPU cores, 8 to 15 of them
 training; ``--network-mm 3 --steps 100 --repeats 1`` for a quick look; ``--model`` measures a network trained earlier, e.g. on a GPU).
 """
 
@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from torch.overrides import TorchFunctionMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -145,6 +146,26 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class ConvMacCounter(TorchFunctionMode):
+    """Counts the multiply-accumulates of every 3D convolution run inside it: ``F.conv3d``, oneDNN's
+    ``torch.mkldnn_convolution`` (what :mod:`SegNetsLib.cpu_conv` turns CPU conv3d calls into) and
+    ``F.conv_transpose3d``, including convolutions that networks call directly rather than through a module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.macs = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.nn.functional.conv3d, torch.mkldnn_convolution):
+            weight = args[1] if len(args) > 1 else kwargs["weight"]
+            self.macs += out.numel() * weight[0].numel()  # per output voxel: C_in/groups x kernel
+        elif func is torch.nn.functional.conv_transpose3d:
+            weight = args[1] if len(args) > 1 else kwargs["weight"]
+            self.macs += args[0].numel() * weight[0].numel()  # per input voxel: C_out/groups x kernel
+        return out
+
+
 def child(model: str, volume_path: str, roi: str, out_path: str, device: str) -> None:
     """Two measured calls in a fresh process, cold (the first: oneDNN / cuDNN set-up included) and warm (the
     model kept, as in Slicer after the first Segment): prints a JSON line with time, memory and MACs of each."""
@@ -153,24 +174,12 @@ def child(model: str, volume_path: str, roi: str, out_path: str, device: str) ->
 
     net, card = load(model)
     volume = read_volume(volume_path)
-    macs = [0]
-
-    def count(module, inputs, output):
-        kernel = int(np.prod(module.kernel_size))
-        if isinstance(module, torch.nn.ConvTranspose3d):
-            macs[0] += inputs[0].numel() * module.out_channels * kernel // module.groups
-        else:
-            macs[0] += output.numel() * (module.in_channels // module.groups) * kernel
-
-    for module in net.modules():
-        if isinstance(module, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
-            module.register_forward_hook(count)
     predictor = Predictor(net, card, device=device)
     calls = {}
     for call in ("cold", "warm"):  # the first call in a fresh process, then the same model again (kept warm)
-        macs[0] = 0
-        calls[call], prediction = measured_predict(predictor, volume, roi)
-        calls[call]["macs"] = macs[0]
+        with ConvMacCounter() as counter:
+            calls[call], prediction = measured_predict(predictor, volume, roi)
+        calls[call]["macs"] = counter.macs
     np.save(out_path, prediction.labelmap.array == LIVER)
     print(json.dumps({**calls, "rois": [list(b) for b in prediction.rois]}))
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .concat_conv import conv_of_concatenation
+
 IN_EPS = 1e-5  # InstanceNorm3d epsilon (no affine, no running statistics)
 
 
@@ -32,7 +34,14 @@ class ResBlock(nn.Module):
         self.conv3 = nn.Conv3d(c_out, c_out, kernel, padding=padding, dilation=dil)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x1 = self.conv1(x)
+        return self._after_conv1(self.conv1(x))
+
+    def forward_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """The block on ``torch.cat(parts, dim=1)``, never built in inference (:func:`conv_of_concatenation`);
+        empties ``parts``."""
+        return self._after_conv1(conv_of_concatenation(self.conv1, parts))
+
+    def _after_conv1(self, x1: torch.Tensor) -> torch.Tensor:
         y = F.relu(_instance_norm(x1))
         y = F.relu(_instance_norm(self.conv2(y)))
         y = _instance_norm(self.conv3(y))
@@ -51,5 +60,4 @@ class UpStage(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(x, scale_factor=self.scale, mode="trilinear", align_corners=False)
-        up = F.relu(self.reduce(up))
-        return self.block(torch.cat([skip, up], dim=1))
+        return self.block.forward_parts([skip, F.relu(self.reduce(up))])

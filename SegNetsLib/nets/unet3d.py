@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SegNetsError
+from .concat_conv import conv_of_concatenation
 from .outputs import SegmentationOutput
 from .padding import crop_to, mirror_pad, pad_to_multiple
 
@@ -63,6 +64,14 @@ class _DoubleConv(nn.Sequential):
             _norm(norm, c_out),
             nn.ReLU(inplace=True),
         )
+
+    def forward_parts(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """The block on ``torch.cat(parts, dim=1)``, never built in inference (:func:`conv_of_concatenation`);
+        empties ``parts``."""
+        x = conv_of_concatenation(self[0], parts)
+        for layer in list(self)[1:]:
+            x = layer(x)
+        return x
 
 
 def _centre_crop(x: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
@@ -184,9 +193,11 @@ class UNet3D(nn.Module):
             skips.append(x)
             x = F.max_pool3d(x, 2)
         x = self.encoders[-1](x)
-        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips)):
+        for up, decoder in zip(self.ups, self.decoders):
             x = up(x)
-            x = decoder(torch.cat([_centre_crop(skip, x.shape[2:]), x], dim=1))
+            parts = [_centre_crop(skips.pop(), x.shape[2:]), x]
+            del x  # the parts list alone holds the features now, so each is freed once convolved
+            x = decoder.forward_parts(parts)
         return self.head(x)
 
 
