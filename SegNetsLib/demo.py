@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="segnets-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=str(REPO / "out" / "demo"), help="output folder (default out/demo)")
     parser.add_argument("--time-limit", type=float, default=110.0, help="seconds for fine-tuning and segmentation (default 110)")
+    parser.add_argument("--iterations", type=int,
+                        help="train this many iterations instead of a time budget, so the result does not depend on the machine's speed")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
 
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     def report(fraction: float, stage: str) -> None:
         print(f"  [{time.monotonic() - began:5.0f} s] {stage}", flush=True)
 
-    options = FinetuneOptions(time_limit_s=args.time_limit, device=args.device, label_names={1: "liver"})
+    budget = {"iterations": args.iterations} if args.iterations else {"time_limit_s": args.time_limit}
+    options = FinetuneOptions(**budget, device=args.device, label_names={1: "liver"})
     result = finetune(image, annotation, "unet3d", options, progress=report)
     network_seconds = time.monotonic() - began
     mci = fill_job.result()
