@@ -32,7 +32,7 @@ def conv_of_concatenation(conv: nn.Conv3d, parts: list[torch.Tensor]) -> torch.T
     out = F.conv3d(part, conv.weight[:, : part.shape[1]], conv.bias, conv.stride, conv.padding, conv.dilation)
     start = part.shape[1]
     while parts:
-        del part  # the caller holds no reference: the part's memory is free from here
+        del part  # freed here, unless the caller kept a reference of its own
         part = parts.pop(0)
         end = start + part.shape[1]
         out.add_(F.conv3d(part, conv.weight[:, start:end], None, conv.stride, conv.padding, conv.dilation))
