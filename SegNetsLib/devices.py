@@ -54,3 +54,9 @@ def list_devices() -> list[DeviceInfo]:
         properties = torch.cuda.get_device_properties(index)
         devices.append(DeviceInfo(f"cuda:{index}", properties.name, round(properties.total_memory / 2**30, 1)))
     return devices
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work on a CUDA ``device`` (for timing); nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .cpu_conv import fast_cpu_convolutions
+from .devices import synchronize
 from .inference import window_count, window_size
 
 REFINEMENT_FACTOR = 2.0  # segmentation + refinement, as a multiple of the segmentation alone
@@ -30,12 +31,10 @@ def window_seconds(net: nn.Module, in_channels: int, window: Sequence[int], devi
     try:
         with torch.inference_mode(), fast_cpu_convolutions(device):
             net(windows)  # warm-up: oneDNN / cuDNN choose their kernels on the first call
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
             net(windows)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)
             return time.perf_counter() - start
     finally:
         net.train(was_training)

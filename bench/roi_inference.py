@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from SegNetsLib import nets  # noqa: E402
+from SegNetsLib.devices import synchronize  # noqa: E402
 from SegNetsLib.imageio import read_volume, volume_to_sitk, write_volume  # noqa: E402
 from SegNetsLib.metrics import dice  # noqa: E402
 from SegNetsLib.models import LabelInfo, ModelCard, ChannelInfo, Normalization, RoiSettings, save
@@ -141,11 +142,6 @@ def peak_conv_gmacs(device: torch.device) -> float:
     return macs / best / 1e9
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 class ConvMacCounter(TorchFunctionMode):
     """Counts the multiply-accumulates of every 3D convolution run inside it: ``F.conv3d``, oneDNN's
     ``torch.mkldnn_convolution`` (what :mod:`SegNetsLib.cpu_conv` turns CPU conv3d calls into) and
@@ -157,12 +153,11 @@ class ConvMacCounter(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func in (torch.nn.functional.conv3d, torch.mkldnn_convolution):
+        transposed = func is torch.nn.functional.conv_transpose3d
+        if transposed or func in (torch.nn.functional.conv3d, torch.mkldnn_convolution):
             weight = args[1] if len(args) > 1 else kwargs["weight"]
-            self.macs += out.numel() * weight[0].numel()  # per output voxel: C_in/groups x kernel
-        elif func is torch.nn.functional.conv_transpose3d:
-            weight = args[1] if len(args) > 1 else kwargs["weight"]
-            self.macs += args[0].numel() * weight[0].numel()  # per input voxel: C_out/groups x kernel
+            # per output voxel C_in/groups x kernel; transposed: per input voxel C_out/groups x kernel
+            self.macs += (args[0] if transposed else out).numel() * weight[0].numel()
         return out
 
 
