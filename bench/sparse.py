@@ -107,24 +107,19 @@ def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelm
 
 
 def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, baseline_methods=("mci", "rw"), save=None,
-                     device="cpu"):
-    """Leave-one-out on BraTS whole tumour: pretrain on the two others (dense), fine-tune on k slices."""
+                     device="cpu", library_folder: str | None = None):
+    """Leave-one-out on BraTS whole tumour: pretrain on the two others (dense), fine-tune on k slices.
+
+    library_folder: keep the pretrained models there, and reuse one found there instead of pretraining again."""
     import tempfile
 
     from SegNetsLib.finetune import FinetuneOptions, finetune, save_result
     from SegNetsLib.models import ModelLibrary
 
     volumes = {case: read_case(data / case, BRATS_WHOLE_TUMOUR[f"{case}:whole_tumour"]) for case in BRATS}
-    library = ModelLibrary(tempfile.mkdtemp(prefix="segnets-bench-models-"))
+    library = ModelLibrary(library_folder or tempfile.mkdtemp(prefix="segnets-bench-models-"))
     for held_out in cases:
-        start = "unet3d"
-        for case in (c for c in BRATS if c != held_out):  # dense labels: every axial slice is annotated
-            image, truth = volumes[case]
-            options = FinetuneOptions(time_limit_s=pretrain_time, device=device, validation=False, segment=False,
-                                      slices={0: list(range(truth.shape[0]))}, scratch_downsample=2)
-            result = finetune(image, image.with_array(truth.astype(np.uint8)), start, options)
-            start = save_result(result, f"brats-wt-without-{held_out}", library)
-            start = str(library.find(*start.split("@")))
+        start = pretrained_model(library, held_out, volumes, pretrain_time, device)
         image, truth = volumes[held_out]
         spacing_kji = image.spacing[::-1]
         from SegNetsLib.inference import Predictor
@@ -150,6 +145,25 @@ def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, bas
             if save:
                 save()
             evaluate(f"{held_out}:whole_tumour", image, truth, k, baseline_methods, time_limit, rows, save)
+
+
+def pretrained_model(library, held_out: str, volumes: dict, pretrain_time: float, device: str) -> str:
+    """Path of the model pretrained on every BraTS case but ``held_out``: found in ``library``, or trained from
+    scratch on one case's dense label and then fine-tuned on the next one's (``pretrain_time`` s each)."""
+    from SegNetsLib.finetune import FinetuneOptions, finetune, save_result
+
+    model_id = f"brats-wt-without-{held_out}".replace("_", "-")
+    versions = library.versions(model_id)
+    if len(versions) == len(BRATS) - 1:  # complete: one version per pretraining case
+        return str(library.find(model_id))
+    start = "unet3d"
+    for case in (c for c in BRATS if c != held_out):  # dense labels: every axial slice is annotated
+        image, truth = volumes[case]
+        options = FinetuneOptions(time_limit_s=pretrain_time, device=device, validation=False, segment=False,
+                                  slices={0: list(range(truth.shape[0]))}, scratch_downsample=2)
+        result = finetune(image, image.with_array(truth.astype(np.uint8)), start, options)
+        start = str(library.find(*save_result(result, model_id, library).split("@")))
+    return start
 
 
 def table(rows, methods) -> str:
@@ -271,6 +285,8 @@ def main(argv=None) -> int:
     parser.add_argument("--pretrained", action="store_true", help="also run the BraTS leave-one-out setting")
     parser.add_argument("--brats-cases", default=",".join(BRATS), help="held-out BraTS cases to evaluate")
     parser.add_argument("--pretrain-time", type=float, default=240.0, help="pretraining seconds per BraTS case")
+    parser.add_argument("--pretrained-library", help="folder keeping the pretrained BraTS models; models found there "
+                        "are reused instead of pretraining again")
     parser.add_argument("--device", default="cpu", help="where to fine-tune and pretrain: cpu, cuda, cuda:N")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--results", default=str(BENCH / "results"))
@@ -321,7 +337,7 @@ def main(argv=None) -> int:
         else:
             baselines = [m for m in methods if m in ("mci", "rw")]
             pretrained_bench(data, ks, args.time_limit, args.pretrain_time, args.brats_cases.split(","), pre_rows,
-                             baselines, save, args.device)
+                             baselines, save, args.device, args.pretrained_library)
             print("\n### Pretrained on two BraTS patients, fine-tuned on the third (whole tumour)\n")
             print(table(pre_rows, ["base", "tuned", "tuned-unet-only", *baselines]))
     all_rows = rows + pre_rows
