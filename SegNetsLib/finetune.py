@@ -26,7 +26,7 @@ from . import annotation as ann
 from .augment import AugmentOptions, build_augmentation, input_size
 from .devices import resolve_device
 from .errors import SegNetsError
-from .finetune_budget import after_training_reserve_s, training_budget_s
+from .finetune_budget import refinement_seconds, segmentation_seconds, training_budget_s
 from .finetune_cleanup import clean_scratch_prediction, without_postprocessing
 from .finetune_loop import FinetuneCallback, LoopSettings, run_loop
 from .finetune_sampling import PatchSampler, Slice, list_slices, split_validation, training_box
@@ -183,7 +183,9 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     for value, index in value_to_class.items():
         targets[labels == value] = index
 
+    preprocessing_began = time.monotonic()
     pre = preprocess(volume, card, "the image")
+    preprocessing_s = time.monotonic() - preprocessing_began  # segmenting prepares the input again
     image = pre.network_input()
     grid_targets, grid_weight = _to_grid(targets, weight, pre)
     grid_slices = ann.annotated_slices(grid_weight.astype(np.uint8), None)
@@ -219,9 +221,14 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     if time_limit is None and options.iterations is None:
         time_limit = DEFAULT_TIME_LIMIT_S["cuda" if device.type == "cuda" else "cpu"]
     if time_limit:  # the budget is the whole run's: keep what segmenting and refining will take
-        reserve = after_training_reserve_s(net, len(card.in_channels), card.patch_size, pre.shape, device) if options.segment else 0.0
-        time_limit = training_budget_s(time_limit, time.monotonic() - began, reserve)
-        log.info("Training for %.0f s; %.0f s kept for segmenting and refining.", time_limit, reserve)
+        segmenting = refining = 0.0
+        if options.segment:
+            segmenting = segmentation_seconds(net, len(card.in_channels), card.patch_size, pre.shape, device, preprocessing_s)
+            if options.refine:
+                refining = refinement_seconds(volume.array, labels, weight, slices, volume.spacing)
+        time_limit = training_budget_s(time_limit, time.monotonic() - began, segmenting + refining)
+        log.info("Training for %.1f s, from %.1f s into the run; %.1f s kept for segmenting and %.1f s for refining.",
+                 time_limit, time.monotonic() - began, segmenting, refining)
     learning_rate = options.learning_rate or (3e-3 if begin.from_scratch else 3e-4)
     share = 1.0 - options.final_fraction if val_slices else 1.0
     first = LoopSettings(

@@ -1,25 +1,30 @@
 """The fine-tuning time budget covers the whole run: training gets what the segmentation and the
 boundary refinement after it will not need.
 
-The segmentation after training is estimated from one timed forward pass of a full window times the
-number of sliding windows over the network grid; the refinement (random walker on a band around the
-result) is budgeted at the same again. Measured on the BraTS leave-one-out runs (240 x 240 x 155
-voxels, 2 CPU cores): whole-volume segmentation 4-5 s, segmentation plus refinement 9-13 s.
+Both are estimated before training, on this machine and this volume:
+- segmentation: the preprocessing this run already timed, plus one timed forward pass of a full window
+  times the number of sliding windows over the network grid;
+- refinement (random walker on a band around the result, :mod:`finetune_refine`): the refinement itself,
+  timed at half resolution on a stand-in result made from the painted slices, times REFINEMENT_SCALE.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from .cpu_conv import fast_cpu_convolutions
 from .devices import synchronize
+from .finetune_refine import refine_with_random_walker
 from .inference import window_count, window_size
 
-REFINEMENT_FACTOR = 2.0  # segmentation + refinement, as a multiple of the segmentation alone
+# full-resolution / half-resolution refinement seconds: 8x the voxels, and about twice the solver's iterations
+# (measured 14.5-15 on a BraTS whole tumour, 240 x 240 x 155 voxels)
+REFINEMENT_SCALE = 16.0
 MINIMUM_TRAINING_S = 1.0
 
 
@@ -40,14 +45,45 @@ def window_seconds(net: nn.Module, in_channels: int, window: Sequence[int], devi
         net.train(was_training)
 
 
-def after_training_reserve_s(
-    net: nn.Module, in_channels: int, patch_size: Sequence[int], grid_shape: Sequence[int], device: torch.device
+def segmentation_seconds(
+    net: nn.Module, in_channels: int, patch_size: Sequence[int], grid_shape: Sequence[int], device: torch.device,
+    preprocessing_s: float,
 ) -> float:
-    """Seconds to keep for segmenting the whole network grid ``grid_shape`` (d, h, w) with windows of the
-    card's ``patch_size`` (shrunk to the grid) and refining the result."""
+    """Seconds to segment the whole network grid ``grid_shape`` (d, h, w) with windows of the card's
+    ``patch_size`` (shrunk to the grid), after ``preprocessing_s`` of preparing the input."""
     window = window_size(patch_size, grid_shape)
-    segmentation = window_count(grid_shape, window) * window_seconds(net, in_channels, window, device)
-    return REFINEMENT_FACTOR * segmentation
+    return preprocessing_s + window_count(grid_shape, window) * window_seconds(net, in_channels, window, device)
+
+
+def refinement_seconds(
+    image: np.ndarray, labels: np.ndarray, weight: np.ndarray, slices: Mapping[int, Sequence[int]], spacing: Sequence[float]
+) -> float:
+    """Estimated seconds of refining this run's result (image [k, j, i] or [c, k, j, i], labels and weight
+    [k, j, i], ``slices`` {axis: annotated indices}, spacing (i, j, k) mm): the refinement timed on every
+    second voxel of :func:`stand_in_result`, times REFINEMENT_SCALE."""
+    half = (slice(None, None, 2),) * 3
+    channels = (slice(None),) if image.ndim == 4 else ()
+    stand_in = stand_in_result(np.where(weight > 0, labels, 0), slices)
+    start = time.perf_counter()
+    refine_with_random_walker(
+        image[channels + half], stand_in[half], labels[half], weight[half], [2.0 * s for s in spacing]
+    )
+    return REFINEMENT_SCALE * (time.perf_counter() - start)
+
+
+def stand_in_result(painted: np.ndarray, slices: Mapping[int, Sequence[int]]) -> np.ndarray:
+    """A result of the size a network's will have, before there is one: along the axis with the most annotated
+    slices, every slice from the first annotated one less the largest gap between them to the last one plus that
+    gap holds the painted labels of the nearest annotated slice ([k, j, i], ``painted`` values, 0 elsewhere)."""
+    axis = max(slices, key=lambda a: len(slices[a]))
+    annotated = sorted(int(i) for i in slices[axis])
+    gap = max((b - a for a, b in zip(annotated, annotated[1:])), default=3)
+    moved = np.moveaxis(painted, axis, 0)
+    out = np.zeros_like(moved)
+    nearest = np.array(annotated)
+    for index in range(max(0, annotated[0] - gap), min(moved.shape[0], annotated[-1] + gap + 1)):
+        out[index] = moved[nearest[np.argmin(np.abs(nearest - index))]]
+    return np.moveaxis(out, 0, axis)
 
 
 def training_budget_s(time_limit_s: float, elapsed_s: float, reserve_s: float) -> float:
