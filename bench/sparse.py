@@ -83,6 +83,7 @@ def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelm
     annotation, slices = sparse_annotation(truth, k)
     for method in methods:
         began = time.monotonic()
+        extra = {}
         if method == "network":
             prediction, seconds, result = run_network(image, image.with_array(annotation), "unet3d", time_limit, device)
             if labelmaps:  # for studying the clean-up and refinement steps without training again
@@ -90,7 +91,9 @@ def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelm
                 np.savez_compressed(labelmaps / f"{name.replace(':', '_')}_k{k}.npz", network=result.network_labelmap,
                                     refined=result.labelmap.array, slices=np.array(slices))
             dice, hd95 = metrics(result.network_labelmap > 0, truth, spacing_kji)
-            rows.append({"structure": name, "k": k, "method": "unet-only", "dice": dice, "hd95": hd95, "seconds": seconds})
+            extra = {"iterations": result.iterations}
+            rows.append({"structure": name, "k": k, "method": "unet-only", "dice": dice, "hd95": hd95, "seconds": seconds,
+                         **extra})
         elif method == "mci":
             prediction = fill_between_slices(annotation) > 0
             seconds = time.monotonic() - began
@@ -100,7 +103,7 @@ def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelm
         else:
             raise SystemExit(f"sparse: error: unknown method {method!r}")
         dice, hd95 = metrics(prediction, truth, spacing_kji)
-        rows.append({"structure": name, "k": k, "method": method, "dice": dice, "hd95": hd95, "seconds": seconds})
+        rows.append({"structure": name, "k": k, "method": method, "dice": dice, "hd95": hd95, "seconds": seconds, **extra})
         print(f"<!-- {name} k={k} {method}: Dice {dice:.3f}, HD95 {hd95:.1f} mm, {seconds:.0f} s -->", flush=True)
         if save:
             save()
@@ -137,10 +140,10 @@ def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, bas
             prediction, seconds, result = run_network(image, image.with_array(annotation), start, time_limit, device)
             d, h = metrics(prediction, truth, spacing_kji)
             rows.append({"structure": f"{held_out}:whole_tumour", "k": k, "method": "tuned", "dice": d, "hd95": h,
-                         "seconds": seconds, "kept": result.kept})
+                         "seconds": seconds, "kept": result.kept, "iterations": result.iterations})
             d2, h2 = metrics(result.network_labelmap > 0, truth, spacing_kji)
             rows.append({"structure": f"{held_out}:whole_tumour", "k": k, "method": "tuned-unet-only", "dice": d2,
-                         "hd95": h2, "seconds": seconds, "kept": result.kept})
+                         "hd95": h2, "seconds": seconds, "kept": result.kept, "iterations": result.iterations})
             print(f"<!-- {held_out} k={k}: base {dice:.3f}, tuned {d:.3f} (kept {result.kept}) -->", flush=True)
             if save:
                 save()
