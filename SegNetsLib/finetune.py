@@ -220,12 +220,13 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     time_limit = options.time_limit_s
     if time_limit is None and options.iterations is None:
         time_limit = DEFAULT_TIME_LIMIT_S["cuda" if device.type == "cuda" else "cpu"]
+    deadline = began + time_limit if time_limit else None
     if time_limit:  # the budget is the whole run's: keep what segmenting and refining will take
         segmenting = refining = 0.0
         if options.segment:
             segmenting = segmentation_seconds(net, len(card.in_channels), card.patch_size, pre.shape, device, preprocessing_s)
             if options.refine:
-                refining = refinement_seconds(volume.array, labels, weight, slices, volume.spacing)
+                refining = refinement_seconds(volume.array, labels, weight, volume.spacing, slices=slices)
         time_limit = training_budget_s(time_limit, time.monotonic() - began, segmenting + refining)
         log.info("Training for %.1f s, from %.1f s into the run; %.1f s kept for segmenting and %.1f s for refining.",
                  time_limit, time.monotonic() - began, segmenting, refining)
@@ -279,7 +280,16 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     else:
         network_out = np.where(weight > 0, labels, 0)
     out = network_out
-    if options.refine and options.segment:
+    refine = options.refine and options.segment
+    if refine and deadline is not None:  # the estimate made before training can fall short: check on the result
+        needed = refinement_seconds(volume.array, labels, weight, volume.spacing, result=network_out)
+        left = deadline - time.monotonic()
+        if needed > left:
+            refine = False
+            notes.append(f"boundary refinement skipped: it would take about {needed:.0f} s, and {max(left, 0):.0f} s "
+                         "of the time limit were left")
+            log.info("Boundary refinement skipped: about %.1f s needed, %.1f s left of the time limit.", needed, left)
+    if refine:
         progress(0.93, "refining boundaries (random walker)")
         out = refine_result(volume.array, network_out, labels, weight, volume.spacing,
                             slices if begin.from_scratch else None, cancel)

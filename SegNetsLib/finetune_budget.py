@@ -59,18 +59,19 @@ def segmentation_seconds(
 
 
 def refinement_seconds(
-    image: np.ndarray, labels: np.ndarray, weight: np.ndarray, slices: Mapping[int, Sequence[int]], spacing: Sequence[float]
+    image: np.ndarray, labels: np.ndarray, weight: np.ndarray, spacing: Sequence[float],
+    result: np.ndarray | None = None, slices: Mapping[int, Sequence[int]] | None = None,
 ) -> float:
-    """Estimated seconds of refining this run's result (image [k, j, i] or [c, k, j, i], labels and weight
-    [k, j, i], ``slices`` {axis: annotated indices}, spacing (i, j, k) mm): the refinement timed on every
-    second voxel of :func:`stand_in_result`, times REFINEMENT_SCALE."""
+    """Estimated seconds of refining ``result`` (image [k, j, i] or [c, k, j, i], labels, weight and result
+    [k, j, i], spacing (i, j, k) mm): the refinement timed on every second voxel, times REFINEMENT_SCALE.
+    Before training there is no result: give the annotated ``slices`` {axis: indices} instead, and
+    :func:`stand_in_result` stands in for it."""
+    if result is None:
+        result = stand_in_result(np.where(weight > 0, labels, 0), slices)
     half = (slice(None, None, 2),) * 3
     channels = (slice(None),) if image.ndim == 4 else ()
-    stand_in = stand_in_result(np.where(weight > 0, labels, 0), slices)
     start = time.perf_counter()
-    refine_with_random_walker(
-        image[channels + half], stand_in[half], labels[half], weight[half], [2.0 * s for s in spacing]
-    )
+    refine_with_random_walker(image[channels + half], result[half], labels[half], weight[half], [2.0 * s for s in spacing])
     return REFINEMENT_SCALE * (time.perf_counter() - start)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -68,6 +69,14 @@ def test_three_slices_from_scratch_train_on_all_of_them():
     image, truth = _phantom()
     result = finetune(image, _annotation(image, truth, (4, 8, 12)), "unet3d", TINY)
     assert result.validation_slices == [] and result.validation_dice is None
+
+
+def test_refinement_that_would_overrun_the_time_limit_is_skipped_and_said():
+    image, truth = _phantom()
+    options = dataclasses.replace(TINY, iterations=None, time_limit_s=0.01)  # spent before training starts
+    result = finetune(image, _annotation(image, truth, (4, 8, 12)), "unet3d", options)
+    assert any(note.startswith("boundary refinement skipped") for note in result.notes)
+    assert np.array_equal(result.labelmap.array, result.network_labelmap)
 
 
 def test_progress_reports_iteration_loss_and_validation():

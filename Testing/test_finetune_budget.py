@@ -61,6 +61,6 @@ def test_refinement_is_estimated_from_a_timed_half_resolution_run():
     image[:, 6:17, 10:22, 10:20] += 3.0
     weight = np.zeros(labels.shape, dtype=np.float32)
     weight[[8, 14]] = 1.0
-    seconds = refinement_seconds(image, labels, weight, {0: [8, 14]}, (1.0, 1.0, 2.0))
+    seconds = refinement_seconds(image, labels, weight, (1.0, 1.0, 2.0), slices={0: [8, 14]})
     assert 0.0 < seconds < 60.0
     assert labels.sum() == 200 and weight.sum() == 2 * 32 * 32  # inputs untouched
