@@ -19,11 +19,12 @@ from torch import nn
 
 from .cpu_conv import fast_cpu_convolutions
 from .devices import synchronize
+from .finetune_cleanup import annotated_range
 from .finetune_refine import refine_with_random_walker
 from .inference import window_count, window_size
 
 # full-resolution / half-resolution refinement seconds: 8x the voxels, and about twice the solver's iterations
-# (measured 14.5-15 on a BraTS whole tumour, 240 x 240 x 155 voxels)
+# (measured 14.4-15 on BraTS whole tumours, 240 x 240 x 155 voxels)
 REFINEMENT_SCALE = 16.0
 MINIMUM_TRAINING_S = 1.0
 # share of the time limit kept free: the estimates are single timings on a shared machine (runs with none ended
@@ -77,16 +78,14 @@ def refinement_seconds(
 
 def stand_in_result(painted: np.ndarray, slices: Mapping[int, Sequence[int]]) -> np.ndarray:
     """A result of the size a network's will have, before there is one: along the axis with the most annotated
-    slices, every slice from the first annotated one less the largest gap between them to the last one plus that
-    gap holds the painted labels of the nearest annotated slice ([k, j, i], ``painted`` values, 0 elsewhere)."""
+    slices, every slice of the range the clean-up allows (:func:`finetune_cleanup.annotated_range`) holds the
+    painted labels of the nearest annotated slice ([k, j, i], ``painted`` values, 0 elsewhere)."""
     axis = max(slices, key=lambda a: len(slices[a]))
-    annotated = sorted(int(i) for i in slices[axis])
-    gap = max((b - a for a, b in zip(annotated, annotated[1:])), default=3)
+    annotated = np.array(sorted(set(int(i) for i in slices[axis])))
     moved = np.moveaxis(painted, axis, 0)
     out = np.zeros_like(moved)
-    nearest = np.array(annotated)
-    for index in range(max(0, annotated[0] - gap), min(moved.shape[0], annotated[-1] + gap + 1)):
-        out[index] = moved[nearest[np.argmin(np.abs(nearest - index))]]
+    for index in range(moved.shape[0])[annotated_range(annotated, moved.shape[0])]:
+        out[index] = moved[annotated[np.argmin(np.abs(annotated - index))]]
     return np.moveaxis(out, 0, axis)
 
 

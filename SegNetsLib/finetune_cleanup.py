@@ -34,6 +34,15 @@ def clean_scratch_prediction(
     postprocess(labelmap, list(values), Postprocessing(fill_holes=True))
 
 
+def annotated_range(indices: Sequence[int], length: int) -> slice:
+    """The slices along one axis of ``length`` where a network trained on annotated slices ``indices`` knows
+    something: from the first less the largest gap between consecutive ones to the last plus that gap (a lone
+    slice: :data:`SINGLE_SLICE_MARGIN`)."""
+    ordered = sorted(set(int(i) for i in indices))
+    margin = max((b - a for a, b in zip(ordered, ordered[1:])), default=SINGLE_SLICE_MARGIN)
+    return slice(max(0, ordered[0] - margin), min(length, ordered[-1] + margin + 1))
+
+
 def without_postprocessing(card: ModelCard) -> ModelCard:
     """A copy of ``card`` whose prediction is not post-processed (clean-up comes first)."""
     plain = copy.deepcopy(card)
@@ -58,10 +67,9 @@ def limit_to_annotated_range(
     axes = [axis for axis, indices in slices.items() if indices]
     if len(axes) != 1:
         return
-    axis, indices = axes[0], sorted(set(slices[axes[0]]))
-    margin = max((b - a for a, b in zip(indices, indices[1:])), default=SINGLE_SLICE_MARGIN)
+    axis = axes[0]
     keep = [slice(None)] * 3
-    keep[axis] = slice(max(0, indices[0] - margin), indices[-1] + margin + 1)
+    keep[axis] = annotated_range(slices[axis], labelmap.shape[axis])
     if labels is not None and labels.any():
         spacing_kji = tuple(spacing)[::-1]
         for other in (a for a in range(3) if a != axis):

@@ -116,7 +116,6 @@ def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, bas
     library_folder: keep the pretrained models there, and reuse one found there instead of pretraining again."""
     import tempfile
 
-    from SegNetsLib.finetune import FinetuneOptions, finetune, save_result
     from SegNetsLib.models import ModelLibrary
 
     volumes = {case: read_case(data / case, BRATS_WHOLE_TUMOUR[f"{case}:whole_tumour"]) for case in BRATS}
@@ -154,8 +153,9 @@ def pretrained_model(library, held_out: str, volumes: dict, pretrain_time: float
     """Path of the model pretrained on every BraTS case but ``held_out``: found in ``library``, or trained from
     scratch on one case's dense label and then fine-tuned on the next one's (``pretrain_time`` s each)."""
     from SegNetsLib.finetune import FinetuneOptions, finetune, save_result
+    from SegNetsLib.models.factory import slug
 
-    model_id = f"brats-wt-without-{held_out}".replace("_", "-")
+    model_id = slug(f"brats-wt-without-{held_out}")  # the id save_result gives this name
     versions = library.versions(model_id)
     if len(versions) == len(BRATS) - 1:  # complete: one version per pretraining case
         return str(library.find(model_id))
