@@ -4,7 +4,11 @@ The network places each structure; the random walker settles the boundary from t
 Seeds: voxels deeper than ``inner_mm`` inside a predicted structure keep its class (for a structure
 thinner than that, such as a vessel, voxels deeper than ``inner_fraction`` of its largest depth, so its
 core stays a seed); voxels farther than ``outer_mm`` from every predicted structure are background; every
-annotated voxel is a seed of the user's label. Only the band in between is decided by the random walker, inside the box around it.
+annotated voxel is a seed of the user's label. Only the band in between is decided, inside the box around it:
+each voxel takes the class with the highest ``(1 - network_weight) * random-walker probability +
+network_weight * (1 if the network gave it that class else 0)``. With the default weight 0.2 the network's
+labelmap moves the threshold on the walker's probability from 0.5 to 0.375 inside its structure and 0.625
+outside: the image's edges decide, and where they say little the network does.
 Arrays are [k, j, i] (image may be [c, k, j, i]); spacing is (i, j, k) mm.
 """
 
@@ -19,6 +23,11 @@ from skimage.segmentation import random_walker
 
 from .finetune_cleanup import limit_to_annotated_range
 from .progress import CancelToken
+
+NETWORK_WEIGHT = 0.2
+"""Weight of the network's labelmap against the random walker's probabilities in the band. Chosen on the
+sparse benchmark's k = 3 runs (BraTS pretrained folds: mean Dice 0.866 with 0, 0.891 with 0.2, 0.888 with
+0.3; the 10 from-scratch structures: 0.900 with 0, 0.897 with 0.2, 0.888 with 0.3; README, #6)."""
 
 
 def refine_result(
@@ -50,9 +59,11 @@ def refine_with_random_walker(
     inner_fraction: float = 0.65,
     outer_mm: float = 24.0,
     beta: float = 130.0,
+    network_weight: float = NETWORK_WEIGHT,
     cancel: CancelToken | None = None,
 ) -> np.ndarray:
-    """The refined labelmap (same values and dtype as ``labelmap``); annotated voxels keep the user's label."""
+    """The refined labelmap (same values and dtype as ``labelmap``); annotated voxels keep the user's label.
+    ``network_weight`` (below 0.5, so that every seed keeps its class) blends the network's labelmap into the band."""
     sampling = tuple(float(s) for s in spacing)[::-1]
     values = [int(v) for v in np.unique(labelmap) if v != 0]
     annotated_values = [int(v) for v in np.unique(annotation[weight > 0]) if v != 0]
@@ -81,13 +92,29 @@ def refine_with_random_walker(
     data = image[(slice(None), *box)] if image.ndim == 4 else image[box]
     data = data.astype(np.float64)
     data = (data - data.mean()) / max(float(data.std()), 1e-6)
-    result = seeds.copy()
     with warnings.catch_warnings():  # scikit-image warns about solver tolerances; the labels are still right
         warnings.simplefilter("ignore", UserWarning)
-        result[box] = random_walker(
-            data, seeds[box], beta=beta, mode="cg_j", tol=1e-3, channel_axis=0 if image.ndim == 4 else None
+        probabilities = random_walker(
+            data, seeds[box], beta=beta, mode="cg_j", tol=1e-3, channel_axis=0 if image.ndim == 4 else None,
+            return_full_prob=True,
         )
+    present = [int(index) for index in np.unique(seeds[box]) if index > 0]  # the walker's channels, in order
+    result = seeds.copy()
+    result[box] = _with_network_prior(probabilities, present, labelmap[box], values, network_weight)
     return _labels_from_seeds(result, values, labelmap.dtype)
+
+
+def _with_network_prior(
+    probabilities: np.ndarray, present: list[int], labelmap: np.ndarray, values: list[int], weight: float
+) -> np.ndarray:
+    """Seed indices (1 = background, 2.. = values) [k, j, i]: the walker's probabilities [len(present), k, j, i]
+    (one channel per seed index in ``present``; a seed has probability 1 for its own index) blended with the
+    network's labelmap [k, j, i] (background 0, ``values``)."""
+    scores = np.zeros((1 + len(values), *labelmap.shape), dtype=np.float32)
+    scores[np.array(present) - 1] = (1.0 - weight) * probabilities
+    for index, value in enumerate([0, *values]):
+        scores[index] += weight * (labelmap == value)
+    return (np.argmax(scores, axis=0) + 1).astype(np.int32)
 
 
 def _labels_from_seeds(indices: np.ndarray, values: list[int], dtype) -> np.ndarray:

@@ -25,6 +25,25 @@ def test_a_shrunken_prediction_grows_back_to_the_edges():
     assert dice(refined == 3, truth) > 0.95 > dice(too_small == 3, truth)
 
 
+def test_where_the_image_has_no_edge_the_network_places_the_boundary():
+    """An image that only ramps up with the distance from the centre: no edge anywhere. Seeds are the
+    network ball's core (deeper than 2 mm) and everything 10 mm outside it; the walker alone puts the
+    boundary where its probability crosses 0.5, a radius of about 9; weighted with the network's labelmap
+    it keeps the network's ball of radius 8."""
+    z, y, x = np.indices((48, 48, 48)) - 24
+    radius = np.sqrt(z**2 + y**2 + x**2)
+    network = (radius <= 8).astype(np.uint8) * 2
+    nothing = np.zeros(network.shape, np.uint8)
+    kwargs = dict(spacing=(1, 1, 1), inner_mm=2, outer_mm=10)
+    image = radius.astype(np.float32)
+    walker_alone = refine_with_random_walker(image, network, nothing, nothing.astype(np.float32), network_weight=0.0, **kwargs)
+    weighted = refine_with_random_walker(image, network, nothing, nothing.astype(np.float32), **kwargs)
+    assert set(np.unique(weighted)) == set(np.unique(walker_alone)) == {0, 2}
+    assert (walker_alone == 2).sum() > 1.2 * (network == 2).sum()
+    dice = lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum())  # noqa: E731
+    assert dice(weighted == 2, network == 2) > 0.97 > dice(walker_alone == 2, network == 2)
+
+
 def test_annotated_voxels_are_seeds_of_the_user_label():
     truth = _ball()
     image = (100.0 * truth).astype(np.float32)
@@ -71,9 +90,29 @@ def test_a_result_from_scratch_stays_in_the_annotated_range():
     annotation[13:16] = rod[13:16]
     weight[13:16] = 1
     network = (rod & (z >= 10) & (z <= 18)).astype(np.uint8)
-    spread = refine_with_random_walker(image, network, annotation, weight, spacing=(1, 1, 1), inner_mm=2, outer_mm=4)
+    spread = refine_with_random_walker(
+        image, network, annotation, weight, spacing=(1, 1, 1), inner_mm=2, outer_mm=4, network_weight=0.0
+    )
     assert spread[:12].any() or spread[17:].any()  # the walker alone leaves the range
     refined = refine_result(image, network, annotation, weight, (1, 1, 1), {0: [13, 14, 15]})
     assert not refined[:12].any() and not refined[17:].any()
     assert np.array_equal(refined[13:16], annotation[13:16])
     assert (refined[12:17] == 1).sum() >= 0.9 * rod[12:17].sum()
+
+
+def test_a_class_painted_only_far_from_the_band_keeps_its_voxels_and_the_others_their_values():
+    """The walker sees only the box around the undecided band; a class whose every voxel is a seed outside
+    that box (here value 5, painted on slice 2) gets no probability channel there, and must not shift the
+    others' (value 3 around the ball)."""
+    z, y, x = np.indices((60, 32, 32))
+    ball = (z - 42) ** 2 + (y - 16) ** 2 + (x - 16) ** 2 <= 36
+    image = (100.0 * ball + np.random.default_rng(3).normal(0, 5, ball.shape)).astype(np.float32)
+    network = (ball * 3).astype(np.uint8)
+    annotation = np.zeros(ball.shape, np.uint8)
+    annotation[2, 10:20, 10:20] = 5
+    weight = np.zeros(ball.shape, np.float32)
+    weight[2] = 1
+    refined = refine_with_random_walker(image, network, annotation, weight, spacing=(1, 1, 1), inner_mm=2, outer_mm=6)
+    assert np.array_equal(refined[2], annotation[2])
+    assert set(np.unique(refined[20:])) == {0, 3}
+    assert 2 * ((refined == 3) & ball).sum() / ((refined == 3).sum() + ball.sum()) > 0.95
