@@ -25,9 +25,9 @@ from .finetune_cleanup import limit_to_annotated_range
 from .progress import CancelToken
 
 NETWORK_WEIGHT = 0.2
-"""Weight of the network's labelmap against the random walker's probabilities in the band. Chosen on the
-sparse benchmark's k = 3 runs (BraTS pretrained folds: mean Dice 0.866 with 0, 0.891 with 0.2, 0.888 with
-0.3; the 10 from-scratch structures: 0.900 with 0, 0.897 with 0.2, 0.888 with 0.3; README, #6)."""
+"""Weight of the network's labelmap against the random walker's probabilities in the band. Chosen on saved
+k = 3 network labelmaps of the sparse benchmark's cases (BraTS pretrained folds: mean Dice 0.866 with 0, 0.891
+with 0.2, 0.888 with 0.3; the 10 from-scratch structures: 0.900 with 0, 0.897 with 0.2, 0.888 with 0.3; README)."""
 
 
 def refine_result(
