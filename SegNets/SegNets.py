@@ -1,7 +1,7 @@
 """SegNets: deep-learning segmentation of 3D medical images inside 3D Slicer.
 
 A thin Qt shell: widgets are bound to a typed parameter node and every action calls SegNetsLib
-(``SegNetsLib.segmentation_logic``), which CI tests against Slicer's own MRML classes. Model work
+(``SegNetsLib.app.logic``), which CI tests against Slicer's own MRML classes. Model work
 runs on one background thread; a QTimer polls it, so Slicer never freezes and MRML is only touched
 on the main thread.
 
@@ -97,25 +97,36 @@ def ensureDependencies(askConfirmation: bool = True) -> bool:
         return False
     torchLogic = PyTorchUtils.PyTorchUtilsLogic()
     if not torchLogic.torchInstalled():
-        if testing or (askConfirmation and not slicer.util.confirmOkCancelDisplay(
-            _("SegNets needs PyTorch. Install it now? This can take several minutes."))):
+        if testing or (
+            askConfirmation
+            and not slicer.util.confirmOkCancelDisplay(
+                _("SegNets needs PyTorch. Install it now? This can take several minutes.")
+            )
+        ):
             return False
         if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT) is None:
             raise RuntimeError(_("PyTorch could not be installed; see the Python console for details."))
     requirementsFile = resourcesDir() / "requirements.txt"
     if importlib.util.find_spec("slicer.packaging") is not None:
-        import slicer.packaging
+        packaging = importlib.import_module("slicer.packaging")  # a plain import would make `slicer` local here
 
-        if hasattr(slicer.packaging, "pip_ensure"):
-            slicer.packaging.pip_ensure(
-                slicer.packaging.load_requirements(str(requirementsFile)), requester="SegNets",
+        if hasattr(packaging, "pip_ensure"):
+            packaging.pip_ensure(
+                packaging.load_requirements(str(requirementsFile)),
+                requester="SegNets",
                 prompt_install=askConfirmation,
             )
             return not _missingRequirements(requirementsFile)
     missing = _missingRequirements(requirementsFile)
     if missing:
-        if testing or (askConfirmation and not slicer.util.confirmOkCancelDisplay(
-            _("SegNets needs these Python packages: {packages}. Install them now?").format(packages=", ".join(missing)))):
+        if testing or (
+            askConfirmation
+            and not slicer.util.confirmOkCancelDisplay(
+                _("SegNets needs these Python packages: {packages}. Install them now?").format(
+                    packages=", ".join(missing)
+                )
+            )
+        ):
             return False
         slicer.util.pip_install(missing)
     return True
@@ -273,7 +284,7 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # --- lists from SegNetsLib --------------------------------------------------------------------
     def _fillDevices(self) -> None:
-        from SegNetsLib.segmentation_logic import device_choices
+        from SegNetsLib.app.logic import device_choices
 
         combo = self.ui.deviceComboBox
         wasBlocked = combo.blockSignals(True)
@@ -292,7 +303,9 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         combo.clear()
         combo.addItem(_("Selected model (fine-tune)"), "model")
         for architecture in ARCHITECTURES:
-            combo.addItem(_("New {architecture} (from scratch)").format(architecture=architecture), f"arch:{architecture}")
+            combo.addItem(
+                _("New {architecture} (from scratch)").format(architecture=architecture), f"arch:{architecture}"
+            )
         combo.setCurrentIndex(max(combo.findData(self._parameterNode.finetuneStart), 0))
         combo.blockSignals(wasBlocked)
 
@@ -301,7 +314,7 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         combo = self.ui.modelComboBox
         wasBlocked = combo.blockSignals(True)
         combo.clear()
-        from SegNetsLib.models.versions import version_key
+        from SegNetsLib.card.versions import version_key
 
         entries = sorted(self.logic.listModels(), key=lambda e: version_key(e.version), reverse=True)
         for entry in sorted(entries, key=lambda e: e.id):  # stable: newest version of each id first
@@ -317,7 +330,8 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.modelReference = reference
         self.ui.modelCardLabel.text = (
-            self.logic.describeModel(reference).replace("\n", "<br>") if reference
+            self.logic.describeModel(reference).replace("\n", "<br>")
+            if reference
             else _("No model in the library. Import one in the Models section.")
         )
         self._updateButtons()
@@ -349,10 +363,17 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         kind = self._job.context.get("kind") if running else None
         self.ui.segmentButton.text = _("Cancel") if kind == "segment" else _("Segment")
         self.ui.finetuneButton.text = _("Cancel") if kind == "finetune" else _("Fine-tune")
-        canSegment = bool(params and params.inputVolume and params.modelReference and (not params.useRoiNode or params.roiNode))
+        canSegment = bool(
+            params and params.inputVolume and params.modelReference and (not params.useRoiNode or params.roiNode)
+        )
         fromScratch = bool(params and params.finetuneStart.startswith("arch:"))
-        canFinetune = bool(params and params.inputVolume and params.annotationSegmentation
-                           and params.annotationSegmentIds and (fromScratch or params.modelReference))
+        canFinetune = bool(
+            params
+            and params.inputVolume
+            and params.annotationSegmentation
+            and params.annotationSegmentIds
+            and (fromScratch or params.modelReference)
+        )
         self.ui.segmentButton.enabled = kind == "segment" or (not running and canSegment)
         self.ui.finetuneButton.enabled = kind == "finetune" or (not running and canFinetune)
         for button in (self.ui.importModelButton, self.ui.exportModelButton, self.ui.deleteModelButton):
@@ -365,10 +386,15 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         params = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Segment could not start."), waitCursor=True):
-            self._start(self.logic.startSegment(
-                params.inputVolume, params.modelReference, params.device, params.roiMode.lower(),
-                params.roiNode if params.useRoiNode else None,
-            ))
+            self._start(
+                self.logic.startSegment(
+                    params.inputVolume,
+                    params.modelReference,
+                    params.device,
+                    params.roiMode.lower(),
+                    params.roiNode if params.useRoiNode else None,
+                )
+            )
 
     def onFinetuneButton(self) -> None:
         if self._job is not None:
@@ -376,12 +402,18 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         params = self._parameterNode
         fromScratch = params.finetuneStart.startswith("arch:")
-        start = params.finetuneStart[len("arch:"):] if fromScratch else params.modelReference
+        start = params.finetuneStart[len("arch:") :] if fromScratch else params.modelReference
         with slicer.util.tryWithErrorDisplay(_("Fine-tune could not start."), waitCursor=True):
-            self._start(self.logic.startFinetune(
-                params.inputVolume, params.annotationSegmentation, list(params.annotationSegmentIds), start,
-                params.timeBudgetMinutes * 60.0, params.device,
-            ))
+            self._start(
+                self.logic.startFinetune(
+                    params.inputVolume,
+                    params.annotationSegmentation,
+                    list(params.annotationSegmentIds),
+                    start,
+                    params.timeBudgetMinutes * 60.0,
+                    params.device,
+                )
+            )
 
     def _start(self, job) -> None:
         self._job = job
@@ -403,7 +435,8 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if "iteration" in snapshot.extra:
             extra = snapshot.extra
             self.ui.trainingStatusLabel.text = _("Iteration {i}, loss {loss}, validation Dice {dice}").format(
-                i=extra.get("iteration", "-"), loss=_fmt(extra.get("loss")), dice=_fmt(extra.get("dice")))
+                i=extra.get("iteration", "-"), loss=_fmt(extra.get("loss")), dice=_fmt(extra.get("dice"))
+            )
         if not job.done:
             return
         self._timer.stop()
@@ -433,12 +466,14 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._refreshModels(select=f"{result.model.id}@{result.model.version}")
         self.ui.stageLabel.text = _("New model {id} {version}; segmentation {name}.").format(
-            id=result.model.id, version=result.model.version, name=result.segmentation.segmentation_node.GetName())
+            id=result.model.id, version=result.model.version, name=result.segmentation.segmentation_node.GetName()
+        )
 
     # --- Models -----------------------------------------------------------------------------------
     def onImportModel(self) -> None:
         path = qt.QFileDialog.getOpenFileName(
-            self.parent, _("Import model"), "", _("Models (*.zip card.json);;Weights (*.safetensors *.pt *.pth)"))
+            self.parent, _("Import model"), "", _("Models (*.zip card.json);;Weights (*.safetensors *.pt *.pth)")
+        )
         if not path:
             return
         with slicer.util.tryWithErrorDisplay(_("The model could not be imported."), waitCursor=True):
@@ -449,14 +484,18 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         reference = self._parameterNode.modelReference
         if not reference:
             return
-        path = qt.QFileDialog.getSaveFileName(self.parent, _("Export model"), reference.replace("@", "-") + ".zip", "*.zip")
+        path = qt.QFileDialog.getSaveFileName(
+            self.parent, _("Export model"), reference.replace("@", "-") + ".zip", "*.zip"
+        )
         if path:
             with slicer.util.tryWithErrorDisplay(_("The model could not be exported."), waitCursor=True):
                 self.logic.exportModel(reference, path)
 
     def onDeleteModel(self) -> None:
         reference = self._parameterNode.modelReference
-        if reference and slicer.util.confirmYesNoDisplay(_("Delete model {ref} from the library?").format(ref=reference)):
+        if reference and slicer.util.confirmYesNoDisplay(
+            _("Delete model {ref} from the library?").format(ref=reference)
+        ):
             with slicer.util.tryWithErrorDisplay(_("The model could not be deleted."), waitCursor=True):
                 self.logic.deleteModel(reference)
                 self._refreshModels()
@@ -478,7 +517,7 @@ def _fmt(value) -> str:
 
 
 class SegNetsLogic(ScriptedLoadableModuleLogic):
-    """Delegates to ``SegNetsLib.segmentation_logic.SegmentationLogic``; usable without the widget:
+    """Delegates to ``SegNetsLib.app.logic.SegmentationLogic``; usable without the widget:
 
     >>> logic = SegNetsLogic()                                      # doctest: +SKIP
     >>> result = logic.process(volumeNode, "liver-ct")              # doctest: +SKIP
@@ -497,13 +536,15 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
         """True once SegNetsLib's dependencies (torch and Resources/requirements.txt) are installed."""
         if self._core is not None:
             return True
-        return importlib.util.find_spec("torch") is not None and not _missingRequirements(resourcesDir() / "requirements.txt")
+        return importlib.util.find_spec("torch") is not None and not _missingRequirements(
+            resourcesDir() / "requirements.txt"
+        )
 
     def core(self):
         """The SegNetsLib logic (created on first use, after the dependencies are installed)."""
         if self._core is None:
-            from SegNetsLib.models import ModelLibrary
-            from SegNetsLib.segmentation_logic import SegmentationLogic
+            from SegNetsLib.app.logic import SegmentationLogic
+            from SegNetsLib.models.library import ModelLibrary
 
             self._core = SegmentationLogic(slicer.mrmlScene, ModelLibrary(self._libraryFolder))
         return self._core
@@ -511,7 +552,7 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
     def setLibraryFolder(self, folder: str | None) -> None:
         self._libraryFolder = folder
         if self._core is not None:
-            from SegNetsLib.models import ModelLibrary
+            from SegNetsLib.models.library import ModelLibrary
 
             self._core.library = ModelLibrary(folder)
 
@@ -522,8 +563,8 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
         return self.core().library.list()
 
     def describeModel(self, reference: str) -> str:
+        from SegNetsLib.app.logic import card_summary
         from SegNetsLib.models.library import split_reference
-        from SegNetsLib.segmentation_logic import card_summary
 
         return card_summary(self.core().library.card(*split_reference(reference)))
 
@@ -552,14 +593,25 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
     def finishSegment(self, job, outputSegmentation=None):
         return self.core().finish_segment(job, output_node=outputSegmentation)
 
-    def startFinetune(self, volumeNode, annotationNode, segmentIds: list[str], start: str, timeLimitSeconds: float,
-                      device: str = "auto"):
-        return self.core().start_finetune(volumeNode, annotationNode, segmentIds, start, timeLimitSeconds, device=device)
+    def startFinetune(
+        self,
+        volumeNode,
+        annotationNode,
+        segmentIds: list[str],
+        start: str,
+        timeLimitSeconds: float,
+        device: str = "auto",
+    ):
+        return self.core().start_finetune(
+            volumeNode, annotationNode, segmentIds, start, timeLimitSeconds, device=device
+        )
 
     def finishFinetune(self, job):
         return self.core().finish_finetune(job)
 
-    def process(self, inputVolume, modelReference: str, device: str = "auto", roi: str = "auto", outputSegmentation=None):
+    def process(
+        self, inputVolume, modelReference: str, device: str = "auto", roi: str = "auto", outputSegmentation=None
+    ):
         """Segment without the widget, keeping Slicer responsive; returns a SegmentResult."""
         job = self.startSegment(inputVolume, modelReference, device, roi)
         while not job.wait(0.05):
@@ -573,7 +625,7 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
 
 
 class SegNetsTest(ScriptedLoadableModuleTest):
-    """Runs the bodies in ``SegNetsLib.selftest`` (the same ones pytest runs under slicer-core) on the CPU."""
+    """Runs the bodies in ``SegNetsLib.app.selftest`` (the same ones pytest runs under slicer-core) on the CPU."""
 
     def setUp(self) -> None:
         slicer.mrmlScene.Clear()
@@ -584,8 +636,10 @@ class SegNetsTest(ScriptedLoadableModuleTest):
 
     def test_SegmentAndFinetune(self) -> None:
         if not SegNetsLogic().ready:
-            raise unittest.SkipTest("PyTorch or a package of requirements.txt is missing; nothing is installed during tests.")
-        from SegNetsLib import selftest
+            raise unittest.SkipTest(
+                "PyTorch or a package of requirements.txt is missing; nothing is installed during tests."
+            )
+        from SegNetsLib.app import selftest
 
         dataDir = selftest.find_test_data(MODULE_DIR)
         with tempfile.TemporaryDirectory(prefix="segnets-selftest-") as folder:

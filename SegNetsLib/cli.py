@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-from .errors import Cancelled, SegNetsError
+from SegNetsLib.core.errors import Cancelled, SegNetsError
 
 # Each module in SegNetsLib/commands defines register(subparsers) and sets args.handler.
 COMMANDS = ("models", "segment", "finetune", "train", "web")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 TESTING_DIR = Path(__file__).parent
+sys.path.insert(0, str(TESTING_DIR / "helpers"))  # shared test helpers (tests run with --import-mode=importlib)
 DATA_DIR = TESTING_DIR / "Data"
 SHARED_DIR = TESTING_DIR.parent.parent / "shared"  # ../shared beside the checkout; absent in a bare clone
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import torch
 
 from SegNetsLib import __version__
-from SegNetsLib.models import ModelLibrary, build_network, load, make_card, save
+from SegNetsLib.card.factory import make_card
+from SegNetsLib.models.library import ModelLibrary, load
+from SegNetsLib.models.store import build_network, save
 
 # (architecture, in_channels, labels, multi_label): the papers' tasks
 CASES = [
@@ -35,8 +37,14 @@ def best(function) -> float:
 
 
 def measure(architecture: str, in_channels: int, labels: list[str], multi_label: bool, preset: str, work: Path) -> str:
-    card = make_card(architecture, labels, in_channels=in_channels, preset=preset, multi_label=multi_label,
-                     id=f"{architecture}-{preset}")
+    card = make_card(
+        architecture,
+        labels,
+        in_channels=in_channels,
+        preset=preset,
+        multi_label=multi_label,
+        id=f"{architecture}-{preset}",
+    )
     net = build_network(card)
     parameters = sum(p.numel() for p in net.parameters())
     counter = iter(range(1000))
@@ -50,14 +58,18 @@ def measure(architecture: str, in_channels: int, labels: list[str], multi_label:
     archive = next(work.glob(f"{card.id}-*.zip"))
     versions = iter(f"1.0.{i}" for i in range(1, 100))
     import_s = best(lambda: ModelLibrary(work / "other").import_path(archive, version=next(versions)))
-    return (f"| {architecture} | {preset} | {parameters:,} | {size_mb:.1f} | {save_s:.2f} | {load_s:.2f} | "
-            f"{export_s:.2f} | {import_s:.2f} |")
+    return (
+        f"| {architecture} | {preset} | {parameters:,} | {size_mb:.1f} | {save_s:.2f} | {load_s:.2f} | "
+        f"{export_s:.2f} | {import_s:.2f} |"
+    )
 
 
 def main() -> None:
     torch.set_num_threads(2)
     print(f"SegNets {__version__}, torch {torch.__version__}, CPU, best of {REPEATS}.\n")
-    print("| architecture | preset | parameters | weights.safetensors MB | save s | load s | export zip s | import zip s |")
+    print(
+        "| architecture | preset | parameters | weights.safetensors MB | save s | load s | export zip s | import zip s |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="segnets-bench-") as scratch:
         for architecture, in_channels, labels, multi_label in CASES:

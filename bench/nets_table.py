@@ -11,8 +11,9 @@ Run: ``python bench/nets_table.py``
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,7 +45,7 @@ def _forward_gflops(net: nn.Module, in_channels: int, shape=SHAPE) -> float:
 def _runet_gflops(net: nn.Module) -> tuple[float, float]:
     """Encoder + locator at SHAPE, and the local decoder for one 24x96x96-voxel RoI (12x24x24 F3 cells).
     (RoI proposal runs connected components on real values, so the full forward cannot run on meta.)"""
-    from SegNetsLib.roi import Box
+    from SegNetsLib.core.box import Box
 
     x = torch.empty(1, 1, *SHAPE, device="meta")
     features: list = []
@@ -89,8 +90,10 @@ def main() -> None:
             flops = f"{_forward_gflops(net, c_in, (132, 132, 116)):,.1f}"
         else:
             flops = f"{_forward_gflops(net, c_in):,.1f}"
-        print(f"| {name} | {preset}{' ' + str(overrides.get('depths', '')) if 'depths' in overrides else ''} "
-              f"| {c_in} -> {classes} | {params} | {flops} | {note} |")
+        print(
+            f"| {name} | {preset}{' ' + str(overrides.get('depths', '')) if 'depths' in overrides else ''} "
+            f"| {c_in} -> {classes} | {params} | {flops} | {note} |"
+        )
 
 
 if __name__ == "__main__":

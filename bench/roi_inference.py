@@ -1,4 +1,4 @@
-"""RoI inference versus the whole volume on a CT-sized scan (issue 5). Prints Markdown tables.
+"""RoI inference versus the whole volume on a CT-sized scan. Prints Markdown tables.
 
 1. Builds a CT-sized volume: Testing/Data/ts_ct_full (122x101x112 voxels at 3 mm, TotalSegmentator's
    example CT) resampled (linear) to 512x512 in-plane at 0.715 mm and ``--slices-mm`` slices (int16, air outside).
@@ -49,22 +49,35 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from SegNetsLib import nets  # noqa: E402
-from SegNetsLib.devices import synchronize  # noqa: E402
-from SegNetsLib.imageio import read_volume, volume_to_sitk, write_volume  # noqa: E402
-from SegNetsLib.metrics import dice  # noqa: E402
-from SegNetsLib.models import LabelInfo, ModelCard, ChannelInfo, Normalization, RoiSettings, save
-from SegNetsLib.models.card import Postprocessing  # noqa: E402
-from SegNetsLib.preprocess import preprocess  # noqa: E402
-from SegNetsLib.volume import Volume  # noqa: E402
+from SegNetsLib.card.card import (
+    ChannelInfo,
+    LabelInfo,
+    ModelCard,
+    Normalization,
+    Postprocessing,  # noqa: E402
+    RoiSettings,
+)
+from SegNetsLib.core.volume import Volume  # noqa: E402
+from SegNetsLib.evaluation.metrics import dice  # noqa: E402
+from SegNetsLib.imageio.volumes import read_volume, volume_to_sitk, write_volume  # noqa: E402
+from SegNetsLib.inference.preprocess import preprocess  # noqa: E402
+from SegNetsLib.models.store import save  # noqa: E402
+from SegNetsLib.runtime.devices import synchronize  # noqa: E402
 
 DATA = ROOT / "Testing" / "Data" / "ts_ct_full"
 LIVER = 5  # TotalSegmentator label value
 CARD = ModelCard(
-    id="bench-liver", name="bench liver", version="1.0.0", architecture="unet3d",
-    in_channels=[ChannelInfo("CT", "CT")], labels=[LabelInfo(LIVER, "liver", (0.86, 0.55, 0.41))],
+    id="bench-liver",
+    name="bench liver",
+    version="1.0.0",
+    architecture="unet3d",
+    in_channels=[ChannelInfo("CT", "CT")],
+    labels=[LabelInfo(LIVER, "liver", (0.86, 0.55, 0.41))],
     build_args={"preset": "default", "base_channels": 4, "levels": 3, "norm": "batch"},
-    target_spacing=(3.0, 3.0, 3.0), normalization=Normalization("ct_window", (-160.0, 240.0)),
-    patch_size=(48, 96, 96), roi=RoiSettings(mode="auto", coarse_factor=2.0, extension="padding", padding_mm=10.0),
+    target_spacing=(3.0, 3.0, 3.0),
+    normalization=Normalization("ct_window", (-160.0, 240.0)),
+    patch_size=(48, 96, 96),
+    roi=RoiSettings(mode="auto", coarse_factor=2.0, extension="padding", padding_mm=10.0),
     postprocessing=Postprocessing(keep_largest_component=True),  # one liver: drop stray blobs in both modes
 )
 
@@ -79,12 +92,23 @@ def ct_sized(volume: Volume, size: int, slice_mm: float, default: float, interpo
     centre = image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
     direction = np.reshape(image.GetDirection(), (3, 3))
     origin = np.array(centre) - direction @ ((np.array(shape) - 1) / 2 * np.array(spacing))
-    out = sitk.Resample(image, shape, sitk.Transform(), interpolator, tuple(origin), spacing, image.GetDirection(),
-                        default, image.GetPixelID())
+    out = sitk.Resample(
+        image,
+        shape,
+        sitk.Transform(),
+        interpolator,
+        tuple(origin),
+        spacing,
+        image.GetDirection(),
+        default,
+        image.GetPixelID(),
+    )
     return Volume(sitk.GetArrayFromImage(out), spacing, tuple(origin), direction)
 
 
-def train(ct: Volume, label: Volume, card: ModelCard, steps: int, device: torch.device, seed: int = 0) -> torch.nn.Module:
+def train(
+    ct: Volume, label: Volume, card: ModelCard, steps: int, device: torch.device, seed: int = 0
+) -> torch.nn.Module:
     """The bench network trained on liver patches at the card's spacing and twice it (two 32x64x64 patches per step)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -144,7 +168,7 @@ def peak_conv_gmacs(device: torch.device) -> float:
 
 class ConvMacCounter(TorchFunctionMode):
     """Counts the multiply-accumulates of every 3D convolution run inside it: ``F.conv3d``, oneDNN's
-    ``torch.mkldnn_convolution`` (what :mod:`SegNetsLib.cpu_conv` turns CPU conv3d calls into) and
+    ``torch.mkldnn_convolution`` (what :mod:`SegNetsLib.runtime.cpu_conv` turns CPU conv3d calls into) and
     ``F.conv_transpose3d``, including convolutions that networks call directly rather than through a module."""
 
     def __init__(self) -> None:
@@ -164,8 +188,8 @@ class ConvMacCounter(TorchFunctionMode):
 def child(model: str, volume_path: str, roi: str, out_path: str, device: str) -> None:
     """Two measured calls in a fresh process, cold (the first: oneDNN / cuDNN set-up included) and warm (the
     model kept, as in Slicer after the first Segment): prints a JSON line with time, memory and MACs of each."""
-    from SegNetsLib.inference import Predictor
-    from SegNetsLib.models import load
+    from SegNetsLib.inference.predictor import Predictor
+    from SegNetsLib.models.library import load
 
     net, card = load(model)
     volume = read_volume(volume_path)
@@ -210,7 +234,9 @@ def high_water_mark() -> int:
 def run_child(model: Path, volume: Path, roi: str, out: Path, device: str) -> dict:
     result = subprocess.run(
         [sys.executable, __file__, "--child", str(model), str(volume), roi, str(out), device],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode:
         raise SystemExit(f"roi_inference: the {roi} run failed:\n{result.stderr[-2000:]}")
@@ -219,8 +245,13 @@ def run_child(model: Path, volume: Path, roi: str, out: Path, device: str) -> di
 
 def median_run(results: list[dict]) -> dict:
     """Per call (cold, warm) the median of each measure over repeated child runs; RoI boxes of the first."""
-    return {**{call: {key: float(np.median([r[call][key] for r in results])) for key in results[0][call]}
-               for call in ("cold", "warm")}, "rois": results[0]["rois"]}
+    return {
+        **{
+            call: {key: float(np.median([r[call][key] for r in results])) for key in results[0][call]}
+            for call in ("cold", "warm")
+        },
+        "rois": results[0]["rois"],
+    }
 
 
 def main() -> None:
@@ -239,8 +270,8 @@ def main() -> None:
         child(*args.child)
         return
 
-    from SegNetsLib.devices import resolve_device
-    from SegNetsLib.models import load
+    from SegNetsLib.models.library import load
+    from SegNetsLib.runtime.devices import resolve_device
 
     device = resolve_device(args.device)
     ct, label = read_volume(DATA / "image.nii.gz"), read_volume(DATA / "label.nii.gz")
@@ -268,24 +299,34 @@ def main() -> None:
     peak = peak_conv_gmacs(device)
     roi, whole = runs["auto"], runs["off"]
     on_gpu = device.type == "cuda"
-    where = (f"{torch.cuda.get_device_name(device)}, float16 autocast" if on_gpu
-             else f"CPU threads {torch.get_num_threads()}, {os.cpu_count()} cores")
+    where = (
+        f"{torch.cuda.get_device_name(device)}, float16 autocast"
+        if on_gpu
+        else f"CPU threads {torch.get_num_threads()}, {os.cpu_count()} cores"
+    )
 
-    print(f"CT-sized volume: ts_ct_full resampled to {big.shape_kji[::-1]} voxels (x, y, z) at "
-          f"{big.spacing[0]:.3f} x {big.spacing[1]:.3f} x {big.spacing[2]:.2f} mm; network grid "
-          f"{card.target_spacing[0]} mm, patch {card.patch_size}, 3D U-Net base 4 / 3 levels {trained}; {where}.\n")
+    print(
+        f"CT-sized volume: ts_ct_full resampled to {big.shape_kji[::-1]} voxels (x, y, z) at "
+        f"{big.spacing[0]:.3f} x {big.spacing[1]:.3f} x {big.spacing[2]:.2f} mm; network grid "
+        f"{card.target_spacing[0]} mm, patch {card.patch_size}, 3D U-Net base 4 / 3 levels {trained}; {where}.\n"
+    )
     gpu_columns = " peak GPU memory in predict (MiB) |" if on_gpu else ""
-    print("| run | call | wall time (s) | peak RSS during predict (MiB) | RSS growth in predict (MiB) |" + gpu_columns +
-          " conv GMAC | conv GMAC/s | of peak conv3d | Dice vs reference liver |")
+    print(
+        "| run | call | wall time (s) | peak RSS during predict (MiB) | RSS growth in predict (MiB) |"
+        + gpu_columns
+        + " conv GMAC | conv GMAC/s | of peak conv3d | Dice vs reference liver |"
+    )
     print("|---|---|---|---|---|" + ("---|" if on_gpu else "") + "---|---|---|---|")
     for name, run, key in (("RoI (`roi=auto`)", roi, "auto"), ("whole volume (`roi=off`)", whole, "off")):
         for call in ("cold", "warm"):
             measured = run[call]
             rate = measured["macs"] / measured["seconds"] / 1e9
             gpu_cell = f" {measured['gpu_peak'] / 2**20:.0f} |" if on_gpu else ""
-            print(f"| {name} | {call} | {measured['seconds']:.2f} | {measured['peak'] / 2**20:.0f} | "
-                  f"{measured['growth'] / 2**20:.0f} |{gpu_cell} {measured['macs'] / 1e9:.0f} | {rate:.1f} | "
-                  f"{100 * rate / peak:.0f} % | {dice(masks[key], reference):.3f} |")
+            print(
+                f"| {name} | {call} | {measured['seconds']:.2f} | {measured['peak'] / 2**20:.0f} | "
+                f"{measured['growth'] / 2**20:.0f} |{gpu_cell} {measured['macs'] / 1e9:.0f} | {rate:.1f} | "
+                f"{100 * rate / peak:.0f} % | {dice(masks[key], reference):.3f} |"
+            )
     print(f"\nOne large conv3d reaches {peak:.1f} GMAC/s on {device}. RoI boxes (input voxels): {roi['rois']}\n")
     print("| measure | call | RoI / whole | target | met |")
     print("|---|---|---|---|---|")
@@ -303,12 +344,16 @@ def main() -> None:
     for z0, y0, x0, z1, y1, x1 in roi["rois"]:
         inside[z0:z1, y0:y1, x0:x1] = True
     agreement_inside = dice(masks["auto"] & inside, masks["off"] & inside)
-    print(f"| Dice agreement on the liver | both | {agreement:.4f} | >= 0.98 | {'yes' if agreement >= 0.98 else 'no'} |")
+    print(
+        f"| Dice agreement on the liver | both | {agreement:.4f} | >= 0.98 | {'yes' if agreement >= 0.98 else 'no'} |"
+    )
     print(f"| Dice agreement inside the RoIs | both | {agreement_inside:.4f} | | |")
     outside = masks["off"] & ~inside
-    print(f"\nLiver voxels of the whole-volume run outside the RoIs: {int(outside.sum())} "
-          f"({int((outside & reference).sum())} of them in the reference liver); reference liver voxels outside the "
-          f"RoIs: {int((reference & ~inside).sum())} of {int(reference.sum())}.")
+    print(
+        f"\nLiver voxels of the whole-volume run outside the RoIs: {int(outside.sum())} "
+        f"({int((outside & reference).sum())} of them in the reference liver); reference liver voxels outside the "
+        f"RoIs: {int((reference & ~inside).sum())} of {int(reference.sum())}."
+    )
 
 
 if __name__ == "__main__":

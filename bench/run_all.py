@@ -35,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         result = subprocess.run([sys.executable, str(script)], cwd=BENCH_DIR.parent)
         elapsed = time.perf_counter() - start
-        print(f"\n_{script.name}: {'ok' if result.returncode == 0 else f'FAILED (exit {result.returncode})'} "
-              f"in {elapsed:.1f} s_", flush=True)
+        print(
+            f"\n_{script.name}: {'ok' if result.returncode == 0 else f'FAILED (exit {result.returncode})'} "
+            f"in {elapsed:.1f} s_",
+            flush=True,
+        )
         if result.returncode:
             failed.append(script.name)
     if failed:

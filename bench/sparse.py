@@ -32,15 +32,22 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
-from SegNetsLib.annotation import bin_centre_slices  # noqa: E402
-from SegNetsLib.classical import fill_between_slices, random_walker  # noqa: E402
-from SegNetsLib.metrics import dice, hausdorff95  # noqa: E402
+from SegNetsLib.core.annotation import bin_centre_slices  # noqa: E402
+from SegNetsLib.evaluation.classical import fill_between_slices, random_walker  # noqa: E402
+from SegNetsLib.evaluation.metrics import dice, hausdorff95  # noqa: E402
 
 # folder:structure -> label values forming the structure (../shared/data/README.md)
 STRUCTURES = {
-    "ts_ct_full:liver": 5, "ts_ct_full:spleen": 1, "ts_ct_full:kidney_left": 3, "ts_ct_full:aorta": 52,
-    "ts_ct_full:bladder": 21, "ts_mr_sm:liver": 5, "ts_mr_sm:spleen": 1, "ts_mr_sm:kidney_right": 2,
-    "pyr_brain1:lesion": 1, "pyr_breast1:lesion": 1,
+    "ts_ct_full:liver": 5,
+    "ts_ct_full:spleen": 1,
+    "ts_ct_full:kidney_left": 3,
+    "ts_ct_full:aorta": 52,
+    "ts_ct_full:bladder": 21,
+    "ts_mr_sm:liver": 5,
+    "ts_mr_sm:spleen": 1,
+    "ts_mr_sm:kidney_right": 2,
+    "pyr_brain1:lesion": 1,
+    "pyr_breast1:lesion": 1,
 }
 BRATS = ("brats_pat0001_1", "brats_pat0002_1", "brats_pat0003_1")
 # whole tumour of each BraTS case as a structure of its own (for the classical baselines of the pretrained setting)
@@ -53,7 +60,7 @@ def metrics(prediction: np.ndarray, truth: np.ndarray, spacing_kji) -> tuple[flo
 
 
 def read_case(folder: Path, label_values):
-    from SegNetsLib.imageio import read_volume
+    from SegNetsLib.imageio.volumes import read_volume
 
     image = read_volume(folder / "image.nii.gz")
     labels = read_volume(folder / "label.nii.gz").array
@@ -69,7 +76,7 @@ def sparse_annotation(truth: np.ndarray, k: int) -> tuple[np.ndarray, list[int]]
 
 
 def run_network(image, annotation, start, time_limit, device):
-    from SegNetsLib.finetune import FinetuneOptions, finetune
+    from SegNetsLib.finetune.run import FinetuneOptions, finetune
 
     options = FinetuneOptions(time_limit_s=time_limit, device=device)
     began = time.monotonic()
@@ -88,12 +95,25 @@ def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelm
             prediction, seconds, result = run_network(image, image.with_array(annotation), "unet3d", time_limit, device)
             if labelmaps:  # for studying the clean-up and refinement steps without training again
                 labelmaps.mkdir(parents=True, exist_ok=True)
-                np.savez_compressed(labelmaps / f"{name.replace(':', '_')}_k{k}.npz", network=result.network_labelmap,
-                                    refined=result.labelmap.array, slices=np.array(slices))
+                np.savez_compressed(
+                    labelmaps / f"{name.replace(':', '_')}_k{k}.npz",
+                    network=result.network_labelmap,
+                    refined=result.labelmap.array,
+                    slices=np.array(slices),
+                )
             dice, hd95 = metrics(result.network_labelmap > 0, truth, spacing_kji)
             extra = {"iterations": result.iterations}
-            rows.append({"structure": name, "k": k, "method": "unet-only", "dice": dice, "hd95": hd95, "seconds": seconds,
-                         **extra})
+            rows.append(
+                {
+                    "structure": name,
+                    "k": k,
+                    "method": "unet-only",
+                    "dice": dice,
+                    "hd95": hd95,
+                    "seconds": seconds,
+                    **extra,
+                }
+            )
         elif method == "mci":
             prediction = fill_between_slices(annotation) > 0
             seconds = time.monotonic() - began
@@ -103,20 +123,32 @@ def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelm
         else:
             raise SystemExit(f"sparse: error: unknown method {method!r}")
         dice, hd95 = metrics(prediction, truth, spacing_kji)
-        rows.append({"structure": name, "k": k, "method": method, "dice": dice, "hd95": hd95, "seconds": seconds, **extra})
+        rows.append(
+            {"structure": name, "k": k, "method": method, "dice": dice, "hd95": hd95, "seconds": seconds, **extra}
+        )
         print(f"<!-- {name} k={k} {method}: Dice {dice:.3f}, HD95 {hd95:.1f} mm, {seconds:.0f} s -->", flush=True)
         if save:
             save()
 
 
-def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, baseline_methods=("mci", "rw"), save=None,
-                     device="cpu", library_folder: str | None = None):
+def pretrained_bench(
+    data: Path,
+    ks,
+    time_limit,
+    pretrain_time,
+    cases,
+    rows,
+    baseline_methods=("mci", "rw"),
+    save=None,
+    device="cpu",
+    library_folder: str | None = None,
+):
     """Leave-one-out on BraTS whole tumour: pretrain on the two others (dense), fine-tune on k slices.
 
     library_folder: keep the pretrained models there, and reuse one found there instead of pretraining again."""
     import tempfile
 
-    from SegNetsLib.models import ModelLibrary
+    from SegNetsLib.models.library import ModelLibrary
 
     volumes = {case: read_case(data / case, BRATS_WHOLE_TUMOUR[f"{case}:whole_tumour"]) for case in BRATS}
     library = ModelLibrary(library_folder or tempfile.mkdtemp(prefix="segnets-bench-models-"))
@@ -124,25 +156,53 @@ def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, bas
         start = pretrained_model(library, held_out, volumes, pretrain_time, device)
         image, truth = volumes[held_out]
         spacing_kji = image.spacing[::-1]
-        from SegNetsLib.inference import Predictor
-        from SegNetsLib.models import load
+        from SegNetsLib.inference.predictor import Predictor
+        from SegNetsLib.models.library import load
 
         began = time.monotonic()
         base_net, base_card = load(start)
         base = Predictor(base_net, base_card, device).predict(image).labelmap.array > 0
         dice, hd95 = metrics(base, truth, spacing_kji)
         for k in ks:
-            rows.append({"structure": f"{held_out}:whole_tumour", "k": k, "method": "base", "dice": dice, "hd95": hd95,
-                         "seconds": time.monotonic() - began})
+            rows.append(
+                {
+                    "structure": f"{held_out}:whole_tumour",
+                    "k": k,
+                    "method": "base",
+                    "dice": dice,
+                    "hd95": hd95,
+                    "seconds": time.monotonic() - began,
+                }
+            )
         for k in ks:
             annotation, slices = sparse_annotation(truth, k)
             prediction, seconds, result = run_network(image, image.with_array(annotation), start, time_limit, device)
             d, h = metrics(prediction, truth, spacing_kji)
-            rows.append({"structure": f"{held_out}:whole_tumour", "k": k, "method": "tuned", "dice": d, "hd95": h,
-                         "seconds": seconds, "kept": result.kept, "iterations": result.iterations})
+            rows.append(
+                {
+                    "structure": f"{held_out}:whole_tumour",
+                    "k": k,
+                    "method": "tuned",
+                    "dice": d,
+                    "hd95": h,
+                    "seconds": seconds,
+                    "kept": result.kept,
+                    "iterations": result.iterations,
+                }
+            )
             d2, h2 = metrics(result.network_labelmap > 0, truth, spacing_kji)
-            rows.append({"structure": f"{held_out}:whole_tumour", "k": k, "method": "tuned-unet-only", "dice": d2,
-                         "hd95": h2, "seconds": seconds, "kept": result.kept, "iterations": result.iterations})
+            rows.append(
+                {
+                    "structure": f"{held_out}:whole_tumour",
+                    "k": k,
+                    "method": "tuned-unet-only",
+                    "dice": d2,
+                    "hd95": h2,
+                    "seconds": seconds,
+                    "kept": result.kept,
+                    "iterations": result.iterations,
+                }
+            )
             print(f"<!-- {held_out} k={k}: base {dice:.3f}, tuned {d:.3f} (kept {result.kept}) -->", flush=True)
             if save:
                 save()
@@ -152,8 +212,8 @@ def pretrained_bench(data: Path, ks, time_limit, pretrain_time, cases, rows, bas
 def pretrained_model(library, held_out: str, volumes: dict, pretrain_time: float, device: str) -> str:
     """Path of the model pretrained on every BraTS case but ``held_out``: found in ``library``, or trained from
     scratch on one case's dense label and then fine-tuned on the next one's (``pretrain_time`` s each)."""
-    from SegNetsLib.finetune import FinetuneOptions, finetune, save_result
-    from SegNetsLib.models.factory import slug
+    from SegNetsLib.card.factory import slug
+    from SegNetsLib.finetune.run import FinetuneOptions, finetune, save_result
 
     model_id = slug(f"brats-wt-without-{held_out}")  # the id save_result gives this name
     versions = library.versions(model_id)
@@ -162,8 +222,14 @@ def pretrained_model(library, held_out: str, volumes: dict, pretrain_time: float
     start = "unet3d"
     for case in (c for c in BRATS if c != held_out):  # dense labels: every axial slice is annotated
         image, truth = volumes[case]
-        options = FinetuneOptions(time_limit_s=pretrain_time, device=device, validation=False, segment=False,
-                                  slices={0: list(range(truth.shape[0]))}, scratch_downsample=2)
+        options = FinetuneOptions(
+            time_limit_s=pretrain_time,
+            device=device,
+            validation=False,
+            segment=False,
+            slices={0: list(range(truth.shape[0]))},
+            scratch_downsample=2,
+        )
         result = finetune(image, image.with_array(truth.astype(np.uint8)), start, options)
         start = str(library.find(*save_result(result, model_id, library).split("@")))
     return start
@@ -171,8 +237,10 @@ def pretrained_model(library, held_out: str, volumes: dict, pretrain_time: float
 
 def table(rows, methods) -> str:
     ks = sorted({r["k"] for r in rows})
-    lines = ["| structure | k | " + " | ".join(f"{m} Dice / HD95 mm / s" for m in methods) + " |",
-             "|---|---|" + "---|" * len(methods)]
+    lines = [
+        "| structure | k | " + " | ".join(f"{m} Dice / HD95 mm / s" for m in methods) + " |",
+        "|---|---|" + "---|" * len(methods),
+    ]
     for name in dict.fromkeys(r["structure"] for r in rows):
         for k in ks:
             cells = []
@@ -181,9 +249,18 @@ def table(rows, methods) -> str:
                 cells.append(f"{hit[0]['dice']:.3f} / {hit[0]['hd95']:.1f} / {hit[0]['seconds']:.0f}" if hit else "-")
             if any(c != "-" for c in cells):
                 lines.append(f"| {name} | {k} | " + " | ".join(cells) + " |")
-    lines.append("| **mean Dice** | | " + " | ".join(
-        " ".join(f"k={k}: {np.mean([r['dice'] for r in rows if r['k'] == k and r['method'] == m]):.3f}"
-                 for k in ks if any(r['k'] == k and r['method'] == m for r in rows)) for m in methods) + " |")
+    lines.append(
+        "| **mean Dice** | | "
+        + " | ".join(
+            " ".join(
+                f"k={k}: {np.mean([r['dice'] for r in rows if r['k'] == k and r['method'] == m]):.3f}"
+                for k in ks
+                if any(r["k"] == k and r["method"] == m for r in rows)
+            )
+            for m in methods
+        )
+        + " |"
+    )
     return "\n".join(lines)
 
 
@@ -191,9 +268,9 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
     """The ``network`` and ``unet-only`` rows of earlier runs again, from their saved network labelmaps
     through the current steps after the network (clean-up, then ``refine_result``): for changes after the
     network, without training again. Seconds stay those of the original run; rescored rows are marked."""
-    from SegNetsLib import annotation as ann
-    from SegNetsLib.finetune_cleanup import clean_scratch_prediction
-    from SegNetsLib.finetune_refine import refine_result
+    from SegNetsLib.core import annotation as ann
+    from SegNetsLib.finetune.cleanup import clean_scratch_prediction
+    from SegNetsLib.finetune.refine import refine_result
 
     rows, cases = [], {}
     for folder in folders:
@@ -213,7 +290,9 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
                 if row["method"] == "network":  # refine_result returns a new labelmap
                     out = refine_result(image.array, network, annotation, weight, image.spacing, slices)
                 dice, hd95 = metrics(out > 0, truth, image.spacing[::-1])
-                print(f"<!-- {name} k={k} {row['method']} rescored: Dice {row['dice']:.3f} -> {dice:.3f} -->", flush=True)
+                print(
+                    f"<!-- {name} k={k} {row['method']} rescored: Dice {row['dice']:.3f} -> {dice:.3f} -->", flush=True
+                )
                 row = {**row, "dice": dice, "hd95": hd95, "rescored": True}
             rows.append(row)
     results.mkdir(parents=True, exist_ok=True)
@@ -237,7 +316,9 @@ def merge(folders: list[str], results: Path) -> None:
     for folder in folders:
         rows += json.loads((Path(folder) / "sparse.json").read_text())
     order = list(STRUCTURES)  # the protocol's order; other structures (BraTS) after it
-    rows = sorted(with_best_classical(rows), key=lambda r: order.index(r["structure"]) if r["structure"] in order else len(order))
+    rows = sorted(
+        with_best_classical(rows), key=lambda r: order.index(r["structure"]) if r["structure"] in order else len(order)
+    )
     pretrained = {r["structure"] for r in rows if r["method"] in ("base", "tuned")}
     scratch = [r for r in rows if r["structure"] not in pretrained and not r["structure"].startswith("brats")]
     tuned = [r for r in rows if r["structure"] in pretrained]
@@ -279,22 +360,30 @@ def plot(rows, path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--structures", default="ts_ct_full:liver",
-                        help=f"comma-separated folder:structure from {', '.join(STRUCTURES)} "
-                             "(or brats_pat000N_1:whole_tumour), or 'all', or 'none'")
+    parser.add_argument(
+        "--structures",
+        default="ts_ct_full:liver",
+        help=f"comma-separated folder:structure from {', '.join(STRUCTURES)} "
+        "(or brats_pat000N_1:whole_tumour), or 'all', or 'none'",
+    )
     parser.add_argument("--k", default="2,3,5")
     parser.add_argument("--time-limit", type=float, default=120.0, help="fine-tuning seconds per run")
     parser.add_argument("--methods", default="network,mci,rw")
     parser.add_argument("--pretrained", action="store_true", help="also run the BraTS leave-one-out setting")
     parser.add_argument("--brats-cases", default=",".join(BRATS), help="held-out BraTS cases to evaluate")
     parser.add_argument("--pretrain-time", type=float, default=240.0, help="pretraining seconds per BraTS case")
-    parser.add_argument("--pretrained-library", help="folder keeping the pretrained BraTS models; models found there "
-                        "are reused instead of pretraining again")
+    parser.add_argument(
+        "--pretrained-library",
+        help="folder keeping the pretrained BraTS models; models found there are reused instead of pretraining again",
+    )
     parser.add_argument("--device", default="cpu", help="where to fine-tune and pretrain: cpu, cuda, cuda:N")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--results", default=str(BENCH / "results"))
-    parser.add_argument("--rescore", help="comma-separated result folders: their network rows again from the saved "
-                        "network labelmaps with the current refinement step")
+    parser.add_argument(
+        "--rescore",
+        help="comma-separated result folders: their network rows again from the saved "
+        "network labelmaps with the current refinement step",
+    )
     parser.add_argument("--merge", help="comma-separated result folders of earlier runs: print their tables together")
     args = parser.parse_args(argv)
     if args.merge:
@@ -313,7 +402,13 @@ def main(argv=None) -> int:
         data = REPO / "Testing" / "Data"
     ks = [int(k) for k in args.k.split(",")]
     methods = args.methods.split(",")
-    names = list(STRUCTURES) if args.structures == "all" else [] if args.structures == "none" else args.structures.split(",")
+    names = (
+        list(STRUCTURES)
+        if args.structures == "all"
+        else []
+        if args.structures == "none"
+        else args.structures.split(",")
+    )
     rows: list[dict] = []
     pre_rows: list[dict] = []
     results = Path(args.results)
@@ -330,7 +425,11 @@ def main(argv=None) -> int:
         image, truth = read_case(data / folder, {**STRUCTURES, **BRATS_WHOLE_TUMOUR}[name])
         for k in ks:
             evaluate(name, image, truth, k, methods, args.time_limit, rows, save, results / "labelmaps", args.device)
-    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"CPU, torch threads {torch.get_num_threads()}"
+    where = (
+        torch.cuda.get_device_name(args.device)
+        if args.device.startswith("cuda")
+        else f"CPU, torch threads {torch.get_num_threads()}"
+    )
     if rows:
         print(f"\n### From scratch ({args.time_limit:.0f} s fine-tuning, {where})\n")
         print(table(rows, methods + (["unet-only"] if "network" in methods else [])))
@@ -339,8 +438,18 @@ def main(argv=None) -> int:
             print("<!-- BraTS cases absent: pretrained setting skipped -->")
         else:
             baselines = [m for m in methods if m in ("mci", "rw")]
-            pretrained_bench(data, ks, args.time_limit, args.pretrain_time, args.brats_cases.split(","), pre_rows,
-                             baselines, save, args.device, args.pretrained_library)
+            pretrained_bench(
+                data,
+                ks,
+                args.time_limit,
+                args.pretrain_time,
+                args.brats_cases.split(","),
+                pre_rows,
+                baselines,
+                save,
+                args.device,
+                args.pretrained_library,
+            )
             print("\n### Pretrained on two BraTS patients, fine-tuned on the third (whole tumour)\n")
             print(table(pre_rows, ["base", "tuned", "tuned-unet-only", *baselines]))
     all_rows = rows + pre_rows

@@ -40,19 +40,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output", required=True, type=Path, help="folder for the .seg.nrrd files and summary.json")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--roi", choices=("auto", "off"), default="auto", help="RoI localization (default: auto)")
-    parser.add_argument("--library", type=Path, help="model library folder (default: $SEGNETS_MODELS or ~/.segnets/models)")
+    parser.add_argument(
+        "--library", type=Path, help="model library folder (default: $SEGNETS_MODELS or ~/.segnets/models)"
+    )
     return parser.parse_args(argv)
 
 
 def input_files(path: Path) -> list[Path]:
     """The volume files to segment: ``path`` itself, or the volume files directly inside it."""
-    from SegNetsLib.errors import SegNetsError
-    from SegNetsLib.imageio import is_volume_file
+    from SegNetsLib.core.errors import SegNetsError
+    from SegNetsLib.imageio.volumes import is_volume_file
 
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and is_volume_file(p) and not p.name.endswith(".seg.nrrd"))
+        files = sorted(
+            p for p in path.iterdir() if p.is_file() and is_volume_file(p) and not p.name.endswith(".seg.nrrd")
+        )
         if files:
             return files
         raise SegNetsError(f"{path}: the folder holds no volume files (.nii.gz, .nrrd, .mha ...).")
@@ -119,8 +123,8 @@ def segment_file(logic, volumes_logic, source: Path, target: Path, args: argpars
 
 def main(argv: list[str]) -> int:
     """Segment every input; 0 when all succeeded, 1 when any failed (see summary.json)."""
-    from SegNetsLib.atomic import atomic_file
-    from SegNetsLib.errors import SegNetsError
+    from SegNetsLib.core.atomic import atomic_file
+    from SegNetsLib.core.errors import SegNetsError
 
     args = parse_args(argv)
     try:
@@ -128,8 +132,8 @@ def main(argv: list[str]) -> int:
     except SegNetsError as error:
         print(f"segnets_batch: error: {error}", file=sys.stderr)
         return 2
-    from SegNetsLib.models import ModelLibrary
-    from SegNetsLib.segmentation_logic import SegmentationLogic
+    from SegNetsLib.app.logic import SegmentationLogic
+    from SegNetsLib.models.library import ModelLibrary
 
     scene, volumes_logic, _logics = mrml_context()
     logic = SegmentationLogic(scene, ModelLibrary(args.library))

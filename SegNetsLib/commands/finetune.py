@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..constants import ARCHITECTURES, DEVICE_CHOICES
-from ..errors import SegNetsError
+from SegNetsLib.core.constants import ARCHITECTURES, DEVICE_CHOICES
+from SegNetsLib.core.errors import SegNetsError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,30 +19,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "The annotation is never modified; the base model is never overwritten.",
     )
     parser.add_argument("--input", required=True, metavar="IMG", help="the volume (NIfTI, NRRD, MHA)")
-    parser.add_argument("--annotations", required=True, metavar="ANN",
-                        help="labelmap in the volume's geometry (.nii.gz, .nrrd or .seg.nrrd); classes 1..K")
-    parser.add_argument("--model", default="unet3d", metavar="ID|PATH|ARCH",
-                        help=f"model to fine-tune (library id[@version], folder or .zip) or an architecture "
-                        f"to train from scratch ({', '.join(ARCHITECTURES)}); default unet3d")
+    parser.add_argument(
+        "--annotations",
+        required=True,
+        metavar="ANN",
+        help="labelmap in the volume's geometry (.nii.gz, .nrrd or .seg.nrrd); classes 1..K",
+    )
+    parser.add_argument(
+        "--model",
+        default="unet3d",
+        metavar="ID|PATH|ARCH",
+        help=f"model to fine-tune (library id[@version], folder or .zip) or an architecture "
+        f"to train from scratch ({', '.join(ARCHITECTURES)}); default unet3d",
+    )
     parser.add_argument("--output", metavar="SEG", help="write the whole-volume segmentation (.seg.nrrd or .nii.gz)")
-    parser.add_argument("--save-model", metavar="NAME",
-                        help="save the fine-tuned model in the library under this name (default: a new version "
-                        "of the base model, or the architecture's name from scratch)")
+    parser.add_argument(
+        "--save-model",
+        metavar="NAME",
+        help="save the fine-tuned model in the library under this name (default: a new version "
+        "of the base model, or the architecture's name from scratch)",
+    )
     parser.add_argument("--no-save", action="store_true", help="do not add the fine-tuned model to the library")
-    parser.add_argument("--time-limit", type=float, metavar="S", help="seconds for the whole run, segmentation included (default 120 CPU / 20 GPU)")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="S",
+        help="seconds for the whole run, segmentation included (default 120 CPU / 20 GPU)",
+    )
     parser.add_argument("--iterations", type=int, metavar="N", help="training iterations")
     parser.add_argument("--device", default="auto", help=f"{' | '.join(DEVICE_CHOICES)} (default: auto)")
-    parser.add_argument("--slices", action="append", metavar="AXIS:I,J",
-                        help="also count these slices as annotated (e.g. all-background ones); repeatable")
+    parser.add_argument(
+        "--slices",
+        action="append",
+        metavar="AXIS:I,J",
+        help="also count these slices as annotated (e.g. all-background ones); repeatable",
+    )
     parser.add_argument("--ignore-value", type=int, default=255, help="label value meaning unlabeled (default 255)")
-    parser.add_argument("--extend-head", action="store_true",
-                        help="add annotated classes the model does not have as new output classes")
+    parser.add_argument(
+        "--extend-head", action="store_true", help="add annotated classes the model does not have as new output classes"
+    )
     parser.set_defaults(handler=run)
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from ..imageio import is_volume_file
-    from ..segio import is_segmentation_file
+    from SegNetsLib.imageio.segmentations import is_segmentation_file
+    from SegNetsLib.imageio.volumes import is_volume_file
 
     for path, what in ((args.input, "--input"), (args.annotations, "--annotations")):
         if not Path(path).is_file():
@@ -59,10 +80,10 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
-    from ..annotation import merge_slices, parse_slices
-    from ..finetune import FinetuneOptions, finetune, save_result
-    from ..imageio import read_volume
-    from ..segio import read_labelmap, write_segmentation
+    from SegNetsLib.core.annotation import merge_slices, parse_slices
+    from SegNetsLib.finetune.run import FinetuneOptions, finetune, save_result
+    from SegNetsLib.imageio.segmentations import read_labelmap, write_segmentation
+    from SegNetsLib.imageio.volumes import read_volume
 
     image = read_volume(args.input)
     annotation = read_labelmap(args.annotations)
@@ -91,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"segmentation -> {args.output}", file=sys.stderr)
     if not args.no_save:
         saved = save_result(result, args.save_model)
-        print(f"model -> library {saved}" if saved else "model: the base model was kept; nothing new saved",
-              file=sys.stderr)
+        print(
+            f"model -> library {saved}" if saved else "model: the base model was kept; nothing new saved",
+            file=sys.stderr,
+        )
     return 0

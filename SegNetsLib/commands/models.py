@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..constants import ARCHITECTURES, PRESETS
-from ..constants import MODELS_ENV_VAR as ENV_VAR
+from SegNetsLib.core.constants import ARCHITECTURES, PRESETS
+from SegNetsLib.core.constants import MODELS_ENV_VAR as ENV_VAR
 
 # The model library (torch, jsonschema) is imported inside the handlers, so that building the parser stays fast.
 
@@ -39,9 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--in-channels", type=int, help="input channels of bare weights (default 1)")
     add.add_argument("--modality", help="modality of the input channels (default CT)")
     add.add_argument("--labels", help="comma-separated label names of bare weights, in output order (values 1, 2, ...)")
-    add.add_argument("--multi-label", action="store_true", default=None, help="one sigmoid per label instead of softmax")
+    add.add_argument(
+        "--multi-label", action="store_true", default=None, help="one sigmoid per label instead of softmax"
+    )
     add.add_argument("--preset", choices=PRESETS, help="network preset of bare weights (default: default)")
-    add.add_argument("--build-args", type=json.loads, help='constructor overrides as JSON, e.g. \'{"base_channels": 8}\'')
+    add.add_argument(
+        "--build-args", type=json.loads, help="constructor overrides as JSON, e.g. '{\"base_channels\": 8}'"
+    )
     add.add_argument("--id", help="id to import under (default: the card's)")
     add.add_argument("--version", help="version to import as (default: the card's)")
     add.add_argument("--name", help="display name")
@@ -60,14 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _reference(args: argparse.Namespace) -> tuple[str, str | None]:
-    from ..models.library import split_reference
+    from SegNetsLib.models.library import split_reference
 
     model_id, version = split_reference(args.model)
     return model_id, args.version or version
 
 
 def list_models(args: argparse.Namespace) -> int:
-    from ..models import ModelLibrary
+    from SegNetsLib.models.library import ModelLibrary
 
     library = ModelLibrary(args.library)
     entries = library.list()
@@ -88,8 +92,8 @@ def list_models(args: argparse.Namespace) -> int:
 
 
 def show_model(args: argparse.Namespace) -> int:
-    from ..models import ModelLibrary
-    from ..models.schema import CARD_FILE, card_to_json, read_card
+    from SegNetsLib.card.schema import CARD_FILE, card_to_json, read_card
+    from SegNetsLib.models.library import ModelLibrary
 
     library = ModelLibrary(args.library)
     model_id, version = _reference(args)
@@ -100,7 +104,7 @@ def show_model(args: argparse.Namespace) -> int:
 
 
 def import_model(args: argparse.Namespace) -> int:
-    from ..models import ModelLibrary
+    from SegNetsLib.models.library import ModelLibrary
 
     labels = [name.strip() for name in args.labels.split(",") if name.strip()] if args.labels else None
     entry = ModelLibrary(args.library).import_path(
@@ -122,7 +126,7 @@ def import_model(args: argparse.Namespace) -> int:
 
 
 def export_model(args: argparse.Namespace) -> int:
-    from ..models import ModelLibrary
+    from SegNetsLib.models.library import ModelLibrary
 
     model_id, version = _reference(args)
     path = ModelLibrary(args.library).export(model_id, args.path, version)
@@ -131,7 +135,7 @@ def export_model(args: argparse.Namespace) -> int:
 
 
 def remove_model(args: argparse.Namespace) -> int:
-    from ..models import ModelLibrary
+    from SegNetsLib.models.library import ModelLibrary
 
     removed = ModelLibrary(args.library).remove(args.model, args.version)
     print(f"Removed {args.model} version{'s' if len(removed) > 1 else ''} {', '.join(removed)}")

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..constants import DEVICE_CHOICES, ROI_CHOICES, SEGMENTATION_SUFFIX, VOLUME_SUFFIXES
-from ..errors import SegNetsError
+from SegNetsLib.core.constants import DEVICE_CHOICES, ROI_CHOICES, SEGMENTATION_SUFFIX, VOLUME_SUFFIXES
+from SegNetsLib.core.errors import SegNetsError
 
 if TYPE_CHECKING:
-    from ..inference import Predictor
+    from SegNetsLib.inference.predictor import Predictor
 
 FOLDER_FORMATS = ("seg.nrrd", "nii.gz", "nrrd")
 
@@ -24,20 +24,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Segment 3D volumes (NIfTI, NRRD, MHA) with a model from the library, a model folder or a .zip. "
         "Writes a .seg.nrrd with named, colored segments (opens in 3D Slicer) or a labelmap image.",
     )
-    parser.add_argument("--model", required=True, metavar="ID_OR_PATH", help="library id[@version], model folder or .zip")
+    parser.add_argument(
+        "--model", required=True, metavar="ID_OR_PATH", help="library id[@version], model folder or .zip"
+    )
     parser.add_argument("--input", required=True, metavar="IMG|DIR", help="a volume file, or a folder of volume files")
     parser.add_argument(
-        "--output", required=True, metavar="OUT",
+        "--output",
+        required=True,
+        metavar="OUT",
         help="OUT.seg.nrrd, OUT.nii.gz or OUT.nrrd for one volume; a folder when --input is a folder",
     )
     parser.add_argument("--device", default="auto", help=f"{' | '.join(DEVICE_CHOICES)} (default: auto)")
-    parser.add_argument("--roi", choices=ROI_CHOICES, default="auto",
-                        help="auto: segment only the regions a coarse pass finds (when the model supports it); "
-                        "off: the whole volume")
-    parser.add_argument("--probabilities", metavar="FILE",
-                        help="also write per-class probabilities (a vector .nii.gz/.nrrd; a folder with a folder input)")
-    parser.add_argument("--format", choices=FOLDER_FORMATS, default="seg.nrrd",
-                        help="output file type when --output is a folder (default: seg.nrrd)")
+    parser.add_argument(
+        "--roi",
+        choices=ROI_CHOICES,
+        default="auto",
+        help="auto: segment only the regions a coarse pass finds (when the model supports it); off: the whole volume",
+    )
+    parser.add_argument(
+        "--probabilities",
+        metavar="FILE",
+        help="also write per-class probabilities (a vector .nii.gz/.nrrd; a folder with a folder input)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FOLDER_FORMATS,
+        default="seg.nrrd",
+        help="output file type when --output is a folder (default: seg.nrrd)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or messages, only errors")
     parser.set_defaults(handler=run)
 
@@ -47,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         logging.getLogger("SegNetsLib").setLevel(logging.WARNING)
     jobs = _jobs(Path(args.input), Path(args.output), args.probabilities, args.format)
-    from ..inference import Predictor  # torch and MONAI are imported only once the arguments make sense
-    from ..models import load
+    from SegNetsLib.inference.predictor import (
+        Predictor,  # torch and MONAI are imported only once the arguments make sense
+    )
+    from SegNetsLib.models.library import load
 
     net, card = load(args.model, device="cpu")
     predictor = Predictor(net, card, device=args.device)
@@ -64,10 +80,11 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _segment_one(predictor: Predictor, source: Path, target: Path, probabilities_target: Path | None,
-                 args: argparse.Namespace) -> None:
-    from ..imageio import read_volume
-    from ..segio import write_probabilities, write_segmentation
+def _segment_one(
+    predictor: Predictor, source: Path, target: Path, probabilities_target: Path | None, args: argparse.Namespace
+) -> None:
+    from SegNetsLib.imageio.segmentations import write_probabilities, write_segmentation
+    from SegNetsLib.imageio.volumes import read_volume
 
     volume = read_volume(source)
     with _ProgressBar(source.name, enabled=not args.quiet and sys.stderr.isatty()) as report:
@@ -82,10 +99,12 @@ def _segment_one(predictor: Predictor, source: Path, target: Path, probabilities
         print(f"{source.name}: segmented{where} -> {target}", file=sys.stderr)
 
 
-def _jobs(source: Path, output: Path, probabilities: str | None, folder_format: str) -> list[tuple[Path, Path, Path | None]]:
+def _jobs(
+    source: Path, output: Path, probabilities: str | None, folder_format: str
+) -> list[tuple[Path, Path, Path | None]]:
     """(input, output, probabilities output) per volume; checks names before any work is done."""
-    from ..imageio import is_volume_file
-    from ..segio import is_segmentation_file
+    from SegNetsLib.imageio.segmentations import is_segmentation_file
+    from SegNetsLib.imageio.volumes import is_volume_file
 
     if source.is_dir():
         volumes = sorted(p for p in source.iterdir() if p.is_file() and is_volume_file(p))
@@ -95,8 +114,11 @@ def _jobs(source: Path, output: Path, probabilities: str | None, folder_format: 
             raise SegNetsError(f"{output}: with a folder as --input, --output must be a folder.")
         probability_folder = Path(probabilities) if probabilities else None
         return [
-            (p, output / f"{_stem(p)}.{folder_format}",
-             probability_folder / f"{_stem(p)}_probabilities.nii.gz" if probability_folder else None)
+            (
+                p,
+                output / f"{_stem(p)}.{folder_format}",
+                probability_folder / f"{_stem(p)}_probabilities.nii.gz" if probability_folder else None,
+            )
             for p in volumes
         ]
     if not source.exists():
@@ -129,7 +151,9 @@ class _ProgressBar:
         if self.enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=100, desc=self.name, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+            self.bar = tqdm(
+                total=100, desc=self.name, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}"
+            )
         return self.report
 
     def report(self, fraction: float, stage: str) -> None:

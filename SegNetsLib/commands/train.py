@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..constants import ARCHITECTURES, PRESETS
+from SegNetsLib.core.constants import ARCHITECTURES, PRESETS
 
 
 def _positive_int(text: str) -> int:
@@ -21,7 +21,7 @@ def _positive_int(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    """"3600", "90m" or "2h" -> seconds."""
+    """ "3600", "90m" or "2h" -> seconds."""
     factor = {"s": 1, "m": 60, "h": 3600}.get(text[-1:].lower(), 1)
     number = text[:-1] if text[-1:].lower() in "smh" else text
     try:
@@ -40,26 +40,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a network on DATASET (dataset.json, imagesTr/, labelsTr/) and add it to the model "
         "library as NAME. Under 'torchrun --nproc_per_node=N' every process trains on its share of the cases.",
     )
-    parser.add_argument("--dataset", required=True, type=Path, metavar="DIR", help="dataset folder (MSD / nnU-Net layout)")
-    parser.add_argument("--model", default="unet3d", metavar="ARCH|ID",
-                        help=f"architecture to train from scratch ({', '.join(ARCHITECTURES)}; default unet3d) "
-                        "or a library model id / model folder to continue from")
+    parser.add_argument(
+        "--dataset", required=True, type=Path, metavar="DIR", help="dataset folder (MSD / nnU-Net layout)"
+    )
+    parser.add_argument(
+        "--model",
+        default="unet3d",
+        metavar="ARCH|ID",
+        help=f"architecture to train from scratch ({', '.join(ARCHITECTURES)}; default unet3d) "
+        "or a library model id / model folder to continue from",
+    )
     parser.add_argument("--save-model", required=True, metavar="NAME", help="name of the new model in the library")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=_positive_int, help="number of epochs (default 50, or the resumed run's)")
-    length.add_argument("--time-limit", type=_seconds, metavar="S",
-                        help="train for about this long (seconds, or 90m, 2h); the epoch count is set after epoch 1")
+    length.add_argument(
+        "--time-limit",
+        type=_seconds,
+        metavar="S",
+        help="train for about this long (seconds, or 90m, 2h); the epoch count is set after epoch 1",
+    )
     parser.add_argument("--iterations", type=_positive_int, default=250, help="iterations per epoch (default 250)")
-    parser.add_argument("--batch-size", type=_positive_int, default=2, help="patches per iteration and rank (default 2)")
-    parser.add_argument("--patch-size", type=_positive_int, nargs=3, metavar=("D", "H", "W"),
-                        help="patch size in voxels (default: the median case, at most 64 128 128)")
-    parser.add_argument("--learning-rate", type=float, help="initial learning rate (default: the architecture's paper value)")
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=2, help="patches per iteration and rank (default 2)"
+    )
+    parser.add_argument(
+        "--patch-size",
+        type=_positive_int,
+        nargs=3,
+        metavar=("D", "H", "W"),
+        help="patch size in voxels (default: the median case, at most 64 128 128)",
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, help="initial learning rate (default: the architecture's paper value)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK)")
     parser.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA too")
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
     parser.add_argument("--preset", choices=PRESETS, default="default", help="network preset (default: default)")
     parser.add_argument("--base-channels", type=_positive_int, help="network width (channels of the first level)")
-    parser.add_argument("--build-args", type=json.loads, default={}, help='other constructor arguments as JSON')
+    parser.add_argument("--build-args", type=json.loads, default={}, help="other constructor arguments as JSON")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--work-dir", type=Path, help="checkpoints and logs (default: beside the model library)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work folder")
@@ -67,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import TrainOptions, train
+    from SegNetsLib.training.trainer import TrainOptions, train
 
     build_args = dict(args.build_args)
     if args.base_channels:

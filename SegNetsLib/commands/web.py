@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..errors import SegNetsError
+from SegNetsLib.core.errors import SegNetsError
 
 DEFAULT_PORT = 8080
 
@@ -18,14 +18,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve SegNets Web. Open the printed address in a browser; by default only this "
         "machine can connect (127.0.0.1). Rendering needs no display (EGL, or OSMesa as a fallback).",
     )
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="a volume file, or a folder whose first volume file is loaded when a browser connects")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="a volume file, or a folder whose first volume file is loaded when a browser connects",
+    )
     parser.add_argument("--open-browser", action="store_true", help="open the page in this machine's browser")
-    parser.add_argument("--status-endpoint", action="store_true",
-                        help="serve GET /segnets/status.json (what the server holds) for automated tests")
+    parser.add_argument(
+        "--status-endpoint",
+        action="store_true",
+        help="serve GET /segnets/status.json (what the server holds) for automated tests",
+    )
     parser.set_defaults(handler=run_web)
 
 
@@ -36,7 +48,7 @@ def run_web(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise SegNetsError(f"--port {args.port} is not a port number (0..65535).")
 
-    from ..web.rendering import configure_offscreen_rendering
+    from SegNetsLib.web.rendering import configure_offscreen_rendering
 
     configure_offscreen_rendering()  # before VTK creates any window
     for noisy in ("trame_client", "trame_server", "trame_rca", "wslink", "aiohttp.access"):
@@ -44,7 +56,7 @@ def run_web(args: argparse.Namespace) -> int:
 
     from trame.app import get_server
 
-    from ..web.app import SegNetsWebApp
+    from SegNetsLib.web.app import SegNetsWebApp
 
     server = get_server("segnets_web", client_type="vue3")
     SegNetsWebApp(server, data=args.data, status_endpoint=args.status_endpoint)

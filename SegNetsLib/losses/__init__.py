@@ -6,10 +6,10 @@
 - :mod:`.objective`: ``objective(architecture, output, target, weight)``, each network's paper loss.
 """
 
-from .basic import dice_loss, dice_per_class, masked_dice, one_hot, weighted_cross_entropy
-from .conresnet import conresnet_loss
-from .runet import runet_hybrid_loss
-from .objective import objective
+from SegNetsLib.losses.basic import dice_loss, dice_per_class, masked_dice, one_hot, weighted_cross_entropy
+from SegNetsLib.losses.conresnet import conresnet_loss
+from SegNetsLib.losses.objective import objective
+from SegNetsLib.losses.runet import runet_hybrid_loss
 
 __all__ = [
     "conresnet_loss",

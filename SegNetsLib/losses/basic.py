@@ -9,12 +9,12 @@ Every loss returns a scalar tensor; with no labeled voxel at all it is 0 (and st
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import SegNetsError
+from SegNetsLib.core.errors import SegNetsError
 
 ACTIVATIONS = ("softmax", "sigmoid", "none")
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import SegNetsError
-from ..nets.outputs import ConResNetOutput
-from .basic import dice_per_class, labeled_indices, one_hot, weighted_cross_entropy
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.losses.basic import dice_per_class, labeled_indices, one_hot, weighted_cross_entropy
+from SegNetsLib.nets.outputs import ConResNetOutput
 
 DEEP_SUPERVISION_LAMBDA = 0.5  # the paper's best lambda (ablation over 0, 0.1, 0.5, 1)
 DICE_SMOOTH = 1.0  # official Dice: 2 sum(p y) / (sum p + sum y + 1)
@@ -96,4 +96,3 @@ def conresnet_loss(
     res_target, res_weight = residual_target(truth, weight)
     res, resx2, resx4 = (residual_bce(h, res_target, res_weight) for h in output.residual_logits)
     return seg_loss + res + lam * (resx2 + resx4)
-

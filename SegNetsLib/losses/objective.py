@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
-from ..errors import SegNetsError
-from ..nets.outputs import ConResNetOutput, RUNetOutput, SegmentationOutput
-from .basic import dice_loss, masked_dice, weighted_cross_entropy
-from .conresnet import conresnet_loss
-from .runet import runet_hybrid_loss
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.losses.basic import dice_loss, masked_dice, weighted_cross_entropy
+from SegNetsLib.losses.conresnet import conresnet_loss
+from SegNetsLib.losses.runet import runet_hybrid_loss
+from SegNetsLib.nets.outputs import ConResNetOutput, RUNetOutput, SegmentationOutput
 
 
 def objective(
@@ -37,7 +37,9 @@ def objective(
     ``class_weights`` and ``dice_weight`` apply to the 3D U-Net only.
     """
     if architecture != "unet3d" and (class_weights is not None or dice_weight):
-        raise SegNetsError(f"class_weights and dice_weight apply to the 3D U-Net objective only, not to {architecture!r}.")
+        raise SegNetsError(
+            f"class_weights and dice_weight apply to the 3D U-Net objective only, not to {architecture!r}."
+        )
     if architecture == "unet3d":
         loss = weighted_cross_entropy(output.logits, target, weight, class_weights)
         if dice_weight:
@@ -53,4 +55,6 @@ def objective(
         if not isinstance(output, RUNetOutput):
             raise SegNetsError(f"the RU-Net objective needs a RUNetOutput, got {type(output).__name__}.")
         return runet_hybrid_loss(output, target, weight)
-    raise SegNetsError(f"no training objective for architecture {architecture!r}; choose unet3d, vnet, conresnet or runet.")
+    raise SegNetsError(
+        f"no training objective for architecture {architecture!r}; choose unet3d, vnet, conresnet or runet."
+    )

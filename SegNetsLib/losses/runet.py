@@ -13,11 +13,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import SegNetsError
-from ..nets.outputs import RUNetOutput
-from ..nets.padding import pad_to_multiple
-from ..roi import crop
-from .basic import labeled_indices, one_hot
+from SegNetsLib.core.box import crop
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.losses.basic import labeled_indices, one_hot
+from SegNetsLib.nets.blocks.padding import pad_to_multiple
+from SegNetsLib.nets.outputs import RUNetOutput
 
 GRID = (2, 4, 4)  # RU-Net's coarse cell in voxels (z, y, x)
 GLOBAL_SMOOTH = 1e-4  # official global Dice epsilon
@@ -53,7 +53,9 @@ def contour_weight_map(weight: torch.Tensor) -> torch.Tensor:
     return weight * neighbourhood_labeled
 
 
-def _foreground_dice_terms(probs: torch.Tensor, truth: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _foreground_dice_terms(
+    probs: torch.Tensor, truth: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum w p g, sum w (p + g)) over foreground channels c >= 1 and all voxels, unlabeled voxels left out."""
     w = weight.to(probs.dtype).unsqueeze(1)
     labeled = w > 0
@@ -86,13 +88,18 @@ def runet_hybrid_loss(
     truth = one_hot(labeled_indices(target, weight, num_classes), num_classes).to(coarse.dtype)
     g_truth, g_weight = coarse_target(truth, weight)
     if g_truth.shape != coarse.shape:
-        raise SegNetsError(f"RU-Net coarse logits {tuple(coarse.shape)} do not match the target grid {tuple(g_truth.shape)}.")
+        raise SegNetsError(
+            f"RU-Net coarse logits {tuple(coarse.shape)} do not match the target grid {tuple(g_truth.shape)}."
+        )
     inter, total = _foreground_dice_terms(torch.softmax(coarse, dim=1), g_truth, g_weight)
     global_loss = 1 - (2 * inter + GLOBAL_SMOOTH) / (total + GLOBAL_SMOOTH)
 
     contour = contour_target(truth)
     contour_weight_full = contour_weight_map(weight)
-    sums = {"region": [coarse.new_zeros(()), coarse.new_zeros(())], "contour": [coarse.new_zeros(()), coarse.new_zeros(())]}
+    sums = {
+        "region": [coarse.new_zeros(()), coarse.new_zeros(())],
+        "contour": [coarse.new_zeros(()), coarse.new_zeros(())],
+    }
     for box, region, edge in zip(output.rois, output.roi_logits, output.roi_contour_logits):
         for name, logits, labels, w in (
             ("region", region, crop(truth, box), crop(weight, box)),

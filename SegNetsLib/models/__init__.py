@@ -1,52 +1,12 @@
-"""Models as portable, safe, versioned files.
+"""Models as portable, safe, versioned files: weights, the store, import of foreign checkpoints, the library.
 
-A model is a folder (or the same files in one ``.zip``) holding ``card.json`` (a :class:`ModelCard`,
-validated against ``SegNetsLib/schemas/card.schema.json``) and ``weights.safetensors``. Model files are
-untrusted: nothing is ever unpickled and every tensor is checked against the architecture before loading.
+A model is a folder (or the same files in one ``.zip``) holding ``card.json`` (a
+:class:`SegNetsLib.card.card.ModelCard`, validated against ``SegNetsLib/card/card.schema.json``) and
+``weights.safetensors``. Model files are untrusted: nothing is ever unpickled and every tensor is checked
+against the architecture before loading.
 
-- ``load(path_or_id, device="cpu") -> (net, card)``; ``save(net, card, folder) -> Path``
-- ``ModelLibrary(root=None)``: ``list``, ``find``, ``add``, ``import_path``, ``export``, ``remove``
-- ``make_card``, ``derive_card``, ``next_version``, ``volume_record`` for new and fine-tuned models
-- ``validate_card(dict)``
+- :mod:`.library`: ``ModelLibrary`` (list, find, add, import, export, remove) and ``load(path_or_id)``
+- :mod:`.store`: ``save(net, card, folder)``, reading folders and zips, building networks from cards
+- :mod:`.importers`: foreign checkpoints (PyTorch state dicts, safetensors, official releases)
+- :mod:`.weights`: safetensors and state-dict reading with shape checks
 """
-
-from .card import (
-    ChannelInfo,
-    Code,
-    LabelInfo,
-    ModelCard,
-    Normalization,
-    Postprocessing,
-    Provenance,
-    RoiSettings,
-    Terminology,
-)
-from .factory import derive_card, make_card, next_version, volume_record
-from .library import ModelEntry, ModelLibrary, default_root, load
-from .schema import card_schema, read_card, validate_card
-from .store import build_network, save
-
-__all__ = [
-    "ChannelInfo",
-    "Code",
-    "LabelInfo",
-    "ModelCard",
-    "ModelEntry",
-    "ModelLibrary",
-    "Normalization",
-    "Postprocessing",
-    "Provenance",
-    "RoiSettings",
-    "Terminology",
-    "build_network",
-    "card_schema",
-    "default_root",
-    "derive_card",
-    "load",
-    "make_card",
-    "next_version",
-    "read_card",
-    "save",
-    "validate_card",
-    "volume_record",
-]

@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from torch import nn
 
-from .. import nets
-from ..errors import SegNetsError
-from .card import ChannelInfo, LabelInfo, ModelCard, Normalization
-from .factory import make_card
-from .store import build_network, describe_network, load_folder, load_zip
-from .weights import TORCH_SUFFIXES, load_checked, read_safetensors, read_torch_state_dict, strip_prefix
+from SegNetsLib import nets
+from SegNetsLib.card.card import ChannelInfo, LabelInfo, ModelCard, Normalization
+from SegNetsLib.card.factory import make_card
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.models.store import build_network, describe_network, load_folder, load_zip
+from SegNetsLib.models.weights import (
+    TORCH_SUFFIXES,
+    load_checked,
+    read_safetensors,
+    read_torch_state_dict,
+    strip_prefix,
+)
 
 WEIGHT_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)
 
@@ -57,7 +64,9 @@ def read_weights_file(path: Path) -> dict:
     return strip_prefix(read_torch_state_dict(path))
 
 
-def _card_fields(path: Path, architecture: str | None, defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+def _card_fields(
+    path: Path, architecture: str | None, defaults: dict[str, Any], options: dict[str, Any]
+) -> dict[str, Any]:
     """make_card arguments for bare weights: ``defaults`` overridden by the options the user gave."""
     fields = {**defaults, **options}
     if "labels" not in fields:
@@ -75,15 +84,19 @@ def _own_weights(path: Path, architecture: str, tensors: dict, options: dict[str
         return load_checked(net, tensors, path.name, describe_network(card)), card
     except SegNetsError as error:
         if architecture in OFFICIAL_CARDS:
-            raise SegNetsError(f"{str(error).rstrip('.')}; if it is an authors' checkpoint, import it as official (--official).") from None
+            raise SegNetsError(
+                f"{str(error).rstrip('.')}; if it is an authors' checkpoint, import it as official (--official)."
+            ) from None
         raise
 
 
-def _official_weights(path: Path, architecture: str, tensors: dict, options: dict[str, Any]) -> tuple[nn.Module, ModelCard]:
+def _official_weights(
+    path: Path, architecture: str, tensors: dict, options: dict[str, Any]
+) -> tuple[nn.Module, ModelCard]:
     """An authors' checkpoint: ``nets.load_official`` reads widths, inputs and classes from the tensors."""
     overrides = dict(options.pop("build_args", None) or {})
     net = nets.load_official(architecture, tensors, **overrides)
-    in_count, class_count = int(getattr(net, "in_channels")), int(getattr(net, "num_classes"))
+    in_count, class_count = int(net.in_channels), int(net.num_classes)
     defaults = dict(OFFICIAL_CARDS.get(architecture, {}))
     if len(defaults.get("in_channels", ())) != in_count:
         defaults["in_channels"] = in_count
@@ -91,7 +104,7 @@ def _official_weights(path: Path, architecture: str, tensors: dict, options: dic
         defaults.pop("labels", None)
     fields = _card_fields(path, architecture, defaults, options)
     fields["preset"] = "paper"
-    fields["build_args"] = {"base_channels": int(getattr(net, "base_channels")), **overrides}
+    fields["build_args"] = {"base_channels": int(net.base_channels), **overrides}
     card = make_card(architecture, **fields)
     if len(card.in_channels) != in_count:
         raise SegNetsError(f"{path.name}: the checkpoint takes {in_count} input channels, not {len(card.in_channels)}.")
@@ -126,10 +139,21 @@ def read_model(
         raise SegNetsError(f"{path}: no such file or folder.")
     suffix = path.suffix.lower()
     if path.is_dir() or suffix == ".zip":
-        given = [key for key, value in {"architecture": architecture, "official": official, "in_channels": in_channels,
-                                        "labels": labels, **card_fields}.items() if value not in (None, False)]
+        given = [
+            key
+            for key, value in {
+                "architecture": architecture,
+                "official": official,
+                "in_channels": in_channels,
+                "labels": labels,
+                **card_fields,
+            }.items()
+            if value not in (None, False)
+        ]
         if given:
-            raise SegNetsError(f"{path.name}: a model folder or zip carries its own card; {given[0]} applies only to bare weights.")
+            raise SegNetsError(
+                f"{path.name}: a model folder or zip carries its own card; {given[0]} applies only to bare weights."
+            )
         net, card = load_folder(path) if path.is_dir() else load_zip(path)
     elif suffix in WEIGHT_SUFFIXES:
         if architecture not in nets.ARCHITECTURES:
@@ -137,7 +161,9 @@ def read_model(
                 f"{path.name}: bare weights need their architecture named (--architecture), one of {', '.join(nets.ARCHITECTURES)}"
                 + (f"; {architecture!r} is unknown." if architecture else ".")
             )
-        options = {k: v for k, v in {"in_channels": in_channels, "labels": labels, **card_fields}.items() if v is not None}
+        options = {
+            k: v for k, v in {"in_channels": in_channels, "labels": labels, **card_fields}.items() if v is not None
+        }
         reader = _official_weights if official else _own_weights
         net, card = reader(path, architecture, read_weights_file(path), options)
     else:
@@ -147,4 +173,3 @@ def read_model(
         )
     renamed = {key: value for key, value in (("id", id), ("version", version), ("name", name)) if value}
     return net, dataclasses.replace(card, **renamed) if renamed else card
-

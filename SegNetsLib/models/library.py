@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..constants import MODELS_ENV_VAR as ENV_VAR
-from ..errors import SegNetsError
-from .card import ModelCard
-from .importers import read_model
-from .schema import CARD_FILE, read_card
-from .store import copy_model_folder, load_folder, load_zip, save, write_model_zip
-from .versions import latest, parse_version, version_key
+from SegNetsLib.card.card import ModelCard
+from SegNetsLib.card.schema import CARD_FILE, read_card
+from SegNetsLib.card.versions import latest, parse_version, version_key
+from SegNetsLib.core.constants import MODELS_ENV_VAR as ENV_VAR
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.models.importers import read_model
+from SegNetsLib.models.store import copy_model_folder, load_folder, load_zip, save, write_model_zip
 
 DEFAULT_ROOT = Path("~/.segnets/models")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -47,7 +47,7 @@ def default_root() -> Path:
 
 
 def split_reference(reference: str) -> tuple[str, str | None]:
-    """"liver-ct@1.2.0" -> ("liver-ct", "1.2.0"); "liver-ct" -> ("liver-ct", None)."""
+    """ "liver-ct@1.2.0" -> ("liver-ct", "1.2.0"); "liver-ct" -> ("liver-ct", None)."""
     model_id, _, version = reference.partition("@")
     return model_id, version or None
 
@@ -107,17 +107,23 @@ class ModelLibrary:
         """Folder of ``model_id`` at ``version`` (default: the highest semantic version)."""
         versions = self.versions(model_id)
         if not versions:
-            raise SegNetsError(f"model {model_id!r} is not in the library at {self.root} ('segnets models list' shows what is).")
+            raise SegNetsError(
+                f"model {model_id!r} is not in the library at {self.root} ('segnets models list' shows what is)."
+            )
         if version is None:
             version = latest(versions)
         elif version not in versions:
-            raise SegNetsError(f"model {model_id!r} has no version {version} in the library; it has {', '.join(versions)}.")
+            raise SegNetsError(
+                f"model {model_id!r} has no version {version} in the library; it has {', '.join(versions)}."
+            )
         return self._folder(model_id, version)
 
     def card(self, model_id: str, version: str | None = None) -> ModelCard:
         return read_card(self.find(model_id, version) / CARD_FILE)
 
-    def load(self, model_id: str, version: str | None = None, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+    def load(
+        self, model_id: str, version: str | None = None, device: str | torch.device = "cpu"
+    ) -> tuple[nn.Module, ModelCard]:
         return load_folder(self.find(model_id, version), device)
 
     def _new_folder(self, card: ModelCard) -> Path:
@@ -179,7 +185,9 @@ def load(path_or_id: str | os.PathLike, device: str | torch.device = "cpu") -> t
         return load_folder(path, device)
     if path.is_file():
         if path.suffix.lower() != ".zip":
-            raise SegNetsError(f"{path}: a model is a folder or a .zip; import bare weights with 'segnets models import'.")
+            raise SegNetsError(
+                f"{path}: a model is a folder or a .zip; import bare weights with 'segnets models import'."
+            )
         return load_zip(path, device)
     model_id, version = split_reference(str(path_or_id))
     if not _ID.match(model_id):

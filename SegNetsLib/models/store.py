@@ -15,13 +15,21 @@ from pathlib import Path, PurePosixPath
 import torch
 from torch import nn
 
-from .. import nets
-from ..atomic import atomic_file, atomic_folder
-from ..devices import resolve_device
-from ..errors import SegNetsError
-from .card import ModelCard
-from .schema import CARD_FILE, MAX_CARD_BYTES, card_to_json, read_card
-from .weights import WEIGHTS_FILE, check_shapes, first_mismatch, read_safetensors, safetensors_shapes, shapes_of, write_weights
+from SegNetsLib import nets
+from SegNetsLib.card.card import ModelCard
+from SegNetsLib.card.schema import CARD_FILE, MAX_CARD_BYTES, card_to_json, read_card
+from SegNetsLib.core.atomic import atomic_file, atomic_folder
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.models.weights import (
+    WEIGHTS_FILE,
+    check_shapes,
+    first_mismatch,
+    read_safetensors,
+    safetensors_shapes,
+    shapes_of,
+    write_weights,
+)
+from SegNetsLib.runtime.devices import resolve_device
 
 MODEL_FILES = (CARD_FILE, WEIGHTS_FILE)
 MAX_UNZIPPED_BYTES = 16 * 1024**3  # the largest paper-preset network is well under 1 GiB
@@ -45,7 +53,9 @@ def build_network(card: ModelCard) -> nn.Module:
     try:
         return nets.build(card.architecture, len(card.in_channels), card.num_classes, **card.build_args)
     except (TypeError, SegNetsError) as error:
-        raise SegNetsError(f"card.json: field 'build_args' does not fit {card.architecture} ({str(error).rstrip('.')}).") from None
+        raise SegNetsError(
+            f"card.json: field 'build_args' does not fit {card.architecture} ({str(error).rstrip('.')})."
+        ) from None
 
 
 def save(net: nn.Module, card: ModelCard, folder: str | os.PathLike) -> Path:
@@ -57,7 +67,9 @@ def save(net: nn.Module, card: ModelCard, folder: str | os.PathLike) -> Path:
     text = card_to_json(card)
     problem = first_mismatch(shapes_of(net.state_dict()), shapes_of(build_network(card).state_dict()))
     if problem:
-        raise SegNetsError(f"the network to save {problem} for {describe_network(card)}; the card does not describe it.")
+        raise SegNetsError(
+            f"the network to save {problem} for {describe_network(card)}; the card does not describe it."
+        )
     if folder.exists():
         raise SegNetsError(f"{folder}: already exists; a model is never overwritten, choose a new folder.")
     with atomic_folder(folder) as partial:
@@ -130,7 +142,9 @@ def extract_model_zip(path: str | os.PathLike, folder: Path, max_bytes: int | No
             raise SegNetsError(f"{path.name}: would unpack to {declared:,} bytes, more than the {cap:,}-byte limit.")
         for name, info in members.items():
             if info.file_size > limits[name]:
-                raise SegNetsError(f"{path.name}: {name} would unpack to {info.file_size:,} bytes, more than the {limits[name]:,}-byte limit.")
+                raise SegNetsError(
+                    f"{path.name}: {name} would unpack to {info.file_size:,} bytes, more than the {limits[name]:,}-byte limit."
+                )
             written = 0
             try:
                 with archive.open(info) as source, open(folder / name, "wb") as target:

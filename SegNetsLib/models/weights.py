@@ -8,15 +8,15 @@ from __future__ import annotations
 import pickle
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import safetensors
 import safetensors.torch
 import torch
 from torch import nn
 
-from ..errors import SegNetsError
+from SegNetsLib.core.errors import SegNetsError
 
 WEIGHTS_FILE = "weights.safetensors"
 TORCH_SUFFIXES = (".pt", ".pth")
@@ -38,7 +38,9 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         with safetensors.safe_open(str(path), framework="pt") as handle:
             return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
     except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise SegNetsError(f"{path.name}: not a complete safetensors file, it may be truncated or damaged ({error}).") from None
+        raise SegNetsError(
+            f"{path.name}: not a complete safetensors file, it may be truncated or damaged ({error})."
+        ) from None
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -46,7 +48,9 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return safetensors.torch.load_file(str(path), device="cpu")
     except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise SegNetsError(f"{path.name}: not a complete safetensors file, it may be truncated or damaged ({error}).") from None
+        raise SegNetsError(
+            f"{path.name}: not a complete safetensors file, it may be truncated or damaged ({error})."
+        ) from None
 
 
 def read_torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -88,14 +92,16 @@ def _state_dict_from_checkpoint(checkpoint: object, source: str) -> dict[str, to
         raise SegNetsError(f"{source}: holds no state dict (a mapping from parameter names to tensors).")
     for name, value in checkpoint.items():
         if not isinstance(name, str) or not isinstance(value, torch.Tensor):
-            raise SegNetsError(f"{source}: entry {name!r} is a {type(value).__name__}, not a tensor; expected a state dict.")
+            raise SegNetsError(
+                f"{source}: entry {name!r} is a {type(value).__name__}, not a tensor; expected a state dict."
+            )
     return dict(checkpoint)
 
 
 def strip_prefix(tensors: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
     """Drop a prefix every key carries (``module.`` from DataParallel/DDP checkpoints)."""
     if tensors and all(name.startswith(prefix) for name in tensors):
-        return {name[len(prefix):]: tensor for name, tensor in tensors.items()}
+        return {name[len(prefix) :]: tensor for name, tensor in tensors.items()}
     return tensors
 
 

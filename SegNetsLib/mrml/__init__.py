@@ -4,12 +4,12 @@ Runs inside the Slicer application and under PyPI's ``slicer-core`` (tests, head
 Every function here must be called on the thread that owns the scene (Slicer's main thread).
 """
 
-from .annotation import annotation_from_segmentation
-from .files import load_volume_node, save_segmentation_node
-from .hierarchy import place_next_to
-from .roi import box_from_roi_node, roi_node_from_box
-from .segmentation import segmentation_from_labelmap
-from .volumes import labelmap_node_from_volume, volume_from_node, volume_node_from_volume
+from SegNetsLib.mrml.annotation import annotation_from_segmentation
+from SegNetsLib.mrml.files import load_volume_node, save_segmentation_node
+from SegNetsLib.mrml.hierarchy import place_next_to
+from SegNetsLib.mrml.roi import box_from_roi_node, roi_node_from_box
+from SegNetsLib.mrml.segmentation import segmentation_from_labelmap
+from SegNetsLib.mrml.volumes import labelmap_node_from_volume, volume_from_node, volume_node_from_volume
 
 __all__ = [
     "annotation_from_segmentation",

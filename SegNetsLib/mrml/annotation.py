@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SegNetsError
-from ..models.card import LabelInfo
-from ..volume import Volume
-from .terminology import terminology_from_slicer_string
-from .volumes import ijk_to_ras_of, remove_temporary_node
+from SegNetsLib.card.card import LabelInfo
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.mrml.terminology import terminology_from_slicer_string
+from SegNetsLib.mrml.volumes import ijk_to_ras_of, remove_temporary_node
 
 
 def _checked_ids(segmentation_node, segment_ids: list[str]) -> list[str]:

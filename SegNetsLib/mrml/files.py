@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..atomic import atomic_file
-from ..errors import SegNetsError
+from SegNetsLib.core.atomic import atomic_file
+from SegNetsLib.core.errors import SegNetsError
 
 
 def load_volume_node(volumes_logic, path: str | os.PathLike, name: str | None = None):
@@ -26,7 +26,7 @@ def load_volume_node(volumes_logic, path: str | os.PathLike, name: str | None = 
 
 def _check_header(path: Path) -> None:
     """Read the header with SimpleITK first: Slicer's archetype reader can crash on a corrupt file."""
-    from ..imageio import read_header
+    from SegNetsLib.imageio.volumes import read_header
 
     reader = read_header(path)
     if reader.GetDimension() != 3:

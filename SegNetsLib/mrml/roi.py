@@ -1,7 +1,7 @@
 """RoI boxes (input voxel indices) <-> markups ROI nodes the user can see, move and resize.
 
 A box is (z0, y0, x0, z1, y1, x1), half-open voxel indices in array order [k, j, i], as
-``SegNetsLib.roi`` defines it. The ROI node is oriented along the volume's voxel axes, so a box on
+``SegNetsLib.core.box`` defines it. The ROI node is oriented along the volume's voxel axes, so a box on
 an oblique volume maps onto an oblique ROI and back without growing.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SegNetsError
-from .volumes import matrix_to_numpy, numpy_to_matrix, ijk_to_ras_of
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.mrml.volumes import ijk_to_ras_of, matrix_to_numpy, numpy_to_matrix
 
 Box = tuple[int, int, int, int, int, int]
 _TOLERANCE = 1e-3  # voxels: a corner this close to a voxel edge counts as on it

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SegNetsError
-from ..models.card import LabelInfo
-from ..volume import Volume
-from .hierarchy import place_next_to
-from .volumes import labelmap_node_from_volume, remove_temporary_node
+from SegNetsLib.card.card import LabelInfo
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.mrml.hierarchy import place_next_to
+from SegNetsLib.mrml.volumes import labelmap_node_from_volume, remove_temporary_node
 
 
 def _label_segments(segmentation, labels: list[LabelInfo]) -> None:

@@ -48,7 +48,9 @@ def create_scene() -> StandaloneScene:
         scene=scene,
         app_logic=app_logic,
         volumes_logic=attach_module_logic(app_logic, scene, "Volumes", slicer.vtkSlicerVolumesLogic()),
-        segmentations_logic=attach_module_logic(app_logic, scene, "Segmentations", slicer.vtkSlicerSegmentationsModuleLogic()),
+        segmentations_logic=attach_module_logic(
+            app_logic, scene, "Segmentations", slicer.vtkSlicerSegmentationsModuleLogic()
+        ),
         subject_hierarchy_logic=attach_module_logic(
             app_logic, scene, "SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic()
         ),

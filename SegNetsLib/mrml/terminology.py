@@ -1,8 +1,8 @@
-"""Slicer's serialized terminology tag <-> :class:`SegNetsLib.models.card.Terminology`."""
+"""Slicer's serialized terminology tag <-> :class:`SegNetsLib.card.card.Terminology`."""
 
 from __future__ import annotations
 
-from ..models.card import Code, Terminology
+from SegNetsLib.card.card import Code, Terminology
 
 
 def _code(text: str) -> Code | None:

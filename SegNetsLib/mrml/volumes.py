@@ -1,4 +1,4 @@
-"""Volume nodes <-> :class:`SegNetsLib.volume.Volume` (array [k, j, i] plus LPS geometry).
+"""Volume nodes <-> :class:`SegNetsLib.core.volume.Volume` (array [k, j, i] plus LPS geometry).
 
 Slicer stores geometry as an IJK-to-RAS matrix; ``Volume`` is LPS. The conversion goes through
 ``Volume.ijk_to_ras`` / ``Volume.from_ijk_to_ras`` only, so oblique and flipped axes survive.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SegNetsError
-from ..volume import Volume
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.volume import Volume
 
 
 def matrix_to_numpy(vtk_matrix) -> np.ndarray:

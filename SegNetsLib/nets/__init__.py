@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..constants import ARCHITECTURES, PRESETS
-from ..errors import SegNetsError
-from .outputs import SegmentationOutput
+from SegNetsLib.core.constants import ARCHITECTURES, PRESETS
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.nets.outputs import SegmentationOutput
 
 # architecture name -> module in this package that defines build(...) (and load_official for some);
-# ARCHITECTURES and PRESETS live in SegNetsLib.constants (no torch) for the command line's parser
+# ARCHITECTURES and PRESETS live in SegNetsLib.core.constants (no torch) for the command line's parser
 _MODULES = {name: name for name in ARCHITECTURES}
 
 

@@ -20,17 +20,18 @@ Presets:
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import SegNetsError
-from .official_keys import UNUSED_PREFIX, convert_official, strip_module_prefix
-from .conresnet_blocks import ContextResidualBlock, NormReluConv, PreActBlock, WSConv3d, slice_difference
-from .outputs import ConResNetOutput
-from .padding import crop_to, pad_to_multiple
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.nets.blocks.conresnet import ContextResidualBlock, NormReluConv, PreActBlock, WSConv3d, slice_difference
+from SegNetsLib.nets.blocks.padding import crop_to, pad_to_multiple
+from SegNetsLib.nets.official_keys import UNUSED_PREFIX, convert_official, strip_module_prefix
+from SegNetsLib.nets.outputs import ConResNetOutput
 
 PAPER_SHAPE = (80, 160, 160)  # the official BraTS training patch (D, H, W)
 _DIVISOR = 8  # three stride-2 stages
@@ -98,11 +99,15 @@ class ConResNet(nn.Module):
     def forward(self, x: torch.Tensor, image_res: torch.Tensor | None = None) -> ConResNetOutput:
         """x: (N, C_in, D, H, W) image; image_res: optional precomputed |I[s]-I[s-1]| (same shape)."""
         if x.dim() != 5 or x.shape[1] != self.in_channels:
-            raise SegNetsError(f"ConResNet input has shape {tuple(x.shape)}; expected (N, {self.in_channels}, D, H, W).")
+            raise SegNetsError(
+                f"ConResNet input has shape {tuple(x.shape)}; expected (N, {self.in_channels}, D, H, W)."
+            )
         if image_res is None:
             image_res = image_residual(x)
         elif image_res.shape != x.shape:
-            raise SegNetsError(f"ConResNet image residual has shape {tuple(image_res.shape)}, not the image's {tuple(x.shape)}.")
+            raise SegNetsError(
+                f"ConResNet image residual has shape {tuple(image_res.shape)}, not the image's {tuple(x.shape)}."
+            )
         size = tuple(x.shape[2:])
         if self.shape is not None and size != self.shape:
             raise SegNetsError(f"this ConResNet was built for input size {self.shape} (D, H, W), not {size}.")
@@ -138,20 +143,45 @@ class ConResNet(nn.Module):
 
 _TOP = {
     "conv_4_32.0": "stem",
-    "conv_32_64.0": "down1.norm", "conv_32_64.2": "down1.conv",
-    "conv_64_128.0": "down2.norm", "conv_64_128.2": "down2.conv",
-    "conv_128_256.0": "down3.norm", "conv_128_256.2": "down3.conv",
-    "fusionConv.0": "fusion.norm", "fusionConv.3": "fusion.conv",
-    "seg_cls.0": "seg_head", "res_cls.0": "res_head", "resx2_cls.0": "res_head_x2", "resx4_cls.0": "res_head_x4",
+    "conv_32_64.0": "down1.norm",
+    "conv_32_64.2": "down1.conv",
+    "conv_64_128.0": "down2.norm",
+    "conv_64_128.2": "down2.conv",
+    "conv_128_256.0": "down3.norm",
+    "conv_128_256.2": "down3.conv",
+    "fusionConv.0": "fusion.norm",
+    "fusionConv.3": "fusion.conv",
+    "seg_cls.0": "seg_head",
+    "res_cls.0": "res_head",
+    "resx2_cls.0": "res_head_x2",
+    "resx4_cls.0": "res_head_x4",
 }
 _BLOCK = {"gn1": "norm1", "conv1": "conv1", "gn2": "norm2", "conv2": "conv2"}
 _CTX_USED = {
-    "seg_x4": {"gn_seg": "seg_norm", "conv_seg": "seg_conv", "conv_res": "gate_conv", "gn_res1": "res_norm",
-               "conv_res1": "res_conv", "conv_mp_first": "res_in_conv"},
-    "seg_x2": {"gn_seg": "seg_norm", "conv_seg": "seg_conv", "conv_res": "gate_conv", "gn_res1": "res_norm",
-               "conv_res1": "res_conv", "gn_mp": "res_in_norm", "conv_mp": "res_in_conv"},
-    "seg_x1": {"gn_seg": "seg_norm", "conv_seg": "seg_conv", "conv_res": "gate_conv", "gn_res1": "res_norm",
-               "conv_res1": "res_conv"},
+    "seg_x4": {
+        "gn_seg": "seg_norm",
+        "conv_seg": "seg_conv",
+        "conv_res": "gate_conv",
+        "gn_res1": "res_norm",
+        "conv_res1": "res_conv",
+        "conv_mp_first": "res_in_conv",
+    },
+    "seg_x2": {
+        "gn_seg": "seg_norm",
+        "conv_seg": "seg_conv",
+        "conv_res": "gate_conv",
+        "gn_res1": "res_norm",
+        "conv_res1": "res_conv",
+        "gn_mp": "res_in_norm",
+        "conv_mp": "res_in_conv",
+    },
+    "seg_x1": {
+        "gn_seg": "seg_norm",
+        "conv_seg": "seg_conv",
+        "conv_res": "gate_conv",
+        "gn_res1": "res_norm",
+        "conv_res1": "res_conv",
+    },
 }
 _CTX_OURS = {"seg_x4": "ctx4", "seg_x2": "ctx2", "seg_x1": "ctx1"}
 _LAYER = re.compile(r"^layer([0-4])\.(\d+)\.(gn1|conv1|gn2|conv2)\.(weight|bias)$")
@@ -163,10 +193,19 @@ def _unused_shapes(in_channels: int, w: int) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     for name, c_in, c_out in (("seg_x4", 4 * w, 2 * w), ("seg_x2", 2 * w, w), ("seg_x1", w, w)):
         p = f"{name}.0."
-        shapes.update({p + "gn_res.weight": (c_out,), p + "gn_res.bias": (c_out,), p + "gn_res2.weight": (c_out,),
-                       p + "gn_res2.bias": (c_out,), p + "conv_res2.weight": (c_out, c_out, 3, 3, 3)})
+        shapes.update(
+            {
+                p + "gn_res.weight": (c_out,),
+                p + "gn_res.bias": (c_out,),
+                p + "gn_res2.weight": (c_out,),
+                p + "gn_res2.bias": (c_out,),
+                p + "conv_res2.weight": (c_out, c_out, 3, 3, 3),
+            }
+        )
         if name != "seg_x2":
-            shapes.update({p + "gn_mp.weight": (c_in,), p + "gn_mp.bias": (c_in,), p + "conv_mp.weight": (c_out, c_in, 3, 3, 3)})
+            shapes.update(
+                {p + "gn_mp.weight": (c_in,), p + "gn_mp.bias": (c_in,), p + "conv_mp.weight": (c_out, c_in, 3, 3, 3)}
+            )
         if name != "seg_x4":
             shapes[p + "conv_mp_first.weight"] = (c_out, in_channels, 3, 3, 3)
     return shapes
@@ -200,7 +239,9 @@ def build(in_channels: int, num_classes: int, preset: str = "default", **overrid
         divisor = int(overrides.pop("width_divisor", 1))
         if divisor < 1 or 32 % divisor:
             raise SegNetsError(f"ConResNet width_divisor {divisor} must divide the paper's base width 32.")
-        args: dict[str, Any] = dict(base_channels=32 // divisor, shape=PAPER_SHAPE, pad_input=False, official_unused=True)
+        args: dict[str, Any] = dict(
+            base_channels=32 // divisor, shape=PAPER_SHAPE, pad_input=False, official_unused=True
+        )
     elif preset == "default":
         args = dict(base_channels=32, shape=None, pad_input=True, official_unused=False)
     else:
@@ -229,4 +270,12 @@ def load_official(state_dict: Mapping[str, torch.Tensor], **overrides: Any) -> C
     return model
 
 
-__all__ = ["ConResNet", "ConResNetOutput", "PAPER_SHAPE", "build", "image_residual", "load_official", "official_to_ours"]
+__all__ = [
+    "ConResNet",
+    "ConResNetOutput",
+    "PAPER_SHAPE",
+    "build",
+    "image_residual",
+    "load_official",
+    "official_to_ours",
+]

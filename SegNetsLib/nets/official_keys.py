@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
-from ..errors import SegNetsError
+from SegNetsLib.core.errors import SegNetsError
 
 UNUSED_PREFIX = "official_unused."  # parameters an official network creates but never reads
 
@@ -16,7 +16,7 @@ def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tor
     """Remove the ``module.`` prefix DataParallel/DDP checkpoints put on every key (when all keys have it)."""
     keys = list(state_dict)
     if keys and all(k.startswith("module.") for k in keys):
-        return {k[len("module."):]: v for k, v in state_dict.items()}
+        return {k[len("module.") :]: v for k, v in state_dict.items()}
     return dict(state_dict)
 
 

@@ -32,7 +32,7 @@ class RUNetOutput(SegmentationOutput):
 
     ``logits``: (N, C, D, H, W) log of the pasted RoI probabilities (outside every RoI: background);
     ``coarse_logits``: (N, C, D/2, H/4, W/4) locator head of the global image encoder;
-    ``rois``: input-voxel boxes (``SegNetsLib.roi.Box``), largest component first;
+    ``rois``: input-voxel boxes (``SegNetsLib.core.box.Box``), largest component first;
     ``roi_logits`` / ``roi_contour_logits``: region / contour head per RoI, (N, C, d, h, w) on the RoI's voxels;
     ``probabilities``: (N, C, D, H, W) the pasted probabilities themselves (softmax of ``logits``).
     """

@@ -23,19 +23,20 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import SegNetsError
-from ..roi import Box, extend_box, find_components
-from .official_keys import convert_official, strip_module_prefix
-from .outputs import RUNetOutput
-from .padding import crop_to, pad_to_multiple
-from .runet_blocks import ResBlock, UpStage
+from SegNetsLib.core.box import Box, extend_box, find_components
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.nets.blocks.padding import crop_to, pad_to_multiple
+from SegNetsLib.nets.blocks.runet import ResBlock, UpStage
+from SegNetsLib.nets.official_keys import convert_official, strip_module_prefix
+from SegNetsLib.nets.outputs import RUNetOutput
 
 GRID = (2, 4, 4)  # F3 cell size in input voxels (z, y, x)
 STAGE_DILATIONS = {"RF64": (1, 1, 1), "RF88": (1, 1, 2), "RF112": (1, 2, 2)}
@@ -79,7 +80,9 @@ class RUNet(nn.Module):
                 f"got {in_channels}, {num_classes}, {base_channels}."
             )
         if roi_extension not in ROI_EXTENSIONS:
-            raise SegNetsError(f"unknown RU-Net roi_extension {roi_extension!r}; choose one of {', '.join(ROI_EXTENSIONS)}.")
+            raise SegNetsError(
+                f"unknown RU-Net roi_extension {roi_extension!r}; choose one of {', '.join(ROI_EXTENSIONS)}."
+            )
         if max_rois_test < 1 or max_rois_train < 1:
             raise SegNetsError("RU-Net max_rois_test and max_rois_train must be at least 1.")
         b, (d0, d1, d2) = base_channels, _dilations(dilations)
@@ -195,7 +198,11 @@ class RUNet(nn.Module):
         probs = self.paste([torch.softmax(r, dim=1) for r in region], rois, size, like=coarse)
         logits = torch.log(probs.clamp_min(LOG_FLOOR)).to(x.dtype)
         return RUNetOutput(
-            logits=logits, coarse_logits=coarse, rois=rois, roi_logits=region, roi_contour_logits=contour,
+            logits=logits,
+            coarse_logits=coarse,
+            rois=rois,
+            roi_logits=region,
+            roi_contour_logits=contour,
             probabilities=probs.to(x.dtype),
         )
 

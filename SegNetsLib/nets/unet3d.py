@@ -17,7 +17,7 @@ depth) plus whatever the valid-size grid needs, runs the valid network and crops
 input's extent, so a whole volume given to ``forward`` is segmented exactly as the paper tiles it.
 When a volume is cut into windows, the mirrored context at inner window borders replaces real
 context; for the paper's exact tiling, mirror-pad the whole volume once by ``margin``
-(:func:`SegNetsLib.nets.padding.mirror_pad`), set ``overlap_tile=False`` (the forward then returns the
+(:func:`SegNetsLib.nets.blocks.padding.mirror_pad`), set ``overlap_tile=False`` (the forward then returns the
 valid-region logits and requires valid sizes, see :meth:`UNet3D.valid_output_size` and
 :meth:`UNet3D.valid_input_size`) and step windows by their output size.
 
@@ -28,16 +28,17 @@ batch size 1, or "batch"); any input size (padded to a multiple of 2**(levels-1)
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import SegNetsError
-from .concat_conv import conv_of_concatenation
-from .outputs import SegmentationOutput
-from .padding import crop_to, mirror_pad, pad_to_multiple
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.nets.blocks.concat_conv import conv_of_concatenation
+from SegNetsLib.nets.blocks.padding import crop_to, mirror_pad, pad_to_multiple
+from SegNetsLib.nets.outputs import SegmentationOutput
 
 UNet3DOutput = SegmentationOutput
 
@@ -173,7 +174,9 @@ class UNet3D(nn.Module):
         if not self.overlap_tile:
             for size in x.shape[2:]:
                 if self.valid_output_size(int(size)) is None:
-                    larger = next(s for s in range(int(size), int(size) + 2**self.levels * 4) if self.valid_output_size(s))
+                    larger = next(
+                        s for s in range(int(size), int(size) + 2**self.levels * 4) if self.valid_output_size(s)
+                    )
                     raise SegNetsError(
                         f"input size {tuple(x.shape[2:])} is not valid for the unpadded 3D U-Net: "
                         f"{int(size)} voxels cannot be pooled evenly, the next valid length is {larger}."

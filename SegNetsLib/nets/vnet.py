@@ -20,14 +20,15 @@ official one. Weights use Caffe's "msra" filler with variance_norm AVERAGE, bias
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import SegNetsError
-from .outputs import SegmentationOutput
-from .padding import crop_to, pad_to_multiple
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.nets.blocks.padding import crop_to, pad_to_multiple
+from SegNetsLib.nets.outputs import SegmentationOutput
 
 VNetOutput = SegmentationOutput
 

@@ -1,7 +1,7 @@
 """What the SegNets panel's buttons do, on the server's main (event-loop) thread.
 
-Model work runs on one :class:`SegNetsLib.worker.BackgroundWorker`, submitted through
-:mod:`SegNetsLib.segmentation_logic` exactly as the Slicer module does; this class only polls the
+Model work runs on one :class:`SegNetsLib.app.worker.BackgroundWorker`, submitted through
+:mod:`SegNetsLib.app.logic` exactly as the Slicer module does; this class only polls the
 job, mirrors its progress into the page state and touches MRML when the job is done.
 """
 
@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from trame_server import Server
 from trame_server.utils.typed_state import TypedState
 from trame_slicer.segmentation import (
@@ -22,14 +21,14 @@ from trame_slicer.segmentation import (
     SegmentationEffectPaint,
 )
 
-from ..annotation import annotated_slices, count_slices
-from ..errors import SegNetsError
-from ..models.library import split_reference
-from ..mrml import annotation_from_segmentation, segmentation_from_labelmap, volume_from_node
-from ..mrml.files import save_segmentation_node
-from ..segmentation_logic import SegmentationLogic, card_summary, device_choices
-from ..worker import BackgroundWorker, Job, JobState
-from .state import Choice, PanelState
+from SegNetsLib.app.logic import SegmentationLogic, card_summary, device_choices
+from SegNetsLib.app.worker import BackgroundWorker, Job, JobState
+from SegNetsLib.core.annotation import annotated_slices, count_slices
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.models.library import split_reference
+from SegNetsLib.mrml import annotation_from_segmentation, segmentation_from_labelmap, volume_from_node
+from SegNetsLib.mrml.files import save_segmentation_node
+from SegNetsLib.web.state import Choice, PanelState
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +91,10 @@ class PanelActions:
         """List the model library; keep the current choice when it is still there."""
         entries = self.logic.library.list()
         self.data.models = [
-            Choice(title=f"{entry.card.name} {entry.version} ({entry.card.architecture})",
-                      value=f"{entry.id}@{entry.version}")
+            Choice(
+                title=f"{entry.card.name} {entry.version} ({entry.card.architecture})",
+                value=f"{entry.id}@{entry.version}",
+            )
             for entry in entries
         ]
         keys = [item.value for item in self.data.models]
@@ -151,8 +152,9 @@ class PanelActions:
             return
         volume = volume_from_node(volume_node)
         empty = volume.with_array(np.zeros(volume.shape_kji, dtype=np.uint8))
-        segmentation_from_labelmap(self.scene, empty, card.labels, volume_node, ANNOTATION_NAME,
-                                   segmentation_node=annotation)
+        segmentation_from_labelmap(
+            self.scene, empty, card.labels, volume_node, ANNOTATION_NAME, segmentation_node=annotation
+        )
         self.editor.set_active_segment_id(self.editor.get_nth_segment_id(0))
 
     def _on_annotation_modified(self, *_args) -> None:
@@ -205,8 +207,9 @@ class PanelActions:
 
         def submit() -> Job:
             model_id, version = split_reference(self.data.model_key or "")
-            return self.logic.start_segment(self.volume_node, model_id, version=version,
-                                            device=self.data.device, roi=self.data.roi_mode)
+            return self.logic.start_segment(
+                self.volume_node, model_id, version=version, device=self.data.device, roi=self.data.roi_mode
+            )
 
         self._start("segment", submit)
 
@@ -221,8 +224,14 @@ class PanelActions:
                 budget = float(self.data.time_budget_s)
             except (TypeError, ValueError):
                 raise SegNetsError(f"time budget {self.data.time_budget_s!r} is not a number of seconds.") from None
-            return self.logic.start_finetune(self.volume_node, self.annotation_node, segment_ids,
-                                             self.data.model_key or "", budget, device=self.data.device)
+            return self.logic.start_finetune(
+                self.volume_node,
+                self.annotation_node,
+                segment_ids,
+                self.data.model_key or "",
+                budget,
+                device=self.data.device,
+            )
 
         self._start("finetune", submit)
 
@@ -311,8 +320,10 @@ class PanelActions:
         self.refresh_models()
         self.data.model_key = f"{new_model.id}@{new_model.version}"
         dice = "-" if self.data.validation_dice is None else f"{self.data.validation_dice:.3f}"
-        self.data.message = (f"Fine-tuned: new model {new_model.id} {new_model.version} (validation Dice {dice}); "
-                             "the volume was segmented with it.")
+        self.data.message = (
+            f"Fine-tuned: new model {new_model.id} {new_model.version} (validation Dice {dice}); "
+            "the volume was segmented with it."
+        )
 
     def _replace_result(self, result) -> None:
         """Show the newest result (segmentation and RoI nodes) and drop the previous one's nodes."""

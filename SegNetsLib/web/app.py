@@ -2,7 +2,7 @@
 
 The scene, views, volume reader and Segment Editor are Slicer's own C++ classes (slicer-core),
 driven by trame-slicer's logic; the SegNets panel calls the same SegNetsLib code as the Slicer
-module (:mod:`SegNetsLib.segmentation_logic`, :mod:`SegNetsLib.mrml`, :class:`SegNetsLib.worker.BackgroundWorker`).
+module (:mod:`SegNetsLib.app.logic`, :mod:`SegNetsLib.mrml`, :class:`SegNetsLib.app.worker.BackgroundWorker`).
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from trame_slicer.app.ui import (
 from trame_slicer.core import SlicerApp
 from trame_slicer.rca_view import register_rca_factories
 
-from ..errors import SegNetsError
-from .actions import PanelActions
-from .loading import VolumeLoader, volume_files_in
-from .panel import SegNetsPanel
-from .state import PanelState
-from .status import StatusEndpoint
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.web.actions import PanelActions
+from SegNetsLib.web.loading import VolumeLoader, volume_files_in
+from SegNetsLib.web.panel import SegNetsPanel
+from SegNetsLib.web.state import PanelState
+from SegNetsLib.web.status import StatusEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +90,19 @@ class SegNetsWebApp(TrameApp):
                 load_ui = LoadVolumeUI()
             with self.layout.drawer:
                 brush = TypedState(self.state, PaintEffectState)
-                self.panel = SegNetsPanel(self._panel_state, self.actions, brush.name.brush_diameter_slider.value,
-                                          v_if=(self._is_tool(PANEL_TOOL),))
+                self.panel = SegNetsPanel(
+                    self._panel_state,
+                    self.actions,
+                    brush.name.brush_diameter_slider.value,
+                    v_if=(self._is_tool(PANEL_TOOL),),
+                )
                 editor_ui = SegmentEditorUI(v_if=(self._is_tool(SegmentEditorUI.__name__),))
                 volume_ui = VolumePropertyUI(v_if=(self._is_tool(VolumePropertyUI.__name__),))
             with self.layout.toolbar:
                 self._tool_button("SegNets", "mdi-brain", PANEL_TOOL)
                 self._tool_button("Volume properties", "mdi-tune-variant", VolumePropertyUI.__name__)
                 layout_button = LayoutButton(classes="mt-1", disabled=(f"!{self._viewer.name.is_volume_loaded}",))
-                mpr_button = MprInteractionButton(classes="mt-1",
-                                                  disabled=(f"!{self._viewer.name.is_volume_loaded}",))
+                mpr_button = MprInteractionButton(classes="mt-1", disabled=(f"!{self._viewer.name.is_volume_loaded}",))
                 self._tool_button("Segment Editor", "mdi-draw", SegmentEditorUI.__name__)
                 SegmentEditorToolbarUI(editor_ui=editor_ui)
             with self.layout.undo_redo:
@@ -125,8 +128,14 @@ class SegNetsWebApp(TrameApp):
             viewer.data.is_drawer_visible = show
             viewer.data.active_tool = tool if show else None
 
-        ControlButton(name=title, icon=icon, click=toggle, active=(self._is_tool(tool),),
-                      disabled=(f"!{viewer.name.is_volume_loaded} && '{tool}' !== '{PANEL_TOOL}'",), classes="mt-1")
+        ControlButton(
+            name=title,
+            icon=icon,
+            click=toggle,
+            active=(self._is_tool(tool),),
+            disabled=(f"!{viewer.name.is_volume_loaded} && '{tool}' !== '{PANEL_TOOL}'",),
+            classes="mt-1",
+        )
 
     def _use_flat_brush(self) -> None:
         """Annotations are per slice, so the brush paints in the viewed slice only (no sphere)."""

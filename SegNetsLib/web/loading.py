@@ -1,6 +1,6 @@
 """Getting a volume into the web app's scene: from the browser's upload or from a server-side path.
 
-A file is checked with :func:`SegNetsLib.imageio.read_volume` before anything in the scene changes,
+A file is checked with :func:`SegNetsLib.imageio.volumes.read_volume` before anything in the scene changes,
 so an unreadable upload leaves the server as it was; only then is the scene cleared and the file
 loaded with Slicer's own volume reader (as desktop Slicer would load it).
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 from trame.app.file_upload import ClientFile
 
-from ..errors import SegNetsError
-from ..imageio import VOLUME_SUFFIXES, is_volume_file, read_volume
-from ..mrml.files import load_volume_node
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.imageio.volumes import VOLUME_SUFFIXES, is_volume_file, read_volume
+from SegNetsLib.mrml.files import load_volume_node
 
 
 def volume_files_in(path: Path) -> list[Path]:

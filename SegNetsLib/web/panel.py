@@ -25,7 +25,7 @@ from trame.widgets.vuetify3 import (
 from trame_server.utils.typed_state import TypedState
 from trame_slicer.app.ui import FlexContainer
 
-from .state import PanelState
+from SegNetsLib.web.state import PanelState
 
 DOWNLOAD_NAME = "segnets_result.seg.nrrd"
 
@@ -46,8 +46,9 @@ class PanelActions(Protocol):
 class SegNetsPanel(FlexContainer):
     """The drawer panel; ``typed_state`` holds a :class:`PanelState`."""
 
-    def __init__(self, typed_state: TypedState[PanelState], actions: PanelActions, brush_diameter_state: str,
-                 **kwargs) -> None:
+    def __init__(
+        self, typed_state: TypedState[PanelState], actions: PanelActions, brush_diameter_state: str, **kwargs
+    ) -> None:
         super().__init__(fill_height=True, style="overflow-y: auto;", **kwargs)
         self._name = typed_state.name
         self._actions = actions
@@ -96,8 +97,11 @@ class SegNetsPanel(FlexContainer):
 
     def _build_model_inputs(self) -> None:
         name = self._name
-        html.Div("Volume: {{ %s || 'none - open a file (top left)' }}" % name.volume_name, id="segnets-volume",
-                 classes="text-body-2 mb-2")
+        html.Div(
+            "Volume: {{ %s || 'none - open a file (top left)' }}" % name.volume_name,
+            id="segnets-volume",
+            classes="text-body-2 mb-2",
+        )
         with html.Div(classes="d-flex align-center"):
             VSelect(
                 id="segnets-model",
@@ -110,14 +114,35 @@ class SegNetsPanel(FlexContainer):
                 hide_details=True,
                 disabled=(name.busy,),
             )
-            VBtn(icon="mdi-refresh", variant="text", density="compact", click=self._actions.refresh_models,
-                 classes="ml-1", disabled=(name.busy,))
+            VBtn(
+                icon="mdi-refresh",
+                variant="text",
+                density="compact",
+                click=self._actions.refresh_models,
+                classes="ml-1",
+                disabled=(name.busy,),
+            )
         html.Div("{{ %s }}" % name.model_card_text, classes="text-caption my-1", style="white-space: pre-line;")
         with html.Div(classes="d-flex"):
-            VSelect(label="RoI", v_model=(name.roi_mode,), items=("['auto', 'off']",), density="compact",
-                    hide_details=True, classes="mr-2", disabled=(name.busy,))
-            VSelect(label="Device", v_model=(name.device,), items=(name.devices,), item_title="title",
-                    item_value="value", density="compact", hide_details=True, disabled=(name.busy,))
+            VSelect(
+                label="RoI",
+                v_model=(name.roi_mode,),
+                items=("['auto', 'off']",),
+                density="compact",
+                hide_details=True,
+                classes="mr-2",
+                disabled=(name.busy,),
+            )
+            VSelect(
+                label="Device",
+                v_model=(name.device,),
+                items=(name.devices,),
+                item_title="title",
+                item_value="value",
+                density="compact",
+                hide_details=True,
+                disabled=(name.busy,),
+            )
 
     def _build_segment(self) -> None:
         name = self._name
@@ -179,8 +204,16 @@ class SegNetsPanel(FlexContainer):
                 ("Undo", "mdi-undo", "segnets-undo", self._actions.undo),
                 ("Redo", "mdi-redo", "segnets-redo", self._actions.redo),
             ):
-                VBtn(label, id=element_id, prepend_icon=icon, size="small", variant="tonal", classes="mr-1 mb-1",
-                     click=action, disabled=(f"!{name.volume_name} || {name.busy}",))
+                VBtn(
+                    label,
+                    id=element_id,
+                    prepend_icon=icon,
+                    size="small",
+                    variant="tonal",
+                    classes="mr-1 mb-1",
+                    click=action,
+                    disabled=(f"!{name.volume_name} || {name.busy}",),
+                )
         VSlider(
             id="segnets-brush",
             label="Brush",
@@ -192,8 +225,7 @@ class SegNetsPanel(FlexContainer):
             density="compact",
             hide_details=True,
         )
-        html.Div("Annotated slices: {{ %s }}" % name.annotated_slices, id="segnets-annotated",
-                 classes="text-caption")
+        html.Div("Annotated slices: {{ %s }}" % name.annotated_slices, id="segnets-annotated", classes="text-caption")
 
     def _build_finetune(self) -> None:
         name = self._name
@@ -230,8 +262,15 @@ class SegNetsPanel(FlexContainer):
         html.Div(
             "{{ %s > 0 ? 'Iteration ' + %s + ', loss ' + (%s.length ? %s[%s.length - 1].toFixed(4) : '-') : '' }}"
             "{{ %s !== null ? ', validation Dice ' + %s.toFixed(3) : '' }}"
-            % (name.iteration, name.iteration, name.losses, name.losses, name.losses,
-               name.validation_dice, name.validation_dice),
+            % (
+                name.iteration,
+                name.iteration,
+                name.losses,
+                name.losses,
+                name.losses,
+                name.validation_dice,
+                name.validation_dice,
+            ),
             id="segnets-finetune-status",
             classes="text-caption",
         )

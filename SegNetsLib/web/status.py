@@ -18,10 +18,10 @@ from trame_server.utils.typed_state import TypedState
 from trame_slicer.app.logic import get_view_slider_typed_state
 from trame_slicer.app.ui import PaintEffectState
 
-from ..annotation import annotated_slices
-from ..mrml import annotation_from_segmentation
-from ..mrml.volumes import ijk_to_ras_of
-from .actions import PanelActions
+from SegNetsLib.core.annotation import annotated_slices
+from SegNetsLib.mrml import annotation_from_segmentation
+from SegNetsLib.mrml.volumes import ijk_to_ras_of
+from SegNetsLib.web.actions import PanelActions
 
 ROUTE = "/segnets/status.json"
 

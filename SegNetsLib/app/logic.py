@@ -1,0 +1,393 @@
+"""The GUI-free logic behind the Slicer panel, SegNets Web and headless Slicer batch runs.
+
+The pattern: ``start_*`` runs on the thread that owns the MRML scene, reads the nodes into plain
+arrays (:mod:`SegNetsLib.mrml`) and submits the model work to one persistent
+:class:`~SegNetsLib.app.worker.BackgroundWorker`; the caller polls the returned Job (progress, stage,
+loss, Dice) and then calls ``finish_*`` on the scene's thread, which creates the result nodes.
+The worker never touches MRML, and a cancelled or failed job creates no node.
+
+>>> logic = SegmentationLogic(scene)                          # doctest: +SKIP
+>>> job = logic.start_segment(volume_node, "liver-ct")        # doctest: +SKIP
+>>> job.wait(); result = logic.finish_segment(job)            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from SegNetsLib import mrml
+from SegNetsLib.app.worker import BackgroundWorker, Job
+from SegNetsLib.card.card import LabelInfo, ModelCard
+from SegNetsLib.card.factory import next_version
+from SegNetsLib.core.box import Box, box_union, crop
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.progress import CancelToken, ProgressFn
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.models.library import ModelEntry, ModelLibrary, load, split_reference
+from SegNetsLib.runtime.devices import list_devices
+
+
+@dataclass
+class SegmentResult:
+    """What Segment produced: the segmentation node, the ROI node of the segmented region (or None)."""
+
+    segmentation_node: Any
+    roi_node: Any
+    card: ModelCard
+    rois: list[Box]
+
+
+@dataclass
+class FinetuneOutcome:
+    """What Fine-tune produced: the model now in the library (a new version, or the base model when it
+    validated better; see ``kept``), the segmentation of the whole volume, and the held-out Dice."""
+
+    model: ModelEntry
+    segmentation: SegmentResult
+    validation_dice: float | None
+    kept: str
+    notes: list[str]
+
+
+def device_choices() -> list[tuple[str, str]]:
+    """(label, device spec) pairs for a device picker: Auto, CPU, then each CUDA GPU by name and memory."""
+    choices = [("Auto", "auto"), ("CPU", "cpu")]
+    choices += [(f"{gpu.name} ({gpu.memory_gib:g} GiB, {gpu.device})", gpu.device) for gpu in list_devices()]
+    return choices
+
+
+def card_summary(card: ModelCard) -> str:
+    """A few plain-text lines describing a model card for the panel (architecture, labels, provenance)."""
+    labels = ", ".join(label.name for label in card.labels)
+    channels = ", ".join(f"{channel.name} ({channel.modality})" for channel in card.in_channels)
+    lines = [
+        f"{card.name}, version {card.version}",
+        f"Architecture: {card.architecture} ({card.build_args.get('preset', 'default')} preset)",
+        f"Input: {channels}",
+        f"Labels: {labels}",
+    ]
+    provenance = card.provenance
+    if provenance.base_model_id:
+        lines.append(f"Fine-tuned from {provenance.base_model_id} {provenance.base_model_version or ''}".rstrip())
+    if provenance.trained_on:
+        names = ", ".join(str(record.get("name") or "unnamed volume") for record in provenance.trained_on[:3])
+        more = len(provenance.trained_on) - 3
+        lines.append(f"Trained on: {names}" + (f" and {more} more" if more > 0 else ""))
+    if provenance.validation:
+        scores = ", ".join(f"{key} {value:.3f}" for key, value in provenance.validation.items() if value is not None)
+        if scores:
+            lines.append(f"Validation: {scores}")
+    if card.description:
+        lines.append(card.description)
+    return "\n".join(lines)
+
+
+def crop_volume(volume: Volume, box: Box) -> Volume:
+    """The part of ``volume`` inside ``box`` (voxel indices), with the origin moved to the box's corner."""
+    start_ijk = np.array([box[2], box[1], box[0], 1.0])
+    origin = (volume.ijk_to_lps() @ start_ijk)[:3]
+    return Volume(np.ascontiguousarray(crop(volume.array, box)), volume.spacing, tuple(origin), volume.direction)
+
+
+class _PredictorCache:
+    """The last used Predictor, kept warm between runs; touched only on the worker thread."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, str, int] | None = None
+        self._predictor = None
+        self._owner: threading.Thread | None = None
+
+    def get(self, model_path: Path, device: str):
+        from SegNetsLib.inference.predictor import Predictor
+
+        self._owner = self._owner or threading.current_thread()
+        assert self._owner is threading.current_thread(), "the predictor cache belongs to the worker thread"
+        key = (str(model_path), device, model_path.stat().st_mtime_ns)  # a re-imported model is reloaded
+        if key != self._key:
+            self._predictor = None  # release the old network (and its GPU memory) before loading the next
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            net, card = load(model_path, device="cpu")
+            self._predictor = Predictor(net, card, device)
+            self._key = key
+        return self._predictor
+
+
+def _segment(
+    cache: _PredictorCache,
+    model_path: Path,
+    device: str,
+    volume: Volume,
+    roi: str,
+    box: Box | None,
+    name: str,
+    *,
+    progress: ProgressFn,
+    cancel: CancelToken,
+):
+    """Worker-thread body of Segment: (Prediction with a full-size labelmap, card)."""
+    progress(0.0, "loading model")
+    predictor = cache.get(model_path, device)
+    cancel.raise_if_cancelled()
+    if box is None:
+        return predictor.predict(volume, roi=roi, progress=progress, cancel=cancel, name=name), predictor.card
+    inside = predictor.predict(crop_volume(volume, box), roi="off", progress=progress, cancel=cancel, name=name)
+    labels = np.zeros(volume.shape_kji, dtype=inside.labelmap.array.dtype)
+    labels[Box(*box).slices] = inside.labelmap.array
+    inside.labelmap = volume.with_array(labels)
+    inside.rois = [Box(*box)]
+    return inside, predictor.card
+
+
+def _card_of(model_path: Path) -> ModelCard:
+    """The card of a model folder or .zip, read without loading the weights."""
+    import zipfile
+
+    from SegNetsLib.card.schema import CARD_FILE, read_card
+
+    if model_path.is_dir():
+        return read_card(model_path / CARD_FILE)
+    with zipfile.ZipFile(model_path) as archive, tempfile.TemporaryDirectory() as folder:
+        name = next((n for n in archive.namelist() if n.rsplit("/", 1)[-1] == CARD_FILE), None)
+        if name is None:
+            raise SegNetsError(f"{model_path.name}: has no {CARD_FILE}; a model zip holds card.json and weights.")
+        target = Path(folder) / CARD_FILE
+        target.write_bytes(archive.read(name))
+        return read_card(target)
+
+
+def _label_values_for_model(card: ModelCard, labels: list[LabelInfo]) -> tuple[dict[int, int], bool]:
+    """Map annotation values (1..n, one per chosen segment) onto the model's label values by segment name.
+
+    One segment and a one-label model always match. Segments named like no label become new classes
+    (values after the model's); the second item says whether the network's head must grow.
+    """
+    if len(labels) == 1 and len(card.labels) == 1:
+        return {labels[0].value: card.labels[0].value}, False
+    by_name = {label.name.strip().lower(): label.value for label in card.labels}
+    next_value = max(label.value for label in card.labels) + 1
+    mapping, extend = {}, False
+    for label in labels:
+        value = by_name.get(label.name.strip().lower())
+        if value is None:
+            value, next_value, extend = next_value, next_value + 1, True
+        mapping[label.value] = value
+    return mapping, extend
+
+
+def _finetune(
+    library: ModelLibrary,
+    volume: Volume,
+    annotation: Volume,
+    start: str,
+    labels: list[LabelInfo],
+    options,
+    *,
+    progress: ProgressFn,
+    cancel: CancelToken,
+):
+    """Worker-thread body of Fine-tune: train, then save a new model version; (entry, result).
+
+    start: an architecture name or a model folder/zip path; when the base model validated better it is
+    kept and nothing is saved (the entry is then the base model's).
+    """
+    from SegNetsLib.finetune.run import finetune
+
+    last = {"fraction": 0.0, "stage": "preparing"}
+
+    def report(fraction: float, stage: str) -> None:
+        last.update(fraction=fraction, stage=stage)
+        progress(fraction, stage)
+
+    def record(values: dict) -> None:
+        extra = {"iteration": values["iteration"], "loss": values["loss"]}
+        if values.get("validation_dice") is not None:
+            extra["dice"] = values["validation_dice"]
+        progress(last["fraction"], last["stage"], **extra)
+
+    result = finetune(volume, annotation, start, options, progress=report, cancel=cancel, callback=record)
+    cancel.raise_if_cancelled()
+    if result.kept == "fine-tuned":
+        card = copy.deepcopy(result.card)
+        # classes the model did not know (all of them from scratch) take the user's segment names,
+        # colors and terminology; a fine-tuned model keeps its own labels
+        by_value = {label.value: label for label in labels}
+        scratch = card.provenance.base_model_id is None
+        card.labels = [
+            by_value.get(label.value, label) if scratch or label.name == f"label {label.value}" else label
+            for label in card.labels
+        ]
+        if library.versions(card.id):  # one step above the newest version in this library
+            base = copy.deepcopy(card)
+            base.version = card.provenance.base_model_version or card.version
+            card.version = next_version(library, base)
+        result.card = card
+        entry = ModelEntry(card.id, card.version, library.add(result.net, card), card)
+    else:
+        entry = ModelEntry(result.card.id, result.card.version, Path(start), result.card)
+    progress(1.0, last["stage"])
+    return entry, result
+
+
+class SegmentationLogic:
+    """Segment and fine-tune MRML volumes with models from a library, in the background.
+
+    scene: the vtkMRMLScene the nodes live in; library: the model library (default: the user's);
+    worker: the background worker (default: a new one; share it so every job runs on one thread).
+    """
+
+    def __init__(self, scene, library: ModelLibrary | None = None, worker: BackgroundWorker | None = None) -> None:
+        self.scene = scene
+        self.library = library or ModelLibrary()
+        self.worker = worker or BackgroundWorker()
+        self._predictors = _PredictorCache()
+
+    def model_path(self, model: str, version: str | None = None) -> Path:
+        """The model folder (or .zip) for a library id (newest version by default) or a path."""
+        path = Path(model)
+        if version is None and (path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip")):
+            return path
+        return self.library.find(model, version)
+
+    # --- Segment ----------------------------------------------------------------------------------
+    def start_segment(
+        self,
+        volume_node,
+        model_id: str,
+        *,
+        version: str | None = None,
+        device: str = "auto",
+        roi: str = "auto",
+        roi_node=None,
+    ) -> Job:
+        """Submit Segment of ``volume_node`` with library model ``model_id`` (newest version by default;
+        a model folder or .zip path works too).
+
+        roi: "auto" (the model's RoI localization) or "off" (whole volume); a ``roi_node`` restricts the
+        run to that markups ROI instead. Raises SegNetsError at once for a missing model or volume.
+        """
+        volume = mrml.volume_from_node(volume_node)
+        box = mrml.box_from_roi_node(roi_node, volume_node) if roi_node is not None else None
+        model_path = self.model_path(model_id, version)
+        name = f"volume {volume_node.GetName()!r}"
+        job = self.worker.submit(
+            _segment, self._predictors, model_path, device, volume, roi, box, name, description=f"Segment {name}"
+        )
+        job.context.update(kind="segment", volume_node_id=volume_node.GetID(), model_path=model_path)
+        return job
+
+    def finish_segment(self, job: Job, output_node=None, name: str | None = None) -> SegmentResult | None:
+        """Create the result nodes of a finished Segment job; None when it was cancelled.
+
+        output_node: a segmentation node to replace the segments of (default: a new node named
+        "<volume> <model>"). The detected (or given) region becomes a markups ROI node. Re-raises
+        the job's error.
+        """
+        if job.cancelled:
+            return None
+        prediction, card = job.result()
+        volume_node = self._node(job.context["volume_node_id"])
+        segmentation_node = mrml.segmentation_from_labelmap(
+            self.scene,
+            prediction.labelmap,
+            card.labels,
+            volume_node,
+            name or f"{volume_node.GetName()} {card.name}",
+            segmentation_node=output_node,
+        )
+        roi_node = None
+        if prediction.rois:
+            roi_node = mrml.roi_node_from_box(volume_node, box_union(prediction.rois), f"{volume_node.GetName()} RoI")
+        return SegmentResult(segmentation_node, roi_node, card, list(prediction.rois))
+
+    # --- Fine-tune --------------------------------------------------------------------------------
+    def start_finetune(
+        self,
+        volume_node,
+        annotation_node,
+        segment_ids: list[str],
+        start: str,
+        time_limit_s: float,
+        *,
+        device: str = "auto",
+        iterations: int | None = None,
+    ) -> Job:
+        """Submit Fine-tune: learn ``segment_ids`` of ``annotation_node`` (a few painted slices) on ``volume_node``.
+
+        start: a library model "id[@version]" (or a model folder/zip) to fine-tune, or an architecture
+        name ("unet3d", ...) to train from scratch; time_limit_s: the training budget in seconds;
+        iterations: stop after this many steps instead (reproducible; the time limit still applies).
+        The annotation is read once here (resampled into the volume's grid) and never modified.
+        """
+        from SegNetsLib.finetune.run import FinetuneOptions
+        from SegNetsLib.finetune.start import is_architecture
+        from SegNetsLib.mrml.annotation import labels_from_segments
+
+        if not time_limit_s or time_limit_s <= 0:
+            raise SegNetsError(f"time budget {time_limit_s!r} s is not positive; give fine-tuning some seconds.")
+        volume = mrml.volume_from_node(volume_node)
+        annotation, label_to_segment = mrml.annotation_from_segmentation(annotation_node, segment_ids, volume_node)
+        labels = labels_from_segments(annotation_node, label_to_segment)
+        extend = False
+        if is_architecture(start):
+            begin = start
+        else:
+            model_path = self.model_path(*split_reference(start))
+            begin = str(model_path)
+            mapping, extend = _label_values_for_model(_card_of(model_path), labels)
+            remapped = np.zeros_like(annotation.array)
+            for old, new in mapping.items():
+                remapped[annotation.array == old] = new
+            annotation = annotation.with_array(remapped)
+            labels = [LabelInfo(mapping[l.value], l.name, l.color, l.terminology) for l in labels]
+        options = FinetuneOptions(
+            time_limit_s=float(time_limit_s),
+            iterations=iterations,
+            device=device,
+            extend_head=extend,
+            label_names={label.value: label.name for label in labels},
+            volume_name=volume_node.GetName(),
+        )
+        job = self.worker.submit(
+            _finetune,
+            self.library,
+            volume,
+            annotation,
+            begin,
+            labels,
+            options,
+            description=f"Fine-tune on volume {volume_node.GetName()!r}",
+        )
+        job.context.update(kind="finetune", volume_node_id=volume_node.GetID())
+        return job
+
+    def finish_finetune(self, job: Job, name: str | None = None) -> FinetuneOutcome | None:
+        """Create the segmentation of a finished Fine-tune job; None when it was cancelled (nothing saved)."""
+        if job.cancelled:
+            return None
+        entry, result = job.result()
+        volume_node = self._node(job.context["volume_node_id"])
+        node = mrml.segmentation_from_labelmap(
+            self.scene,
+            result.labelmap,
+            entry.card.labels,
+            volume_node,
+            name or f"{volume_node.GetName()} {entry.card.name} {entry.version}",
+        )
+        segmentation = SegmentResult(node, None, entry.card, [])
+        return FinetuneOutcome(entry, segmentation, result.validation_dice, result.kept, list(result.notes))
+
+    def _node(self, node_id: str):
+        node = self.scene.GetNodeByID(node_id)
+        if node is None:
+            raise SegNetsError(f"node {node_id!r} was removed from the scene while SegNets was working on it.")
+        return node

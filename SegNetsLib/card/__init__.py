@@ -1,0 +1,1 @@
+"""The model card: dataclasses, JSON schema, versions and card construction. No torch."""

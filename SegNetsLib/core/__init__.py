@@ -1,0 +1,1 @@
+"""Foundation with no torch: errors, constants, atomic writes, progress and cancel, Volume, annotated slices, box geometry."""

@@ -1,0 +1,171 @@
+"""Sparse annotations: which slices a user annotated and the per-voxel weight map they give.
+
+An annotation is a labelmap [k, j, i] in the image's geometry: values 1..K are classes, 0 is
+background inside an annotated slice, and ``ignore_value`` marks unlabeled voxels inside one.
+Every voxel outside the annotated slices is unlabeled (weight 0), as in the 3D U-Net paper.
+Axes are array axes: 0 = k (axial for an axial scan), 1 = j, 2 = i.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.volume import Volume
+
+Slices = dict[int, list[int]]
+"""Annotated slices: array axis (0, 1, 2) -> sorted slice indices along that axis."""
+
+DEFAULT_IGNORE_VALUE = 255
+DENSE_FRACTION = 0.9  # weight covering this much of the volume: it is ordinary (dense) training
+
+
+def _labelled(labels: np.ndarray, ignore_value: int | None) -> np.ndarray:
+    mask = labels != 0
+    if ignore_value is not None:
+        mask &= labels != ignore_value
+    return mask
+
+
+def annotated_slices(labels: np.ndarray, ignore_value: int | None = DEFAULT_IGNORE_VALUE) -> Slices:
+    """The slices, along any of the three axes, that hold the nonzero voxels of ``labels`` [k, j, i].
+
+    A slice counts as annotated when it holds a nonzero (non-ignore) voxel. A nonzero voxel lies in
+    one slice along each axis, so the slices are chosen as the smallest cover found greedily: the
+    slice holding the most not-yet-covered labelled voxels is taken first. Three annotated axial
+    slices thus give three axial slices, not every coronal slice that crosses them; axial, coronal
+    and sagittal slices may be mixed.
+    """
+    if labels.ndim != 3:
+        raise SegNetsError(f"the annotation must be a 3D labelmap; it has shape {labels.shape}.")
+    uncovered = _labelled(labels, ignore_value)
+    slices: Slices = {0: [], 1: [], 2: []}
+    other_axes = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
+    while uncovered.any():
+        counts = [uncovered.sum(axis=other_axes[axis]) for axis in range(3)]
+        axis = int(np.argmax([c.max() for c in counts]))
+        index = int(np.argmax(counts[axis]))
+        slices[axis].append(index)
+        uncovered[(slice(None),) * axis + (index,)] = False
+    return {axis: sorted(indices) for axis, indices in slices.items()}
+
+
+def parse_slices(text: str) -> Slices:
+    """Parse ``"0:10,20;1:5"`` (axis:indices, axes separated by ';' or given in separate strings)."""
+    slices: Slices = {0: [], 1: [], 2: []}
+    for part in (p for p in text.replace(" ", "").split(";") if p):
+        axis_text, _, indices_text = part.partition(":")
+        try:
+            axis = int(axis_text)
+            indices = [int(i) for i in indices_text.split(",") if i]
+        except ValueError:
+            raise SegNetsError(f"slices {part!r} are not of the form axis:i,j,... (for example 0:12,40).") from None
+        if axis not in slices or not indices:
+            raise SegNetsError(f"slices {part!r} must name an axis 0, 1 or 2 and at least one index.")
+        slices[axis].extend(indices)
+    return {axis: sorted(set(indices)) for axis, indices in slices.items()}
+
+
+def merge_slices(*parts: Mapping[int, Sequence[int]]) -> Slices:
+    """Union of several slice sets."""
+    merged: Slices = {0: [], 1: [], 2: []}
+    for part in parts:
+        for axis, indices in part.items():
+            merged[int(axis)].extend(int(i) for i in indices)
+    return {axis: sorted(set(indices)) for axis, indices in merged.items()}
+
+
+def count_slices(slices: Mapping[int, Sequence[int]]) -> int:
+    return sum(len(indices) for indices in slices.values())
+
+
+def bin_centre_slices(mask: np.ndarray, k: int, axis: int = 0) -> list[int]:
+    """Indices of the centres of ``k`` equal bins through ``mask``'s extent along ``axis`` (the slices a
+    simulated user annotates in the demo and the benchmarks; the extreme slices hold too few voxels)."""
+    other = tuple(a for a in range(3) if a != axis)
+    present = np.nonzero(mask.any(axis=other))[0]
+    first, stop = int(present.min()), int(present.max()) + 1
+    return [int(first + (stop - first) * (i + 0.5) / k) for i in range(k)]
+
+
+def slices_mask(shape: Sequence[int], slices: Mapping[int, Sequence[int]]) -> np.ndarray:
+    """Boolean mask of ``shape`` (k, j, i) that is True inside the given slices."""
+    mask = np.zeros(tuple(shape), dtype=bool)
+    for axis, indices in slices.items():
+        for index in indices:
+            if not 0 <= index < shape[axis]:
+                raise SegNetsError(f"slice {index} along axis {axis} is outside the volume (size {shape[axis]}).")
+            mask[(slice(None),) * int(axis) + (int(index),)] = True
+    return mask
+
+
+def weight_map(
+    labels: np.ndarray, slices: Mapping[int, Sequence[int]], ignore_value: int | None = DEFAULT_IGNORE_VALUE
+) -> np.ndarray:
+    """Per-voxel weight [k, j, i] float32: 1 inside annotated slices except ignore-valued voxels, 0 elsewhere."""
+    mask = slices_mask(labels.shape, slices)
+    if ignore_value is not None:
+        mask &= labels != ignore_value
+    return mask.astype(np.float32)
+
+
+def embed_in_image_grid(image: Volume, annotation: Volume, tolerance: float = 1e-3) -> Volume:
+    """The annotation on the image's grid when it lies on a cropped part of that grid (as 3D Slicer's
+    ``.seg.nrrd`` files often do: same spacing and direction, shifted by whole voxels); otherwise as given.
+
+    Voxels outside the annotation's extent become 0 (unlabeled unless inside an annotated slice).
+    """
+    if annotation.array.ndim != 3 or image.same_geometry(annotation):
+        return annotation
+    if not (
+        np.allclose(image.spacing, annotation.spacing, atol=tolerance)
+        and np.allclose(image.direction, annotation.direction, atol=tolerance)
+    ):
+        return annotation
+    offset_ijk = np.linalg.inv(image.ijk_to_lps()) @ np.array([*annotation.origin, 1.0])
+    shift = np.round(offset_ijk[:3]).astype(int)
+    if not np.allclose(offset_ijk[:3], shift, atol=1e-2):
+        return annotation
+    start = shift[::-1]  # (k, j, i)
+    stop = start + np.array(annotation.shape_kji)
+    if np.any(start < 0) or np.any(stop > np.array(image.shape_kji)):
+        return annotation
+    array = np.zeros(image.shape_kji, dtype=annotation.array.dtype)
+    array[start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]] = annotation.array
+    return Volume(array, image.spacing, image.origin, image.direction)
+
+
+def check_annotation(image: Volume, annotation: Volume, name: str = "the annotation") -> None:
+    """Raise SegNetsError when ``annotation`` cannot annotate ``image`` (geometry, dimensions, values)."""
+    if annotation.array.ndim != 3:
+        raise SegNetsError(f"{name} must be a single 3D labelmap; it has shape {annotation.array.shape}.")
+    if not image.same_geometry(annotation):
+        raise SegNetsError(
+            f"{name} has a different geometry (shape {annotation.shape_kji}, spacing {annotation.spacing}) "
+            f"from the image (shape {image.shape_kji}, spacing {image.spacing}); resample it onto the image first."
+        )
+    if not np.issubdtype(annotation.array.dtype, np.integer):
+        values = annotation.array
+        if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)) or values.min() < 0:
+            raise SegNetsError(f"{name} must hold non-negative integer labels.")
+
+
+def annotation_classes(labels: np.ndarray, ignore_value: int | None = DEFAULT_IGNORE_VALUE) -> list[int]:
+    """The class values (nonzero, not ignore) present in ``labels``, ascending."""
+    values = np.unique(labels)
+    return [int(v) for v in values if v != 0 and (ignore_value is None or v != ignore_value)]
+
+
+def is_dense(weight: np.ndarray) -> bool:
+    """True when the labelled voxels cover (almost) the whole volume: this is ordinary training."""
+    return float(weight.mean()) >= DENSE_FRACTION
+
+
+def require_annotated(slices: Mapping[int, Sequence[int]], name: str = "the annotation") -> None:
+    if count_slices(slices) == 0:
+        raise SegNetsError(
+            f"{name} has no annotated slice: paint at least one slice (nonzero labels) or list "
+            "all-background slices with --slices axis:i,j."
+        )

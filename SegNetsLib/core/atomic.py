@@ -1,0 +1,56 @@
+"""Atomic file and folder writes: write under a temporary name beside the target, then rename.
+
+A crash or cancel in the middle never leaves a half-written file or folder at the target path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _temporary_sibling(target: Path, suffix: str = "") -> Path:
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".partial{suffix}", dir=target.parent)
+    os.close(handle)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_file(target: str | os.PathLike, keep_suffix: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` when the block succeeds.
+
+    ``keep_suffix`` keeps the target's full suffix (".seg.nrrd", ".nii.gz") on the temporary name,
+    since writers such as SimpleITK pick the format from it.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(target.suffixes) if keep_suffix else ""
+    temporary = _temporary_sibling(target, suffix)
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; rename it to ``target`` when the block succeeds.
+
+    Refuses to replace an existing ``target`` (models are never overwritten).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists and will not be overwritten")
+    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        yield temporary
+        os.rename(temporary, target)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)

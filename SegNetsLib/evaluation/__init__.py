@@ -1,0 +1,1 @@
+"""Metrics and the classical baselines SegNets is compared with."""

@@ -1,0 +1,134 @@
+"""Classical sparse-annotation methods SegNets is compared with (demo, benchmarks).
+
+- Fill between slices: 3D Slicer's effect, i.e. ITK's MorphologicalContourInterpolator with the
+  parameters Slicer uses (all labels, axis chosen automatically, heuristic alignment on, repeated
+  dilations rather than a distance transform, cross structuring element). It runs in a subprocess
+  (``python -m SegNetsLib.evaluation.classical --mci IN.npy OUT.npy``) because importing ``itk`` and
+  ``SimpleITK`` in one process has corrupted the heap here; needs ``itk-morphologicalcontourinterpolation``.
+- A seeded random walker (scikit-image), the nearest pip analogue of Slicer's "Grow from seeds":
+  every voxel of the annotated slices is a seed (its class, or background).
+
+Arrays are [k, j, i]; annotations hold class values, 0 = background inside annotated slices.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from SegNetsLib.core.annotation import slices_mask
+
+
+class FillBetweenSlices:
+    """Slicer's Fill between slices of an annotation, started in a subprocess so it can run beside training.
+
+    Interpolation never leaves the bounding box of the annotated voxels, so only that box (plus one
+    voxel) is sent to the subprocess. Use ``result()`` to wait; it returns None when itk is missing or fails.
+    """
+
+    def __init__(self, annotation: np.ndarray) -> None:
+        self.shape, self.dtype = annotation.shape, annotation.dtype
+        self._folder = tempfile.TemporaryDirectory(prefix="segnets-mci-")
+        folder = Path(self._folder.name)
+        coords = np.nonzero(annotation)
+        self._box = tuple(slice(max(0, int(c.min()) - 1), int(c.max()) + 2) for c in coords) if coords[0].size else None
+        self.error = ""
+        self._process: subprocess.Popen | None = None
+        if self._box is None:
+            return
+        np.save(folder / "in.npy", np.ascontiguousarray(annotation[self._box].astype(np.uint16)))
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "SegNetsLib.evaluation.classical",
+                "--mci",
+                str(folder / "in.npy"),
+                str(folder / "out.npy"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            # one ITK thread: multi-threaded runs have crashed here at random (heap corruption in the filter)
+            env={**os.environ, "OMP_NUM_THREADS": "1", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1"},
+        )
+
+    def result(self, timeout_s: float = 600.0) -> np.ndarray | None:
+        """The dense labelmap [k, j, i] (annotation's dtype), or None when the interpolation failed."""
+        try:
+            out = np.zeros(self.shape, dtype=self.dtype)
+            if self._process is None:
+                return out
+            _, error = self._process.communicate(timeout=timeout_s)
+            if self._process.returncode != 0:
+                lines = error.decode(errors="replace").strip().splitlines()
+                self.error = lines[-1] if lines else f"exit code {self._process.returncode}"
+                return None
+            out[self._box] = np.load(Path(self._folder.name) / "out.npy").astype(self.dtype)
+            return out
+        finally:
+            self._folder.cleanup()
+
+
+def fill_between_slices(annotation: np.ndarray, timeout_s: float = 600.0, attempts: int = 2) -> np.ndarray:
+    """Slicer's Fill between slices of ``annotation`` [k, j, i]; raises RuntimeError when every attempt fails.
+
+    A failed subprocess is started again (``attempts`` in all): ITK's filter has crashed here at random
+    on inputs it then interpolated fine.
+    """
+    for _ in range(attempts):
+        job = FillBetweenSlices(annotation)
+        result = job.result(timeout_s)
+        if result is not None:
+            return result
+    raise RuntimeError(f"Fill between slices failed: {job.error}")
+
+
+def random_walker(
+    image: np.ndarray,
+    annotation: np.ndarray,
+    slices: Mapping[int, Sequence[int]],
+    beta: float = 130.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """Seeded random walker on ``image`` [k, j, i]: seeds are all voxels of the annotated slices.
+
+    Returns a labelmap with the annotation's class values (0 = background).
+    """
+    from skimage.segmentation import random_walker as skimage_random_walker
+
+    np.random.seed(seed)  # the conjugate-gradient solver starts from random guesses in some modes
+    seeds = np.zeros(image.shape, dtype=np.int32)
+    annotated = slices_mask(image.shape, slices)
+    seeds[annotated] = annotation[annotated].astype(np.int32) + 1  # background seeds = 1, class c = c + 1
+    data = image.astype(np.float64)
+    data = (data - data.mean()) / max(float(data.std()), 1e-6)
+    result = skimage_random_walker(data, seeds, beta=beta, mode="cg", tol=1e-3)
+    return (result - 1).astype(annotation.dtype)
+
+
+def _run_mci(source: Path, target: Path) -> None:
+    """Subprocess body: imports itk (never SimpleITK) and interpolates."""
+    import itk
+
+    labels = np.load(source)
+    out = itk.morphological_contour_interpolator(
+        itk.image_from_array(labels),
+        label=0,
+        axis=-1,
+        heuristic_alignment=True,
+        use_distance_transform=False,
+        use_ball_structuring_element=False,
+    )
+    np.save(target, itk.array_from_image(out))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "--mci":
+        sys.exit("usage: python -m SegNetsLib.evaluation.classical --mci IN.npy OUT.npy")
+    _run_mci(Path(sys.argv[2]), Path(sys.argv[3]))

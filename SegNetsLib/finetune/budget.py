@@ -1,0 +1,105 @@
+"""The fine-tuning time budget covers the whole run: training gets what the segmentation and the
+boundary refinement after it will not need.
+
+Both are estimated before training, on this machine and this volume:
+- segmentation: the preprocessing this run already timed, plus one timed forward pass of a full window
+  times the number of sliding windows over the network grid;
+- refinement (random walker on a band around the result, :mod:`finetune_refine`): the refinement itself,
+  timed at half resolution on a stand-in result made from the painted slices, times REFINEMENT_SCALE.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from SegNetsLib.finetune.cleanup import annotated_range
+from SegNetsLib.finetune.refine import refine_with_random_walker
+from SegNetsLib.inference.predictor import window_count, window_size
+from SegNetsLib.runtime.cpu_conv import fast_cpu_convolutions
+from SegNetsLib.runtime.devices import synchronize
+
+# full-resolution / half-resolution refinement seconds: 8x the voxels, and about twice the solver's iterations
+# (measured 14.4-15 on BraTS whole tumours, 240 x 240 x 155 voxels)
+REFINEMENT_SCALE = 16.0
+MINIMUM_TRAINING_S = 1.0
+# share of the time limit kept free: the estimates are single timings on a shared machine (runs with none ended
+# 119.7-120.01 s of 120)
+SAFETY_FRACTION = 0.01
+
+
+def window_seconds(net: nn.Module, in_channels: int, window: Sequence[int], device: torch.device) -> float:
+    """Seconds of one inference forward of ``net`` on a zero window (1, in_channels, *window), after a warm-up."""
+    was_training = net.training
+    net.eval()
+    windows = torch.zeros((1, in_channels, *window), device=device)
+    try:
+        with torch.inference_mode(), fast_cpu_convolutions(device):
+            net(windows)  # warm-up: oneDNN / cuDNN choose their kernels on the first call
+            synchronize(device)
+            start = time.perf_counter()
+            net(windows)
+            synchronize(device)
+            return time.perf_counter() - start
+    finally:
+        net.train(was_training)
+
+
+def segmentation_seconds(
+    net: nn.Module,
+    in_channels: int,
+    patch_size: Sequence[int],
+    grid_shape: Sequence[int],
+    device: torch.device,
+    preprocessing_s: float,
+) -> float:
+    """Seconds to segment the whole network grid ``grid_shape`` (d, h, w) with windows of the card's
+    ``patch_size`` (shrunk to the grid), after ``preprocessing_s`` of preparing the input."""
+    window = window_size(patch_size, grid_shape)
+    return preprocessing_s + window_count(grid_shape, window) * window_seconds(net, in_channels, window, device)
+
+
+def refinement_seconds(
+    image: np.ndarray,
+    labels: np.ndarray,
+    weight: np.ndarray,
+    spacing: Sequence[float],
+    result: np.ndarray | None = None,
+    slices: Mapping[int, Sequence[int]] | None = None,
+) -> float:
+    """Estimated seconds of refining ``result`` (image [k, j, i] or [c, k, j, i], labels, weight and result
+    [k, j, i], spacing (i, j, k) mm): the refinement timed on every second voxel, times REFINEMENT_SCALE.
+    Before training there is no result: give the annotated ``slices`` {axis: indices} instead, and
+    :func:`stand_in_result` stands in for it."""
+    if result is None:
+        result = stand_in_result(np.where(weight > 0, labels, 0), slices)
+    half = (slice(None, None, 2),) * 3
+    channels = (slice(None),) if image.ndim == 4 else ()
+    start = time.perf_counter()
+    refine_with_random_walker(
+        image[channels + half], result[half], labels[half], weight[half], [2.0 * s for s in spacing]
+    )
+    return REFINEMENT_SCALE * (time.perf_counter() - start)
+
+
+def stand_in_result(painted: np.ndarray, slices: Mapping[int, Sequence[int]]) -> np.ndarray:
+    """A result of the size a network's will have, before there is one: along the axis with the most annotated
+    slices, every slice of the range the clean-up allows (:func:`finetune_cleanup.annotated_range`) holds the
+    painted labels of the nearest annotated slice ([k, j, i], ``painted`` values, 0 elsewhere)."""
+    axis = max(slices, key=lambda a: len(slices[a]))
+    annotated = np.array(sorted(set(int(i) for i in slices[axis])))
+    moved = np.moveaxis(painted, axis, 0)
+    out = np.zeros_like(moved)
+    for index in range(moved.shape[0])[annotated_range(annotated, moved.shape[0])]:
+        out[index] = moved[annotated[np.argmin(np.abs(annotated - index))]]
+    return np.moveaxis(out, 0, axis)
+
+
+def training_budget_s(time_limit_s: float, elapsed_s: float, reserve_s: float) -> float:
+    """Seconds left for training in a ``time_limit_s`` run that has used ``elapsed_s`` and must keep ``reserve_s``
+    (and SAFETY_FRACTION of the limit)."""
+    return max(MINIMUM_TRAINING_S, (1.0 - SAFETY_FRACTION) * time_limit_s - elapsed_s - reserve_s)

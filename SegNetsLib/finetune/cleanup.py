@@ -1,0 +1,97 @@
+"""Clean-up of a network trained from scratch on one volume's annotated slices.
+
+Such a network has seen only the annotated slices, so its output is limited to where it can know
+something (near the annotated slices and the painted structure) and to the components the user painted.
+Arrays are [k, j, i]; spacing is (i, j, k) mm.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from SegNetsLib.card.card import ModelCard, Postprocessing
+from SegNetsLib.inference.postprocess import postprocess
+
+SINGLE_SLICE_MARGIN = 3  # slices kept on each side of a lone annotated slice (no spacing to go by)
+
+
+def clean_scratch_prediction(
+    labelmap: np.ndarray,
+    slices: Mapping[int, Sequence[int]],
+    labels: np.ndarray,
+    weight: np.ndarray,
+    spacing: Sequence[float],
+    values: Sequence[int],
+) -> None:
+    """In place, the clean-up of a from-scratch network's labelmap: :func:`limit_to_annotated_range`,
+    :func:`keep_annotated_components`, then holes filled (``values``: the card's label values)."""
+    limit_to_annotated_range(labelmap, slices, np.where(weight > 0, labels, 0), spacing)
+    keep_annotated_components(labelmap, labels, weight)
+    postprocess(labelmap, list(values), Postprocessing(fill_holes=True))
+
+
+def annotated_range(indices: Sequence[int], length: int) -> slice:
+    """The slices along one axis of ``length`` where a network trained on annotated slices ``indices`` knows
+    something: from the first less the largest gap between consecutive ones to the last plus that gap (a lone
+    slice: :data:`SINGLE_SLICE_MARGIN`)."""
+    ordered = sorted(set(int(i) for i in indices))
+    margin = max((b - a for a, b in zip(ordered, ordered[1:])), default=SINGLE_SLICE_MARGIN)
+    return slice(max(0, ordered[0] - margin), min(length, ordered[-1] + margin + 1))
+
+
+def without_postprocessing(card: ModelCard) -> ModelCard:
+    """A copy of ``card`` whose prediction is not post-processed (clean-up comes first)."""
+    plain = copy.deepcopy(card)
+    plain.postprocessing = Postprocessing()
+    return plain
+
+
+def limit_to_annotated_range(
+    labelmap: np.ndarray,
+    slices: Mapping[int, Sequence[int]],
+    labels: np.ndarray | None = None,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+) -> None:
+    """Clear ``labelmap`` [k, j, i] in place where a network trained on these slices alone knows nothing.
+
+    Along the slice axis: beyond the outer annotated slices by more than the largest gap between
+    consecutive ones (a user who samples a structure every g slices would have painted it g slices
+    farther out; a lone slice keeps :data:`SINGLE_SLICE_MARGIN`). In-plane (with ``labels``): outside the bounding box of the
+    annotated foreground widened by a quarter of its size and at least 20 mm (spacing (i, j, k) mm).
+    Does nothing when slices lie along several axes.
+    """
+    axes = [axis for axis, indices in slices.items() if indices]
+    if len(axes) != 1:
+        return
+    axis = axes[0]
+    keep = [slice(None)] * 3
+    keep[axis] = annotated_range(slices[axis], labelmap.shape[axis])
+    if labels is not None and labels.any():
+        spacing_kji = tuple(spacing)[::-1]
+        for other in (a for a in range(3) if a != axis):
+            present = np.nonzero(labels.any(axis=tuple(a for a in range(3) if a != other)))[0]
+            low, high = int(present.min()), int(present.max()) + 1
+            widen = max(int(round(20.0 / spacing_kji[other])), (high - low) // 4)
+            keep[other] = slice(max(0, low - widen), high + widen)
+    mask = np.ones(labelmap.shape, dtype=bool)
+    mask[tuple(keep)] = False
+    labelmap[mask] = 0
+
+
+def keep_annotated_components(labelmap: np.ndarray, labels: np.ndarray, weight: np.ndarray) -> None:
+    """In place: keep only the 26-connected components of each label that hold an annotated voxel of that
+    label (a network trained on one volume's slices marks look-alikes elsewhere; the user's structure is the
+    one they painted). A label none of whose components touches its annotation is left as it is."""
+    for value in np.unique(labels[weight > 0]):
+        if value == 0:
+            continue
+        mask = labelmap == value
+        components, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+        touched = np.unique(components[(weight > 0) & (labels == value) & mask])
+        touched = touched[touched > 0]
+        if count > 1 and touched.size:
+            labelmap[mask & ~np.isin(components, touched)] = 0

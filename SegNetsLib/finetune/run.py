@@ -1,0 +1,437 @@
+"""Sparse-annotation fine-tuning: annotate a few slices, fine-tune, get the whole 3D segmentation.
+
+``finetune(volume, annotation, start, options)`` trains a network (a model to fine-tune, or an
+architecture name to train from scratch) on the annotated slices of one volume with the weighted
+loss of the 3D U-Net paper (unlabeled voxels weigh 0), validates on held-out annotated slices, keeps
+the better of the base model and the fine-tuned one, and segments the whole volume. Every annotated
+voxel keeps exactly the user's label in the result. The annotation and the base model are never modified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from SegNetsLib.card.card import ModelCard
+from SegNetsLib.card.factory import derive_card, next_version, volume_record
+from SegNetsLib.core import annotation as ann
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.progress import CancelToken, ProgressFn, no_progress
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.finetune.budget import refinement_seconds, segmentation_seconds, training_budget_s
+from SegNetsLib.finetune.cleanup import clean_scratch_prediction, without_postprocessing
+from SegNetsLib.finetune.loop import FinetuneCallback, LoopSettings, run_loop
+from SegNetsLib.finetune.refine import refine_result
+from SegNetsLib.finetune.sampling import PatchSampler, Slice, list_slices, split_validation, training_box
+from SegNetsLib.finetune.start import Start, is_architecture, model_start, scratch_start
+from SegNetsLib.finetune.validation import slices_dice
+from SegNetsLib.imageio.volumes import check_volume, volume_to_sitk
+from SegNetsLib.inference.predictor import Predictor
+from SegNetsLib.inference.preprocess import Preprocessed, preprocess
+from SegNetsLib.models.library import ModelLibrary
+from SegNetsLib.runtime.devices import resolve_device
+from SegNetsLib.training.augment import AugmentOptions, build_augmentation, input_size
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIME_LIMIT_S = {"cpu": 120.0, "cuda": 20.0}
+
+
+@dataclass
+class FinetuneOptions:
+    """How to fine-tune. With neither ``iterations`` nor ``time_limit_s`` the budget is 120 s (CPU) / 20 s (GPU).
+
+    time_limit_s: wall-clock seconds for the whole run, segmentation and refinement included (training
+    gets what is left after :mod:`finetune_budget` estimates them).
+
+    slices: annotated slices to add to those detected (e.g. all-background slices), {axis: [indices]}.
+    patch_size: training patch (d, h, w) on the network grid; default (8, 48, 48) from scratch, the
+    card's patch size (at most 32 x 96 x 96) when fine-tuning. scratch_downsample: in-plane coarsening of
+    the grid a new network learns on. final_fraction: share of the budget spent, after validation, on
+    all annotated slices (held-out ones included). threads: CPU threads for torch while fine-tuning;
+    segment: False skips the whole-volume segmentation (``labelmap`` is then the annotation itself).
+    refine: settle the network's boundaries with a seeded random walker (:mod:`finetune_refine`).
+    None = one thread when the machine is busier than its cores (load average above the core count),
+    where several OpenMP threads mostly wait for each other (measured 6x slower here), else torch's default.
+    """
+
+    iterations: int | None = None
+    time_limit_s: float | None = None
+    device: str = "auto"
+    slices: Mapping[int, Sequence[int]] | None = None
+    ignore_value: int | None = ann.DEFAULT_IGNORE_VALUE
+    learning_rate: float | None = None
+    batch_size: int = 2
+    patch_size: tuple[int, int, int] | None = None
+    scratch_downsample: int = 2
+    scratch_build_args: dict | None = None
+    extend_head: bool = False
+    validation: bool = True
+    final_fraction: float = 0.25
+    augmentation: AugmentOptions = field(default_factory=AugmentOptions)
+    foreground_fraction: float = 0.5
+    label_names: dict[int, str] | None = None
+    volume_name: str = ""
+    seed: int = 0
+    threads: int | None = None
+    refine: bool = True
+    segment: bool = True
+
+
+@dataclass
+class FinetuneResult:
+    """net/card: the model kept (the fine-tuned one, or the base when it validated better; then
+    ``kept == "base"`` and nothing new need be saved); labelmap: uint8 [k, j, i] in the input's geometry
+    with every annotated voxel equal to the user's label; validation_dice / base_validation_dice: mean
+    foreground Dice on the held-out annotated slices (None without held-out slices); network_labelmap:
+    the network's own labelmap [k, j, i] before boundary refinement (annotated voxels kept too)."""
+
+    net: nn.Module
+    card: ModelCard
+    labelmap: Volume
+    validation_dice: float | None
+    kept: str
+    base_validation_dice: float | None = None
+    iterations: int = 0
+    seconds: float = 0.0
+    slices: dict[int, list[int]] = field(default_factory=dict)
+    validation_slices: list[Slice] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    network_labelmap: np.ndarray | None = None
+
+
+def finetune(
+    volume: Volume,
+    annotation: Volume,
+    start: str | os.PathLike | tuple[nn.Module, ModelCard],
+    options: FinetuneOptions | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    callback: FinetuneCallback | None = None,
+) -> FinetuneResult:
+    """Fine-tune ``start`` on ``annotation``'s slices of ``volume``.
+
+    start: an architecture name (train from scratch), a library id[@version], a model folder or zip, or
+    an in-memory (net, card) pair (left untouched: training works on a copy).
+
+    volume: the image ([k, j, i] or [c, k, j, i]); annotation: labelmap [k, j, i] in the same geometry
+    (classes 1..K, 0 background inside annotated slices, ``ignore_value`` unlabeled). Raises
+    SegNetsError for bad input and Cancelled on cancel (nothing is written, the base model is untouched).
+    """
+    options = options or FinetuneOptions()
+    with _cpu_threads(options.threads):
+        return _finetune(volume, annotation, start, options, progress, cancel, callback)
+
+
+@contextlib.contextmanager
+def _cpu_threads(threads: int | None):
+    """Run with ``threads`` torch CPU threads (see FinetuneOptions.threads), restoring the setting after."""
+    before = torch.get_num_threads()
+    if threads is None and os.getloadavg()[0] > (os.cpu_count() or 1):
+        threads = 1
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _finetune(volume, annotation, start, options: FinetuneOptions, progress, cancel, callback) -> FinetuneResult:
+    progress = progress or no_progress
+    cancel = cancel or CancelToken()
+    began = time.monotonic()
+    check_volume(volume, "the image")
+    annotation = ann.embed_in_image_grid(volume, annotation)
+    ann.check_annotation(volume, annotation)
+    labels = np.array(annotation.array, copy=True)  # never touch the caller's annotation
+    slices = ann.merge_slices(ann.annotated_slices(labels, options.ignore_value), options.slices or {})
+    ann.require_annotated(slices)
+    weight = ann.weight_map(labels, slices, options.ignore_value)
+    notes = []
+    if ann.is_dense(weight):
+        notes.append("the annotation covers the whole volume: this is ordinary (dense) training")
+        log.info(
+            "The annotation covers the whole volume: this is ordinary training (segnets train does it on many volumes)."
+        )
+    classes = ann.annotation_classes(np.where(weight > 0, labels, 0), None)
+    device = resolve_device(options.device)
+    progress(0.0, "preparing")
+
+    patch = options.patch_size
+    if is_architecture(start):
+        if not classes:
+            raise SegNetsError(
+                "the annotation has no foreground class: paint at least one structure to learn from scratch."
+            )
+        patch = patch or (8, 48, 48)
+        begin = scratch_start(
+            start,
+            volume,
+            labels,
+            weight,
+            classes,
+            patch,
+            options.scratch_downsample,
+            options.label_names,
+            options.scratch_build_args,
+        )
+    else:
+        begin = model_start(start, classes, options.extend_head)
+        patch = patch or tuple(min(p, m) for p, m in zip(begin.card.patch_size, (32, 96, 96)))
+    card = begin.card
+    value_to_class = {label.value: index + 1 for index, label in enumerate(card.labels)}
+    targets = np.zeros(labels.shape, dtype=np.int64)
+    for value, index in value_to_class.items():
+        targets[labels == value] = index
+
+    preprocessing_began = time.monotonic()
+    pre = preprocess(volume, card, "the image")
+    preprocessing_s = time.monotonic() - preprocessing_began  # segmenting prepares the input again
+    image = pre.network_input()
+    grid_targets, grid_weight = _to_grid(targets, weight, pre)
+    grid_slices = ann.annotated_slices(grid_weight.astype(np.uint8), None)
+    train_slices, val_slices = (
+        split_validation(grid_slices, min_train=4 if begin.from_scratch else 2)
+        if options.validation
+        else (list_slices(grid_slices), [])
+    )
+    cancel.raise_if_cancelled()
+
+    slice_axis = int(np.argmax([len(grid_slices[a]) for a in range(3)]))
+    crop = input_size(patch, options.augmentation)
+    region = training_box(grid_weight, grid_targets, [p // 2 for p in patch])  # foreground, for validation
+    annotated_region = training_box(grid_weight, np.zeros_like(grid_targets), [0, 0, 0])  # all annotated voxels
+    transform = build_augmentation(patch, options.augmentation, slice_axis, device)
+
+    def sampler(slices_: list[Slice], seed: int) -> PatchSampler:
+        return PatchSampler(
+            image, grid_targets, grid_weight, slices_, annotated_region, crop, patch, options.foreground_fraction, seed
+        )
+
+    def validate(net_: nn.Module) -> float:
+        return slices_dice(net_, image, grid_targets, grid_weight, val_slices, region, patch, card.num_classes, device)
+
+    base_net = begin.net
+    net = copy.deepcopy(base_net).to(device)
+    torch.manual_seed(options.seed)
+    base_dice = None
+    if val_slices and not begin.from_scratch:
+        progress(0.02, "validating the base model")
+        base_dice = validate(net)
+    time_limit = options.time_limit_s
+    if time_limit is None and options.iterations is None:
+        time_limit = DEFAULT_TIME_LIMIT_S["cuda" if device.type == "cuda" else "cpu"]
+    deadline = began + time_limit if time_limit else None
+    if time_limit:  # the budget is the whole run's: keep what segmenting and refining will take
+        segmenting = refining = 0.0
+        if options.segment:
+            segmenting = segmentation_seconds(
+                net, len(card.in_channels), card.patch_size, pre.shape, device, preprocessing_s
+            )
+            if options.refine:
+                refining = refinement_seconds(volume.array, labels, weight, volume.spacing, slices=slices)
+        time_limit = training_budget_s(time_limit, time.monotonic() - began, segmenting + refining)
+        log.info(
+            "Training for %.1f s, from %.1f s into the run; %.1f s kept for segmenting and %.1f s for refining.",
+            time_limit,
+            time.monotonic() - began,
+            segmenting,
+            refining,
+        )
+    learning_rate = options.learning_rate or (3e-3 if begin.from_scratch else 3e-4)
+    share = 1.0 - options.final_fraction if val_slices else 1.0
+    first = LoopSettings(
+        max_iterations=int(options.iterations * share) if options.iterations else None,
+        time_limit_s=time_limit * share if time_limit else None,
+        learning_rate=learning_rate,
+        batch_size=options.batch_size,
+        validate_every_s=max(5.0, (time_limit or 60.0) * share / 6),
+        validate_every_iterations=None if time_limit else max(1, int(options.iterations * share / 6)),
+        phase="training",
+    )
+    loop = run_loop(
+        net,
+        card.architecture,
+        sampler(train_slices, options.seed),
+        transform,
+        first,
+        device,
+        validate if val_slices else None,
+        progress,
+        callback,
+        cancel,
+        (0.05, 0.05 + 0.8 * share),
+    )
+    iterations, history = loop.iterations, list(loop.history)
+    val_dice = loop.best_dice
+    kept = choose_kept(base_dice, val_dice)
+    if kept == "base":
+        net = base_net
+        notes.append(f"the base model validated better (Dice {base_dice:.3f} vs {val_dice:.3f}); it was kept")
+    elif val_slices and options.final_fraction > 0:
+        final = LoopSettings(
+            max_iterations=max(1, options.iterations - iterations) if options.iterations else None,
+            time_limit_s=max(1.0, time_limit - loop.seconds) if time_limit else None,
+            learning_rate=learning_rate * 0.5,
+            batch_size=options.batch_size,
+            phase="all slices",
+        )
+        more = run_loop(
+            net,
+            card.architecture,
+            sampler(list_slices(grid_slices), options.seed + 1),
+            transform,
+            final,
+            device,
+            None,
+            progress,
+            callback,
+            cancel,
+            (0.05 + 0.8 * share, 0.85),
+        )
+        iterations += more.iterations
+        history += more.history
+    cancel.raise_if_cancelled()
+
+    progress(0.85, "segmenting the whole volume")
+    net.eval()
+    if options.segment:
+        # from scratch: limit to the annotated range first, then the card's post-processing
+        predict_card = without_postprocessing(card) if begin.from_scratch else card
+        prediction = Predictor(net, predict_card, device).predict(volume, roi="auto", cancel=cancel, name="the image")
+        network_out = np.array(prediction.labelmap.array, copy=True)
+        if begin.from_scratch:
+            clean_scratch_prediction(
+                network_out, slices, labels, weight, volume.spacing, [label.value for label in card.labels]
+            )
+    else:
+        network_out = np.where(weight > 0, labels, 0)
+    out = network_out
+    refine = options.refine and options.segment
+    if refine and deadline is not None:  # the estimate made before training can fall short: check on the result
+        needed = refinement_seconds(volume.array, labels, weight, volume.spacing, result=network_out)
+        left = deadline - time.monotonic()
+        if needed > left:
+            refine = False
+            notes.append(
+                f"boundary refinement skipped: it would take about {needed:.0f} s, and {max(left, 0):.0f} s "
+                "of the time limit were left"
+            )
+            log.info("Boundary refinement skipped: about %.1f s needed, %.1f s left of the time limit.", needed, left)
+    if refine:
+        progress(0.93, "refining boundaries (random walker)")
+        out = refine_result(
+            volume.array, network_out, labels, weight, volume.spacing, slices if begin.from_scratch else None, cancel
+        )
+    annotated = weight > 0
+    for array in (network_out, out):
+        array[annotated] = labels[annotated]  # every annotated voxel keeps exactly the user's label
+    seconds = time.monotonic() - began
+    if kept == "fine-tuned":
+        card = _result_card(begin, volume, options, slices, labels, weight, iterations, seconds, val_dice, base_dice)
+    progress(
+        1.0, f"done: kept the {kept} model" + (f", validation Dice {val_dice:.3f}" if val_dice is not None else "")
+    )
+    return FinetuneResult(
+        net=net.cpu().eval(),
+        card=card,
+        labelmap=annotation.with_array(out.astype(np.uint8)),
+        validation_dice=val_dice,
+        kept=kept,
+        base_validation_dice=base_dice,
+        iterations=iterations,
+        seconds=seconds,
+        slices=slices,
+        validation_slices=val_slices,
+        notes=notes,
+        history=history,
+        network_labelmap=network_out.astype(np.uint8),
+    )
+
+
+def choose_kept(base_dice: float | None, tuned_dice: float | None) -> str:
+    """ "base" when the base model validated strictly better on the held-out slices, else "fine-tuned"."""
+    if base_dice is not None and tuned_dice is not None and tuned_dice < base_dice:
+        return "base"
+    return "fine-tuned"
+
+
+def _to_grid(targets: np.ndarray, weight: np.ndarray, pre: Preprocessed) -> tuple[np.ndarray, np.ndarray]:
+    """Class indices (nearest) and weights (linear, then >= 0.5) on the network grid [d, h, w]."""
+    if pre.same_grid_as_source():
+        return targets, weight
+    reference = volume_to_sitk(pre.grid.with_array(np.zeros(pre.shape, dtype=np.float32)))
+
+    def resample(array: np.ndarray, interpolator: int) -> np.ndarray:
+        image = volume_to_sitk(pre.source.with_array(array))
+        return sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0))
+
+    grid_targets = resample(targets.astype(np.int16), sitk.sitkNearestNeighbor).astype(np.int64)
+    grid_weight = (resample(weight, sitk.sitkLinear) >= 0.5).astype(np.float32)
+    return grid_targets, grid_weight
+
+
+def _result_card(
+    begin: Start,
+    volume: Volume,
+    options: FinetuneOptions,
+    slices,
+    labels,
+    weight,
+    iterations,
+    seconds,
+    val_dice,
+    base_dice,
+) -> ModelCard:
+    record = volume_record(volume, options.volume_name, slices, int((weight > 0).sum()))
+    validation = {"dice": val_dice} if val_dice is not None else {}
+    if base_dice is not None:
+        validation["base_dice"] = base_dice
+    if begin.from_scratch:
+        card = copy.deepcopy(begin.card)
+        card.provenance.trained_on = [record]
+        card.provenance.annotated_slices = {str(a): list(s) for a, s in slices.items()}
+        card.provenance.iterations = int(iterations)
+        card.provenance.seconds = float(seconds)
+        card.provenance.validation = validation
+        card.provenance.notes = "trained from scratch on annotated slices by segnets finetune"
+        return card
+    return derive_card(
+        begin.card,
+        version=next_version(ModelLibrary(), begin.card),
+        trained_on=[record],
+        annotated_slices=slices,
+        iterations=iterations,
+        seconds=seconds,
+        validation=validation,
+        notes="fine-tuned on annotated slices by segnets finetune",
+    )
+
+
+def save_result(result: FinetuneResult, name: str | None = None, library: ModelLibrary | None = None) -> str | None:
+    """Add the fine-tuned model to the library as a new version; returns "id@version", or None when the
+    base model was kept (nothing new to save). ``name`` gives a new model its own name and id."""
+    if result.kept != "fine-tuned":
+        return None
+    library = library or ModelLibrary()
+    card = copy.deepcopy(result.card)
+    if name:
+        from SegNetsLib.card.factory import slug
+
+        card.name, card.id = name, slug(name)
+    if card.version in library.versions(card.id):
+        card.version = next_version(library, card)
+    library.add(result.net, card)
+    return f"{card.id}@{card.version}"

@@ -1,0 +1,156 @@
+"""Where fine-tuning starts: a model (id, folder or zip) to fine-tune, or an architecture to train from scratch.
+
+A new network from scratch gets a card whose preprocessing is derived from the annotation: the
+intensity window spans the annotated voxels' intensities, and the grid is the volume's own (optionally
+coarser in-plane, ``FinetuneOptions.scratch_downsample``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from SegNetsLib.card.card import LabelInfo, ModelCard, Normalization, Postprocessing, RoiSettings
+from SegNetsLib.card.factory import make_card
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.models.library import load
+from SegNetsLib.nets import ARCHITECTURES, build
+
+# a network sized for a CPU budget of about two minutes (measured on ts_ct_full, see the README)
+SCRATCH_BUILD_ARGS: dict[str, dict] = {
+    "unet3d": {"base_channels": 4, "levels": 3, "norm": "instance"},
+    "vnet": {},
+    "conresnet": {},
+    "runet": {},
+}
+
+
+@dataclass
+class Start:
+    """The network training begins from, its card, and what it was (None for a new network)."""
+
+    net: nn.Module
+    card: ModelCard
+    base_id: str | None
+    base_version: str | None
+
+    @property
+    def from_scratch(self) -> bool:
+        return self.base_id is None
+
+
+def is_architecture(start: str | os.PathLike) -> bool:
+    return isinstance(start, str) and start in ARCHITECTURES
+
+
+def guess_modality(image: np.ndarray) -> str:
+    """ "CT" when intensities look like Hounsfield units (air near -1000), else "MR"."""
+    return "CT" if float(np.percentile(image, 1)) < -500.0 else "MR"
+
+
+def annotation_window(image: np.ndarray, labels: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
+    """Intensity window (low, high) around the annotated foreground, widened by its own width on each side.
+
+    image, labels, weight: [k, j, i]. Uses the 0.5 and 99.5 percentiles of the labelled foreground
+    voxels (all annotated voxels when no foreground is annotated).
+    """
+    values = image[(weight > 0) & (labels > 0)]
+    if values.size == 0:
+        values = image[weight > 0]
+    low, high = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    width = max(high - low, 1e-3 * max(abs(low), abs(high), 1.0))
+    return low - width, high + width
+
+
+def scratch_start(
+    architecture: str,
+    image: Volume,
+    labels: np.ndarray,
+    weight: np.ndarray,
+    classes: Sequence[int],
+    patch_size: Sequence[int],
+    downsample: int = 1,
+    label_names: dict[int, str] | None = None,
+    build_args: dict | None = None,
+) -> Start:
+    """A new ``architecture`` network and its card for ``classes`` (label values) learned on ``image`` alone."""
+    names = label_names or {}
+    window = annotation_window(image.array, labels, weight)
+    args = {**SCRATCH_BUILD_ARGS.get(architecture, {}), **(build_args or {})}
+    spacing = tuple(image.spacing)
+    if downsample > 1:
+        spacing = (spacing[0] * downsample, spacing[1] * downsample, spacing[2])
+    card = make_card(
+        architecture,
+        {int(c): names.get(int(c), f"label {int(c)}") for c in classes},
+        modality=guess_modality(image.array),
+        name=f"{architecture} fine-tuned on {', '.join(names.get(int(c), f'label {int(c)}') for c in classes)}",
+        build_args=args,
+        normalization=Normalization("ct_window", window),
+        target_spacing=spacing if downsample > 1 else None,
+        patch_size=tuple(int(p) for p in patch_size),
+        roi=RoiSettings(mode="off"),
+        postprocessing=Postprocessing(keep_largest_component=len(classes) == 1, fill_holes=len(classes) == 1),
+        description="Trained from scratch by segnets finetune on one volume's annotated slices.",
+    )
+    net = build(architecture, 1 if image.array.ndim == 3 else image.array.shape[0], card.num_classes, **args)
+    return Start(net, card, None, None)
+
+
+def model_start(
+    reference: str | os.PathLike | tuple[nn.Module, ModelCard], classes: Sequence[int], extend_head_ok: bool
+) -> Start:
+    """The model to fine-tune (loaded, or an in-memory (net, card) pair); check it knows every annotated
+    class (or extend its head)."""
+    net, card = reference if isinstance(reference, tuple) else load(reference)
+    if card.multi_label:
+        raise SegNetsError(f"model {card.id!r} is multi-label (sigmoid); fine-tuning supports softmax models only.")
+    known = {label.value for label in card.labels}
+    missing = [int(c) for c in classes if int(c) not in known]
+    if missing:
+        if not extend_head_ok:
+            raise SegNetsError(
+                f"the annotation has label value(s) {missing} that model {card.id!r} does not have "
+                f"(it has {sorted(known)}); add --extend-head to add them as new classes."
+            )
+        net, card = extend_head(net, card, missing)
+    return Start(net, card, card.id, card.version)
+
+
+def extend_head(net: nn.Module, card: ModelCard, new_values: Sequence[int]) -> tuple[nn.Module, ModelCard]:
+    """A copy of ``net`` whose output layers gain one class per value in ``new_values``, and its card.
+
+    Every convolution producing the class logits (out_channels == card.num_classes, kernel 1) is widened;
+    existing classes keep their weights and each new class starts as a copy of the background class with
+    its bias lowered by 2, so the extended network first predicts exactly what the old one did.
+    """
+    old = card.num_classes
+    net = copy.deepcopy(net)
+    heads = [
+        (name, module)
+        for name, module in net.named_modules()
+        if isinstance(module, nn.Conv3d) and module.out_channels == old and module.kernel_size == (1, 1, 1)
+    ]
+    if not heads:
+        raise SegNetsError(f"model {card.id!r}: no 1x1x1 output convolution with {old} classes was found to extend.")
+    extra = len(new_values)
+    for name, head in heads:
+        wider = nn.Conv3d(head.in_channels, old + extra, 1, bias=head.bias is not None)
+        with torch.no_grad():
+            wider.weight[:old] = head.weight
+            wider.weight[old:] = head.weight[:1]
+            if head.bias is not None:
+                wider.bias[:old] = head.bias
+                wider.bias[old:] = head.bias[:1] - 2.0
+        parent_name, _, child = name.rpartition(".")
+        setattr(net.get_submodule(parent_name) if parent_name else net, child, wider)
+    card = copy.deepcopy(card)
+    card.labels = card.labels + [LabelInfo(int(v), f"label {int(v)}", (0.5, 0.5, 0.5)) for v in new_values]
+    return net, card

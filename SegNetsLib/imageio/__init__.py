@@ -1,0 +1,1 @@
+"""Reading and writing volumes (SimpleITK) and segmentations (.seg.nrrd, labelmaps)."""

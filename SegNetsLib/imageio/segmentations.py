@@ -1,0 +1,155 @@
+"""Segmentation files: ``.seg.nrrd`` with segment names, colors and terminology (slicerio), or a plain
+labelmap (NIfTI, NRRD, MHA through SimpleITK). Writes are atomic.
+
+Array order: a labelmap :class:`Volume` is [k, j, i]; slicerio's voxels are [i, j, k] with an
+ijk-to-LPS matrix. The conversion happens here and only here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import slicerio
+from scipy import ndimage
+from slicerio.segmentation import terminology_entry_from_string
+
+from SegNetsLib.card.card import LabelInfo
+from SegNetsLib.core.atomic import atomic_file
+from SegNetsLib.core.constants import SEGMENTATION_SUFFIX
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.imageio.volumes import is_volume_file, volume_from_sitk, write_volume
+
+_COMPRESSION_LEVEL = 1  # gzip level: labelmaps compress well even at 1, and level 9 is several times slower
+
+
+def is_segmentation_file(path: str | os.PathLike) -> bool:
+    """True for a Slicer segmentation file name (``.seg.nrrd``)."""
+    return str(path).lower().endswith(SEGMENTATION_SUFFIX)
+
+
+def write_segmentation(labelmap: Volume, labels: list[LabelInfo], path: str | os.PathLike) -> Path:
+    """Write a uint8 labelmap [k, j, i] atomically as ``.seg.nrrd`` (one segment per label, with name,
+    color and terminology) or, for ``.nii.gz``/``.nii``/``.nrrd``/``.mha``, as a plain labelmap image.
+
+    Raises SegNetsError for an unsupported file name or a labelmap holding values no label describes.
+    """
+    path = Path(path)
+    if labelmap.array.ndim != 3:
+        raise SegNetsError(f"{path}: a labelmap must be a single 3D array, not shape {labelmap.array.shape}.")
+    known = {label.value for label in labels}
+    unknown = sorted(set(np.unique(labelmap.array).tolist()) - known - {0})
+    if unknown:
+        raise SegNetsError(f"{path}: the labelmap holds label value(s) {unknown} that no segment describes.")
+    if is_segmentation_file(path):
+        with atomic_file(path) as temporary:
+            slicerio.write_segmentation(
+                str(temporary), _slicerio_segmentation(labelmap, labels), compression_level=_COMPRESSION_LEVEL
+            )
+        return path
+    if not is_volume_file(path):
+        raise SegNetsError(f"{path}: unknown segmentation file type; use .seg.nrrd, .nii.gz, .nii, .nrrd or .mha.")
+    return write_volume(labelmap, path)
+
+
+def write_probabilities(probabilities: Volume, path: str | os.PathLike) -> Path:
+    """Write per-class probabilities [C, k, j, i] atomically as one vector image (C components per voxel)."""
+    path = Path(path)
+    if not is_volume_file(path) or is_segmentation_file(path):
+        raise SegNetsError(f"{path}: probabilities are written as .nii.gz, .nii, .nrrd or .mha.")
+    array = (
+        np.ascontiguousarray(np.moveaxis(probabilities.array, 0, -1))
+        if probabilities.array.ndim == 4
+        else probabilities.array
+    )
+    image = sitk.GetImageFromArray(array, isVector=probabilities.array.ndim == 4)
+    image.SetSpacing(probabilities.spacing)
+    image.SetOrigin(probabilities.origin)
+    image.SetDirection(tuple(probabilities.direction.ravel()))
+    with atomic_file(path) as temporary:
+        sitk.WriteImage(image, str(temporary), useCompression=True)
+    return path
+
+
+def read_labelmap(path: str | os.PathLike) -> Volume:
+    """Read a ``.seg.nrrd`` or a labelmap image as a labelmap Volume [k, j, i] (integer values).
+
+    Segments of a ``.seg.nrrd`` get their label value; when layers (overlapping segments) reuse a value,
+    each segment gets its 1-based position in the file instead, later segments drawn over earlier ones.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SegNetsError(f"{path}: no such file.")
+    if is_segmentation_file(path):
+        return _read_seg_nrrd(path)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise SegNetsError(f"{path}: not a readable labelmap file.") from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise SegNetsError(f"{path}: a labelmap must be a single-component 3D image.")
+    volume = volume_from_sitk(image)
+    if not np.issubdtype(volume.array.dtype, np.integer):
+        if not np.array_equal(volume.array, np.round(volume.array)):
+            raise SegNetsError(f"{path}: the labelmap holds non-integer values.")
+        volume = volume.with_array(volume.array.astype(np.int32))
+    return volume
+
+
+def _slicerio_segmentation(labelmap: Volume, labels: list[LabelInfo]) -> dict:
+    """slicerio's segmentation dict: voxels [i, j, k] holding the label values, one layer, one segment per label."""
+    voxels = np.ascontiguousarray(labelmap.array.astype(np.uint8, copy=False).transpose(2, 1, 0))
+    extents = ndimage.find_objects(voxels)
+    segments, used_ids = [], set()
+    for label in labels:
+        found = extents[label.value - 1] if 0 < label.value <= len(extents) else None
+        extent = [0, -1, 0, -1, 0, -1] if found is None else [v for s in found for v in (s.start, s.stop - 1)]
+        segment = {
+            "id": _segment_id(label, used_ids),
+            "name": label.name,
+            "color": [float(c) for c in label.color],
+            "labelValue": int(label.value),
+            "layer": 0,
+            "extent": extent,
+        }
+        if label.terminology is not None:
+            segment["terminology"] = terminology_entry_from_string(label.terminology.as_slicer_string())
+        segments.append(segment)
+    return {
+        "voxels": voxels,
+        "ijkToLPS": labelmap.ijk_to_lps(),
+        "segments": segments,
+        "containedRepresentationNames": ["Binary labelmap"],
+        "masterRepresentation": "Binary labelmap",
+    }
+
+
+def _segment_id(label: LabelInfo, used: set[str]) -> str:
+    """A segment ID from the label name (letters, digits, underscores), unique in the file."""
+    base = re.sub(r"\W+", "_", label.name).strip("_") or f"Segment_{label.value}"
+    segment_id = base if base not in used else f"{base}_{label.value}"
+    used.add(segment_id)
+    return segment_id
+
+
+def _read_seg_nrrd(path: Path) -> Volume:
+    try:
+        segmentation = slicerio.read_segmentation(str(path))
+    except Exception as error:  # pynrrd and slicerio raise many types for broken files
+        raise SegNetsError(f"{path}: not a readable .seg.nrrd file ({type(error).__name__}).") from None
+    voxels = segmentation["voxels"]
+    segments = segmentation.get("segments", [])
+    label_values = [int(s.get("labelValue", 1)) for s in segments]
+    unique = len(set(label_values)) == len(label_values)
+    spatial = voxels.shape[-3:]
+    labelmap = np.zeros(
+        spatial[::-1], dtype=np.uint8 if len(segments) < 256 and max(label_values, default=0) < 256 else np.int32
+    )
+    for index, segment in enumerate(segments):
+        value = label_values[index] if unique else index + 1
+        labelmap[slicerio.segment_mask(segmentation, segment).transpose(2, 1, 0)] = value
+    return Volume.from_ijk_to_lps(labelmap, np.asarray(segmentation["ijkToLPS"], dtype=float))

@@ -1,0 +1,99 @@
+"""Reading and writing volumes as files (NIfTI, NRRD, MHA) through SimpleITK.
+
+Segmentation files (``.seg.nrrd`` with names, colors, terminology) are in :mod:`SegNetsLib.imageio.segmentations`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from SegNetsLib.core.atomic import atomic_file
+from SegNetsLib.core.constants import VOLUME_SUFFIXES
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.volume import Volume
+
+
+def is_volume_file(path: str | os.PathLike) -> bool:
+    """True when the file name ends in a volume format SegNets reads."""
+    name = str(path).lower()
+    return name.endswith(VOLUME_SUFFIXES)
+
+
+def volume_from_sitk(image: sitk.Image) -> Volume:
+    """Convert a SimpleITK image (3D, scalar or vector) to a :class:`Volume` ([k,j,i] or [c,k,j,i])."""
+    array = sitk.GetArrayFromImage(image)
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        array = np.moveaxis(array, -1, 0)
+    return Volume(array, image.GetSpacing(), image.GetOrigin(), np.array(image.GetDirection()).reshape(3, 3))
+
+
+def volume_to_sitk(volume: Volume) -> sitk.Image:
+    """Convert a single-channel :class:`Volume` to a SimpleITK image with the same geometry."""
+    if volume.array.ndim != 3:
+        raise ValueError("only single-channel volumes can be converted to a SimpleITK image")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
+    image.SetSpacing(volume.spacing)
+    image.SetOrigin(volume.origin)
+    image.SetDirection(tuple(volume.direction.ravel()))
+    return image
+
+
+def read_header(path: str | os.PathLike) -> sitk.ImageFileReader:
+    """Read only a volume file's header (size, spacing, dimension) without its voxels.
+
+    Raises SegNetsError naming the file when the header cannot be read.
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise SegNetsError(f"{path}: not a readable image file (the header could not be read).") from None
+    return reader
+
+
+def read_volume(path: str | os.PathLike) -> Volume:
+    """Read a 3D volume from a NIfTI, NRRD or MHA file and check it is usable.
+
+    Raises SegNetsError (one sentence naming the file) for unreadable files, images that are not 3D,
+    absurd spacing, NaN/Inf voxels and empty or constant volumes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SegNetsError(f"{path}: no such file.")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
+        raise SegNetsError(f"{path}: not a readable image file ({first_line[:200]}).") from None
+    if image.GetDimension() != 3:
+        raise SegNetsError(f"{path}: a {image.GetDimension()}D image; SegNets segments 3D volumes.")
+    volume = volume_from_sitk(image)
+    check_volume(volume, str(path))
+    return volume
+
+
+def check_volume(volume: Volume, name: str) -> None:
+    """Raise SegNetsError when a volume cannot be segmented (shape, spacing, NaN/Inf, constant)."""
+    if volume.array.ndim not in (3, 4):
+        raise SegNetsError(f"{name}: a {volume.array.ndim}D array; SegNets segments 3D volumes.")
+    if min(volume.shape_kji) < 2:
+        raise SegNetsError(f"{name}: shape {volume.shape_kji} is not a 3D volume (an axis has fewer than 2 voxels).")
+    if not all(np.isfinite(s) and s > 0 for s in volume.spacing):
+        raise SegNetsError(f"{name}: voxel spacing {volume.spacing} mm is not positive and finite.")
+    if volume.array.dtype.kind == "f" and not np.isfinite(volume.array).all():  # integers are always finite
+        raise SegNetsError(f"{name}: the volume contains NaN or infinite voxel values.")
+    if volume.array.size == 0 or np.ptp(volume.array) == 0:
+        raise SegNetsError(f"{name}: the volume is constant (every voxel has the same value), nothing to segment.")
+
+
+def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
+    """Write a single-channel volume atomically; the format follows the suffix."""
+    path = Path(path)
+    with atomic_file(path) as temporary:
+        sitk.WriteImage(volume_to_sitk(volume), str(temporary), useCompression=True)
+    return path

@@ -1,0 +1,1 @@
+"""Segmenting a volume: preprocessing, sliding windows, RoI localization, post-processing."""

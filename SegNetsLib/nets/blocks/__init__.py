@@ -1,0 +1,1 @@
+"""Building blocks shared by the networks: padding, concatenation-free decoder convolutions, residual blocks."""

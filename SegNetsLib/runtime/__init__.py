@@ -1,0 +1,1 @@
+"""Where models run: devices, fast CPU convolutions, distributed training helpers."""

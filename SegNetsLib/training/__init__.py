@@ -1,0 +1,1 @@
+"""Training from labelled datasets: dataset.json, patch sampling, schedules, validation, checkpoints."""

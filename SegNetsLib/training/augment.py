@@ -1,0 +1,124 @@
+"""Training augmentation after the 3D U-Net paper: rotation, scaling, gray values, smooth deformation.
+
+The spatial part (rotation, scaling, optionally stronger along the annotated slice axis, and a smooth
+dense random deformation) is one MONAI ``Rand3DElasticd`` resampling applied alike to the image
+(linear), the labels (nearest) and the weights (nearest, zero outside the input), run on the training
+device. MONAI smooths a dense random displacement field with a Gaussian; the paper samples vectors on a
+32-voxel grid (std 4 voxels) and interpolates them with B-splines: both give a smooth dense deformation
+of a few voxels. Gray values: random scale, shift and gamma of the image only.
+
+Samples are dicts ``{"image": (C, D, H, W), "label": (1, D, H, W), "weight": (1, D, H, W)}`` of torch
+tensors; the output has the ``patch_size`` given, cut from the centre of the (larger) input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from monai.transforms import (
+    Compose,
+    Rand3DElasticd,
+    RandAdjustContrastd,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+)
+
+KEYS = ("image", "label", "weight")
+
+
+@dataclass
+class AugmentOptions:
+    """Ranges of the random augmentations (probabilities per sample).
+
+    rotate_degrees: rotation about each axis, uniform in +-value. scale: isotropic relative range
+    (0.15 = factor in [0.85, 1.15]); slice_axis_scale: extra relative range along ``slice_axis``.
+    deform_sigma / deform_magnitude: smoothness (voxels) and size (voxels) of the dense deformation.
+    intensity_scale / intensity_shift / gamma: gray-value changes of the (normalized) image.
+    """
+
+    rotate_degrees: float = 15.0
+    scale: float = 0.15
+    slice_axis_scale: float = 0.3
+    deform_sigma: tuple[float, float] = (6.0, 9.0)
+    deform_magnitude: tuple[float, float] = (0.0, 4.0)
+    spatial_prob: float = 0.9
+    intensity_scale: float = 0.1
+    intensity_shift: float = 0.1
+    gamma: tuple[float, float] = (0.7, 1.5)
+    intensity_prob: float = 0.5
+
+
+def input_size(patch_size: Sequence[int], options: AugmentOptions) -> tuple[int, ...]:
+    """Size (d, h, w) of the crop to feed so that rotation and scaling rarely reach past its border."""
+    rotation = math.radians(options.rotate_degrees)
+    margin = (1.0 + options.scale + options.slice_axis_scale) * (abs(math.cos(rotation)) + abs(math.sin(rotation)))
+    return tuple(int(math.ceil(s * min(margin, 1.6))) for s in patch_size)
+
+
+def build_augmentation(
+    patch_size: Sequence[int],
+    options: AugmentOptions | None = None,
+    slice_axis: int | None = None,
+    device: torch.device | str = "cpu",
+) -> Compose:
+    """A random transform of a sample dict to ``patch_size`` (d, h, w), run on ``device``.
+
+    ``slice_axis`` (0, 1, 2 or None) is the array axis normal to the annotated slices; scaling along it
+    gets the extra ``slice_axis_scale`` range so the network sees the annotated anatomy stretched and
+    squeezed between slices.
+    """
+    options = options or AugmentOptions()
+    scale = [options.scale] * 3
+    if slice_axis is not None:
+        scale[slice_axis] += options.slice_axis_scale
+    rotate = math.radians(options.rotate_degrees)
+    spatial = Rand3DElasticd(
+        keys=KEYS,
+        sigma_range=options.deform_sigma,
+        magnitude_range=options.deform_magnitude,
+        spatial_size=tuple(int(s) for s in patch_size),
+        prob=options.spatial_prob,
+        rotate_range=(rotate, rotate, rotate),
+        scale_range=tuple(scale),
+        mode=("bilinear", "nearest", "nearest"),
+        padding_mode=("border", "zeros", "zeros"),
+        device=torch.device(device),
+    )
+    return Compose(
+        [
+            spatial,
+            RandScaleIntensityd(keys="image", factors=options.intensity_scale, prob=options.intensity_prob),
+            RandShiftIntensityd(keys="image", offsets=options.intensity_shift, prob=options.intensity_prob),
+            RandAdjustContrastd(keys="image", gamma=options.gamma, prob=options.intensity_prob, retain_stats=True),
+        ]
+    )
+
+
+def center_crop(sample: dict[str, torch.Tensor], patch_size: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Cut the central ``patch_size`` from every tensor of a sample (no augmentation: validation)."""
+    out = {}
+    for key, tensor in sample.items():
+        starts = [(s - p) // 2 for s, p in zip(tensor.shape[1:], patch_size)]
+        out[key] = tensor[
+            :,
+            starts[0] : starts[0] + patch_size[0],
+            starts[1] : starts[1] + patch_size[1],
+            starts[2] : starts[2] + patch_size[2],
+        ]
+    return out
+
+
+def augment(transform: Compose, sample: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Apply ``transform`` and return plain tensors (labels int64, weights float)."""
+    out = transform(dict(sample))
+    plain = {
+        key: value.as_tensor() if hasattr(value, "as_tensor") else torch.as_tensor(value) for key, value in out.items()
+    }
+    return {
+        "image": plain["image"].float(),
+        "label": plain["label"].round().long(),
+        "weight": plain["weight"].float(),
+    }

@@ -1,0 +1,101 @@
+"""Training checkpoints without pickles: one safetensors file per checkpoint.
+
+A checkpoint holds the network weights (``model.<key>``), the optimizer's tensors
+(``optimizer.<param index>.<key>``) and, as JSON in the safetensors header metadata, everything
+that is not a tensor: the optimizer's scalars and parameter groups, the AMP grad scaler and the
+trainer's own state (epoch, schedule, best Dice). Each file is written atomically, so a kill
+at any moment leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from SegNetsLib.core.atomic import atomic_file
+from SegNetsLib.core.errors import SegNetsError
+
+_MODEL = "model."
+_OPTIMIZER = "optimizer."
+_METADATA_KEY = "segnets_checkpoint"
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds: weights, optimizer state dict, scaler state, trainer state."""
+
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any] | None
+    scaler: dict[str, Any] | None
+    state: dict[str, Any]
+
+
+def _split_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors of ``optimizer.state_dict()`` keyed ``optimizer.<index>.<name>``, and the JSON rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, slot in state_dict["state"].items():
+        scalars[str(index)] = {}
+        for name, value in slot.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{_OPTIMIZER}{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[str(index)][name] = value
+    return tensors, {"scalars": scalars, "param_groups": state_dict["param_groups"]}
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(index): dict(values) for index, values in rest["scalars"].items()}
+    for key, value in tensors.items():
+        index, name = key[len(_OPTIMIZER) :].split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model_state: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    optimizer_state: dict[str, Any] | None = None,
+    scaler_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically to ``path`` (a ``.safetensors`` file) and return the path.
+
+    ``state`` must be JSON-serializable (epoch, schedule, metrics).
+    """
+    tensors = {f"{_MODEL}{key}": value.detach().cpu().contiguous() for key, value in model_state.items()}
+    metadata: dict[str, Any] = {"state": state, "scaler": scaler_state, "optimizer": None}
+    if optimizer_state is not None:
+        optimizer_tensors, metadata["optimizer"] = _split_optimizer(optimizer_state)
+        tensors.update(optimizer_tensors)
+    path = Path(path)
+    with atomic_file(path) as temporary:
+        save_file(tensors, str(temporary), metadata={_METADATA_KEY: json.dumps(metadata)})
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` (no unpickling; tensors on the CPU)."""
+    path = Path(path)
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            header = (handle.metadata() or {}).get(_METADATA_KEY)
+    except (OSError, SafetensorError) as error:
+        raise SegNetsError(f"{path}: not a readable SegNets checkpoint ({error}).") from None
+    if header is None:
+        raise SegNetsError(f"{path}: a safetensors file without SegNets checkpoint metadata.")
+    metadata = json.loads(header)
+    model = {key[len(_MODEL) :]: value for key, value in tensors.items() if key.startswith(_MODEL)}
+    optimizer = None
+    if metadata["optimizer"] is not None:
+        optimizer_tensors = {key: value for key, value in tensors.items() if key.startswith(_OPTIMIZER)}
+        optimizer = _join_optimizer(optimizer_tensors, metadata["optimizer"])
+    return Checkpoint(model=model, optimizer=optimizer, scaler=metadata["scaler"], state=metadata["state"])

@@ -1,0 +1,396 @@
+"""Training a network from a labeled dataset, in one process or many (``torchrun``).
+
+``train(dataset_dir, start, options)`` trains ``start`` (an architecture name, or a library model
+id / model folder to continue from) on an MSD / nnU-Net dataset (:mod:`SegNetsLib.training.dataset`) and
+adds the best weights to the model library with a card naming the dataset, case counts and
+validation Dice. Per architecture it applies the paper's loss (:func:`SegNetsLib.losses.objective`)
+and optimizer; RU-Net first trains its global image encoder and locator on the global Dice alone.
+
+Each epoch: ``iterations_per_epoch`` steps on random patches (a foreground share, the paper
+augmentations), the poly learning rate (power 0.9), mixed precision on CUDA, then validation Dice per
+label. The main rank writes ``last.safetensors`` (everything needed to resume) and
+``best.safetensors`` each epoch, plus ``log.csv`` / ``log.json`` and, at the end, ``curves.png``.
+Under torchrun every rank trains on its shard of the cases, gradients are averaged by
+DistributedDataParallel, and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from SegNetsLib import nets
+from SegNetsLib.card.card import ModelCard
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.progress import CancelToken, ProgressFn, no_progress
+from SegNetsLib.models.library import ModelLibrary
+from SegNetsLib.runtime import distributed
+from SegNetsLib.runtime.devices import resolve_device
+from SegNetsLib.training.augment import AugmentOptions, augment, build_augmentation, input_size
+from SegNetsLib.training.cards import final_card, new_card
+from SegNetsLib.training.checkpoint import load_checkpoint, save_checkpoint
+from SegNetsLib.training.data import (
+    prepare_case,
+    split_cases,
+)
+from SegNetsLib.training.dataset import LabeledDataset, PatchSampler, PreparedCase, load_dataset, targets_from_labels
+from SegNetsLib.training.log import TrainingLog
+from SegNetsLib.training.options import (
+    BEST,
+    DEFAULT_EPOCHS,
+    LAST,
+    PROVISIONAL_EPOCHS,
+    TrainOptions,
+    TrainResult,
+    default_work_dir,
+)
+from SegNetsLib.training.schedule import (
+    Stage,
+    has_unused_parameters,
+    make_optimizer,
+    plan_stages,
+    poly_learning_rate,
+    stage_loss,
+    stage_module,
+)
+from SegNetsLib.training.start import starting_point, weights_digest
+from SegNetsLib.training.validation import mean_dice, validation_dice
+
+log = logging.getLogger(__name__)
+
+
+class _Trainer:
+    """One training run on this rank; see :func:`train`."""
+
+    def __init__(
+        self,
+        dataset: LabeledDataset,
+        start: str,
+        options: TrainOptions,
+        ranks: distributed.Ranks,
+        progress: ProgressFn,
+        cancel: CancelToken | None,
+    ) -> None:
+        self.dataset, self.options, self.ranks = dataset, options, ranks
+        self.progress, self.cancel = progress, cancel
+        self.work_dir = Path(options.work_dir) if options.work_dir else default_work_dir(options.save_model)
+        self.label_names = list(dataset.labels.values())
+        self.amp = options.amp and ranks.device.type == "cuda"
+        self.train_cases, self.validation_cases = split_cases(dataset.cases, options.validation_fraction)
+        if len(self.train_cases) < ranks.world_size:
+            raise SegNetsError(
+                f"dataset {dataset.name!r} has {len(self.train_cases)} training case(s) but {ranks.world_size} "
+                "ranks; start at most as many processes as training cases."
+            )
+        checkpoint = self._existing_checkpoint()
+        self.state: dict[str, Any] = checkpoint.state if checkpoint else {}
+        base_net, base_card, self.architecture = starting_point(start, dataset, options)
+        self.card = (
+            ModelCard.from_dict(self.state["card"])
+            if checkpoint
+            else new_card(self.architecture, self.dataset, self.train_cases, self.options, base_card)
+        )
+        self.patch_size = tuple(self.card.patch_size)
+        torch.manual_seed(options.seed)
+        self.net = (
+            base_net
+            if base_net is not None
+            else nets.build(self.architecture, len(dataset.channels), self.card.num_classes, **self.card.build_args)
+        )
+        self.net.to(ranks.device).train()
+        if checkpoint:
+            self.net.load_state_dict(checkpoint.model)
+        planned = (
+            options.epochs
+            or self.state.get("epochs")
+            or (PROVISIONAL_EPOCHS if options.time_limit_s else DEFAULT_EPOCHS)
+        )
+        self.stages = plan_stages(self.architecture, planned)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self._checkpoint = checkpoint
+        self.base_card = base_card
+        self.iteration_losses: list[float] = []
+        self.log = TrainingLog.resume(self.work_dir, self.label_names, self.state.get("epoch", 0))
+
+    # ----- setup -------------------------------------------------------------------------------------
+    def _existing_checkpoint(self):
+        """The checkpoint to resume from (None for a new run), read by rank 0 and sent to every rank,
+        so that ranks on other nodes need no access to the work folder."""
+        found, problem = None, None
+        if self.ranks.is_main:
+            try:
+                found = self._read_checkpoint()
+            except SegNetsError as error:
+                problem = str(error)
+        found, problem = distributed.broadcast_object((found, problem))
+        if problem:
+            raise SegNetsError(problem)
+        return found
+
+    def _read_checkpoint(self):
+        path = self.work_dir / LAST
+        if not path.is_file():
+            if self.options.resume:
+                log.info("No checkpoint in %s; starting a new training run.", self.work_dir)
+            return None
+        if not self.options.resume:
+            raise SegNetsError(
+                f"{self.work_dir}: holds a checkpoint of an earlier run; pass --resume to continue it, "
+                "or choose another --work-dir."
+            )
+        checkpoint = load_checkpoint(path)
+        if checkpoint.state.get("dataset") != self.dataset.name:
+            raise SegNetsError(
+                f"{path}: was trained on dataset {checkpoint.state.get('dataset')!r}, not {self.dataset.name!r}."
+            )
+        return checkpoint
+
+    def _prepare(self, cases, rng: np.random.Generator, pad_to: tuple[int, int, int]) -> list[PreparedCase]:
+        prepared = []
+        for case in cases:
+            prepared.append(prepare_case(case, self.dataset, self.card, pad_to, rng))
+            if self.cancel:
+                self.cancel.raise_if_cancelled()
+        return prepared
+
+    # ----- the loop ----------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        options, ranks = self.options, self.ranks
+        rng = np.random.default_rng([options.seed, ranks.rank])
+        augmentation_options = AugmentOptions()
+        crop = input_size(self.patch_size, augmentation_options) if options.augment else self.patch_size
+        train_cases = self._prepare(distributed.shard(self.train_cases), rng, crop)
+        self.rank_cases = distributed.gather_objects([case.name for case in train_cases])
+        validation_cases = self._prepare(distributed.shard(self.validation_cases), rng, self.patch_size)
+        sampler = PatchSampler(train_cases, crop, options.foreground_share)
+        transform = (
+            build_augmentation(self.patch_size, augmentation_options, device=ranks.device) if options.augment else None
+        )
+        elapsed = float(self.state.get("seconds", 0.0))
+        epoch = int(self.state.get("epoch", 0))
+        best = self.state.get("best_dice")
+        started = time.monotonic() - elapsed
+        model, optimizer, stage = None, None, None
+        saved = distributed.broadcast_object(self.log.summary)  # rank 0's log; other nodes may not see it
+        if epoch >= self.stages[-1].end and "model" in saved:
+            raise SegNetsError(
+                f"{self.work_dir}: this run already finished and saved model {saved['model']} {saved['version']}; "
+                "pass a larger --epochs to train on, or use another --work-dir."
+            )
+        while epoch < self.stages[-1].end:
+            if cancel := self.cancel:
+                cancel.raise_if_cancelled()
+            current = next(s for s in self.stages if s.start <= epoch < s.end)
+            if stage is None or current.name != stage.name:
+                model, optimizer = self._stage_setup(current, epoch)
+            stage = current
+            epoch_rng = np.random.default_rng([options.seed, ranks.rank, epoch])
+            torch.manual_seed(options.seed * 100003 + epoch * 1009 + ranks.rank)
+            if transform is not None:
+                transform.set_random_state(seed=int(epoch_rng.integers(2**31)))
+            loss = self._train_epoch(model, optimizer, stage, epoch, sampler, transform, epoch_rng)
+            dice = validation_dice(
+                self.net, validation_cases, self.label_names, self.patch_size, ranks.device, self.amp
+            )
+            epoch += 1
+            seconds = time.monotonic() - started
+            if options.time_limit_s and not options.epochs and "epochs" not in self.state:
+                self._fix_epoch_count(seconds / epoch, epoch)
+            score = mean_dice(dice)
+            # model selection within the final stage only (RU-Net's global stage does not segment yet)
+            improved = stage.name == self.stages[-1].name and score is not None and (best is None or score > best)
+            best = score if improved else best
+            self.state.update(
+                epoch=epoch, epochs=self.stages[-1].end, seconds=seconds, best_dice=best, stage=stage.name
+            )
+            row = {
+                "epoch": epoch,
+                "stage": stage.name,
+                "learning_rate": optimizer.param_groups[0]["lr"],
+                "train_loss": loss,
+                "dice": dice,
+                "dice_mean": score,
+                "seconds": round(seconds, 2),
+            }
+            if ranks.is_main:
+                self._write_epoch(optimizer, row, improved)
+            distributed.barrier()
+            out_of_time = options.time_limit_s is not None and seconds >= options.time_limit_s
+            if stage.name == self.stages[-1].name and distributed.broadcast_object(out_of_time):
+                log.info("Time limit of %.0f s reached after epoch %d.", options.time_limit_s, epoch)
+                break
+        return self._finish()
+
+    def _stage_setup(self, stage: Stage, epoch: int):
+        """(model, optimizer) for ``stage``: DDP-wrapped under torchrun, optimizer state restored on resume."""
+        model = stage_module(self.architecture, stage, self.net)
+        optimizer = make_optimizer(self.architecture, model, self.options.learning_rate)
+        if self.ranks.distributed:
+            device_ids = [self.ranks.device.index] if self.ranks.device.type == "cuda" else None
+            model = DistributedDataParallel(
+                model, device_ids=device_ids, find_unused_parameters=has_unused_parameters(self.architecture, stage)
+            )
+        checkpoint = self._checkpoint
+        if (
+            checkpoint is not None
+            and checkpoint.optimizer is not None
+            and self.state.get("stage") == stage.name
+            and epoch > stage.start
+        ):
+            optimizer.load_state_dict(checkpoint.optimizer)
+            if checkpoint.scaler:
+                self.scaler.load_state_dict(checkpoint.scaler)
+        self._checkpoint = None
+        return model, optimizer
+
+    def _batch(self, sampler: PatchSampler, transform, rng: np.random.Generator):
+        images, labels = sampler.sample(self.options.batch_size, rng)
+        target, weight = targets_from_labels(labels)
+        device = self.ranks.device
+        if transform is None:
+            return images.to(device), target.to(device), weight.to(device)
+        samples = [
+            augment(
+                transform,
+                {
+                    "image": images[i].to(device),
+                    "label": target[i : i + 1].to(device),
+                    "weight": weight[i : i + 1].to(device),
+                },
+            )
+            for i in range(len(images))
+        ]
+        return (
+            torch.stack([s["image"] for s in samples]),
+            torch.stack([s["label"][0] for s in samples]),
+            torch.stack([s["weight"][0] for s in samples]),
+        )
+
+    def _train_epoch(self, model, optimizer, stage: Stage, epoch: int, sampler, transform, rng) -> float:
+        iterations = self.options.iterations_per_epoch
+        total = (stage.end - stage.start) * iterations
+        bar = tqdm(
+            total=iterations,
+            desc=f"epoch {epoch + 1}/{self.stages[-1].end} ({stage.name})",
+            leave=False,
+            disable=not (self.ranks.is_main and sys.stderr.isatty()),
+        )
+        losses = []
+        for step in range(iterations):
+            if self.cancel:
+                self.cancel.raise_if_cancelled()
+            lr = poly_learning_rate(optimizer.defaults["lr"], (epoch - stage.start) * iterations + step, total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            image, target, weight = self._batch(sampler, transform, rng)
+            with torch.autocast(self.ranks.device.type, dtype=torch.float16, enabled=self.amp):
+                output = model(image)
+                loss = stage_loss(self.architecture, stage, output, target, weight)
+            optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(self.net.parameters(), 12.0)
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            done = epoch * iterations + step + 1
+            self.progress(done / (self.stages[-1].end * iterations), f"epoch {epoch + 1}/{self.stages[-1].end}")
+        bar.close()
+        self.iteration_losses.extend(losses)
+        return distributed.mean_over_ranks(float(np.mean(losses)), self.ranks.device)
+
+    def _fix_epoch_count(self, seconds_per_epoch: float, done: int) -> None:
+        """With a time limit: after the first epoch, fix the epoch count from its duration (same on every rank)."""
+        epochs = max(done, int(self.options.time_limit_s // max(seconds_per_epoch, 1e-6)))
+        epochs = distributed.broadcast_object(max(epochs, plan_stages(self.architecture, 1)[-1].end))
+        self.state["epochs"] = epochs
+        self.stages = plan_stages(self.architecture, epochs)
+
+    def _write_epoch(self, optimizer, row: dict[str, Any], improved: bool) -> None:
+        self.state["card"] = self.card.to_dict()
+        self.state["dataset"] = self.dataset.name
+        weights = self.net.state_dict()
+        save_checkpoint(self.work_dir / LAST, weights, self.state, optimizer.state_dict(), self.scaler.state_dict())
+        if improved:
+            save_checkpoint(self.work_dir / BEST, weights, {"epoch": row["epoch"], "dice": row["dice"]})
+        self.log.add(row)
+        log.info(
+            "epoch %d: loss %.4f, validation Dice %s",
+            row["epoch"],
+            row["train_loss"],
+            ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in row["dice"].items()),
+        )
+
+    # ----- the end -----------------------------------------------------------------------------------
+    def _finish(self) -> TrainResult:
+        digests = distributed.gather_objects(weights_digest(self.net))
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"the ranks ended with different weights ({digests}); the run is not consistent")
+        model_path = None
+        if self.ranks.is_main:
+            best_path = self.work_dir / BEST
+            final_dice = self.log.rows[-1]["dice"] if self.log.rows else {}
+            if best_path.is_file():
+                best = load_checkpoint(best_path)
+                self.net.load_state_dict(best.model)
+                final_dice = best.state["dice"]
+            self.card = final_card(
+                self.card,
+                final_dice,
+                options=self.options,
+                epochs=self.state["epoch"],
+                seconds=float(self.state["seconds"]),
+                base_card=self.base_card,
+                dataset=self.dataset,
+                train_cases=self.train_cases,
+                validation_cases=self.validation_cases,
+                world_size=self.ranks.world_size,
+                patch_size=self.patch_size,
+            )
+            model_path = ModelLibrary().add(self.net, self.card)
+            self.log.summary = {
+                "model": self.card.id,
+                "version": self.card.version,
+                "path": str(model_path),
+                "rank_weight_digests": digests,
+                "rank_training_cases": self.rank_cases,
+                "validation_dice": final_dice,
+            }
+            self.log.write()
+            self.log.plot()
+            log.info("Saved model %s version %s to %s", self.card.id, self.card.version, model_path)
+        distributed.barrier()
+        return TrainResult(self.net, self.card, model_path, self.log.rows, self.work_dir, self.iteration_losses)
+
+
+def train(
+    dataset_dir: str | os.PathLike,
+    start: str,
+    options: TrainOptions,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> TrainResult:
+    """Train ``start`` (architecture name or model id / folder) on the dataset in ``dataset_dir``.
+
+    Under torchrun every rank calls this with the same arguments; only rank 0 writes. Returns the
+    trained network (best validation weights) and its card; raises SegNetsError for bad input and
+    Cancelled when ``cancel`` is set (the last finished epoch's checkpoint stays for --resume).
+    """
+    dataset = load_dataset(dataset_dir)
+    ranks = distributed.start(resolve_device(options.device))
+    try:
+        return _Trainer(dataset, start, options, ranks, progress or no_progress, cancel).run()
+    finally:
+        distributed.stop()

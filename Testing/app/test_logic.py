@@ -1,0 +1,188 @@
+"""SegmentationLogic on a real MRML scene (slicer-core) with a tiny model: nodes, RoIs, cancel, errors."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer")
+
+from SegNetsLib import mrml as bridge  # noqa: E402
+from SegNetsLib.app.logic import SegmentationLogic, card_summary, crop_volume, device_choices  # noqa: E402
+from SegNetsLib.app.selftest import LIVER, add_tiny_model, load_case, segment_mask, wait  # noqa: E402
+from SegNetsLib.core.errors import SegNetsError  # noqa: E402
+from SegNetsLib.core.volume import Volume  # noqa: E402
+from SegNetsLib.models.library import ModelLibrary  # noqa: E402
+
+SMALL = (slice(6, 22), slice(8, 40), slice(8, 40))  # 16 x 32 x 32 voxels of the self-test crop
+
+
+@pytest.fixture(scope="module")
+def small_ct(data_dir) -> Volume:
+    image, _ = load_case(data_dir)
+    start = np.array([SMALL[2].start, SMALL[1].start, SMALL[0].start, 1.0])
+    return Volume(image.array[SMALL].copy(), image.spacing, tuple((image.ijk_to_lps() @ start)[:3]), image.direction)
+
+
+def mrml_bridge_volume(harness, volume: Volume):
+    return bridge.volume_node_from_volume(harness.scene, volume, "CT")
+
+
+def _nodes(scene) -> Counter:
+    """Node classes in the scene and how many of each (the subject hierarchy singleton, created on demand, aside)."""
+    names = Counter(scene.GetNthNode(i).GetClassName() for i in range(scene.GetNumberOfNodes()))
+    names.pop("vtkMRMLSubjectHierarchyNode", None)
+    return names
+
+
+@pytest.fixture
+def logic(mrml, tmp_path):
+    library = ModelLibrary(tmp_path / "models")
+    add_tiny_model(library, "all-liver", foreground_bias=20.0, patch_size=(16, 32, 32))
+    logic = SegmentationLogic(mrml.scene, library)
+    yield logic
+    logic.worker.shutdown()
+
+
+def test_segment_creates_named_segments_next_to_the_volume(mrml, logic, small_ct):
+    volume_node = mrml_bridge_volume(mrml, small_ct)
+    job = wait(logic.start_segment(volume_node, "all-liver", device="cpu", roi="off"))
+    assert job.progress().fraction == 1.0
+    result = logic.finish_segment(job)
+    node = result.segmentation_node
+    assert node.GetName() == "CT Tiny test 3D U-Net"
+    segment = node.GetSegmentation().GetNthSegment(0)
+    assert (segment.GetName(), segment.GetTerminology()) == ("Liver", LIVER.terminology.as_slicer_string())
+    assert node.GetNodeReferenceID(node.GetReferenceImageGeometryReferenceRole()) == volume_node.GetID()
+    assert segment_mask(node, "Liver", volume_node).all()  # the biased model calls every voxel liver
+    assert result.roi_node is None and result.rois == []
+
+
+def test_segment_inside_an_roi_node_leaves_the_outside_empty(mrml, logic, small_ct):
+    volume_node = mrml_bridge_volume(mrml, small_ct)
+    box = (2, 5, 7, 12, 25, 30)
+    roi = bridge.roi_node_from_box(volume_node, box, "moved RoI")
+    result = logic.finish_segment(wait(logic.start_segment(volume_node, "all-liver", device="cpu", roi_node=roi)))
+    expected = np.zeros(small_ct.shape_kji, bool)
+    expected[2:12, 5:25, 7:30] = True
+    assert np.array_equal(segment_mask(result.segmentation_node, "Liver", volume_node), expected)
+    assert [tuple(b) for b in result.rois] == [box]
+    assert bridge.box_from_roi_node(result.roi_node, volume_node) == box
+
+
+def test_automatic_roi_is_shown_as_a_movable_roi_node(mrml, logic, small_ct):
+    volume_node = mrml_bridge_volume(mrml, small_ct)
+    result = logic.finish_segment(wait(logic.start_segment(volume_node, "all-liver", device="cpu", roi="auto")))
+    assert result.rois, "the coarse pass of an all-liver model finds a region"
+    assert result.roi_node.IsA("vtkMRMLMarkupsROINode")
+    union = tuple(min(b[i] for b in result.rois) for i in range(3)) + tuple(
+        max(b[i] for b in result.rois) for i in range(3, 6)
+    )
+    assert bridge.box_from_roi_node(result.roi_node, volume_node) == union
+
+
+def test_cancel_leaves_the_scene_as_it_was(mrml, logic, small_ct):
+    volume_node = mrml_bridge_volume(mrml, small_ct)
+    nodes_before = _nodes(mrml.scene)
+    job = logic.start_segment(volume_node, "all-liver", device="cpu", roi="off")
+    job.cancel()
+    assert logic.finish_segment(wait(job)) is None
+    assert job.cancelled
+    assert _nodes(mrml.scene) == nodes_before
+
+
+def test_an_output_node_is_reused_and_its_segments_replaced(mrml, logic, small_ct):
+    volume_node = mrml_bridge_volume(mrml, small_ct)
+    output = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    output.GetSegmentation().AddEmptySegment("old", "Old", [0, 0, 1])
+    result = logic.finish_segment(wait(logic.start_segment(volume_node, "all-liver", device="cpu", roi="off")), output)
+    assert result.segmentation_node is output
+    segmentation = output.GetSegmentation()
+    assert [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())] == ["Liver"]
+
+
+def test_a_missing_model_is_refused_before_any_work(mrml, logic, small_ct):
+    volume_node = mrml_bridge_volume(mrml, small_ct)
+    with pytest.raises(SegNetsError, match="'nope' is not in the library"):
+        logic.start_segment(volume_node, "nope")
+
+
+def test_a_volume_removed_while_segmenting_is_reported(mrml, logic, small_ct):
+    volume_node = mrml_bridge_volume(mrml, small_ct)
+    job = logic.start_segment(volume_node, "all-liver", device="cpu", roi="off")
+    mrml.scene.RemoveNode(volume_node)
+    with pytest.raises(SegNetsError, match="was removed from the scene"):
+        logic.finish_segment(wait(job))
+
+
+def test_crop_volume_keeps_physical_positions(small_ct):
+    box = (1, 2, 3, 5, 9, 11)
+    part = crop_volume(small_ct, box)
+    assert part.shape_kji == (4, 7, 8)
+    # voxel (0, 0, 0) of the crop is voxel (i=3, j=2, k=1) of the volume
+    np.testing.assert_allclose(part.ijk_to_lps() @ [0, 0, 0, 1], small_ct.ijk_to_lps() @ [3, 2, 1, 1])
+    assert np.array_equal(part.array, small_ct.array[1:5, 2:9, 3:11])
+
+
+def test_panel_helpers_describe_devices_and_cards(logic):
+    assert device_choices()[:2] == [("Auto", "auto"), ("CPU", "cpu")]
+    text = card_summary(logic.library.card("all-liver"))
+    assert "Architecture: unet3d" in text and "Labels: Liver" in text and "version 1.0.0" in text
+
+
+# --- Fine-tune ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def painted(mrml, small_ct, data_dir):
+    """(volume node, annotation node, segment id): "Liver" painted on 2 axial slices of the small CT."""
+    import slicer.util
+
+    volume_node = mrml_bridge_volume(mrml, small_ct)
+    _, reference = load_case(data_dir)
+    mask = np.zeros(small_ct.shape_kji, np.uint8)
+    mask[[4, 11]] = reference[SMALL][[4, 11]]
+    node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "annotation")
+    node.CreateDefaultDisplayNodes()  # as the Segment Editor does
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segment_id = node.GetSegmentation().AddEmptySegment("", "liver", [0.1, 0.8, 0.2])
+    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, node, segment_id, volume_node)
+    assert mask.any()
+    return volume_node, node, segment_id
+
+
+def test_finetune_saves_a_new_version_and_segments_the_volume(mrml, logic, painted):
+    volume_node, annotation, segment_id = painted
+    before = segment_mask(annotation, "liver", volume_node).copy()
+    job = logic.start_finetune(volume_node, annotation, [segment_id], "all-liver", 60.0, device="cpu", iterations=10)
+    outcome = logic.finish_finetune(wait(job))
+    extra = job.progress().extra  # the training loop's records reach the polling thread
+    assert job.progress().fraction == 1.0 and extra["iteration"] >= 5 and extra["loss"] > 0
+    assert outcome.kept in ("fine-tuned", "base")
+    if outcome.kept == "fine-tuned":  # a new version beside the base, never over it
+        assert (outcome.model.id, outcome.model.version) == ("all-liver", "1.1.0")
+        assert logic.library.versions("all-liver") == ["1.0.0", "1.1.0"]
+        assert outcome.model.card.provenance.base_model_version == "1.0.0"
+    node = outcome.segmentation.segmentation_node
+    assert node.GetSegmentation().GetNthSegment(0).GetName() == "Liver"  # the model's label, matched to "liver"
+    result = segment_mask(node, "Liver", volume_node)
+    assert (result[before > 0] == 1).all(), "every painted voxel keeps the user's label"
+    assert np.array_equal(segment_mask(annotation, "liver", volume_node), before), "the annotation is unchanged"
+
+
+def test_cancelled_finetune_saves_nothing(mrml, logic, painted):
+    volume_node, annotation, segment_id = painted
+    nodes_before = _nodes(mrml.scene)
+    job = logic.start_finetune(volume_node, annotation, [segment_id], "all-liver", 60.0, device="cpu")
+    job.cancel()
+    assert logic.finish_finetune(wait(job)) is None
+    assert logic.library.versions("all-liver") == ["1.0.0"]
+    assert _nodes(mrml.scene) == nodes_before
+
+
+def test_finetune_refuses_a_zero_budget(mrml, logic, painted):
+    volume_node, annotation, segment_id = painted
+    with pytest.raises(SegNetsError, match="not positive"):
+        logic.start_finetune(volume_node, annotation, [segment_id], "all-liver", 0, device="cpu")

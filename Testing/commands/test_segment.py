@@ -1,0 +1,110 @@
+"""``segnets segment`` on real files: outputs, folders, probabilities, exit codes and bad input."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+from inference_helpers import TINY_CARD, tiny_unet
+
+from SegNetsLib.cli import main
+from SegNetsLib.imageio.segmentations import read_labelmap
+from SegNetsLib.imageio.volumes import read_volume
+from SegNetsLib.models.store import save
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return save(tiny_unet(), TINY_CARD, tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture
+def ct_path(data_dir):
+    return data_dir / "ts_ct_sm" / "image.nii.gz"
+
+
+def _segment(model, *arguments):
+    return main(["segment", "--model", str(model), *map(str, arguments)])
+
+
+def test_segments_a_file_into_a_named_seg_nrrd_and_probabilities(model, ct_path, tmp_path, capsys):
+    output, probabilities = tmp_path / "ct.seg.nrrd", tmp_path / "ct_probabilities.nii.gz"
+    assert (
+        _segment(model, "--input", ct_path, "--output", output, "--device", "cpu", "--probabilities", probabilities)
+        == 0
+    )
+    ct = read_volume(ct_path)
+    labelmap = read_labelmap(output)
+    assert labelmap.same_geometry(ct) and set(np.unique(labelmap.array)) <= {0, 5}
+    assert slicerio.segment_names(slicerio.read_segmentation(str(output), skip_voxels=True)) == ["liver"]
+    image = sitk.ReadImage(str(probabilities))
+    assert image.GetNumberOfComponentsPerPixel() == 2 and image.GetSize() == sitk.ReadImage(str(ct_path)).GetSize()
+    assert f"-> {output}" in capsys.readouterr().err
+
+
+def test_roi_off_and_quiet_write_a_nifti_labelmap_silently(model, ct_path, tmp_path, capsys):
+    output = tmp_path / "ct_labels.nii.gz"
+    assert _segment(model, "--input", ct_path, "--output", output, "--roi", "off", "--quiet") == 0
+    assert read_labelmap(output).same_geometry(read_volume(ct_path))
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_a_folder_is_segmented_volume_by_volume_and_a_bad_file_is_reported(model, data_dir, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(data_dir / "ts_ct_sm" / "image.nii.gz", inputs / "ct.nii.gz")
+    shutil.copy(data_dir / "ts_mr_sm" / "image.nii.gz", inputs / "mr.nii.gz")
+    (inputs / "broken.nrrd").write_bytes(b"NRRD0004\nthis is not an image\n")
+    (inputs / "notes.txt").write_text("not a volume")
+    outputs = tmp_path / "out"
+
+    assert _segment(model, "--input", inputs, "--output", outputs, "--format", "nii.gz") == 1
+    assert sorted(p.name for p in outputs.iterdir()) == ["ct.nii.gz", "mr.nii.gz"]
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "broken.nrrd" in errors[0] and "not a readable image" in errors[0]
+
+
+def _write(array: np.ndarray, path, vector: bool = False):
+    sitk.WriteImage(sitk.GetImageFromArray(array, isVector=vector), str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, make, problem",
+    [
+        ("flat.nii.gz", lambda p: _write(np.random.default_rng(0).random((20, 30)).astype(np.float32), p), "2D image"),
+        (
+            "multi.nii.gz",
+            lambda p: _write(np.random.default_rng(0).random((4, 5, 6, 3)).astype(np.float32), p, True),
+            r"3 channel\(s\) but model 'tiny-untrained' expects 1",
+        ),
+        ("constant.nrrd", lambda p: _write(np.full((6, 7, 8), 40, np.int16), p), "constant"),
+        (
+            "nan.mha",
+            lambda p: _write(np.where(np.eye(8)[None] > 0, np.nan, 1.0).repeat(5, 0).astype(np.float32), p),
+            "NaN or infinite",
+        ),
+        ("garbage.nii.gz", lambda p: p.write_bytes(b"\x1f\x8b garbage"), "not a readable image"),
+        ("missing.nii.gz", lambda p: None, "no such file"),
+    ],
+)
+def test_bad_input_exits_1_with_one_line_and_no_output(model, tmp_path, capsys, name, make, problem):
+    source = tmp_path / name
+    make(source)
+    output = tmp_path / "result.seg.nrrd"
+    assert _segment(model, "--input", source, "--output", output) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("segnets segment: error: ") and name in lines[0]
+    assert re.search(problem, lines[0])
+    assert not output.exists() and not [p for p in tmp_path.iterdir() if "result" in p.name]
+
+
+def test_unknown_output_type_is_refused_before_any_work(model, ct_path, tmp_path, capsys):
+    assert _segment(model, "--input", ct_path, "--output", tmp_path / "out.png") == 1
+    assert "out.png: unknown output type" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,112 @@
+"""Annotated-slice detection, weight maps and annotation checks (SegNetsLib.core.annotation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from SegNetsLib.core import annotation as ann
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.volume import Volume
+
+
+def _blob(shape=(20, 24, 28)) -> np.ndarray:
+    z, y, x = np.indices(shape)
+    return (((z - 10) / 7) ** 2 + ((y - 12) / 8) ** 2 + ((x - 14) / 9) ** 2 <= 1).astype(np.uint8)
+
+
+def test_axial_slices_are_detected_not_the_crossing_coronal_ones():
+    dense = _blob()
+    labels = np.zeros_like(dense)
+    labels[[5, 10, 14]] = dense[[5, 10, 14]]
+    assert ann.annotated_slices(labels) == {0: [5, 10, 14], 1: [], 2: []}
+
+
+def test_mixed_orientations_are_detected_per_axis():
+    dense = _blob()
+    labels = np.zeros_like(dense)
+    labels[10] = dense[10]
+    labels[:, :, 14] = np.maximum(labels[:, :, 14], 2 * dense[:, :, 14])
+    labels[:, 12, :] = np.maximum(labels[:, 12, :], dense[:, 12, :])
+    assert ann.annotated_slices(labels) == {0: [10], 1: [12], 2: [14]}
+
+
+def test_ignore_value_is_not_an_annotation_and_weighs_zero():
+    labels = np.zeros((6, 8, 8), dtype=np.uint8)
+    labels[2, 2:5, 2:5] = 1
+    labels[2, 0, 0] = 255
+    labels[4, 1, 1] = 255  # only ignore voxels: no annotated slice
+    slices = ann.annotated_slices(labels)
+    assert slices == {0: [2], 1: [], 2: []}
+    weight = ann.weight_map(labels, slices)
+    assert weight.dtype == np.float32
+    assert weight[2].sum() == 63 and weight[2, 0, 0] == 0
+    assert weight[[0, 1, 3, 4, 5]].sum() == 0
+
+
+def test_explicit_background_slices_join_the_weight_map():
+    labels = np.zeros((6, 8, 8), dtype=np.uint8)
+    labels[1, 3, 3] = 1
+    slices = ann.merge_slices(ann.annotated_slices(labels), ann.parse_slices("0:4;2:7"))
+    assert slices == {0: [1, 4], 1: [], 2: [7]}
+    weight = ann.weight_map(labels, slices)
+    assert weight[4].all() and weight[:, :, 7].all() and not weight[0, :, :7].any()
+
+
+@pytest.mark.parametrize("text", ["x:1", "0:", "3:1", "0:a"])
+def test_bad_slice_lists_are_refused(text):
+    with pytest.raises(SegNetsError, match="slices"):
+        ann.parse_slices(text)
+
+
+def test_slice_outside_the_volume_is_refused():
+    with pytest.raises(SegNetsError, match="outside the volume"):
+        ann.weight_map(np.zeros((4, 4, 4), np.uint8), {0: [4]})
+
+
+def test_no_annotated_slice_is_refused():
+    with pytest.raises(SegNetsError, match="no annotated slice"):
+        ann.require_annotated(ann.annotated_slices(np.zeros((4, 5, 6), np.uint8)))
+
+
+def test_geometry_mismatch_is_refused():
+    image = Volume(np.zeros((4, 5, 6), np.float32), spacing=(1, 1, 2))
+    with pytest.raises(SegNetsError, match="different geometry"):
+        ann.check_annotation(image, Volume(np.zeros((4, 5, 6), np.uint8), spacing=(1, 1, 3)))
+    with pytest.raises(SegNetsError, match="different geometry"):
+        ann.check_annotation(image, Volume(np.zeros((4, 5, 7), np.uint8), spacing=(1, 1, 2)))
+    ann.check_annotation(image, Volume(np.zeros((4, 5, 6), np.uint8), spacing=(1, 1, 2)))
+
+
+def test_dense_annotation_is_recognised():
+    labels = _blob((8, 8, 8))
+    slices = {0: list(range(8)), 1: [], 2: []}
+    assert ann.is_dense(ann.weight_map(labels, slices))
+    assert not ann.is_dense(ann.weight_map(labels, {0: [3]}))
+
+
+def test_classes_skip_background_and_ignore():
+    labels = np.array([[[0, 1, 3, 255]]], dtype=np.uint8)
+    assert ann.annotation_classes(labels) == [1, 3]
+
+
+def test_validation_split_keeps_the_extremes_for_training():
+    from SegNetsLib.finetune.sampling import split_validation
+
+    train, validation = split_validation({0: [3, 5, 8, 10, 12], 1: [], 2: []})
+    assert validation == [(0, 8)] and (0, 3) in train and (0, 12) in train
+    assert split_validation({0: [1, 2, 3]}, min_train=4) == ([(0, 1), (0, 2), (0, 3)], [])
+    train, validation = split_validation({0: list(range(0, 40, 4)), 2: [5, 9]})
+    assert len(validation) == 3 and len(train) == 9
+
+
+def test_a_cropped_annotation_on_the_image_grid_is_embedded():
+    image = Volume(np.zeros((10, 12, 14), np.float32), spacing=(2, 2, 3), origin=(5, 6, 7))
+    crop = np.ones((2, 3, 4), np.uint8)
+    # voxel (i, j, k) = (4, 5, 6) of the image is the crop's first voxel
+    cropped = Volume(crop, spacing=(2, 2, 3), origin=(5 + 8, 6 + 10, 7 + 18))
+    embedded = ann.embed_in_image_grid(image, cropped)
+    assert embedded.same_geometry(image)
+    assert embedded.array[6:8, 5:8, 4:8].all() and embedded.array.sum() == crop.sum()
+    off_grid = Volume(crop, spacing=(2, 2, 3), origin=(5.5, 6, 7))
+    assert ann.embed_in_image_grid(image, off_grid) is off_grid

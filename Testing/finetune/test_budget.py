@@ -1,0 +1,68 @@
+"""The fine-tuning budget covers segmentation and refinement (SegNetsLib.finetune.budget)."""
+
+import numpy as np
+import pytest
+import torch
+
+from SegNetsLib import nets
+from SegNetsLib.finetune.budget import (
+    MINIMUM_TRAINING_S,
+    refinement_seconds,
+    segmentation_seconds,
+    stand_in_result,
+    training_budget_s,
+    window_seconds,
+)
+
+
+def test_training_gets_what_the_run_has_not_used_or_kept():
+    assert training_budget_s(120.0, 5.0, 10.0) == pytest.approx(120.0 - 1.2 - 5.0 - 10.0)  # 1 % of the limit kept free
+    assert training_budget_s(20.0, 15.0, 30.0) == MINIMUM_TRAINING_S  # never nothing to train on
+
+
+def test_timing_a_window_leaves_the_network_training_and_unchanged():
+    net = nets.build("unet3d", 1, 2, "default", base_channels=4, levels=2, norm="batch").train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    seconds = window_seconds(net, 1, (8, 16, 16), torch.device("cpu"))
+    assert seconds > 0 and net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # batch-norm statistics untouched
+    one_window = segmentation_seconds(net, 1, (8, 16, 16), (8, 16, 16), torch.device("cpu"), 0.0)
+    assert one_window > 0
+    assert (
+        segmentation_seconds(net, 1, (8, 16, 16), (8, 16, 16), torch.device("cpu"), 5.0) > 5.0
+    )  # preprocessing counts
+
+
+def test_stand_in_result_copies_the_nearest_painted_slice_through_the_annotated_range():
+    painted = np.zeros((20, 6, 7), dtype=np.uint8)
+    painted[6, 1:3, 1:3] = 1
+    painted[10, 3:5, 4:6] = 2
+    out = stand_in_result(painted, {0: [6, 10]})  # largest gap 4: slices 2 to 14
+    assert np.array_equal(out[7], painted[6]) and np.array_equal(out[9], painted[10])
+    assert np.array_equal(out[2], painted[6]) and np.array_equal(out[14], painted[10])
+    assert not out[:2].any() and not out[15:].any()
+    assert painted[7].sum() == 0  # the caller's array is untouched
+
+
+def test_stand_in_result_follows_the_axis_with_the_most_annotated_slices():
+    painted = np.zeros((5, 6, 30), dtype=np.uint8)
+    for index in (10, 12, 20):
+        painted[1:4, 2:4, index] = 1
+    out = stand_in_result(painted, {2: [10, 12, 20], 0: [0]})
+    assert out[..., 2].any() and out[..., 28].any()  # first - 8 and last + 8 along axis 2
+    assert not out[..., 1].any() and not out[..., 29].any()
+    assert np.array_equal(out[..., 16], painted[..., 20]) and np.array_equal(out[..., 15], painted[..., 12])
+
+
+def test_refinement_is_estimated_from_a_timed_half_resolution_run():
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(2, 24, 32, 32)).astype(np.float32)  # two channels [c, k, j, i]
+    labels = np.zeros((24, 32, 32), dtype=np.uint8)
+    labels[8, 10:20, 10:20] = 1
+    labels[14, 12:22, 10:20] = 1
+    image[:, 6:17, 10:22, 10:20] += 3.0
+    weight = np.zeros(labels.shape, dtype=np.float32)
+    weight[[8, 14]] = 1.0
+    seconds = refinement_seconds(image, labels, weight, (1.0, 1.0, 2.0), slices={0: [8, 14]})
+    assert 0.0 < seconds < 60.0
+    assert labels.sum() == 200 and weight.sum() == 2 * 32 * 32  # inputs untouched

@@ -1,0 +1,277 @@
+"""Sparse-annotation fine-tuning (SegNetsLib.finetune.run): user labels kept, nothing modified, cancel, keep-the-better."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from SegNetsLib.card.factory import make_card
+from SegNetsLib.core.errors import Cancelled, SegNetsError
+from SegNetsLib.core.progress import CancelToken
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.finetune.run import FinetuneOptions, choose_kept, finetune, save_result
+from SegNetsLib.finetune.start import extend_head
+from SegNetsLib.models.library import ModelLibrary
+from SegNetsLib.nets import build
+
+TINY = FinetuneOptions(
+    iterations=3,
+    device="cpu",
+    patch_size=(8, 16, 16),
+    batch_size=1,
+    scratch_downsample=1,
+    scratch_build_args={"base_channels": 2, "levels": 2},
+)
+
+
+def _phantom(shape=(16, 24, 24)) -> tuple[Volume, np.ndarray]:
+    """A bright ellipsoid (class 1) in noise, 2 mm voxels; returns the image and the full truth."""
+    rng = np.random.default_rng(0)
+    z, y, x = np.indices(shape)
+    truth = (((z - 8) / 6) ** 2 + ((y - 12) / 8) ** 2 + ((x - 12) / 7) ** 2 <= 1).astype(np.uint8)
+    image = (100.0 * truth + rng.normal(0, 10, shape)).astype(np.float32)
+    return Volume(image, spacing=(2.0, 2.0, 2.0)), truth
+
+
+def _annotation(image: Volume, truth: np.ndarray, slices=(3, 5, 8, 10, 12)) -> Volume:
+    labels = np.zeros_like(truth)
+    labels[list(slices)] = truth[list(slices)]
+    return image.with_array(labels)
+
+
+def _weights_digest(net: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, value in sorted(net.state_dict().items()):
+        digest.update(key.encode() + value.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_annotated_voxels_keep_the_user_label_and_the_annotation_is_untouched():
+    image, truth = _phantom()
+    annotation = _annotation(image, truth)
+    annotation.array[8, 0, 0] = 255  # an ignored voxel inside an annotated slice
+    before = annotation.array.copy()
+    result = finetune(image, annotation, "unet3d", TINY)
+    assert np.array_equal(annotation.array, before)
+    out = result.labelmap.array
+    assert out.shape == truth.shape and result.labelmap.same_geometry(image)
+    for z in (3, 5, 8, 10, 12):
+        keep = before[z] != 255
+        assert np.array_equal(out[z][keep], before[z][keep])
+    assert out[8, 0, 0] in (0, 1)  # the ignored voxel is predicted, not copied
+    assert result.kept == "fine-tuned" and result.slices == {0: [3, 5, 8, 10, 12], 1: [], 2: []}
+    assert result.validation_slices == [(0, 8)]  # the middle slice is held out
+    record = result.card.provenance.trained_on[0]
+    assert record["shape"] == list(truth.shape) and len(record["sha256"]) == 64
+    assert result.card.provenance.annotated_slices == {"0": [3, 5, 8, 10, 12], "1": [], "2": []}
+
+
+def test_three_slices_from_scratch_train_on_all_of_them():
+    image, truth = _phantom()
+    result = finetune(image, _annotation(image, truth, (4, 8, 12)), "unet3d", TINY)
+    assert result.validation_slices == [] and result.validation_dice is None
+
+
+def test_refinement_that_would_overrun_the_time_limit_is_skipped_and_said():
+    image, truth = _phantom()
+    options = dataclasses.replace(TINY, iterations=None, time_limit_s=0.01)  # spent before training starts
+    result = finetune(image, _annotation(image, truth, (4, 8, 12)), "unet3d", options)
+    assert any(note.startswith("boundary refinement skipped") for note in result.notes)
+    assert np.array_equal(result.labelmap.array, result.network_labelmap)
+
+
+def test_progress_reports_iteration_loss_and_validation():
+    image, truth = _phantom()
+    records = []
+    finetune(image, _annotation(image, truth), "unet3d", TINY, callback=records.append)
+    assert records and all({"iteration", "loss", "validation_dice"} <= set(r) for r in records)
+    assert any(r["validation_dice"] is not None for r in records)
+
+
+def _base_model(library: ModelLibrary) -> str:
+    card = make_card(
+        "unet3d",
+        {1: "ball"},
+        modality="MR",
+        id="ball",
+        build_args={"base_channels": 2, "levels": 2},
+        patch_size=(8, 16, 16),
+    )
+    net = build("unet3d", 1, 2, base_channels=2, levels=2)
+    library.add(net, card)
+    return "ball"
+
+
+def test_cancel_leaves_the_base_model_and_the_library_untouched(model_library):
+    library = ModelLibrary(model_library)
+    model_id = _base_model(library)
+    net_before, _ = library.load(model_id)
+    files_before = sorted(p.relative_to(model_library) for p in model_library.rglob("*"))
+    cancel = CancelToken()
+    image, truth = _phantom()
+    options = FinetuneOptions(iterations=50, device="cpu", patch_size=(8, 16, 16), batch_size=1)
+    with pytest.raises(Cancelled):
+        finetune(
+            image, _annotation(image, truth), model_id, options, cancel=cancel, callback=lambda record: cancel.cancel()
+        )
+    assert sorted(p.relative_to(model_library) for p in model_library.rglob("*")) == files_before
+    net_after, _ = library.load(model_id)
+    assert _weights_digest(net_after) == _weights_digest(net_before)
+
+
+def test_fine_tuned_model_is_a_new_version_with_provenance(model_library):
+    library = ModelLibrary(model_library)
+    model_id = _base_model(library)
+    image, truth = _phantom()
+    options = FinetuneOptions(iterations=4, device="cpu", patch_size=(8, 16, 16), batch_size=1, validation=False)
+    result = finetune(image, _annotation(image, truth), model_id, options)
+    saved = save_result(result, library=library)
+    assert saved == "ball@1.1.0"
+    assert library.versions("ball") == ["1.0.0", "1.1.0"]
+    card = library.card("ball", "1.1.0")
+    assert card.provenance.base_model_id == "ball" and card.provenance.iterations == 4
+
+
+def test_keep_the_better_model():
+    assert choose_kept(0.8, 0.7) == "base"
+    assert choose_kept(0.7, 0.8) == "fine-tuned"
+    assert choose_kept(0.8, 0.8) == "fine-tuned"
+    assert choose_kept(None, 0.5) == "fine-tuned"
+
+
+@pytest.mark.slow
+def test_a_worse_fine_tune_keeps_the_base_model(model_library):
+    """A base that already segments well, fine-tuned with a learning rate that wrecks it: the base is kept."""
+    library = ModelLibrary(model_library)
+    image, truth = _phantom()
+    dense = image.with_array(truth.copy())
+    trained = finetune(
+        image,
+        dense,
+        "unet3d",
+        FinetuneOptions(
+            iterations=40,
+            device="cpu",
+            patch_size=(8, 16, 16),
+            batch_size=2,
+            scratch_downsample=1,
+            validation=False,
+            scratch_build_args={"base_channels": 2, "levels": 2},
+        ),
+    )
+    save_result(trained, "ball", library)
+    base_digest = _weights_digest(library.load("ball")[0])
+    options = FinetuneOptions(iterations=6, device="cpu", patch_size=(8, 16, 16), batch_size=1, learning_rate=5.0)
+    result = finetune(image, _annotation(image, truth), "ball", options)
+    assert result.base_validation_dice is not None and result.base_validation_dice > 0.5
+    assert result.kept == "base" and result.validation_dice < result.base_validation_dice
+    assert _weights_digest(result.net) == base_digest
+    assert save_result(result, library=library) is None and library.versions("ball") == ["1.0.0"]
+
+
+def test_unknown_classes_need_head_extension(model_library):
+    library = ModelLibrary(model_library)
+    model_id = _base_model(library)
+    image, truth = _phantom()
+    annotation = _annotation(image, truth)
+    annotation.array[annotation.array == 1] = 3
+    with pytest.raises(SegNetsError, match="extend-head"):
+        finetune(image, annotation, model_id, FinetuneOptions(iterations=1, device="cpu"))
+
+
+def test_extend_head_keeps_old_classes_and_adds_new_ones():
+    net = build("unet3d", 1, 2, base_channels=2, levels=2).eval()
+    card = make_card("unet3d", {1: "ball"}, modality="MR", build_args={"base_channels": 2, "levels": 2})
+    wider, wider_card = extend_head(net, card, [3])
+    x = torch.randn(1, 1, 8, 16, 16)
+    with torch.no_grad():
+        old, new = net(x).logits, wider.eval()(x).logits
+    assert new.shape[1] == 3 and [label.value for label in wider_card.labels] == [1, 3]
+    assert torch.allclose(new[:, :2], old, atol=1e-5)
+    assert net.head.out_channels == 2  # the original is untouched
+
+
+def test_no_annotated_slice_is_refused():
+    image, truth = _phantom()
+    with pytest.raises(SegNetsError, match="no annotated slice"):
+        finetune(image, image.with_array(np.zeros_like(truth)), "unet3d", TINY)
+
+
+def test_geometry_mismatch_is_refused():
+    image, truth = _phantom()
+    other = Volume(_annotation(image, truth).array, spacing=(1.0, 1.0, 1.0))
+    with pytest.raises(SegNetsError, match="different geometry"):
+        finetune(image, other, "unet3d", TINY)
+
+
+@pytest.mark.slow
+def test_short_fine_tune_on_real_ct_beats_the_untrained_start(data_dir):
+    from SegNetsLib.app.demo import bin_centre_slices, dice
+    from SegNetsLib.imageio.volumes import read_volume
+
+    image = read_volume(data_dir / "ts_ct_sm" / "image.nii.gz")
+    liver = read_volume(data_dir / "ts_ct_sm" / "label.nii.gz").array == 5
+    slices = bin_centre_slices(liver, 3)
+    labels = np.zeros(liver.shape, np.uint8)
+    labels[slices] = liver[slices]
+    torch.manual_seed(0)
+    untrained = finetune(
+        image,
+        image.with_array(labels),
+        "unet3d",
+        FinetuneOptions(iterations=1, device="cpu", learning_rate=1e-9, refine=False),
+    )
+    trained = finetune(
+        image, image.with_array(labels), "unet3d", FinetuneOptions(iterations=60, device="cpu", refine=False)
+    )
+    not_annotated = np.ones(liver.shape, bool)
+    not_annotated[slices] = False
+    # the network's own output (no random-walker refinement), outside the annotated slices
+    before = dice((untrained.network_labelmap == 1) & not_annotated, liver & not_annotated)
+    after = dice((trained.network_labelmap == 1) & not_annotated, liver & not_annotated)
+    assert after > before + 0.2 and after > 0.6
+
+
+def test_from_scratch_predictions_stay_near_the_annotated_slices():
+    from SegNetsLib.finetune.cleanup import limit_to_annotated_range
+
+    labelmap = np.ones((40, 4, 4), np.uint8)
+    limit_to_annotated_range(labelmap, {0: [10, 20, 24], 1: [], 2: []})
+    assert labelmap[:, 0, 0].nonzero()[0].tolist() == list(range(0, 35))
+    every_slice = np.ones((40, 4, 4), np.uint8)  # consecutive painted slices: the structure ends within one
+    limit_to_annotated_range(every_slice, {0: [8, 9, 10], 1: [], 2: []})
+    assert every_slice[:, 0, 0].nonzero()[0].tolist() == [7, 8, 9, 10, 11]
+    lone = np.ones((40, 4, 4), np.uint8)
+    limit_to_annotated_range(lone, {0: [20], 1: [], 2: []})
+    assert lone[:, 0, 0].nonzero()[0].tolist() == list(range(17, 24))
+    mixed = np.ones((40, 4, 4), np.uint8)
+    limit_to_annotated_range(mixed, {0: [10], 1: [2], 2: []})
+    assert mixed.all()
+
+
+def test_only_components_holding_the_annotation_are_kept():
+    from SegNetsLib.finetune.cleanup import keep_annotated_components
+
+    labelmap = np.zeros((10, 10, 10), np.uint8)
+    labelmap[1:4, 1:4, 1:4] = 1  # painted structure
+    labelmap[6:10, 6:10, 6:10] = 1  # a bigger look-alike elsewhere
+    labels = np.zeros_like(labelmap)
+    weight = np.zeros(labelmap.shape, np.float32)
+    labels[2, 2, 2] = 1
+    weight[2] = 1
+    keep_annotated_components(labelmap, labels, weight)
+    assert labelmap[2, 2, 2] == 1 and labelmap[6:, 6:, 6:].sum() == 0
+
+
+def test_from_scratch_predictions_stay_in_plane_near_the_annotated_structure():
+    from SegNetsLib.finetune.cleanup import limit_to_annotated_range
+
+    labelmap = np.ones((10, 100, 100), np.uint8)
+    labels = np.zeros_like(labelmap)
+    labels[5, 40:60, 40:60] = 1
+    limit_to_annotated_range(labelmap, {0: [5], 1: [], 2: []}, labels, spacing=(1.0, 1.0, 1.0))
+    assert labelmap[5, 20:80, 20:80].all() and labelmap[:, :19].sum() == 0 and labelmap[:, :, 81:].sum() == 0

@@ -1,0 +1,108 @@
+"""Segmentation files (.seg.nrrd through slicerio, NIfTI/NRRD labelmaps) and what real Slicer reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import slicerio
+
+from SegNetsLib.card.card import Code, LabelInfo, Terminology
+from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.imageio.segmentations import read_labelmap, write_segmentation
+from SegNetsLib.imageio.volumes import read_volume
+
+LIVER_TERMINOLOGY = Terminology(
+    category=Code("SCT", "123037004", "Anatomical Structure"), type=Code("SCT", "10200004", "Liver")
+)
+LABELS = [
+    LabelInfo(5, "liver", (0.86, 0.55, 0.41), LIVER_TERMINOLOGY),
+    LabelInfo(1, "spleen", (0.62, 0.31, 0.64)),
+    LabelInfo(7, "absent organ", (0.1, 0.8, 0.1)),
+]
+
+
+def _oblique_labelmap(data_dir) -> Volume:
+    """The TotalSegmentator liver and spleen of ts_ct_sm on an oblique, anisotropic grid."""
+    reference = read_volume(data_dir / "ts_ct_sm" / "label.nii.gz")
+    labels = np.where(np.isin(reference.array, (1, 5)), reference.array, 0).astype(np.uint8)
+    angle = np.deg2rad(25.0)
+    rotation = np.array([[np.cos(angle), 0.0, np.sin(angle)], [0.0, 1.0, 0.0], [-np.sin(angle), 0.0, np.cos(angle)]])
+    return Volume(labels, (0.9, 1.1, 2.5), (-12.0, 30.5, 101.0), rotation @ np.diag([-1.0, 1.0, 1.0]))
+
+
+def test_seg_nrrd_round_trips_names_colors_terminology_and_voxels(data_dir, tmp_path):
+    labelmap = _oblique_labelmap(data_dir)
+    path = write_segmentation(labelmap, LABELS, tmp_path / "out.seg.nrrd")
+
+    back = read_labelmap(path)
+    assert back.same_geometry(labelmap, tolerance_mm=1e-6)
+    assert np.array_equal(back.array, labelmap.array)
+
+    segmentation = slicerio.read_segmentation(str(path))
+    by_name = {s["name"]: s for s in segmentation["segments"]}
+    assert set(by_name) == {"liver", "spleen", "absent organ"}
+    assert np.allclose(by_name["liver"]["color"], (0.86, 0.55, 0.41))
+    assert by_name["liver"]["terminology"]["type"] == ["SCT", "10200004", "Liver"]
+    # slicerio is [i, j, k]: the liver mask must be the transposed [k, j, i] mask
+    assert np.array_equal(slicerio.segment_mask(segmentation, "liver"), (labelmap.array == 5).transpose(2, 1, 0))
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_slicer_core_reader_opens_the_seg_nrrd_with_names_colors_and_voxels(mrml, data_dir, tmp_path):
+    slicer = pytest.importorskip("slicer")
+    labelmap = _oblique_labelmap(data_dir)
+    path = write_segmentation(labelmap, LABELS, tmp_path / "ai.seg.nrrd")
+    reference = slicer.util.addVolumeFromArray(labelmap.array.astype(np.int16), labelmap.ijk_to_ras(), name="ref")
+
+    node = mrml.segmentations_logic.LoadSegmentationFromFile(str(path), False, "ai")
+    segmentation = node.GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == 3
+    liver = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("liver"))
+    assert np.allclose(liver.GetColor(), (0.86, 0.55, 0.41), atol=1e-3)
+    assert "SCT^10200004^Liver" in liver.GetTerminology()
+    for value, name in ((5, "liver"), (1, "spleen")):
+        segment_id = segmentation.GetSegmentIdBySegmentName(name)
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, reference)
+        assert np.array_equal(mask != 0, labelmap.array == value), name
+
+
+def test_nifti_labelmap_round_trip(data_dir, tmp_path):
+    labelmap = _oblique_labelmap(data_dir)
+    back = read_labelmap(write_segmentation(labelmap, LABELS, tmp_path / "out.nii.gz"))
+    assert np.array_equal(back.array, labelmap.array)
+    assert back.same_geometry(labelmap, tolerance_mm=1e-4)
+
+
+def test_overlapping_layers_flatten_by_label_value(tmp_path):
+    segmentation = slicerio.create_segmentation((6, 5, 4), np.eye(4))
+    first = np.zeros((6, 5, 4), bool)
+    first[1:4, 1:3, 0:2] = True
+    second = np.zeros((6, 5, 4), bool)
+    second[3:6, 2:5, 1:4] = True  # overlaps the first: slicerio puts it in a second layer
+    slicerio.add_segment(segmentation, first, {"id": "a", "name": "a"})
+    slicerio.add_segment(segmentation, second, {"id": "b", "name": "b"})
+    assert segmentation["voxels"].ndim == 4
+    path = tmp_path / "layers.seg.nrrd"
+    slicerio.write_segmentation(str(path), segmentation)
+
+    labelmap = read_labelmap(path).array  # [k, j, i]
+    # both segments have label value 1 in their own layer: they get their positions 1 and 2, the later on top
+    assert np.array_equal(labelmap == 2, second.transpose(2, 1, 0))
+    assert np.array_equal(labelmap == 1, first.transpose(2, 1, 0) & ~second.transpose(2, 1, 0))
+
+
+def test_unknown_label_value_and_suffix_are_refused_without_a_file(tmp_path):
+    labelmap = Volume(np.full((3, 4, 5), 9, dtype=np.uint8))
+    with pytest.raises(SegNetsError, match=r"label value\(s\) \[9\]"):
+        write_segmentation(labelmap, LABELS, tmp_path / "x.seg.nrrd")
+    with pytest.raises(SegNetsError, match="unknown segmentation file type"):
+        write_segmentation(labelmap.with_array(np.zeros((3, 4, 5), np.uint8)), LABELS, tmp_path / "x.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreadable_labelmap_is_a_clear_error(tmp_path):
+    broken = tmp_path / "broken.seg.nrrd"
+    broken.write_bytes(b"not a nrrd")
+    with pytest.raises(SegNetsError, match="broken.seg.nrrd"):
+        read_labelmap(broken)

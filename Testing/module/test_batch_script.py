@@ -1,0 +1,124 @@
+"""SegNets/Scripts/segnets_batch.py under plain Python with slicer-core: real files in, .seg.nrrd out."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer")
+slicerio = pytest.importorskip("slicerio")
+
+from SegNetsLib.app.selftest import add_tiny_model, load_case  # noqa: E402
+from SegNetsLib.imageio.volumes import write_volume  # noqa: E402
+from SegNetsLib.models.library import ModelLibrary  # noqa: E402
+
+SCRIPT = Path(__file__).resolve().parents[2] / "SegNets" / "Scripts" / "segnets_batch.py"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, data_dir):
+    """A folder with two small real CT volumes (different sizes, NIfTI and NRRD) and one broken file."""
+    folder = tmp_path_factory.mktemp("inputs")
+    image, _ = load_case(data_dir)
+    write_volume(_part(image, 16, 32, 32), folder / "ct_a.nii.gz")
+    write_volume(_part(image, 12, 24, 40), folder / "ct_b.nrrd")
+    (folder / "broken.nii.gz").write_bytes(b"this is not a NIfTI file")
+    (folder / "notes.txt").write_text("ignored: not a volume")
+    return folder
+
+
+def _part(image, d, h, w):
+    from SegNetsLib.core.volume import Volume
+
+    return Volume(image.array[:d, :h, :w].copy(), image.spacing, image.origin, image.direction)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    library = ModelLibrary(tmp_path_factory.mktemp("models"))
+    add_tiny_model(library, "all-liver", foreground_bias=20.0, patch_size=(16, 32, 32))
+    return library
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("segnets_batch", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_folder_batch_writes_segmentations_and_summary_and_fails_on_a_broken_file(inputs, library, tmp_path, capsys):
+    from SegNetsLib.imageio.volumes import read_volume
+
+    output = tmp_path / "out"
+    code = _load_script().main(
+        [
+            "--input",
+            str(inputs),
+            "--model",
+            "all-liver",
+            "--output",
+            str(output),
+            "--device",
+            "cpu",
+            "--roi",
+            "off",
+            "--library",
+            str(library.root),
+        ]
+    )
+    assert code == 1, "a broken input makes the batch fail, after the others were segmented"
+    summary = json.loads((output / "summary.json").read_text())
+    assert [Path(r["input"]).name for r in summary["succeeded"]] == ["ct_a.nii.gz", "ct_b.nrrd"]
+    assert [Path(f["input"]).name for f in summary["failed"]] == ["broken.nii.gz"]
+    assert "broken.nii.gz" in capsys.readouterr().err
+    for name, shape_kji in (("ct_a", (16, 32, 32)), ("ct_b", (12, 24, 40))):
+        segmentation = slicerio.read_segmentation(str(output / f"{name}.seg.nrrd"))  # an independent reader
+        segment = slicerio.segment_from_name(segmentation, "Liver")
+        assert segment["terminology"]["type"][2] == "Liver"
+        mask = slicerio.extract_segments(segmentation, [("Liver", 1)])["voxels"]
+        assert mask.transpose(2, 1, 0).shape == shape_kji  # slicerio is [i, j, k]
+        assert mask.all(), "the biased model labels every voxel liver"
+        source = read_volume(next(inputs.glob(f"{name}.*")))
+        np.testing.assert_allclose(np.asarray(segmentation["ijkToLPS"]), source.ijk_to_lps(), atol=1e-4)
+    assert sorted(p.name for p in output.iterdir()) == ["ct_a.seg.nrrd", "ct_b.seg.nrrd", "summary.json"]
+
+
+@pytest.mark.slow
+def test_the_script_runs_as_its_own_process_on_one_file(inputs, library, tmp_path):
+    output = tmp_path / "single"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--input",
+            str(inputs / "ct_b.nrrd"),
+            "--model",
+            str(library.find("all-liver")),
+            "--output",
+            str(output),
+            "--device",
+            "cpu",
+            "--roi",
+            "off",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads((output / "summary.json").read_text())["failed"] == []
+    assert (output / "ct_b.seg.nrrd").is_file()
+
+
+def test_bad_arguments_exit_2_without_output(tmp_path, capsys):
+    batch = _load_script()
+    assert batch.main(["--input", str(tmp_path / "missing"), "--model", "x", "--output", str(tmp_path / "o")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
