@@ -76,7 +76,8 @@ def sparse_annotation(truth: np.ndarray, k: int) -> tuple[np.ndarray, list[int]]
 
 
 def run_network(image, annotation, start, time_limit, device):
-    from SegNetsLib.finetune.run import FinetuneOptions, finetune
+    from SegNetsLib.finetune.options import FinetuneOptions
+    from SegNetsLib.finetune.run import finetune
 
     options = FinetuneOptions(time_limit_s=time_limit, device=device)
     began = time.monotonic()
@@ -213,7 +214,9 @@ def pretrained_model(library, held_out: str, volumes: dict, pretrain_time: float
     """Path of the model pretrained on every BraTS case but ``held_out``: found in ``library``, or trained from
     scratch on one case's dense label and then fine-tuned on the next one's (``pretrain_time`` s each)."""
     from SegNetsLib.card.factory import slug
-    from SegNetsLib.finetune.run import FinetuneOptions, finetune, save_result
+    from SegNetsLib.finetune.options import FinetuneOptions
+    from SegNetsLib.finetune.run import finetune
+    from SegNetsLib.finetune.save import save_result
 
     model_id = slug(f"brats-wt-without-{held_out}")  # the id save_result gives this name
     versions = library.versions(model_id)

@@ -89,7 +89,7 @@ def _stem(path: Path) -> str:
 def segment_file(logic, volumes_logic, source: Path, target: Path, args: argparse.Namespace) -> dict:
     """Segment one file into ``target``; the nodes are removed from the scene afterwards."""
     from SegNetsLib import mrml
-    from SegNetsLib.models.library import split_reference
+    from SegNetsLib.card.versions import split_reference
 
     started = time.monotonic()
     scene = logic.scene

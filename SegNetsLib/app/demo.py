@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
 
-    from SegNetsLib.finetune.run import FinetuneOptions, finetune
+    from SegNetsLib.finetune.options import FinetuneOptions
+    from SegNetsLib.finetune.run import finetune
     from SegNetsLib.imageio.segmentations import write_segmentation
     from SegNetsLib.imageio.volumes import read_volume
 

@@ -10,6 +10,12 @@ from SegNetsLib.core.errors import SegNetsError
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?(?:\+([0-9A-Za-z.-]+))?$")
 
 
+def split_reference(reference: str) -> tuple[str, str | None]:
+    """A model reference "id@version" as (id, version): "liver-ct@1.2.0" -> ("liver-ct", "1.2.0"), "liver-ct" -> ("liver-ct", None)."""
+    model_id, _, version = reference.partition("@")
+    return model_id, version or None
+
+
 def parse_version(text: str) -> tuple[int, int, int, str]:
     """(major, minor, patch, prerelease) of a semantic version string; build metadata is ignored."""
     match = _SEMVER.match(text)

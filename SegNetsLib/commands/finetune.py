@@ -81,7 +81,9 @@ def _check_args(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
     from SegNetsLib.core.annotation import merge_slices, parse_slices
-    from SegNetsLib.finetune.run import FinetuneOptions, finetune, save_result
+    from SegNetsLib.finetune.options import FinetuneOptions
+    from SegNetsLib.finetune.run import finetune
+    from SegNetsLib.finetune.save import save_result
     from SegNetsLib.imageio.segmentations import read_labelmap, write_segmentation
     from SegNetsLib.imageio.volumes import read_volume
 

@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _reference(args: argparse.Namespace) -> tuple[str, str | None]:
-    from SegNetsLib.models.library import split_reference
+    from SegNetsLib.card.versions import split_reference
 
     model_id, version = split_reference(args.model)
     return model_id, args.version or version

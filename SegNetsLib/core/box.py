@@ -82,10 +82,11 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     return tuple(int(s) for s in shape)  # type: ignore[return-value]
 
 
-def _triple(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
+def as_triple(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
+    """One number or three (z, y, x) as a tuple of three ints; SegNetsError otherwise."""
     values = (value,) * 3 if isinstance(value, (int, np.integer)) else tuple(value)
     if len(values) != 3:
-        raise SegNetsError(f"RoI {name} {value!r} must be one number or three numbers (z, y, x).")
+        raise SegNetsError(f"{name} {value!r} must be one number or three numbers (z, y, x).")
     return tuple(int(v) for v in values)  # type: ignore[return-value]
 
 
@@ -144,7 +145,7 @@ def extend_box(
         raise SegNetsError(f"RoI box {tuple(box)} is empty or outside the volume of shape {shape}.")
     starts, stops = list(box.start), list(box.stop)
     if rule == "padding" or rule == "official":
-        pad = _triple(padding, "padding")
+        pad = as_triple(padding, "RoI padding")
         if any(p < 0 for p in pad):
             raise SegNetsError(f"RoI padding {pad} must not be negative.")
         starts = [max(a - p, 0) for a, p in zip(starts, pad)]
@@ -159,7 +160,7 @@ def extend_box(
             starts[axis] = max(math.floor(centre - half + 1e-9), 0)
             stops[axis] = min(math.ceil(centre + half - 1e-9), shape[axis])
     elif rule == "fixed":
-        target = _triple(size, "size")
+        target = as_triple(size, "RoI size")
         if any(t < 1 for t in target):
             raise SegNetsError(f"RoI fixed size {target} must be positive.")
         for axis in range(3):

@@ -17,7 +17,7 @@ from torch import nn
 
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.progress import CancelToken, ProgressFn
-from SegNetsLib.finetune.sampling import PatchSampler
+from SegNetsLib.finetune.sampling import SlicePatchSampler
 from SegNetsLib.losses import objective
 from SegNetsLib.training.augment import augment
 
@@ -98,7 +98,7 @@ def _report(
 def run_loop(
     net: nn.Module,
     architecture: str,
-    sampler: PatchSampler,
+    sampler: SlicePatchSampler,
     transform,
     settings: LoopSettings,
     device: torch.device,

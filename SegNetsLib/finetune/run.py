@@ -14,8 +14,6 @@ import copy
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
@@ -23,7 +21,6 @@ import torch
 from torch import nn
 
 from SegNetsLib.card.card import ModelCard
-from SegNetsLib.card.factory import derive_card, next_version, volume_record
 from SegNetsLib.core import annotation as ann
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.progress import CancelToken, ProgressFn, no_progress
@@ -31,84 +28,19 @@ from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.budget import refinement_seconds, segmentation_seconds, training_budget_s
 from SegNetsLib.finetune.cleanup import clean_scratch_prediction, without_postprocessing
 from SegNetsLib.finetune.loop import FinetuneCallback, LoopSettings, run_loop
+from SegNetsLib.finetune.options import DEFAULT_TIME_LIMIT_S, FinetuneOptions, FinetuneResult
 from SegNetsLib.finetune.refine import refine_result
-from SegNetsLib.finetune.sampling import PatchSampler, Slice, list_slices, split_validation, training_box
-from SegNetsLib.finetune.start import Start, is_architecture, model_start, scratch_start
+from SegNetsLib.finetune.sampling import Slice, SlicePatchSampler, list_slices, split_validation, training_box
+from SegNetsLib.finetune.save import result_card
+from SegNetsLib.finetune.start import is_architecture, model_start, scratch_start
 from SegNetsLib.finetune.validation import slices_dice
 from SegNetsLib.imageio.volumes import check_volume, volume_to_sitk
 from SegNetsLib.inference.predictor import Predictor
 from SegNetsLib.inference.preprocess import Preprocessed, preprocess
-from SegNetsLib.models.library import ModelLibrary
 from SegNetsLib.runtime.devices import resolve_device
-from SegNetsLib.training.augment import AugmentOptions, build_augmentation, input_size
+from SegNetsLib.training.augment import build_augmentation, input_size
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TIME_LIMIT_S = {"cpu": 120.0, "cuda": 20.0}
-
-
-@dataclass
-class FinetuneOptions:
-    """How to fine-tune. With neither ``iterations`` nor ``time_limit_s`` the budget is 120 s (CPU) / 20 s (GPU).
-
-    time_limit_s: wall-clock seconds for the whole run, segmentation and refinement included (training
-    gets what is left after :mod:`finetune_budget` estimates them).
-
-    slices: annotated slices to add to those detected (e.g. all-background slices), {axis: [indices]}.
-    patch_size: training patch (d, h, w) on the network grid; default (8, 48, 48) from scratch, the
-    card's patch size (at most 32 x 96 x 96) when fine-tuning. scratch_downsample: in-plane coarsening of
-    the grid a new network learns on. final_fraction: share of the budget spent, after validation, on
-    all annotated slices (held-out ones included). threads: CPU threads for torch while fine-tuning;
-    segment: False skips the whole-volume segmentation (``labelmap`` is then the annotation itself).
-    refine: settle the network's boundaries with a seeded random walker (:mod:`finetune_refine`).
-    None = one thread when the machine is busier than its cores (load average above the core count),
-    where several OpenMP threads mostly wait for each other (measured 6x slower here), else torch's default.
-    """
-
-    iterations: int | None = None
-    time_limit_s: float | None = None
-    device: str = "auto"
-    slices: Mapping[int, Sequence[int]] | None = None
-    ignore_value: int | None = ann.DEFAULT_IGNORE_VALUE
-    learning_rate: float | None = None
-    batch_size: int = 2
-    patch_size: tuple[int, int, int] | None = None
-    scratch_downsample: int = 2
-    scratch_build_args: dict | None = None
-    extend_head: bool = False
-    validation: bool = True
-    final_fraction: float = 0.25
-    augmentation: AugmentOptions = field(default_factory=AugmentOptions)
-    foreground_fraction: float = 0.5
-    label_names: dict[int, str] | None = None
-    volume_name: str = ""
-    seed: int = 0
-    threads: int | None = None
-    refine: bool = True
-    segment: bool = True
-
-
-@dataclass
-class FinetuneResult:
-    """net/card: the model kept (the fine-tuned one, or the base when it validated better; then
-    ``kept == "base"`` and nothing new need be saved); labelmap: uint8 [k, j, i] in the input's geometry
-    with every annotated voxel equal to the user's label; validation_dice / base_validation_dice: mean
-    foreground Dice on the held-out annotated slices (None without held-out slices); network_labelmap:
-    the network's own labelmap [k, j, i] before boundary refinement (annotated voxels kept too)."""
-
-    net: nn.Module
-    card: ModelCard
-    labelmap: Volume
-    validation_dice: float | None
-    kept: str
-    base_validation_dice: float | None = None
-    iterations: int = 0
-    seconds: float = 0.0
-    slices: dict[int, list[int]] = field(default_factory=dict)
-    validation_slices: list[Slice] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    history: list[dict] = field(default_factory=list)
-    network_labelmap: np.ndarray | None = None
 
 
 def finetune(
@@ -215,8 +147,8 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     annotated_region = training_box(grid_weight, np.zeros_like(grid_targets), [0, 0, 0])  # all annotated voxels
     transform = build_augmentation(patch, options.augmentation, slice_axis, device)
 
-    def sampler(slices_: list[Slice], seed: int) -> PatchSampler:
-        return PatchSampler(
+    def sampler(slices_: list[Slice], seed: int) -> SlicePatchSampler:
+        return SlicePatchSampler(
             image, grid_targets, grid_weight, slices_, annotated_region, crop, patch, options.foreground_fraction, seed
         )
 
@@ -340,7 +272,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
         array[annotated] = labels[annotated]  # every annotated voxel keeps exactly the user's label
     seconds = time.monotonic() - began
     if kept == "fine-tuned":
-        card = _result_card(begin, volume, options, slices, labels, weight, iterations, seconds, val_dice, base_dice)
+        card = result_card(begin, volume, options, slices, labels, weight, iterations, seconds, val_dice, base_dice)
     progress(
         1.0, f"done: kept the {kept} model" + (f", validation Dice {val_dice:.3f}" if val_dice is not None else "")
     )
@@ -381,57 +313,3 @@ def _to_grid(targets: np.ndarray, weight: np.ndarray, pre: Preprocessed) -> tupl
     grid_targets = resample(targets.astype(np.int16), sitk.sitkNearestNeighbor).astype(np.int64)
     grid_weight = (resample(weight, sitk.sitkLinear) >= 0.5).astype(np.float32)
     return grid_targets, grid_weight
-
-
-def _result_card(
-    begin: Start,
-    volume: Volume,
-    options: FinetuneOptions,
-    slices,
-    labels,
-    weight,
-    iterations,
-    seconds,
-    val_dice,
-    base_dice,
-) -> ModelCard:
-    record = volume_record(volume, options.volume_name, slices, int((weight > 0).sum()))
-    validation = {"dice": val_dice} if val_dice is not None else {}
-    if base_dice is not None:
-        validation["base_dice"] = base_dice
-    if begin.from_scratch:
-        card = copy.deepcopy(begin.card)
-        card.provenance.trained_on = [record]
-        card.provenance.annotated_slices = {str(a): list(s) for a, s in slices.items()}
-        card.provenance.iterations = int(iterations)
-        card.provenance.seconds = float(seconds)
-        card.provenance.validation = validation
-        card.provenance.notes = "trained from scratch on annotated slices by segnets finetune"
-        return card
-    return derive_card(
-        begin.card,
-        version=next_version(ModelLibrary(), begin.card),
-        trained_on=[record],
-        annotated_slices=slices,
-        iterations=iterations,
-        seconds=seconds,
-        validation=validation,
-        notes="fine-tuned on annotated slices by segnets finetune",
-    )
-
-
-def save_result(result: FinetuneResult, name: str | None = None, library: ModelLibrary | None = None) -> str | None:
-    """Add the fine-tuned model to the library as a new version; returns "id@version", or None when the
-    base model was kept (nothing new to save). ``name`` gives a new model its own name and id."""
-    if result.kept != "fine-tuned":
-        return None
-    library = library or ModelLibrary()
-    card = copy.deepcopy(result.card)
-    if name:
-        from SegNetsLib.card.factory import slug
-
-        card.name, card.id = name, slug(name)
-    if card.version in library.versions(card.id):
-        card.version = next_version(library, card)
-    library.add(result.net, card)
-    return f"{card.id}@{card.version}"

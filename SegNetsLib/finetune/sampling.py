@@ -56,7 +56,7 @@ def split_validation(slices: Mapping[int, Sequence[int]], min_train: int = 2) ->
 
 
 @dataclass
-class PatchSampler:
+class SlicePatchSampler:
     """Random crops of size ``crop_size`` (d, h, w) around annotated slices.
 
     image: (C, D, H, W) float32 normalized; labels: (D, H, W) int64 class indices; weight: (D, H, W)

@@ -13,6 +13,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from SegNetsLib.core.box import Box
+from SegNetsLib.evaluation.metrics import class_overlaps
 from SegNetsLib.finetune.sampling import Slice
 
 
@@ -72,11 +73,10 @@ def slices_dice(
         where_box = tuple(box.slices)
         truth_slab, weight_slab = labels[where_box], weight[where_box]
         take = (slice(None),) * axis + (local,)
-        predicted, truth, labelled = prediction[take], truth_slab[take], weight_slab[take] > 0
-        for c in range(1, num_classes):
-            p, t = (predicted == c) & labelled, (truth == c) & labelled
-            intersection[c] += (p & t).sum()
-            total[c] += p.sum() + t.sum()
+        labelled = weight_slab[take] > 0
+        both, sizes = class_overlaps(prediction[take][labelled], truth_slab[take][labelled], num_classes)
+        intersection += both
+        total += sizes
     present = total[1:] > 0
     if not present.any():
         return 1.0

@@ -23,12 +23,19 @@ def is_volume_file(path: str | os.PathLike) -> bool:
     return name.endswith(VOLUME_SUFFIXES)
 
 
-def volume_from_sitk(image: sitk.Image) -> Volume:
-    """Convert a SimpleITK image (3D, scalar or vector) to a :class:`Volume` ([k,j,i] or [c,k,j,i])."""
+def volume_from_sitk(image: sitk.Image, voxels: bool = True) -> Volume:
+    """Convert a SimpleITK image (3D, scalar or vector) to a :class:`Volume` ([k,j,i] or [c,k,j,i]).
+
+    ``voxels=False`` gives a zero-memory placeholder of the image's (first channel's) shape and geometry.
+    """
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    if not voxels:
+        shape = tuple(image.GetSize())[::-1]
+        return Volume(np.broadcast_to(np.float32(0), shape), image.GetSpacing(), image.GetOrigin(), direction)
     array = sitk.GetArrayFromImage(image)
     if image.GetNumberOfComponentsPerPixel() > 1:
         array = np.moveaxis(array, -1, 0)
-    return Volume(array, image.GetSpacing(), image.GetOrigin(), np.array(image.GetDirection()).reshape(3, 3))
+    return Volume(array, image.GetSpacing(), image.GetOrigin(), direction)
 
 
 def volume_to_sitk(volume: Volume) -> sitk.Image:

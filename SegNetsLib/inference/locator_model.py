@@ -16,8 +16,9 @@ from pathlib import Path
 from torch import nn
 
 from SegNetsLib.card.card import ModelCard, RoiSettings
+from SegNetsLib.card.versions import split_reference
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.models.library import ModelLibrary, load, split_reference
+from SegNetsLib.models.library import ModelLibrary, load
 
 
 def locator_files(card: ModelCard) -> Path:

@@ -21,7 +21,7 @@ from SegNetsLib.card.card import ModelCard, Normalization
 from SegNetsLib.core.box import Box
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
-from SegNetsLib.imageio.volumes import check_volume, volume_to_sitk
+from SegNetsLib.imageio.volumes import check_volume, volume_from_sitk, volume_to_sitk
 
 _SLAB = 16  # slices per chunk when computing z-score statistics of large volumes, and when resampling from the source
 _TOUCH = 1e-6  # voxels: cells that only touch (up to round-off of the grid transforms) do not overlap
@@ -173,7 +173,7 @@ def preprocess(volume: Volume, card: ModelCard, name: str = "the volume", lazy: 
         )
     elif _needs_resampling(volume, card):  # reorientation only (exact)
         images = [_reoriented(volume_to_sitk(volume.with_array(channel)), card) for channel in channels]
-        grid = volume_from_sitk_header(images[0]).with_array(np.stack([sitk.GetArrayFromImage(i) for i in images]))
+        grid = volume_from_sitk(images[0], voxels=False).with_array(np.stack([sitk.GetArrayFromImage(i) for i in images]))
     else:
         grid = Volume(channels, volume.spacing, volume.origin, volume.direction)
     normalizers = tuple(_fit_normalizer(grid.array[c], card.normalization) for c in range(grid.array.shape[0]))
@@ -221,13 +221,6 @@ def _reoriented(image: sitk.Image, card: ModelCard) -> sitk.Image:
     """``image`` with its axes permuted and flipped (DICOMOrient, exact) to ``card.orientation``."""
     current = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
     return image if current == card.orientation.upper() else sitk.DICOMOrient(image, card.orientation.upper())
-
-
-def volume_from_sitk_header(image: sitk.Image) -> Volume:
-    """A zero-memory placeholder Volume with ``image``'s shape and geometry (no voxel data)."""
-    shape = tuple(image.GetSize())[::-1]
-    direction = np.reshape(image.GetDirection(), (3, 3))
-    return Volume(np.broadcast_to(np.float32(0), shape), image.GetSpacing(), image.GetOrigin(), direction)
 
 
 def _network_geometry(volume: Volume, card: ModelCard) -> Volume:

@@ -19,7 +19,7 @@ from torch import nn
 
 from SegNetsLib.card.card import ModelCard
 from SegNetsLib.card.schema import CARD_FILE, read_card
-from SegNetsLib.card.versions import latest, parse_version, version_key
+from SegNetsLib.card.versions import latest, parse_version, split_reference, version_key
 from SegNetsLib.core.constants import MODELS_ENV_VAR as ENV_VAR
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.models.importers import read_model
@@ -44,12 +44,6 @@ class ModelEntry:
 def default_root() -> Path:
     """``$SEGNETS_MODELS`` if set, else ``~/.segnets/models``."""
     return Path(os.environ.get(ENV_VAR) or DEFAULT_ROOT).expanduser()
-
-
-def split_reference(reference: str) -> tuple[str, str | None]:
-    """ "liver-ct@1.2.0" -> ("liver-ct", "1.2.0"); "liver-ct" -> ("liver-ct", None)."""
-    model_id, _, version = reference.partition("@")
-    return model_id, version or None
 
 
 class ModelLibrary:

@@ -11,18 +11,15 @@ already take oneDNN and are unaffected.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from SegNetsLib.core.box import as_triple
+
 _CONV3D_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 _CONV3D_DEFAULTS = (None, None, None, 1, 0, 1, 1)
-
-
-def _triple(value: Any) -> tuple[int, int, int]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (int(value),) * 3  # type: ignore[return-value]
 
 
 class OneDnnConv3d(TorchFunctionMode):
@@ -44,9 +41,9 @@ class OneDnnConv3d(TorchFunctionMode):
                     x.contiguous(),
                     weight.contiguous(),
                     call["bias"],
-                    _triple(call["padding"]),
-                    _triple(call["stride"]),
-                    _triple(call["dilation"]),
+                    as_triple(call["padding"], "padding"),
+                    as_triple(call["stride"], "stride"),
+                    as_triple(call["dilation"], "dilation"),
                     int(call["groups"]),
                 )
         return func(*args, **kwargs)

@@ -15,7 +15,7 @@ label value, as nnU-Net requires). A voxel with the ignore label weighs 0 in the
 partially labeled cases train with the same masked losses as sparse fine-tuning.
 
 :func:`load_dataset` checks the layout and headers and lists the cases; :func:`read_case` reads
-one case; :class:`PatchSampler` draws training patches with a foreground share.
+one case; :class:`CasePatchSampler` draws training patches with a foreground share.
 """
 
 from __future__ import annotations
@@ -310,7 +310,7 @@ def targets_from_labels(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return labels.clamp(min=0).to(torch.int64), weight
 
 
-class PatchSampler:
+class CasePatchSampler:
     """Draws training patches from prepared cases.
 
     A share ``foreground_share`` of the patches is centred on a voxel of a randomly chosen foreground

@@ -43,7 +43,13 @@ from SegNetsLib.training.data import (
     prepare_case,
     split_cases,
 )
-from SegNetsLib.training.dataset import LabeledDataset, PatchSampler, PreparedCase, load_dataset, targets_from_labels
+from SegNetsLib.training.dataset import (
+    CasePatchSampler,
+    LabeledDataset,
+    PreparedCase,
+    load_dataset,
+    targets_from_labels,
+)
 from SegNetsLib.training.log import TrainingLog
 from SegNetsLib.training.options import (
     BEST,
@@ -172,7 +178,7 @@ class _Trainer:
         train_cases = self._prepare(distributed.shard(self.train_cases), rng, crop)
         self.rank_cases = distributed.gather_objects([case.name for case in train_cases])
         validation_cases = self._prepare(distributed.shard(self.validation_cases), rng, self.patch_size)
-        sampler = PatchSampler(train_cases, crop, options.foreground_share)
+        sampler = CasePatchSampler(train_cases, crop, options.foreground_share)
         transform = (
             build_augmentation(self.patch_size, augmentation_options, device=ranks.device) if options.augment else None
         )
@@ -253,7 +259,7 @@ class _Trainer:
         self._checkpoint = None
         return model, optimizer
 
-    def _batch(self, sampler: PatchSampler, transform, rng: np.random.Generator):
+    def _batch(self, sampler: CasePatchSampler, transform, rng: np.random.Generator):
         images, labels = sampler.sample(self.options.batch_size, rng)
         target, weight = targets_from_labels(labels)
         device = self.ranks.device

@@ -1,9 +1,9 @@
-"""Validation Dice per label during training (MONAI sliding windows and DiceMetric), pooled over ranks.
+"""Validation Dice per label during training (MONAI sliding windows, SegNets' one Dice), pooled over ranks.
 
-Each rank segments its share of the validation cases on the network grid; voxels that weigh 0
-(ignore label, padding) count as background in both prediction and reference, so partially labeled
-cases are scored on their labeled voxels only. A label absent from a case's reference is left out of
-that case's mean (MONAI ``ignore_empty``); a label absent from every case gets None.
+Each rank segments its share of the validation cases on the network grid; only voxels that weigh more
+than 0 (not the ignore label, not padding) are scored, so partially labeled cases count on their labeled
+voxels only. A label absent from a case's reference is left out of that case's mean; a label absent from
+every case gets None.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import math
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from monai.metrics import DiceMetric
 from torch import nn
 
+from SegNetsLib.evaluation.metrics import class_overlaps
 from SegNetsLib.runtime import distributed
 from SegNetsLib.training.dataset import PreparedCase, targets_from_labels
 
@@ -33,17 +33,13 @@ def case_dice(
     image = torch.from_numpy(case.image)[None].to(device)
     with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
         logits = sliding_window_inference(image, patch_size, 1, lambda x: net(x).logits, overlap=0.25)
-    prediction = logits.argmax(dim=1).cpu()
+    prediction = logits.argmax(dim=1).cpu()[0].numpy()
     target, weight = targets_from_labels(torch.from_numpy(case.labels)[None])
-    labeled = weight > 0
-    prediction = torch.where(labeled, prediction, 0)
-    target = torch.where(labeled, target, 0)
-    metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True, num_classes=num_classes)
-    scores = metric(
-        nn.functional.one_hot(prediction, num_classes).permute(0, 4, 1, 2, 3),
-        nn.functional.one_hot(target, num_classes).permute(0, 4, 1, 2, 3),
-    )
-    return [float(value) for value in scores[0]]
+    labeled = weight[0].numpy() > 0
+    truth = target[0].numpy()[labeled]
+    intersection, sizes = class_overlaps(prediction[labeled], truth, num_classes)
+    present = np.bincount(truth, minlength=num_classes)[:num_classes] > 0
+    return [2.0 * intersection[c] / sizes[c] if present[c] else math.nan for c in range(1, num_classes)]
 
 
 def validation_dice(

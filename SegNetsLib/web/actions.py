@@ -23,9 +23,9 @@ from trame_slicer.segmentation import (
 
 from SegNetsLib.app.logic import SegmentationLogic, card_summary, device_choices
 from SegNetsLib.app.worker import BackgroundWorker, Job, JobState
+from SegNetsLib.card.versions import split_reference
 from SegNetsLib.core.annotation import annotated_slices, count_slices
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.models.library import split_reference
 from SegNetsLib.mrml import annotation_from_segmentation, segmentation_from_labelmap, volume_from_node
 from SegNetsLib.mrml.files import save_segmentation_node
 from SegNetsLib.web.state import Choice, PanelState

@@ -13,7 +13,9 @@ from SegNetsLib.card.factory import make_card
 from SegNetsLib.core.errors import Cancelled, SegNetsError
 from SegNetsLib.core.progress import CancelToken
 from SegNetsLib.core.volume import Volume
-from SegNetsLib.finetune.run import FinetuneOptions, choose_kept, finetune, save_result
+from SegNetsLib.finetune.options import FinetuneOptions
+from SegNetsLib.finetune.run import choose_kept, finetune
+from SegNetsLib.finetune.save import save_result
 from SegNetsLib.finetune.start import extend_head
 from SegNetsLib.models.library import ModelLibrary
 from SegNetsLib.nets import build

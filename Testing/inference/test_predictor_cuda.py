@@ -11,7 +11,8 @@ import pytest
 import torch
 from inference_helpers import TINY_CARD, tiny_unet
 
-from SegNetsLib.finetune.run import FinetuneOptions, finetune
+from SegNetsLib.finetune.options import FinetuneOptions
+from SegNetsLib.finetune.run import finetune
 from SegNetsLib.imageio.volumes import read_volume
 from SegNetsLib.inference.predictor import Predictor
 

@@ -13,7 +13,14 @@ from msd_builder import make_msd_dataset
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.runtime.distributed import shard
 from SegNetsLib.training.data import split_cases
-from SegNetsLib.training.dataset import IGNORE, PatchSampler, PreparedCase, load_dataset, read_case, targets_from_labels
+from SegNetsLib.training.dataset import (
+    IGNORE,
+    CasePatchSampler,
+    PreparedCase,
+    load_dataset,
+    read_case,
+    targets_from_labels,
+)
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +140,12 @@ def test_patch_sampler_foreground_share_and_padding(nnunet_dataset):
     cases = _prepared(dataset, patch, rng)
     short = next(case for case in cases if case.name == "case_003")  # 15 slices: padded to 16 with IGNORE
     assert short.labels.shape[0] == 16 and (short.labels[15] == IGNORE).all()
-    images, labels = PatchSampler(cases, patch, foreground_share=1.0).sample(12, rng)
+    images, labels = CasePatchSampler(cases, patch, foreground_share=1.0).sample(12, rng)
     assert tuple(images.shape) == (12, 1, 16, 24, 24) and tuple(labels.shape) == (12, 16, 24, 24)
     assert all((labels[i] > 0).any() for i in range(12))
     # the spleen is small: class-balanced foreground sampling still reaches it often
     assert sum(bool((labels[i] == 2).any()) for i in range(12)) >= 3
-    _, uniform = PatchSampler(cases, (4, 4, 4), foreground_share=0.0).sample(40, np.random.default_rng(1))
+    _, uniform = CasePatchSampler(cases, (4, 4, 4), foreground_share=0.0).sample(40, np.random.default_rng(1))
     assert 0 < sum(bool((uniform[i] > 0).any()) for i in range(40)) < 40
 
 

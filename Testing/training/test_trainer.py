@@ -17,7 +17,7 @@ from SegNetsLib.models.library import ModelLibrary, load
 from SegNetsLib.nets.outputs import SegmentationOutput
 from SegNetsLib.training.checkpoint import load_checkpoint
 from SegNetsLib.training.data import prepare_case
-from SegNetsLib.training.dataset import IGNORE, PatchSampler, PreparedCase, load_dataset, targets_from_labels
+from SegNetsLib.training.dataset import IGNORE, CasePatchSampler, PreparedCase, load_dataset, targets_from_labels
 from SegNetsLib.training.schedule import plan_stages, poly_learning_rate
 from SegNetsLib.training.trainer import BEST, LAST, TrainOptions, train
 from SegNetsLib.training.validation import case_dice
@@ -63,7 +63,7 @@ def _fixed_batch_loss(net, card, dataset_dir, architecture: str) -> float:
     dataset = load_dataset(dataset_dir)
     rng = np.random.default_rng(123)
     cases = [prepare_case(case, dataset, card, (16, 32, 32), rng) for case in dataset.cases]
-    images, labels = PatchSampler(cases, (16, 32, 32), foreground_share=0.5).sample(4, rng)
+    images, labels = CasePatchSampler(cases, (16, 32, 32), foreground_share=0.5).sample(4, rng)
     target, weight = targets_from_labels(labels)
     net.eval()
     with torch.no_grad():

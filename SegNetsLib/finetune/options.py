@@ -1,0 +1,81 @@
+"""What a fine-tuning run is asked to do (:class:`FinetuneOptions`) and what it gives back (:class:`FinetuneResult`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import nn
+
+from SegNetsLib.card.card import ModelCard
+from SegNetsLib.core import annotation as ann
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.finetune.sampling import Slice
+from SegNetsLib.training.augment import AugmentOptions
+
+DEFAULT_TIME_LIMIT_S = {"cpu": 120.0, "cuda": 20.0}
+
+
+@dataclass
+class FinetuneOptions:
+    """How to fine-tune. With neither ``iterations`` nor ``time_limit_s`` the budget is 120 s (CPU) / 20 s (GPU).
+
+    time_limit_s: wall-clock seconds for the whole run, segmentation and refinement included (training
+    gets what is left after :mod:`finetune_budget` estimates them).
+
+    slices: annotated slices to add to those detected (e.g. all-background slices), {axis: [indices]}.
+    patch_size: training patch (d, h, w) on the network grid; default (8, 48, 48) from scratch, the
+    card's patch size (at most 32 x 96 x 96) when fine-tuning. scratch_downsample: in-plane coarsening of
+    the grid a new network learns on. final_fraction: share of the budget spent, after validation, on
+    all annotated slices (held-out ones included). threads: CPU threads for torch while fine-tuning;
+    segment: False skips the whole-volume segmentation (``labelmap`` is then the annotation itself).
+    refine: settle the network's boundaries with a seeded random walker (:mod:`finetune_refine`).
+    None = one thread when the machine is busier than its cores (load average above the core count),
+    where several OpenMP threads mostly wait for each other (measured 6x slower here), else torch's default.
+    """
+
+    iterations: int | None = None
+    time_limit_s: float | None = None
+    device: str = "auto"
+    slices: Mapping[int, Sequence[int]] | None = None
+    ignore_value: int | None = ann.DEFAULT_IGNORE_VALUE
+    learning_rate: float | None = None
+    batch_size: int = 2
+    patch_size: tuple[int, int, int] | None = None
+    scratch_downsample: int = 2
+    scratch_build_args: dict | None = None
+    extend_head: bool = False
+    validation: bool = True
+    final_fraction: float = 0.25
+    augmentation: AugmentOptions = field(default_factory=AugmentOptions)
+    foreground_fraction: float = 0.5
+    label_names: dict[int, str] | None = None
+    volume_name: str = ""
+    seed: int = 0
+    threads: int | None = None
+    refine: bool = True
+    segment: bool = True
+
+
+@dataclass
+class FinetuneResult:
+    """net/card: the model kept (the fine-tuned one, or the base when it validated better; then
+    ``kept == "base"`` and nothing new need be saved); labelmap: uint8 [k, j, i] in the input's geometry
+    with every annotated voxel equal to the user's label; validation_dice / base_validation_dice: mean
+    foreground Dice on the held-out annotated slices (None without held-out slices); network_labelmap:
+    the network's own labelmap [k, j, i] before boundary refinement (annotated voxels kept too)."""
+
+    net: nn.Module
+    card: ModelCard
+    labelmap: Volume
+    validation_dice: float | None
+    kept: str
+    base_validation_dice: float | None = None
+    iterations: int = 0
+    seconds: float = 0.0
+    slices: dict[int, list[int]] = field(default_factory=dict)
+    validation_slices: list[Slice] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    network_labelmap: np.ndarray | None = None

@@ -1,0 +1,64 @@
+"""The card of a fine-tuned model and saving it to the library as a new version."""
+
+from __future__ import annotations
+
+import copy
+
+from SegNetsLib.card.card import ModelCard
+from SegNetsLib.card.factory import derive_card, next_version, slug, volume_record
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.finetune.options import FinetuneOptions, FinetuneResult
+from SegNetsLib.finetune.start import Start
+from SegNetsLib.models.library import ModelLibrary
+
+
+def result_card(
+    begin: Start,
+    volume: Volume,
+    options: FinetuneOptions,
+    slices,
+    labels,
+    weight,
+    iterations,
+    seconds,
+    val_dice,
+    base_dice,
+) -> ModelCard:
+    record = volume_record(volume, options.volume_name, slices, int((weight > 0).sum()))
+    validation = {"dice": val_dice} if val_dice is not None else {}
+    if base_dice is not None:
+        validation["base_dice"] = base_dice
+    if begin.from_scratch:
+        card = copy.deepcopy(begin.card)
+        card.provenance.trained_on = [record]
+        card.provenance.annotated_slices = {str(a): list(s) for a, s in slices.items()}
+        card.provenance.iterations = int(iterations)
+        card.provenance.seconds = float(seconds)
+        card.provenance.validation = validation
+        card.provenance.notes = "trained from scratch on annotated slices by segnets finetune"
+        return card
+    return derive_card(
+        begin.card,
+        version=next_version(ModelLibrary(), begin.card),
+        trained_on=[record],
+        annotated_slices=slices,
+        iterations=iterations,
+        seconds=seconds,
+        validation=validation,
+        notes="fine-tuned on annotated slices by segnets finetune",
+    )
+
+
+def save_result(result: FinetuneResult, name: str | None = None, library: ModelLibrary | None = None) -> str | None:
+    """Add the fine-tuned model to the library as a new version; returns "id@version", or None when the
+    base model was kept (nothing new to save). ``name`` gives a new model its own name and id."""
+    if result.kept != "fine-tuned":
+        return None
+    library = library or ModelLibrary()
+    card = copy.deepcopy(result.card)
+    if name:
+        card.name, card.id = name, slug(name)
+    if card.version in library.versions(card.id):
+        card.version = next_version(library, card)
+    library.add(result.net, card)
+    return f"{card.id}@{card.version}"
