@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from SegNetsLib import nets
 from SegNetsLib.card.card import ChannelInfo, LabelInfo, ModelCard, Normalization
 from SegNetsLib.card.factory import make_card
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.models.store import build_network, describe_network, load_folder, load_zip
+from SegNetsLib.models.limits import check_file_size, check_network_size
+from SegNetsLib.models.store import build_network, describe_network, load_folder, load_zip, meta_network
 from SegNetsLib.models.weights import (
     TORCH_SUFFIXES,
+    check_shapes,
     load_checked,
     read_safetensors,
     read_torch_state_dict,
+    shapes_of,
     strip_prefix,
 )
 
@@ -58,7 +63,9 @@ def _sha256(path: Path) -> str:
 
 
 def read_weights_file(path: Path) -> dict:
-    """Tensors of a bare weights file (safetensors or a weights-only ``.pt``/``.pth``)."""
+    """Tensors of a bare weights file (safetensors or a weights-only ``.pt``/``.pth``), refused unread
+    when the file is larger than any network SegNets loads."""
+    check_file_size(path)
     if path.suffix.lower() == ".safetensors":
         return read_safetensors(path)
     return strip_prefix(read_torch_state_dict(path))
@@ -79,9 +86,11 @@ def _card_fields(
 def _own_weights(path: Path, architecture: str, tensors: dict, options: dict[str, Any]) -> tuple[nn.Module, ModelCard]:
     """Weights saved from a SegNets network (our key names)."""
     card = make_card(architecture, **_card_fields(path, architecture, {}, options))
-    net = build_network(card)
     try:
-        return load_checked(net, tensors, path.name, describe_network(card)), card
+        shape_only = meta_network(card)  # names, shapes and size checked before the network takes memory
+        check_shapes(shapes_of(tensors), shape_only, path.name, describe_network(card))
+        check_network_size(shape_only, path.name, describe_network(card))
+        return load_checked(build_network(card), tensors, path.name, describe_network(card)), card
     except SegNetsError as error:
         if architecture in OFFICIAL_CARDS:
             raise SegNetsError(
@@ -95,6 +104,15 @@ def _official_weights(
 ) -> tuple[nn.Module, ModelCard]:
     """An authors' checkpoint: ``nets.load_official`` reads widths, inputs and classes from the tensors."""
     overrides = dict(options.pop("build_args", None) or {})
+    try:
+        with torch.device("meta"), warnings.catch_warnings():  # sized before built; copies into meta are no-ops
+            warnings.simplefilter("ignore", UserWarning)
+            shape_only = nets.load_official(architecture, tensors, **overrides)
+    except SegNetsError:
+        raise
+    except Exception as error:  # noqa: BLE001 - untrusted tensors and overrides may fail in any way
+        raise SegNetsError(f"{path.name}: not an official {architecture} checkpoint ({error}).") from None
+    check_network_size(shape_only, path.name, f"official {architecture}")
     net = nets.load_official(architecture, tensors, **overrides)
     in_count, class_count = int(net.in_channels), int(net.num_classes)
     defaults = dict(OFFICIAL_CARDS.get(architecture, {}))

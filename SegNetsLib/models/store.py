@@ -20,6 +20,7 @@ from SegNetsLib.card.card import ModelCard
 from SegNetsLib.card.schema import CARD_FILE, MAX_CARD_BYTES, card_to_json, read_card
 from SegNetsLib.core.atomic import atomic_file, atomic_folder
 from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.models.limits import MAX_NETWORK_BYTES, check_network_size
 from SegNetsLib.models.weights import (
     WEIGHTS_FILE,
     check_shapes,
@@ -32,7 +33,7 @@ from SegNetsLib.models.weights import (
 from SegNetsLib.runtime.devices import resolve_device
 
 MODEL_FILES = (CARD_FILE, WEIGHTS_FILE)
-MAX_UNZIPPED_BYTES = 16 * 1024**3  # the largest paper-preset network is well under 1 GiB
+MAX_UNZIPPED_BYTES = MAX_NETWORK_BYTES + MAX_CARD_BYTES + 64 * 1024**2  # no loadable model unpacks to more
 _COPY_CHUNK = 1024 * 1024
 
 
@@ -48,14 +49,36 @@ def describe_network(card: ModelCard) -> str:
     )
 
 
-def build_network(card: ModelCard) -> nn.Module:
-    """An untrained network as the card describes it (``nets.build`` with the card's build args)."""
+def build_network(card: ModelCard, meta: bool = False) -> nn.Module:
+    """An untrained network as the card describes it (``nets.build`` with the card's build args).
+
+    ``meta=True`` builds it on PyTorch's meta device: names, shapes and dtypes only, no memory, so an
+    untrusted card can be checked (:func:`meta_network`) before anything is allocated. A real build
+    checks the size first.
+    """
+    if not meta:
+        check_network_size(meta_network(card), "card.json", describe_network(card))
     try:
+        if meta:
+            with torch.device("meta"):
+                return nets.build(card.architecture, len(card.in_channels), card.num_classes, **card.build_args)
         return nets.build(card.architecture, len(card.in_channels), card.num_classes, **card.build_args)
-    except (TypeError, SegNetsError) as error:
+    except SegNetsError as error:
         raise SegNetsError(
             f"card.json: field 'build_args' does not fit {card.architecture} ({str(error).rstrip('.')})."
         ) from None
+    except Exception as error:  # noqa: BLE001 - a constructor fed untrusted arguments may fail in any way
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise SegNetsError(
+            f"card.json: field 'build_args' does not make a {card.architecture} network ({reason.rstrip('.')})."
+        ) from None
+
+
+def meta_network(card: ModelCard) -> nn.Module:
+    """The card's network on the meta device (shapes only), refused when larger than :mod:`.limits` allows."""
+    net = build_network(card, meta=True)
+    check_network_size(net, "card.json", describe_network(card), available=None)
+    return net
 
 
 def save(net: nn.Module, card: ModelCard, folder: str | os.PathLike) -> Path:
@@ -65,7 +88,7 @@ def save(net: nn.Module, card: ModelCard, folder: str | os.PathLike) -> Path:
     """
     folder = Path(folder)
     text = card_to_json(card)
-    problem = first_mismatch(shapes_of(net.state_dict()), shapes_of(build_network(card).state_dict()))
+    problem = first_mismatch(shapes_of(net.state_dict()), shapes_of(meta_network(card).state_dict()))
     if problem:
         raise SegNetsError(
             f"the network to save {problem} for {describe_network(card)}; the card does not describe it."
@@ -86,8 +109,11 @@ def load_folder(folder: str | os.PathLike, device: str | torch.device = "cpu") -
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise SegNetsError(f"{folder}: the model has no {WEIGHTS_FILE}.")
+    source, network = f"{folder.name}/{WEIGHTS_FILE}", describe_network(card)
+    shape_only = meta_network(card)  # no memory spent until names, shapes and size are checked
+    check_shapes(safetensors_shapes(weights), shape_only, source, network)
+    check_network_size(shape_only, source, network)
     net = build_network(card)
-    check_shapes(safetensors_shapes(weights), net, f"{folder.name}/{WEIGHTS_FILE}", describe_network(card))
     net.load_state_dict(read_safetensors(weights), strict=True)
     return net.to(target).eval(), card
 

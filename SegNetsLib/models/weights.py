@@ -5,8 +5,12 @@ Every tensor name and shape is checked against the network before anything is lo
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import pickle
 import re
+import struct
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +28,11 @@ TORCH_SUFFIXES = (".pt", ".pth")
 _NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "network")
 
 Shapes = Mapping[str, tuple[int, ...]]
+MAX_HEADER_BYTES = 100 * 1000 * 1000  # the safetensors format's own bound
+_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
 
 
 def write_weights(net: nn.Module, path: Path) -> None:
@@ -32,15 +41,53 @@ def write_weights(net: nn.Module, path: Path) -> None:
     safetensors.torch.save_file(tensors, str(path), metadata={"format": "pt"})
 
 
+def _damaged(path: Path, reason: str) -> SegNetsError:
+    return SegNetsError(f"{path.name}: not a complete safetensors file, it may be truncated or damaged ({reason}).")
+
+
 def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes from a safetensors header, without reading the data."""
+    """Tensor names and shapes from a safetensors header, read as bytes (no mapping, no tensor data).
+
+    The header is checked as the format requires: a JSON object of at most 100 MB whose tensors have a
+    known dtype, non-negative integer shapes and data ranges that match their size and lie in the file.
+    """
     try:
-        with safetensors.safe_open(str(path), framework="pt") as handle:
-            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
-    except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise SegNetsError(
-            f"{path.name}: not a complete safetensors file, it may be truncated or damaged ({error})."
-        ) from None
+        with open(path, "rb") as handle:
+            file_size = os.fstat(handle.fileno()).st_size
+            prefix = handle.read(8)
+            length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else -1
+            if not 2 <= length <= min(MAX_HEADER_BYTES, file_size - 8):
+                raise _damaged(path, "the header length is wrong")
+            header = json.loads(handle.read(length))
+    except OSError as error:
+        raise _damaged(path, error.strerror or type(error).__name__) from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise _damaged(path, "the header is not JSON") from None
+    if not isinstance(header, dict):
+        raise _damaged(path, "the header is not a JSON object")
+    shapes, data_size = {}, file_size - 8 - length
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        item = (
+            _DTYPE_BYTES.get(entry.get("dtype"))
+            if isinstance(entry, dict) and isinstance(entry.get("dtype"), str)
+            else None
+        )
+        if (
+            item is None
+            or not isinstance(shape, list)
+            or not all(type(s) is int and 0 <= s < 2**48 for s in shape)
+            or not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets))
+        ):
+            raise _damaged(path, f"tensor {str(name)[:80]!r} has no valid dtype, shape and data offsets")
+        count = math.prod(shape)
+        if not 0 <= offsets[0] <= offsets[1] <= data_size or offsets[1] - offsets[0] != count * item:
+            raise _damaged(path, f"tensor {str(name)[:80]!r} of shape {tuple(shape)} lies outside the file's data")
+        shapes[name] = tuple(shape)
+    return shapes
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
