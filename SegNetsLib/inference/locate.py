@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from SegNetsLib.card.card import RoiSettings
-from SegNetsLib.core.box import OFFICIAL_RUNET_PADDING, Box, extend_box, find_components, merge_overlapping
+from SegNetsLib.core.box import Box, extend_box, find_components, merge_overlapping
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.inference.preprocess import Preprocessed
-from SegNetsLib.nets.runet import GRID as RUNET_GRID
+from SegNetsLib.nets.runet import ROI_PADDING_VOXELS
 
 MAX_ROIS_PER_LABEL = 10  # 3D RU-Net keeps the 10 largest components per class at test time
 MIN_COMPONENT_FRACTION = 0.01  # components smaller than 1 % of a label's largest are noise of the coarse pass
@@ -103,8 +103,7 @@ def _extend(box: Box, shape: Sequence[int], spacing_kji: Sequence[float], settin
             raise SegNetsError("the model card's RoI extension is 'fixed' but it gives no fixed_size (d, h, w).")
         return extend_box(box, shape, "fixed", size=settings.fixed_size)
     if rule == "official":  # 3D RU-Net's margin of [1, 2, 2] F3 cells, in network voxels (without its off-by-one)
-        padding = tuple(p * g for p, g in zip(OFFICIAL_RUNET_PADDING, RUNET_GRID))
-        return extend_box(box, shape, "padding", padding=padding)
+        return extend_box(box, shape, "padding", padding=ROI_PADDING_VOXELS)
     raise SegNetsError(
         f"unknown RoI extension {rule!r} in the model card; choose padding, scale1.5, scale2, fixed or official."
     )

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 from torch import nn
 
@@ -35,8 +34,6 @@ from SegNetsLib.inference.locate import LOCATORS, boxes_from_labelmap, boxes_fro
 from SegNetsLib.inference.locator_model import load_locator, locator_files
 from SegNetsLib.inference.postprocess import postprocess
 from SegNetsLib.inference.preprocess import Preprocessed, preprocess, to_source_grid
-from SegNetsLib.nets.blocks.padding import crop_to, pad_to_multiple
-from SegNetsLib.nets.runet import GRID as RUNET_GRID
 from SegNetsLib.runtime.cpu_conv import fast_cpu_convolutions
 from SegNetsLib.runtime.devices import resolve_device
 
@@ -190,7 +187,7 @@ class Predictor:
         """This network's coarse pass ("self" or "runet" locator) and the boxes around its labels."""
         settings = self.card.roi
         if settings.locator == "runet":  # the Global Image Encoder's down-sampled mask, as in the paper
-            coarse, forward = pre.network_input(), self._runet_coarse_logits
+            coarse, forward = pre.network_input(), self.net.locate
         else:  # the model itself on a volume down-sampled coarse_factor times
             coarse, _ = pre.coarse_input(settings.coarse_factor)
             forward = self._logits
@@ -230,12 +227,6 @@ class Predictor:
     def _logits(self, windows: torch.Tensor) -> torch.Tensor:
         """Segmentation logits (N, C, d, h, w) of a window batch."""
         return self.net(windows).logits
-
-    def _runet_coarse_logits(self, windows: torch.Tensor) -> torch.Tensor:
-        """3D RU-Net's locator-head logits on the F3 grid, repeated back to window size (N, C, d, h, w)."""
-        padded, _ = pad_to_multiple(windows, RUNET_GRID)
-        coarse = self.net.locator_head(self.net.encode(padded)[2])
-        return crop_to(F.interpolate(coarse, scale_factor=RUNET_GRID, mode="nearest"), windows.shape[2:])
 
     def _windows(self, array: np.ndarray, forward: Callable, tracker: _Progress, cancel: CancelToken) -> torch.Tensor:
         """MONAI sliding windows (Gaussian blending) over ``array`` (C, d, h, w): (1, C_out, d', h', w')."""

@@ -9,7 +9,7 @@
 from SegNetsLib.losses.basic import dice_loss, dice_per_class, masked_dice, one_hot, weighted_cross_entropy
 from SegNetsLib.losses.conresnet import conresnet_loss
 from SegNetsLib.losses.objective import objective
-from SegNetsLib.losses.runet import runet_hybrid_loss
+from SegNetsLib.losses.runet import runet_global_loss, runet_hybrid_loss
 
 __all__ = [
     "conresnet_loss",
@@ -18,6 +18,7 @@ __all__ = [
     "masked_dice",
     "objective",
     "one_hot",
+    "runet_global_loss",
     "runet_hybrid_loss",
     "weighted_cross_entropy",
 ]

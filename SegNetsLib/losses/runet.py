@@ -115,3 +115,14 @@ def runet_hybrid_loss(
         (1 - 2 * i / t.clamp_min(tiny)) * (t > 0) for i, t in (sums["region"], sums["contour"])
     )
     return global_loss + region_loss + contour_weight * contour_loss
+
+
+def runet_global_loss(coarse_logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """3D RU-Net's global Dice L_G of coarse logits (N, C, D/2, H/4, W/4) against target / weight (N, D, H, W).
+
+    The hybrid loss of an output without RoIs is exactly its global term (region and contour sums are empty).
+    """
+    output = RUNetOutput(
+        logits=coarse_logits, coarse_logits=coarse_logits, rois=[], roi_logits=[], roi_contour_logits=[]
+    )
+    return runet_hybrid_loss(output, target, weight)

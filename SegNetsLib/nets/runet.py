@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from SegNetsLib.core.box import Box, extend_box, find_components
+from SegNetsLib.core.box import OFFICIAL_RUNET_PADDING, Box, extend_box, find_components
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.nets.blocks.padding import crop_to, pad_to_multiple
 from SegNetsLib.nets.blocks.runet import ResBlock, UpStage
@@ -39,6 +39,8 @@ from SegNetsLib.nets.official_keys import convert_official, strip_module_prefix
 from SegNetsLib.nets.outputs import RUNetOutput
 
 GRID = (2, 4, 4)  # F3 cell size in input voxels (z, y, x)
+# the official RoI margin of [1, 2, 2] F3 cells, in input voxels (official code's off-by-one left out)
+ROI_PADDING_VOXELS = tuple(p * g for p, g in zip(OFFICIAL_RUNET_PADDING, GRID))
 STAGE_DILATIONS = {"RF64": (1, 1, 1), "RF88": (1, 1, 2), "RF112": (1, 2, 2)}
 PASTE_WEIGHT_FLOOR = 0.001  # official Predict: weight volume starts at 0.001, +1 per RoI
 LOG_FLOOR = 1e-30  # log of a zero pasted probability
@@ -108,6 +110,17 @@ class RUNet(nn.Module):
         f2 = self.down1(F.max_pool3d(f1, (1, 2, 2)))
         f3 = self.down2(F.max_pool3d(f2, (2, 2, 2)))
         return f1, f2, f3
+
+    def locate(self, x: torch.Tensor) -> torch.Tensor:
+        """The locator head's coarse logits of ``x`` (N, C, D, H, W), repeated back to the input size (N, C, D, H, W):
+        the paper's global pass that RoI localization at inference reads."""
+        padded, _ = pad_to_multiple(x, GRID)
+        coarse = self.locator_head(self.encode(padded)[2])
+        return crop_to(F.interpolate(coarse, scale_factor=GRID, mode="nearest"), x.shape[2:])
+
+    def global_stage(self) -> nn.Module:
+        """The global image encoder and locator head as one module sharing this network's parameters."""
+        return GlobalStage(self)
 
     def _extend(self, box: Box, grid_shape: tuple[int, int, int]) -> Box:
         rule = self.roi_extension
@@ -208,6 +221,26 @@ class RUNet(nn.Module):
 
 
 # ---- official checkpoint names -------------------------------------------------------------------------
+
+
+class GlobalStage(nn.Module):
+    """3D RU-Net's first training stage: the global image encoder and locator head (shared parameters).
+
+    ``forward(x)`` returns the coarse logits (N, C, D/2, H/4, W/4) of the input padded to the F3 grid, so
+    the global stage computes (and, under DDP, synchronises) only what it trains.
+    """
+
+    def __init__(self, runet: RUNet) -> None:
+        super().__init__()
+        self.inc, self.down1, self.down2, self.locator_head = runet.inc, runet.down1, runet.down2, runet.locator_head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, _ = pad_to_multiple(x, GRID)
+        f1 = self.inc(x)
+        f2 = self.down1(F.max_pool3d(f1, (1, 2, 2)))
+        f3 = self.down2(F.max_pool3d(f2, (2, 2, 2)))
+        return self.locator_head(f3)
+
 
 _OFFICIAL = [
     (re.compile(r"^GlobalImageEncoder\.inc\.conv\.Conv([123])\.(weight|bias)$"), r"inc.conv\1.\2"),

@@ -21,8 +21,6 @@ import torch
 from torch import nn
 
 from SegNetsLib import losses
-from SegNetsLib.nets.blocks.padding import pad_to_multiple
-from SegNetsLib.nets.outputs import RUNetOutput
 
 POLY_POWER = 0.9
 RUNET_GLOBAL_SHARE = 40 / 90
@@ -78,29 +76,9 @@ def poly_learning_rate(base: float, iteration: int, total: int, power: float = P
     return base * (1.0 - min(iteration, total - 1) / max(total, 1)) ** power
 
 
-class RUNetGlobalStage(nn.Module):
-    """RU-Net's global image encoder and locator head as one module (shares the network's parameters).
-
-    ``forward(x)`` returns the coarse logits (N, C, D/2, H/4, W/4) of the (padded) input, so stage 1
-    computes and synchronises only what it trains.
-    """
-
-    def __init__(self, runet: nn.Module) -> None:
-        super().__init__()
-        self.inc, self.down1, self.down2, self.locator_head = runet.inc, runet.down1, runet.down2, runet.locator_head
-        self._grid = (2, 4, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, _ = pad_to_multiple(x, self._grid)
-        f1 = self.inc(x)
-        f2 = self.down1(nn.functional.max_pool3d(f1, (1, 2, 2)))
-        f3 = self.down2(nn.functional.max_pool3d(f2, (2, 2, 2)))
-        return self.locator_head(f3)
-
-
 def stage_module(architecture: str, stage: Stage, net: nn.Module) -> nn.Module:
     """The module a stage trains: RU-Net's global part in its global stage, else the network."""
-    return RUNetGlobalStage(net) if architecture == "runet" and stage.name == "global" else net
+    return net.global_stage() if architecture == "runet" and stage.name == "global" else net
 
 
 def make_optimizer(architecture: str, module: nn.Module, learning_rate: float | None = None) -> torch.optim.Optimizer:
@@ -120,16 +98,5 @@ def stage_loss(
 ) -> torch.Tensor:
     """The stage's loss: the architecture's paper objective, or RU-Net's global Dice in its global stage."""
     if architecture == "runet" and stage.name == "global":
-        return runet_global_loss(output, target, weight)
+        return losses.runet_global_loss(output, target, weight)
     return losses.objective(architecture, output, target, weight)
-
-
-def runet_global_loss(coarse_logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """RU-Net's global Dice L_G of the coarse logits (N, C, D/2, H/4, W/4) against target / weight (N, D, H, W).
-
-    The hybrid loss of an output without RoIs is exactly its global term (region and contour sums are empty).
-    """
-    output = RUNetOutput(
-        logits=coarse_logits, coarse_logits=coarse_logits, rois=[], roi_logits=[], roi_contour_logits=[]
-    )
-    return losses.runet_hybrid_loss(output, target, weight)
