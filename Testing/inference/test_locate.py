@@ -1,0 +1,37 @@
+"""RoI boxes from a coarse pass: foreground masks of logits, then components scaled, extended and merged."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from SegNetsLib.card.card import RoiSettings
+from SegNetsLib.core.box import Box
+from SegNetsLib.inference.locate import boxes_from_masks, foreground_masks
+
+
+def test_boxes_from_masks_scale_extend_and_merge():
+    mask = np.zeros((10, 20, 20), bool)
+    mask[2:4, 3:6, 3:6] = True  # a component
+    mask[2:4, 7:9, 7:9] = True  # a second one whose extended box overlaps the first
+    mask[8, 18, 18] = True  # a one-voxel speck, kept: 1 % of the largest (18 voxels) rounds up to one voxel
+    settings = RoiSettings(extension="padding", padding_mm=4.0)
+    boxes = boxes_from_masks([mask], (2.0, 2.0, 2.0), (20, 40, 40), (2.0, 1.0, 1.0), settings)
+    # components -> fine grid (x2) -> +2 voxels along z (4 mm / 2 mm) and +4 in y, x -> merged
+    assert Box(2, 2, 2, 10, 22, 22) in boxes
+    assert len(boxes) == 2
+    scaled = boxes_from_masks(
+        [mask[:, :10, :10]], (1.0, 1.0, 1.0), (10, 10, 10), (1.0, 1.0, 1.0), RoiSettings(extension="scale2")
+    )
+    # (2:4, 3:6, 3:6) -> (1:5, 1:8, 1:8) and (2:4, 7:9, 7:9) -> (1:5, 6:10, 6:10), overlapping -> merged
+    assert scaled == [Box(1, 1, 1, 5, 10, 10)]
+
+
+def test_foreground_masks_softmax_and_multi_label():
+    logits = torch.zeros(3, 2, 2, 2)
+    logits[1, 0] = 5.0
+    logits[2, 1, 0] = 6.0
+    softmax = foreground_masks(logits, multi_label=False)
+    assert len(softmax) == 2 and softmax[0][0].all() and softmax[1][1, 0].all() and not softmax[0][1].any()
+    multi = foreground_masks(torch.tensor([[[[1.0, -1.0]]]]).expand(1, 1, 2, 2), multi_label=True)
+    assert multi[0][..., 0].all() and not multi[0][..., 1].any()
