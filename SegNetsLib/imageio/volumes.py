@@ -16,6 +16,10 @@ from SegNetsLib.core.constants import VOLUME_SUFFIXES
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
 
+# voxel spacings a scanner or microscope can produce: 0.1 micrometre to 10 metres
+MIN_SPACING_MM = 1e-4
+MAX_SPACING_MM = 1e4
+
 
 def is_volume_file(path: str | os.PathLike) -> bool:
     """True when the file name ends in a volume format SegNets reads."""
@@ -92,6 +96,14 @@ def check_volume(volume: Volume, name: str) -> None:
         raise SegNetsError(f"{name}: shape {volume.shape_kji} is not a 3D volume (an axis has fewer than 2 voxels).")
     if not all(np.isfinite(s) and s > 0 for s in volume.spacing):
         raise SegNetsError(f"{name}: voxel spacing {volume.spacing} mm is not positive and finite.")
+    if not all(MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in volume.spacing):
+        raise SegNetsError(
+            f"{name}: voxel spacing {tuple(float(f'{s:.3g}') for s in volume.spacing)} mm is outside "
+            f"{MIN_SPACING_MM:g} to {MAX_SPACING_MM:g} mm; the file's geometry is wrong."
+        )
+    direction = np.asarray(volume.direction, dtype=float)
+    if not np.isfinite(direction).all() or abs(abs(np.linalg.det(direction)) - 1.0) > 1e-2:
+        raise SegNetsError(f"{name}: the axis directions are not a rotation (the file's direction matrix is damaged).")
     if volume.array.dtype.kind == "f" and not np.isfinite(volume.array).all():  # integers are always finite
         raise SegNetsError(f"{name}: the volume contains NaN or infinite voxel values.")
     if volume.array.size == 0 or np.ptp(volume.array) == 0:

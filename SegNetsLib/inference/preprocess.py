@@ -24,6 +24,7 @@ from SegNetsLib.core.volume import Volume
 from SegNetsLib.imageio.volumes import check_volume, volume_from_sitk, volume_to_sitk
 
 _SLAB = 16  # slices per chunk when computing z-score statistics of large volumes, and when resampling from the source
+MAX_GRID_VOXELS = 2**30  # network-grid voxels: 4 GiB per channel as float32, beyond any scan
 _TOUCH = 1e-6  # voxels: cells that only touch (up to round-off of the grid transforms) do not overlap
 
 
@@ -162,7 +163,7 @@ def preprocess(volume: Volume, card: ModelCard, name: str = "the volume", lazy: 
         )
     channels = volume.array if volume.array.ndim == 4 else volume.array[None]
     if card.target_spacing is not None and _needs_resampling(volume, card):
-        geometry = _network_geometry(volume, card)
+        geometry = _network_geometry(volume, card, name)
         if lazy and card.normalization.kind != "zscore":
             placeholder = np.broadcast_to(np.float32(0), (len(channels), *geometry.shape_kji))
             normalizers = tuple(_fit_normalizer(channel, card.normalization) for channel in channels)
@@ -173,11 +174,30 @@ def preprocess(volume: Volume, card: ModelCard, name: str = "the volume", lazy: 
         )
     elif _needs_resampling(volume, card):  # reorientation only (exact)
         images = [_reoriented(volume_to_sitk(volume.with_array(channel)), card) for channel in channels]
-        grid = volume_from_sitk(images[0], voxels=False).with_array(np.stack([sitk.GetArrayFromImage(i) for i in images]))
+        grid = volume_from_sitk(images[0], voxels=False).with_array(
+            np.stack([sitk.GetArrayFromImage(i) for i in images])
+        )
     else:
         grid = Volume(channels, volume.spacing, volume.origin, volume.direction)
     normalizers = tuple(_fit_normalizer(grid.array[c], card.normalization) for c in range(grid.array.shape[0]))
     return Preprocessed(grid, normalizers, volume)
+
+
+def check_network_grid(shape: tuple[int, int, int], card: ModelCard, name: str) -> None:
+    """Refuse a network grid (d, h, w) the model cannot segment: under 2 voxels along an axis (less than one
+    window holds), or more than :data:`MAX_GRID_VOXELS` voxels."""
+    spacing = "x".join(f"{s:g}" for s in card.target_spacing or ())
+    size = " x ".join(str(s) for s in shape)
+    if min(shape) < 2:
+        raise SegNetsError(
+            f"{name}: at the model's {spacing} mm spacing the volume is only {size} voxels, less than one "
+            "window; its voxel spacing is probably wrong."
+        )
+    if math.prod(shape) > MAX_GRID_VOXELS:
+        raise SegNetsError(
+            f"{name}: at the model's {spacing} mm spacing the volume would be {size} voxels, more than the "
+            f"{MAX_GRID_VOXELS:,}-voxel limit; its voxel spacing is probably wrong."
+        )
 
 
 def to_source_grid(array: np.ndarray, pre: Preprocessed, *, labels: bool, box: Box | None = None) -> np.ndarray:
@@ -223,7 +243,7 @@ def _reoriented(image: sitk.Image, card: ModelCard) -> sitk.Image:
     return image if current == card.orientation.upper() else sitk.DICOMOrient(image, card.orientation.upper())
 
 
-def _network_geometry(volume: Volume, card: ModelCard) -> Volume:
+def _network_geometry(volume: Volume, card: ModelCard, name: str = "the volume") -> Volume:
     """The network grid of ``volume`` as a zero-memory placeholder Volume: the input reoriented to
     ``card.orientation`` (axes permuted and flipped, as DICOMOrient does) and re-spaced to
     ``card.target_spacing`` over the same extent."""
@@ -249,6 +269,7 @@ def _network_geometry(volume: Volume, card: ModelCard) -> Volume:
     if np.any(target <= 0) or not np.all(np.isfinite(target)):
         raise SegNetsError(f"model {card.id!r}: target spacing {tuple(target)} mm is not positive.")
     new_size = [max(1, int(round(n * s / t))) for n, s, t in zip(size, spacing, target)]
+    check_network_grid(tuple(new_size[::-1]), card, name)
     origin = origin + direction @ ((target - spacing) / 2.0)  # same extent start
     return Volume(np.broadcast_to(np.float32(0), new_size[::-1]), tuple(target), tuple(origin), direction)
 

@@ -200,3 +200,39 @@ def test_slab_wise_resampling_equals_one_resample_of_the_whole_source(data_dir):
         sitk.sitkFloat32,
     )
     assert np.array_equal(grid.array[0], sitk.GetArrayFromImage(whole))
+
+
+@pytest.mark.parametrize(
+    ("spacing", "case"),
+    [
+        ((1e-9, 1e-9, 1e-9), "tiny-spacing"),
+        ((1e6, 1e6, 1e6), "tiny-spacing"),
+        ((1e-4, 1e-4, 1e-4), "grid-too-small"),
+        ((6.0, 6.0, 0.001), "grid-too-small"),
+        ((9000.0, 9000.0, 9000.0), "grid-too-large"),
+    ],
+)
+def test_absurd_geometry_is_refused_naming_the_file(tmp_path, spacing, case):
+    """A file whose spacing is absurd, or whose grid at the model's spacing holds no window or too many voxels."""
+    import SimpleITK as sitk
+    from fuzz_helpers import one_sentence
+    from inference_helpers import TINY_CARD, tiny_unet
+    from robustness_cases import expect
+
+    from SegNetsLib.inference.predictor import Predictor
+
+    array = np.random.default_rng(0).normal(size=(20, 24, 22)).astype(np.float32)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    path = tmp_path / "ct.nrrd"
+    sitk.WriteImage(image, str(path))
+    predictor = Predictor(tiny_unet(), TINY_CARD, "cpu")
+    with pytest.raises(SegNetsError) as refused:
+        volume = read_volume(path) if case != "tiny-spacing" else None
+        predictor.predict(volume or Volume(array, spacing), name=str(path))
+    message = one_sentence(refused.value)
+    assert message.startswith(str(path)) or message.startswith(f"{path}:"), message
+    expect(case, message)
+    if case == "tiny-spacing":
+        with pytest.raises(SegNetsError, match="is outside"):
+            read_volume(path)

@@ -1,0 +1,112 @@
+"""The inputs SegNets is tried with and what each gets: the one list behind ``docs/robustness.md``.
+
+Tests look their case up with :func:`expect` (the message must match the case's ``pattern``) or
+:func:`examples` (the fuzzing tests' mutation counts), and ``Testing/fuzz/test_table.py`` checks that
+the document is this list rendered (``python Testing/helpers/robustness_cases.py`` rewrites it).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "robustness.md"
+
+
+@dataclass(frozen=True)
+class Case:
+    input: str  # what was tried
+    gets: str  # what SegNets answers (an example message, or the result)
+    pattern: str  # regular expression every such message matches
+    test: str  # the test that tries it
+    fuzz: tuple[int, int] | None = None  # hypothesis examples: (default suite, slow suite)
+
+
+CASES: dict[str, Case] = {
+    "huge-network": Case(
+        "card.json asking for `base_channels` 100000 or 1500 (2 TB / 42 GB networks)",
+        "refused before anything is allocated: “card.json: unet3d (…, base_channels=100000) would take 1.9e+05 GiB, "
+        "more than the 4.00 GiB SegNets loads; its build_args are not those of a usable network.”",
+        r"would take .* more than the 4\.00 GiB SegNets loads",
+        "Testing/models/test_limits.py",
+    ),
+    "header-mismatch": Case(
+        "weights whose safetensors header declares a tensor 100 000 times larger (data a sparse hole)",
+        "“weights.safetensors has tensor '…' of shape (200000, …) where (…) is expected for unet3d (…).”",
+        r"has tensor '.*' of shape .* where .* is expected",
+        "Testing/models/test_limits.py",
+    ),
+    "no-memory": Case(
+        "a sound 300 MB model loaded where less memory is left than loading needs (address-space limit)",
+        "“…: loading unet3d (…) needs about 0.57 GiB of memory but only … is available; close other programs …”",
+        r"needs about .* of memory but only .* is available",
+        "Testing/models/test_limits.py",
+    ),
+    "bad-build-args": Case(
+        "build_args a constructor chokes on (negative or zero width, 400 levels, a float width, unknown keys)",
+        "“card.json: field 'build_args' does not make a unet3d network (…).”",
+        r"field 'build_args' does not (fit|make)",
+        "Testing/models/test_limits.py",
+    ),
+    "tiny-spacing": Case(
+        "a volume with 1e-9 mm spacing, or 1e6 mm",
+        "“ct.nii.gz: voxel spacing (1e-09, 1e-09, 1e-09) mm is outside 0.0001 to 10000 mm; the file's geometry is wrong.”",
+        r"voxel spacing .* mm is outside 0\.0001 to 10000 mm",
+        "Testing/inference/test_preprocess.py",
+    ),
+    "grid-too-small": Case(
+        "a volume whose extent is under two voxels of the model's spacing (e.g. 1e-4 mm spacing, 6 mm model)",
+        "“ct.nii.gz: at the model's 6x6x6 mm spacing the volume is only 1 x 1 x 1 voxels, less than one window; …”",
+        r"at the model's .* spacing the volume is only .* voxels, less than one window",
+        "Testing/inference/test_preprocess.py",
+    ),
+    "grid-too-large": Case(
+        "a volume that would be more than 2^30 voxels at the model's spacing (9000 mm spacing)",
+        "“ct.nii.gz: at the model's 6x6x6 mm spacing the volume would be 30000 x 36000 x 33000 voxels, more than "
+        "the 1,073,741,824-voxel limit; …”",
+        r"would be .* voxels, more than the 1,073,741,824-voxel limit",
+        "Testing/inference/test_preprocess.py",
+    ),
+}
+
+
+def expect(key: str, message: str) -> None:
+    """Assert that ``message`` is what the table says case ``key`` gets."""
+    pattern = CASES[key].pattern
+    assert re.search(pattern, message), f"{key}: {message!r} does not match {pattern!r}"
+
+
+def examples(key: str, slow: bool = False) -> int:
+    """How many mutations the fuzzing test of case ``key`` tries (default suite, or the slow one)."""
+    counts = CASES[key].fuzz
+    assert counts is not None, key
+    return counts[1] if slow else counts[0]
+
+
+def render() -> str:
+    """docs/robustness.md as this list gives it."""
+    lines = [
+        "# Robustness: inputs tried and what each gets",
+        "",
+        "Generated from `Testing/helpers/robustness_cases.py` (`python Testing/helpers/robustness_cases.py`); "
+        "`Testing/fuzz/test_table.py` fails when this file and that list differ, and every test named here",
+        "asserts that its messages match the case's pattern. The promise for every input: a one-sentence",
+        "`SegNetsError` (or a valid result), never another exception, never a write outside the intended",
+        "place, never more than a bounded amount of memory. Mutations are hypothesis examples per run:",
+        "default suite / `slow` suite.",
+        "",
+        "| Input tried | Mutations | What it gets | Test |",
+        "|---|---|---|---|",
+    ]
+    for case in CASES.values():
+        mutations = f"{case.fuzz[0]} / {case.fuzz[1]}" if case.fuzz else "1"
+        cells = [case.input, mutations, case.gets, f"`{case.test}`"]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    DOC.write_text(render(), encoding="utf-8")
+    sys.stdout.write(f"wrote {DOC}\n")
