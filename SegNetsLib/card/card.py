@@ -116,7 +116,10 @@ class Postprocessing:
 
 @dataclass
 class Provenance:
-    """Where the weights come from: base model, training data, annotated slices, cost and metrics."""
+    """Where the weights come from: base model, training data, annotated slices, cost and metrics.
+
+    round: 1 for a model trained from scratch on painted slices, n + 1 for one continued from round n
+    after the user painted more slices (0: not trained on painted slices)."""
 
     base_model_id: str | None = None
     base_model_version: str | None = None
@@ -128,6 +131,7 @@ class Provenance:
     created: str = ""
     segnets_version: str = ""
     notes: str = ""
+    round: int = 0
 
 
 @dataclass

@@ -159,6 +159,7 @@ def derive_card(
     notes: str = "",
     id: str | None = None,
     name: str | None = None,
+    round: int = 0,
 ) -> ModelCard:
     """A card for weights fine-tuned (or retrained) from ``base``: same architecture, labels and
     preprocessing, a new version, and provenance naming the base model and what the new weights saw.
@@ -187,6 +188,7 @@ def derive_card(
         created=now_utc(),
         segnets_version=__version__,
         notes=notes,
+        round=int(round),
     )
     validate_card(card.to_dict())
     return card

@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="unet3d",
         metavar="ID|PATH|ARCH",
         help=f"model to fine-tune (library id[@version], folder or .zip) or an architecture "
-        f"to train from scratch ({', '.join(ARCHITECTURES)}); default unet3d",
+        f"to train from scratch ({', '.join(ARCHITECTURES)}); default unet3d. A model from an earlier "
+        "round (e.g. the one the previous run saved) continues warm: a correction round of about 15 s",
     )
     parser.add_argument("--output", metavar="SEG", help="write the whole-volume segmentation (.seg.nrrd or .nii.gz)")
     parser.add_argument(
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     from SegNetsLib.core.annotation import merge_slices, parse_slices
     from SegNetsLib.finetune.options import FinetuneOptions
-    from SegNetsLib.finetune.run import finetune
+    from SegNetsLib.finetune.rounds import finetune_round
     from SegNetsLib.finetune.save import save_result
     from SegNetsLib.imageio.segmentations import read_labelmap, write_segmentation
     from SegNetsLib.imageio.volumes import read_volume
@@ -102,13 +103,18 @@ def run(args: argparse.Namespace) -> int:
     def report(fraction: float, stage: str) -> None:
         print(f"[{fraction * 100:5.1f}%] {stage}", file=sys.stderr, flush=True)
 
-    result = finetune(image, annotation, args.model, options, progress=report)
+    result = finetune_round(image, annotation, args.model, options, progress=report)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.validation_dice is not None:
         base = f" (base model {result.base_validation_dice:.3f})" if result.base_validation_dice is not None else ""
         print(f"validation Dice on held-out slices: {result.validation_dice:.3f}{base}", file=sys.stderr)
     print(f"kept the {result.kept} model after {result.iterations} iterations, {result.seconds:.0f} s", file=sys.stderr)
+    if result.round:
+        added = "; ".join(f"axis {a}: {', '.join(map(str, s))}" for a, s in result.added_slices.items()) or "none"
+        print(f"round {result.round} ({result.seconds:.1f} s), slices added: {added}", file=sys.stderr)
+    if result.suggestion is not None:
+        print(f"suggested next slice: {result.suggestion.describe()}", file=sys.stderr)
     if args.output:
         write_segmentation(result.labelmap, result.card.labels, args.output)
         print(f"segmentation -> {args.output}", file=sys.stderr)

@@ -12,6 +12,7 @@ from SegNetsLib.card.card import ModelCard
 from SegNetsLib.core import annotation as ann
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.sampling import Slice
+from SegNetsLib.finetune.suggest import SliceSuggestion
 from SegNetsLib.training.augment import AugmentOptions
 
 DEFAULT_TIME_LIMIT_S = {"cpu": 120.0, "cuda": 20.0}
@@ -64,7 +65,10 @@ class FinetuneResult:
     ``kept == "base"`` and nothing new need be saved); labelmap: uint8 [k, j, i] in the input's geometry
     with every annotated voxel equal to the user's label; validation_dice / base_validation_dice: mean
     foreground Dice on the held-out annotated slices (None without held-out slices); network_labelmap:
-    the network's own labelmap [k, j, i] before boundary refinement (annotated voxels kept too)."""
+    the network's own labelmap [k, j, i] before boundary refinement (annotated voxels kept too).
+    round / added_slices / suggestion: set by :func:`finetune_rounds.finetune_round`: the interactive round
+    (1 from scratch, n + 1 continued from round n, 0 otherwise), the slices it added {axis: indices}, and the
+    slice to paint next (:class:`finetune_suggest.SliceSuggestion`, None when no slice is uncertain)."""
 
     net: nn.Module
     card: ModelCard
@@ -79,3 +83,6 @@ class FinetuneResult:
     notes: list[str] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     network_labelmap: np.ndarray | None = None
+    round: int = 0
+    added_slices: dict[int, list[int]] = field(default_factory=dict)
+    suggestion: SliceSuggestion | None = None

@@ -182,7 +182,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
             segmenting,
             refining,
         )
-    learning_rate = options.learning_rate or (3e-3 if begin.from_scratch else 3e-4)
+    learning_rate = options.learning_rate or (3e-3 if begin.painted_only else 3e-4)
     share = 1.0 - options.final_fraction if val_slices else 1.0
     first = LoopSettings(
         max_iterations=int(options.iterations * share) if options.iterations else None,
@@ -240,11 +240,12 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     progress(0.85, "segmenting the whole volume")
     net.eval()
     if options.segment:
-        # from scratch: limit to the annotated range first, then the card's post-processing
-        predict_card = without_postprocessing(card) if begin.from_scratch else card
+        # from scratch (or continued from such a round): limit to the annotated range first, then the
+        # card's post-processing
+        predict_card = without_postprocessing(card) if begin.painted_only else card
         prediction = Predictor(net, predict_card, device).predict(volume, roi="auto", cancel=cancel, name="the image")
         network_out = np.array(prediction.labelmap.array, copy=True)
-        if begin.from_scratch:
+        if begin.painted_only:
             clean_scratch_prediction(
                 network_out, slices, labels, weight, volume.spacing, [label.value for label in card.labels]
             )
@@ -265,7 +266,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     if refine:
         progress(0.93, "refining boundaries (random walker)")
         out = refine_result(
-            volume.array, network_out, labels, weight, volume.spacing, slices if begin.from_scratch else None, cancel
+            volume.array, network_out, labels, weight, volume.spacing, slices if begin.painted_only else None, cancel
         )
     annotated = weight > 0
     for array in (network_out, out):

@@ -8,7 +8,7 @@ from SegNetsLib.card.card import ModelCard
 from SegNetsLib.card.factory import derive_card, next_version, slug, volume_record
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.options import FinetuneOptions, FinetuneResult
-from SegNetsLib.finetune.start import Start
+from SegNetsLib.finetune.start import SCRATCH_NOTES, Start, round_of
 from SegNetsLib.models.library import ModelLibrary
 
 
@@ -35,8 +35,16 @@ def result_card(
         card.provenance.iterations = int(iterations)
         card.provenance.seconds = float(seconds)
         card.provenance.validation = validation
-        card.provenance.notes = "trained from scratch on annotated slices by segnets finetune"
+        card.provenance.notes = SCRATCH_NOTES
+        card.provenance.round = 1
         return card
+    number = round_of(begin.card) + 1 if begin.continued else 0
+    notes = "fine-tuned on annotated slices by segnets finetune"
+    if number:
+        before = {int(a): set(s) for a, s in begin.card.provenance.annotated_slices.items()}
+        added = {a: sorted(set(s) - before.get(a, set())) for a, s in slices.items()}
+        added_text = "; ".join(f"axis {a}: {', '.join(map(str, s))}" for a, s in added.items() if s) or "none"
+        notes = f"round {number}: continued from round {number - 1} ({begin.card.version}); slices added: {added_text}"
     return derive_card(
         begin.card,
         version=next_version(ModelLibrary(), begin.card),
@@ -45,7 +53,8 @@ def result_card(
         iterations=iterations,
         seconds=seconds,
         validation=validation,
-        notes="fine-tuned on annotated slices by segnets finetune",
+        notes=notes,
+        round=number,
     )
 
 

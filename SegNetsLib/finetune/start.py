@@ -45,6 +45,28 @@ class Start:
     def from_scratch(self) -> bool:
         return self.base_id is None
 
+    @property
+    def continued(self) -> bool:
+        """A model from an earlier round on painted slices: it has seen nothing but painted slices of one
+        volume, so its result needs the clean-up and range limits of a new network's."""
+        return not self.from_scratch and round_of(self.card) >= 1
+
+    @property
+    def painted_only(self) -> bool:
+        """Trained (or about to be) on painted slices alone: from scratch, or continued from such a round."""
+        return self.from_scratch or self.continued
+
+
+SCRATCH_NOTES = "trained from scratch on annotated slices by segnets finetune"
+
+
+def round_of(card: ModelCard) -> int:
+    """The interactive round ``card``'s weights come from (``Provenance.round``): 1 trained from scratch on
+    painted slices (also for cards written before rounds were recorded), n for a correction round, 0 otherwise."""
+    if card.provenance.round:
+        return int(card.provenance.round)
+    return 1 if card.provenance.notes.startswith(SCRATCH_NOTES) else 0
+
 
 def is_architecture(start: str | os.PathLike) -> bool:
     return isinstance(start, str) and start in ARCHITECTURES

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from SegNetsLib.card.card import ModelCard
+from SegNetsLib.card.factory import slug
 from SegNetsLib.card.schema import CARD_FILE, read_card
 from SegNetsLib.card.versions import latest, parse_version, split_reference, version_key
 from SegNetsLib.core.constants import MODELS_ENV_VAR as ENV_VAR
@@ -98,11 +99,16 @@ class ModelLibrary:
         return entries
 
     def find(self, model_id: str, version: str | None = None) -> Path:
-        """Folder of ``model_id`` at ``version`` (default: the highest semantic version)."""
-        versions = self.versions(model_id)
+        """Folder of ``model_id`` at ``version`` (default: the highest semantic version). A name saved as a
+        different id (``--save-model r1-ts_pulmonary`` is stored as ``r1-ts-pulmonary``) finds its model."""
+        wanted = model_id
+        versions = self.versions(model_id) if _ID.match(str(model_id)) else []
+        if not versions and slug(model_id) != model_id:
+            model_id = slug(model_id)
+            versions = self.versions(model_id)
         if not versions:
             raise SegNetsError(
-                f"model {model_id!r} is not in the library at {self.root} ('segnets models list' shows what is)."
+                f"model {wanted!r} is not in the library at {self.root} ('segnets models list' shows what is)."
             )
         if version is None:
             version = latest(versions)

@@ -1,0 +1,167 @@
+"""Interactive rounds: correct, update in seconds, and see which slice to paint next.
+
+Round 1 trains a new network on the painted slices (:func:`finetune_run.finetune` from an architecture).
+After it the user paints one more slice (or corrects one) and starts the next round from the model just
+trained: :func:`finetune_round` notices that the start is a round model (its card's
+``provenance.round``), continues training warm on all painted slices for a budget scaled to what was
+added (:func:`round_time_limit`), with the clean-up and range limits of a network trained on painted
+slices alone, and without held-out validation (the previous model has seen every slice but the new one,
+so it would validate better and the correction would be thrown away). Every round's result names the
+slice to paint next (:mod:`finetune_suggest`). Each round saved is a new version of the model; its card
+says which round and which slices (:func:`round_history`). The annotation is never modified.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from SegNetsLib.card.card import ModelCard
+from SegNetsLib.core import annotation as ann
+from SegNetsLib.core.progress import CancelToken, ProgressFn
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.finetune.loop import FinetuneCallback
+from SegNetsLib.finetune.options import FinetuneOptions, FinetuneResult
+from SegNetsLib.finetune.run import finetune
+from SegNetsLib.finetune.start import is_architecture, round_of
+from SegNetsLib.finetune.suggest import DEFAULT_MEASURE, SliceSuggestion, suggest_slice
+from SegNetsLib.models.library import ModelLibrary, load
+
+# A correction round's whole run (training, segmenting, refining): ROUND_BASE_S plus ROUND_PER_SLICE_S per
+# slice added, at most ROUND_MAX_S (the target: an update within 15 s on 2 CPU cores). Chosen on
+# bench/sparse_sets.py's TUNE set (bench/sparse_rounds.py, docs/benchmarks/sparse_rounds.md).
+ROUND_BASE_S = 9.0
+ROUND_PER_SLICE_S = 3.0
+ROUND_MAX_S = 15.0
+# learning rate of a continued round (a new network: 3e-3); chosen on the TUNE set
+ROUND_LEARNING_RATE = 1e-3
+
+
+@dataclass
+class RoundEntry:
+    """One round saved in the library: model ``id@version``, round number, painted slices, seconds."""
+
+    id: str
+    version: str
+    round: int
+    slices: dict[int, list[int]]
+    seconds: float
+    notes: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.id}@{self.version}"
+
+
+def card_slices(card: ModelCard) -> dict[int, list[int]]:
+    """The painted slices {axis: indices} a model's card says its weights saw."""
+    return {int(axis): sorted(int(i) for i in indices) for axis, indices in card.provenance.annotated_slices.items()}
+
+
+def added_slices(before: Mapping[int, Sequence[int]], now: Mapping[int, Sequence[int]]) -> dict[int, list[int]]:
+    """Slices painted ``now`` and not ``before`` ({axis: indices}, axes without any left out)."""
+    added = {int(a): sorted(set(int(i) for i in s) - set(int(i) for i in before.get(a, []))) for a, s in now.items()}
+    return {a: s for a, s in added.items() if s}
+
+
+def round_time_limit(added: int) -> float:
+    """Seconds for a correction round that adds ``added`` slices (a correction of painted ones counts as one)."""
+    return min(ROUND_MAX_S, ROUND_BASE_S + ROUND_PER_SLICE_S * max(1, added))
+
+
+def round_options(card: ModelCard, added: int, options: FinetuneOptions) -> FinetuneOptions:
+    """``options`` for continuing the round model ``card`` after ``added`` slices were painted: the round's
+    time limit (or the caller's, when smaller), no held-out validation, the round learning rate, and every
+    slice the previous rounds were trained on counted as painted (an all-background one included)."""
+    limit = round_time_limit(added)
+    if options.time_limit_s is not None:
+        limit = min(limit, options.time_limit_s)
+    return dataclasses.replace(
+        options,
+        time_limit_s=limit,
+        validation=False,
+        learning_rate=options.learning_rate or ROUND_LEARNING_RATE,
+        slices=ann.merge_slices(options.slices or {}, card_slices(card)),
+    )
+
+
+def finetune_round(
+    volume: Volume,
+    annotation: Volume,
+    start: str | os.PathLike | tuple[nn.Module, ModelCard],
+    options: FinetuneOptions | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    callback: FinetuneCallback | None = None,
+    measure: str = DEFAULT_MEASURE,
+) -> FinetuneResult:
+    """One round: from scratch (``start`` an architecture: round 1), continued warm from a round model
+    (``start`` the previous round's model: library id[@version], folder, zip, or (net, card)), or ordinary
+    fine-tuning of any other model (round 0). Then the slice to paint next. The result's ``round``,
+    ``added_slices`` and ``suggestion`` say which round it was, what it added and where to paint next."""
+    options = options or FinetuneOptions()
+    number, added = 1, {}
+    if not is_architecture(start):
+        net, card = start if isinstance(start, tuple) else load(start)
+        start = (net, card)
+        if round_of(card) >= 1:
+            labels = ann.embed_in_image_grid(volume, annotation).array
+            now = ann.merge_slices(ann.annotated_slices(labels, options.ignore_value), options.slices or {})
+            added = added_slices(card_slices(card), now)
+            options = round_options(card, sum(len(s) for s in added.values()), options)
+            number = round_of(card) + 1
+        else:
+            number = 0
+    result = finetune(volume, annotation, start, options, progress, cancel, callback)
+    if number == 1:
+        added = {a: list(s) for a, s in result.slices.items() if s}
+    result.round, result.added_slices = number, added
+    result.suggestion = suggest_for(result, volume, measure, options.device)
+    return result
+
+
+def suggest_for(
+    result: FinetuneResult, volume: Volume, measure: str = DEFAULT_MEASURE, device: str = "cpu"
+) -> SliceSuggestion | None:
+    """The slice to paint after ``result`` (see :func:`finetune_suggest.suggest_slice`)."""
+    network = result.network_labelmap if result.network_labelmap is not None else result.labelmap.array
+    return suggest_slice(
+        network,
+        np.asarray(result.labelmap.array),
+        result.slices,
+        measure,
+        net=result.net,
+        card=result.card,
+        volume=volume,
+        device="cpu" if device == "auto" else device,
+    )
+
+
+def round_history(library: ModelLibrary, model_id: str) -> list[RoundEntry]:
+    """The rounds of ``model_id`` kept in ``library``, oldest first (versions that are not rounds left out)."""
+    entries = []
+    for version in library.versions(model_id):
+        card = library.card(model_id, version)
+        number = round_of(card)
+        if number >= 1:
+            entries.append(
+                RoundEntry(
+                    card.id, card.version, number, card_slices(card), card.provenance.seconds, card.provenance.notes
+                )
+            )
+    return entries
+
+
+def previous_round(library: ModelLibrary, card: ModelCard) -> RoundEntry | None:
+    """The round ``card``'s weights continued from (its base version in ``library``), or None for round 1."""
+    if round_of(card) <= 1 or not card.provenance.base_model_version:
+        return None
+    for entry in round_history(library, card.provenance.base_model_id or card.id):
+        if entry.version == card.provenance.base_model_version:
+            return entry
+    return None

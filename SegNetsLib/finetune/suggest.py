@@ -1,0 +1,166 @@
+"""Which slice to paint next: the one the result is least sure of.
+
+After a fine-tuning round every candidate slice (along the painting axis, inside the range the result
+and the clean-up reach, not painted yet) gets an uncertainty score, the number of uncertain voxels on it:
+- ``disagreement``: the network's labelmap and the boundary refinement's differ there;
+- ``entropy``: the entropy (nats) of the network's class probabilities, summed;
+- ``tta``: the network's labelmap and its labelmap on the volume mirrored left-right differ there;
+- ``combined``: disagreement + tta.
+Arrays are [k, j, i]; an axis is an array axis (0 = k, the axial one for an axial volume).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from SegNetsLib.card.card import ModelCard
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.finetune.cleanup import annotated_range, without_postprocessing
+from SegNetsLib.inference.predictor import Predictor
+
+MEASURES = ("disagreement", "entropy", "tta", "combined")
+# chosen on bench/sparse_sets.py's TUNE set (bench/sparse_rounds.py --measures, docs/benchmarks/sparse_rounds.md)
+DEFAULT_MEASURE = "disagreement"
+NEEDS_NETWORK = {"entropy", "tta", "combined"}
+
+
+@dataclass
+class SliceSuggestion:
+    """The slice to paint next: ``index`` along array ``axis``; ``score``: its uncertain voxels (entropy: nats)
+    under ``measure``; ``share``: its part of the uncertainty of all candidate slices (0..1)."""
+
+    axis: int
+    index: int
+    score: float
+    measure: str
+    share: float
+
+    def describe(self) -> str:
+        return f"slice {self.index} along axis {self.axis} ({self.measure}: {self.score:.0f})"
+
+    def as_dict(self) -> dict:
+        return {"axis": self.axis, "index": self.index, "score": self.score, "measure": self.measure}
+
+
+def painting_axis(slices: Mapping[int, Sequence[int]]) -> int:
+    """The axis with the most painted slices (0 when none)."""
+    counts = {int(axis): len(indices) for axis, indices in slices.items()}
+    return max(counts, key=counts.get) if counts and max(counts.values()) else 0
+
+
+def candidate_slices(
+    results: Sequence[np.ndarray], slices: Mapping[int, Sequence[int]], axis: int, length: int
+) -> np.ndarray:
+    """Bool [length]: slices along ``axis`` worth painting: inside the foreground extent of any of ``results``
+    ([k, j, i]) or the clean-up's annotated range, one slice wider, and not painted yet."""
+    keep = np.zeros(length, dtype=bool)
+    painted = sorted(int(i) for i in slices.get(axis, []))
+    if painted:
+        keep[annotated_range(painted, length)] = True
+    others = tuple(a for a in range(3) if a != axis)
+    for result in results:
+        present = np.nonzero(np.asarray(result).any(axis=others))[0]
+        if present.size:
+            keep[max(0, present[0] - 1) : present[-1] + 2] = True
+    keep[painted] = False
+    return keep
+
+
+def slice_scores(uncertainty: np.ndarray, axis: int) -> np.ndarray:
+    """Sum of ``uncertainty`` [k, j, i] over each slice along ``axis``: [length]."""
+    return uncertainty.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.float64)
+
+
+def entropy(probabilities: np.ndarray) -> np.ndarray:
+    """Entropy in nats [k, j, i] of class probabilities [C, k, j, i] (a single channel: foreground only)."""
+    p = np.clip(probabilities.astype(np.float32), 1e-6, 1.0)
+    if p.shape[0] == 1:
+        q = np.clip(1.0 - p[0], 1e-6, 1.0)
+        return -(p[0] * np.log(p[0]) + q * np.log(q))
+    return -(p * np.log(p)).sum(axis=0)
+
+
+def uncertainty_map(
+    measure: str,
+    network: np.ndarray,
+    refined: np.ndarray,
+    probabilities: np.ndarray | None = None,
+    mirrored: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-voxel uncertainty [k, j, i] float32 under ``measure`` (see the module docstring).
+
+    network, refined, mirrored: labelmaps [k, j, i]; probabilities [C, k, j, i] (``entropy`` only)."""
+    if measure == "disagreement":
+        return (network != refined).astype(np.float32)
+    if measure == "entropy":
+        if probabilities is None:
+            raise ValueError("the entropy measure needs the network's probabilities")
+        return entropy(probabilities)
+    if measure in ("tta", "combined"):
+        if mirrored is None:
+            raise ValueError(f"the {measure} measure needs the labelmap of the mirrored volume")
+        tta = (network != mirrored).astype(np.float32)
+        return tta + (network != refined) if measure == "combined" else tta
+    raise ValueError(f"unknown uncertainty measure {measure!r}; use one of {', '.join(MEASURES)}")
+
+
+def pick_slice(uncertainty: np.ndarray, candidates: np.ndarray, axis: int, measure: str) -> SliceSuggestion | None:
+    """The candidate slice with the highest summed uncertainty (ties: the first); None without candidates
+    or when nothing is uncertain on any of them."""
+    scores = slice_scores(uncertainty, axis)
+    scores = np.where(candidates, scores, -1.0)
+    best = int(np.argmax(scores))
+    if scores[best] <= 0:
+        return None
+    total = float(scores[candidates].sum())
+    return SliceSuggestion(axis, best, float(scores[best]), measure, float(scores[best]) / total if total else 0.0)
+
+
+def mirrored_labelmap(
+    net: nn.Module, card: ModelCard, volume: Volume, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """The network's labelmap [k, j, i] (no post-processing) of ``volume`` mirrored along i, mirrored back."""
+    flipped = volume.with_array(np.ascontiguousarray(volume.array[..., ::-1]))
+    prediction = Predictor(net, without_postprocessing(card), device).predict(flipped, roi="off")
+    return np.ascontiguousarray(prediction.labelmap.array[..., ::-1])
+
+
+def network_probabilities(
+    net: nn.Module, card: ModelCard, volume: Volume, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """The network's class probabilities [C, k, j, i] on ``volume`` (background included)."""
+    prediction = Predictor(net, without_postprocessing(card), device).predict(volume, roi="off", probabilities=True)
+    return prediction.probabilities.array
+
+
+def suggest_slice(
+    network: np.ndarray,
+    refined: np.ndarray,
+    slices: Mapping[int, Sequence[int]],
+    measure: str = DEFAULT_MEASURE,
+    *,
+    net: nn.Module | None = None,
+    card: ModelCard | None = None,
+    volume: Volume | None = None,
+    device: str | torch.device = "cpu",
+) -> SliceSuggestion | None:
+    """The slice to paint next after a round whose network labelmap is ``network`` and final (refined)
+    labelmap ``refined`` ([k, j, i]), painted on ``slices`` {axis: indices}. ``entropy``, ``tta`` and
+    ``combined`` run the network again (``net``, ``card``, ``volume``); None when no slice is uncertain."""
+    axis = painting_axis(slices)
+    probabilities = mirrored = None
+    if measure in NEEDS_NETWORK:
+        if net is None or card is None or volume is None:
+            raise ValueError(f"the {measure} measure needs the network, its card and the volume")
+        if measure == "entropy":
+            probabilities = network_probabilities(net, card, volume, device)
+        else:
+            mirrored = mirrored_labelmap(net, card, volume, device)
+    uncertainty = uncertainty_map(measure, network, refined, probabilities, mirrored)
+    candidates = candidate_slices([network, refined], slices, axis, network.shape[axis])
+    return pick_slice(uncertainty, candidates, axis, measure)

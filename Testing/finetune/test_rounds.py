@@ -1,0 +1,126 @@
+"""Interactive rounds (SegNetsLib.finetune.rounds): warm continuation, budget, clean-up, versions, history."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.finetune.options import FinetuneOptions
+from SegNetsLib.finetune.rounds import (
+    ROUND_MAX_S,
+    added_slices,
+    finetune_round,
+    previous_round,
+    round_history,
+    round_options,
+    round_time_limit,
+)
+from SegNetsLib.finetune.save import save_result
+from SegNetsLib.finetune.start import Start, round_of
+from SegNetsLib.models.library import ModelLibrary
+
+TINY = FinetuneOptions(
+    iterations=40,
+    device="cpu",
+    patch_size=(8, 16, 16),
+    batch_size=2,
+    scratch_downsample=1,
+    scratch_build_args={"base_channels": 4, "levels": 2},
+    refine=False,
+)
+
+
+def _phantom() -> tuple[Volume, np.ndarray]:
+    """Two identical bright boxes in noise, 2 mm voxels; only the first (z 2..9) is the structure."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(0, 5, (28, 20, 20)).astype(np.float32)
+    truth = np.zeros(image.shape, np.uint8)
+    truth[2:10, 5:15, 5:15] = 1
+    image[truth > 0] += 100.0
+    image[20:27, 5:15, 5:15] += 100.0  # a look-alike far beyond the painted slices
+    return Volume(image, spacing=(2.0, 2.0, 2.0)), truth
+
+
+def _painted(image: Volume, truth: np.ndarray, slices) -> Volume:
+    labels = np.zeros_like(truth)
+    labels[list(slices)] = truth[list(slices)]
+    return image.with_array(labels)
+
+
+def test_a_correction_round_continues_warm_keeps_the_clean_up_and_is_a_new_round(model_library):
+    image, truth = _phantom()
+    first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", TINY)
+    assert first.round == 1 and first.added_slices == {0: [3, 8]} and first.card.provenance.round == 1
+    annotation = _painted(image, truth, (3, 5, 8))
+    before = annotation.array.copy()
+    second = finetune_round(image, annotation, (first.net, first.card), TINY)
+    assert np.array_equal(annotation.array, before)  # the annotation is never modified
+    assert second.round == 2 and second.added_slices == {0: [5]}
+    card = second.card
+    assert card.provenance.round == 2 and card.provenance.annotated_slices["0"] == [3, 5, 8]
+    assert "round 2" in card.provenance.notes and "axis 0: 5" in card.provenance.notes
+    assert second.validation_slices == []  # no held-out slice: the new one is trained on
+    # the clean-up of a network trained on painted slices alone still applies: nothing beyond the painted range
+    out = second.labelmap.array
+    assert not out[20:].any()
+    assert np.array_equal(out[[3, 5, 8]], truth[[3, 5, 8]])
+
+
+def test_the_round_budget_scales_with_the_slices_added_and_never_exceeds_the_target():
+    assert round_time_limit(1) < round_time_limit(2) <= ROUND_MAX_S
+    assert round_time_limit(0) == round_time_limit(1) and round_time_limit(50) == ROUND_MAX_S <= 15.0
+
+
+def test_round_options_turn_validation_off_and_keep_earlier_painted_slices():
+    image, truth = _phantom()
+    first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=2))
+    card = first.card
+    card.provenance.annotated_slices = {"0": [3, 8, 12]}  # 12: painted all background in an earlier round
+    options = round_options(card, 1, FinetuneOptions(time_limit_s=300.0))
+    assert options.time_limit_s == round_time_limit(1) and options.validation is False
+    assert options.slices[0] == [3, 8, 12]
+    assert round_options(card, 1, FinetuneOptions(time_limit_s=5.0)).time_limit_s == 5.0
+    assert added_slices({0: [3, 8]}, {0: [3, 5, 8], 1: []}) == {0: [5]}
+
+
+def test_each_round_is_a_new_version_and_the_user_can_step_back(model_library):
+    library = ModelLibrary(model_library)
+    image, truth = _phantom()
+    options = dataclasses.replace(TINY, iterations=2)
+    first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", options)
+    reference = save_result(first, "r1-ts_phantom", library)
+    assert reference.startswith("r1-ts-phantom@")
+    second = finetune_round(image, _painted(image, truth, (3, 5, 8)), "r1-ts_phantom", options)  # the name given
+    assert second.round == 2
+    reference2 = save_result(second, None, library)
+    assert reference2.split("@")[0] == "r1-ts-phantom" and reference2 != reference
+    history = round_history(library, "r1-ts-phantom")
+    assert [(entry.round, entry.slices[0]) for entry in history] == [(1, [3, 8]), (2, [3, 5, 8])]
+    back = previous_round(library, library.card("r1-ts-phantom", history[1].version))
+    assert back is not None and back.reference == reference
+    assert previous_round(library, library.card("r1-ts-phantom", history[0].version)) is None
+
+
+def test_a_model_not_trained_on_painted_slices_is_not_a_round():
+    image, truth = _phantom()
+    first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=2))
+    card = first.card
+    assert round_of(card) == 1 and Start(first.net, card, card.id, card.version).painted_only
+    card.provenance.round, card.provenance.notes = 0, "trained by segnets train"
+    assert round_of(card) == 0
+    assert not Start(first.net, card, card.id, card.version).painted_only
+
+
+@pytest.mark.parametrize("name", ["r1-ts_pulmonary", "R1 TS Pulmonary"])
+def test_a_model_saved_under_a_name_is_found_by_that_name(model_library, name):
+    library = ModelLibrary(model_library)
+    image, truth = _phantom()
+    first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=1))
+    reference = save_result(first, name, library)
+    assert reference.split("@")[0] == "r1-ts-pulmonary"
+    assert library.find(name) == library.find("r1-ts-pulmonary")
+    net, card = library.load(name)
+    assert card.id == "r1-ts-pulmonary"
