@@ -57,9 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--time-limit",
         type=_seconds,
         metavar="S",
-        help="train for about this long (seconds, or 90m, 2h); the epoch count is set after epoch 1",
+        help="train for this long (seconds, or 90m, 2h), held within a few percent: the epoch count is set "
+        "after epoch 1 and the last epoch may be cut short",
     )
-    parser.add_argument("--iterations", type=_positive_int, default=250, help="iterations per epoch (default 250)")
+    parser.add_argument(
+        "--iterations", type=_positive_int, help="iterations per epoch (default 250 on a GPU, 50 on the CPU)"
+    )
     parser.add_argument(
         "--batch-size", type=_positive_int, default=2, help="patches per iteration and rank (default 2)"
     )
@@ -68,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_int,
         nargs=3,
         metavar=("D", "H", "W"),
-        help="patch size in voxels (default: the median case, at most 64 128 128)",
+        help="patch size in voxels (default: the median case, at most 64 128 128 on a GPU, 32 64 64 on the CPU)",
     )
     parser.add_argument(
         "--learning-rate", type=float, help="initial learning rate (default: the architecture's paper value)"

@@ -26,6 +26,8 @@ from monai.transforms import (
     RandShiftIntensityd,
 )
 
+from SegNetsLib.training.dataset import targets_from_labels
+
 KEYS = ("image", "label", "weight")
 
 
@@ -122,3 +124,30 @@ def augment(transform: Compose, sample: dict[str, torch.Tensor]) -> dict[str, to
         "label": plain["label"].round().long(),
         "weight": plain["weight"].float(),
     }
+
+
+def training_batch(
+    sampler, batch_size: int, transform, device: torch.device, rng
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One batch on ``device``: images (N, C, d, h, w), targets and weights (N, d, h, w), each patch drawn by
+    ``sampler`` (a :class:`SegNetsLib.training.dataset.CasePatchSampler`) and augmented by ``transform`` if given."""
+    images, labels = sampler.sample(batch_size, rng)
+    target, weight = targets_from_labels(labels)
+    if transform is None:
+        return images.to(device), target.to(device), weight.to(device)
+    samples = [
+        augment(
+            transform,
+            {
+                "image": images[i].to(device),
+                "label": target[i : i + 1].to(device),
+                "weight": weight[i : i + 1].to(device),
+            },
+        )
+        for i in range(len(images))
+    ]
+    return (
+        torch.stack([s["image"] for s in samples]),
+        torch.stack([s["label"][0] for s in samples]),
+        torch.stack([s["weight"][0] for s in samples]),
+    )

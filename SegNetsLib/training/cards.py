@@ -21,7 +21,8 @@ def new_card(
         card.patch_size = tuple(options.patch_size or card.patch_size)
         return card
     spacing = median_spacing(dataset, train_cases)
-    patch = options.patch_size or default_patch_size(grid_shapes(dataset, train_cases, spacing))
+    shapes = grid_shapes(dataset, train_cases, spacing)
+    patch = options.patch_size or default_patch_size(shapes, options.max_patch_size or (64, 128, 128))
     first = modality(dataset.channels[0])
     return make_card(
         architecture,
@@ -46,6 +47,7 @@ def final_card(
     options: TrainOptions,
     epochs: int,
     seconds: float,
+    iterations: int | None = None,
     base_card: ModelCard | None,
     dataset: LabeledDataset,
     train_cases: list[Case],
@@ -59,7 +61,7 @@ def final_card(
     library = ModelLibrary()
     if library.versions(card.id):
         card.version = next_version(library, card, part="major")
-    iterations = epochs * options.iterations_per_epoch
+    iterations = epochs * options.iterations_per_epoch if iterations is None else iterations
     card.provenance = Provenance(
         base_model_id=base_card.id if base_card else None,
         base_model_version=base_card.version if base_card else None,
@@ -79,7 +81,13 @@ def final_card(
         validation={name: value for name, value in dice.items() if value is not None},
         created=now_utc(),
         segnets_version=__version__,
-        notes=f"{epochs} epochs x {options.iterations_per_epoch} iterations, batch "
+        notes=f"{epochs} epochs x {options.iterations_per_epoch} iterations"
+        + (
+            f" ({iterations} in all, the last epoch cut short by the time limit)"
+            if iterations < epochs * options.iterations_per_epoch
+            else ""
+        )
+        + ", batch "
         f"{options.batch_size} per rank, patch {list(patch_size)}.",
     )
     return card

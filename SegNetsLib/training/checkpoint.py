@@ -10,6 +10,7 @@ at any moment leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,10 @@ from safetensors.torch import load_file, save_file
 
 from SegNetsLib.core.atomic import atomic_file
 from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.runtime import distributed
+from SegNetsLib.training.options import LAST
+
+log = logging.getLogger(__name__)
 
 _MODEL = "model."
 _OPTIMIZER = "optimizer."
@@ -99,3 +104,34 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         optimizer_tensors = {key: value for key, value in tensors.items() if key.startswith(_OPTIMIZER)}
         optimizer = _join_optimizer(optimizer_tensors, metadata["optimizer"])
     return Checkpoint(model=model, optimizer=optimizer, scaler=metadata["scaler"], state=metadata["state"])
+
+
+def existing_checkpoint(work_dir: Path, resume: bool, dataset_name: str, is_main: bool) -> Checkpoint | None:
+    """The checkpoint to resume from (None for a new run), read by rank 0 and sent to every rank,
+    so that ranks on other nodes need no access to the work folder."""
+    found, problem = None, None
+    if is_main:
+        try:
+            found = _read_last(work_dir, resume, dataset_name)
+        except SegNetsError as error:
+            problem = str(error)
+    found, problem = distributed.broadcast_object((found, problem))
+    if problem:
+        raise SegNetsError(problem)
+    return found
+
+
+def _read_last(work_dir: Path, resume: bool, dataset_name: str) -> Checkpoint | None:
+    path = work_dir / LAST
+    if not path.is_file():
+        if resume:
+            log.info("No checkpoint in %s; starting a new training run.", work_dir)
+        return None
+    if not resume:
+        raise SegNetsError(
+            f"{work_dir}: holds a checkpoint of an earlier run; pass --resume to continue it, or choose another --work-dir."
+        )
+    checkpoint = load_checkpoint(path)
+    if checkpoint.state.get("dataset") != dataset_name:
+        raise SegNetsError(f"{path}: was trained on dataset {checkpoint.state.get('dataset')!r}, not {dataset_name!r}.")
+    return checkpoint

@@ -51,10 +51,17 @@ class TrainingLog:
         self.rows.append(row)
         self.write()
 
-    def write(self) -> None:
+    def running(self, entry: dict[str, Any]) -> None:
+        """Note where the running epoch is (``log.json``'s "running" entry) while it runs."""
+        self._write_json({"epochs": self.rows, "summary": self.summary, "running": entry})
+
+    def _write_json(self, content: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_file(self.folder / JSON_NAME) as temporary:
-            temporary.write_text(json.dumps({"epochs": self.rows, "summary": self.summary}, indent=1))
+            temporary.write_text(json.dumps(content, indent=1))
+
+    def write(self) -> None:
+        self._write_json({"epochs": self.rows, "summary": self.summary})
         columns = ["epoch", "stage", "learning_rate", "train_loss"]
         columns += [f"dice_{name}" for name in self.label_names] + ["dice_mean", "seconds"]
         with atomic_file(self.folder / CSV_NAME) as temporary:

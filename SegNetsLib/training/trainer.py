@@ -17,6 +17,7 @@ DistributedDataParallel, and only rank 0 writes.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -36,9 +37,10 @@ from SegNetsLib.core.progress import CancelToken, ProgressFn, no_progress
 from SegNetsLib.models.library import ModelLibrary
 from SegNetsLib.runtime import distributed
 from SegNetsLib.runtime.devices import resolve_device
-from SegNetsLib.training.augment import AugmentOptions, augment, build_augmentation, input_size
+from SegNetsLib.training.augment import AugmentOptions, build_augmentation, input_size, training_batch
 from SegNetsLib.training.cards import final_card, new_card
-from SegNetsLib.training.checkpoint import load_checkpoint, save_checkpoint
+from SegNetsLib.training.checkpoint import existing_checkpoint, load_checkpoint, save_checkpoint
+from SegNetsLib.training.clock import EpochProgress, TimeLimit
 from SegNetsLib.training.data import (
     prepare_case,
     split_cases,
@@ -48,7 +50,6 @@ from SegNetsLib.training.dataset import (
     LabeledDataset,
     PreparedCase,
     load_dataset,
-    targets_from_labels,
 )
 from SegNetsLib.training.log import TrainingLog
 from SegNetsLib.training.options import (
@@ -59,6 +60,7 @@ from SegNetsLib.training.options import (
     TrainOptions,
     TrainResult,
     default_work_dir,
+    with_device_defaults,
 )
 from SegNetsLib.training.schedule import (
     Stage,
@@ -75,6 +77,10 @@ from SegNetsLib.training.validation import mean_dice, validation_dice
 log = logging.getLogger(__name__)
 
 
+def _ignore(entry: dict) -> None:
+    """Progress entries of ranks other than the main one (only rank 0 writes)."""
+
+
 class _Trainer:
     """One training run on this rank; see :func:`train`."""
 
@@ -86,9 +92,11 @@ class _Trainer:
         ranks: distributed.Ranks,
         progress: ProgressFn,
         cancel: CancelToken | None,
+        began: float,
     ) -> None:
+        options = with_device_defaults(options, ranks.device)
         self.dataset, self.options, self.ranks = dataset, options, ranks
-        self.progress, self.cancel = progress, cancel
+        self.progress, self.cancel, self.began = progress, cancel, began
         self.work_dir = Path(options.work_dir) if options.work_dir else default_work_dir(options.save_model)
         self.label_names = list(dataset.labels.values())
         self.amp = options.amp and ranks.device.type == "cuda"
@@ -98,7 +106,7 @@ class _Trainer:
                 f"dataset {dataset.name!r} has {len(self.train_cases)} training case(s) but {ranks.world_size} "
                 "ranks; start at most as many processes as training cases."
             )
-        checkpoint = self._existing_checkpoint()
+        checkpoint = existing_checkpoint(self.work_dir, options.resume, dataset.name, ranks.is_main)
         self.state: dict[str, Any] = checkpoint.state if checkpoint else {}
         base_net, base_card, self.architecture = starting_point(start, dataset, options)
         self.card = (
@@ -128,39 +136,6 @@ class _Trainer:
         self.iteration_losses: list[float] = []
         self.log = TrainingLog.resume(self.work_dir, self.label_names, self.state.get("epoch", 0))
 
-    # ----- setup -------------------------------------------------------------------------------------
-    def _existing_checkpoint(self):
-        """The checkpoint to resume from (None for a new run), read by rank 0 and sent to every rank,
-        so that ranks on other nodes need no access to the work folder."""
-        found, problem = None, None
-        if self.ranks.is_main:
-            try:
-                found = self._read_checkpoint()
-            except SegNetsError as error:
-                problem = str(error)
-        found, problem = distributed.broadcast_object((found, problem))
-        if problem:
-            raise SegNetsError(problem)
-        return found
-
-    def _read_checkpoint(self):
-        path = self.work_dir / LAST
-        if not path.is_file():
-            if self.options.resume:
-                log.info("No checkpoint in %s; starting a new training run.", self.work_dir)
-            return None
-        if not self.options.resume:
-            raise SegNetsError(
-                f"{self.work_dir}: holds a checkpoint of an earlier run; pass --resume to continue it, "
-                "or choose another --work-dir."
-            )
-        checkpoint = load_checkpoint(path)
-        if checkpoint.state.get("dataset") != self.dataset.name:
-            raise SegNetsError(
-                f"{path}: was trained on dataset {checkpoint.state.get('dataset')!r}, not {self.dataset.name!r}."
-            )
-        return checkpoint
-
     def _prepare(self, cases, rng: np.random.Generator, pad_to: tuple[int, int, int]) -> list[PreparedCase]:
         prepared = []
         for case in cases:
@@ -185,7 +160,12 @@ class _Trainer:
         elapsed = float(self.state.get("seconds", 0.0))
         epoch = int(self.state.get("epoch", 0))
         best = self.state.get("best_dice")
-        started = time.monotonic() - elapsed
+        started = self.began - elapsed
+        self.clock = TimeLimit(options.time_limit_s, started)
+        if options.time_limit_s and self.validation_cases:  # the first epoch must know what its end will take
+            timed = time.monotonic()
+            validation_dice(self.net, validation_cases, self.label_names, self.patch_size, ranks.device, self.amp)
+            self.clock.validation_s = time.monotonic() - timed
         model, optimizer, stage = None, None, None
         saved = distributed.broadcast_object(self.log.summary)  # rank 0's log; other nodes may not see it
         if epoch >= self.stages[-1].end and "model" in saved:
@@ -204,14 +184,19 @@ class _Trainer:
             torch.manual_seed(options.seed * 100003 + epoch * 1009 + ranks.rank)
             if transform is not None:
                 transform.set_random_state(seed=int(epoch_rng.integers(2**31)))
-            loss = self._train_epoch(model, optimizer, stage, epoch, sampler, transform, epoch_rng)
+            epoch_began = time.monotonic()
+            loss, done = self._train_epoch(model, optimizer, stage, epoch, sampler, transform, epoch_rng)
+            timed = time.monotonic()
             dice = validation_dice(
                 self.net, validation_cases, self.label_names, self.patch_size, ranks.device, self.amp
             )
+            self.clock.validation_s = time.monotonic() - timed
             epoch += 1
             seconds = time.monotonic() - started
-            if options.time_limit_s and not options.epochs and "epochs" not in self.state:
-                self._fix_epoch_count(seconds / epoch, epoch)
+            cut_short = done < options.iterations_per_epoch
+            self.state["iterations"] = int(self.state.get("iterations", 0)) + done
+            if options.time_limit_s and not options.epochs:
+                self._plan_epochs(time.monotonic() - epoch_began, epoch, stage)
             score = mean_dice(dice)
             # model selection within the final stage only (RU-Net's global stage does not segment yet)
             improved = stage.name == self.stages[-1].name and score is not None and (best is None or score > best)
@@ -227,12 +212,23 @@ class _Trainer:
                 "dice": dice,
                 "dice_mean": score,
                 "seconds": round(seconds, 2),
+                "iterations": done,
             }
+            timed = time.monotonic()
             if ranks.is_main:
                 self._write_epoch(optimizer, row, improved)
             distributed.barrier()
-            out_of_time = options.time_limit_s is not None and seconds >= options.time_limit_s
-            if stage.name == self.stages[-1].name and distributed.broadcast_object(out_of_time):
+            self.clock.epoch_end_s = time.monotonic() - timed
+            if cut_short:
+                log.info(
+                    "Time limit of %.0f s: epoch %d was cut short after %d of %d iterations; the run ends.",
+                    options.time_limit_s,
+                    epoch,
+                    done,
+                    options.iterations_per_epoch,
+                )
+                break
+            if not self._room_for_iteration():
                 log.info("Time limit of %.0f s reached after epoch %d.", options.time_limit_s, epoch)
                 break
         return self._finish()
@@ -259,30 +255,14 @@ class _Trainer:
         self._checkpoint = None
         return model, optimizer
 
-    def _batch(self, sampler: CasePatchSampler, transform, rng: np.random.Generator):
-        images, labels = sampler.sample(self.options.batch_size, rng)
-        target, weight = targets_from_labels(labels)
-        device = self.ranks.device
-        if transform is None:
-            return images.to(device), target.to(device), weight.to(device)
-        samples = [
-            augment(
-                transform,
-                {
-                    "image": images[i].to(device),
-                    "label": target[i : i + 1].to(device),
-                    "weight": weight[i : i + 1].to(device),
-                },
-            )
-            for i in range(len(images))
-        ]
-        return (
-            torch.stack([s["image"] for s in samples]),
-            torch.stack([s["label"][0] for s in samples]),
-            torch.stack([s["weight"][0] for s in samples]),
-        )
+    def _room_for_iteration(self) -> bool:
+        """One more iteration and the ends of its epoch and of the run fit the time limit (same on every rank)."""
+        if self.options.time_limit_s is None:
+            return True
+        return bool(distributed.broadcast_object(self.clock.room_for_iteration()))
 
-    def _train_epoch(self, model, optimizer, stage: Stage, epoch: int, sampler, transform, rng) -> float:
+    def _train_epoch(self, model, optimizer, stage: Stage, epoch: int, sampler, transform, rng) -> tuple[float, int]:
+        """(mean loss over ranks, iterations done): fewer than an epoch's when the time limit comes first."""
         iterations = self.options.iterations_per_epoch
         total = (stage.end - stage.start) * iterations
         bar = tqdm(
@@ -291,14 +271,20 @@ class _Trainer:
             leave=False,
             disable=not (self.ranks.is_main and sys.stderr.isatty()),
         )
+        running = EpochProgress(
+            epoch + 1, self.stages[-1].end, iterations, self.clock, self.log.running if self.ranks.is_main else _ignore
+        )
         losses = []
         for step in range(iterations):
             if self.cancel:
                 self.cancel.raise_if_cancelled()
+            if (losses or self.iteration_losses) and not self._room_for_iteration():
+                break
+            timed = time.monotonic()
             lr = poly_learning_rate(optimizer.defaults["lr"], (epoch - stage.start) * iterations + step, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            image, target, weight = self._batch(sampler, transform, rng)
+            image, target, weight = training_batch(sampler, self.options.batch_size, transform, self.ranks.device, rng)
             with torch.autocast(self.ranks.device.type, dtype=torch.float16, enabled=self.amp):
                 output = model(image)
                 loss = stage_loss(self.architecture, stage, output, target, weight)
@@ -309,20 +295,25 @@ class _Trainer:
             self.scaler.step(optimizer)
             self.scaler.update()
             losses.append(float(loss.detach()))
+            self.clock.record_iteration(time.monotonic() - timed)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            running.report(step + 1, losses[-1], force=step == 0)
             done = epoch * iterations + step + 1
             self.progress(done / (self.stages[-1].end * iterations), f"epoch {epoch + 1}/{self.stages[-1].end}")
         bar.close()
         self.iteration_losses.extend(losses)
-        return distributed.mean_over_ranks(float(np.mean(losses)), self.ranks.device)
+        return distributed.mean_over_ranks(float(np.mean(losses)), self.ranks.device), len(losses)
 
-    def _fix_epoch_count(self, seconds_per_epoch: float, done: int) -> None:
-        """With a time limit: after the first epoch, fix the epoch count from its duration (same on every rank)."""
-        epochs = max(done, int(self.options.time_limit_s // max(seconds_per_epoch, 1e-6)))
-        epochs = distributed.broadcast_object(max(epochs, plan_stages(self.architecture, 1)[-1].end))
-        self.state["epochs"] = epochs
-        self.stages = plan_stages(self.architecture, epochs)
+    def _plan_epochs(self, epoch_s: float, done: int, stage: Stage) -> None:
+        """With a time limit: after each epoch, plan as many epochs as the time left holds, rounded up (the
+        clock cuts the last one short), from the last epoch's duration (same on every rank). A plan that would
+        move the current epoch into another stage (RU-Net) is not taken."""
+        left = max(self.clock.left() - self.clock.still_needed(), 0.0)
+        epochs = max(done, done + math.ceil(left / max(epoch_s, 1e-6)), plan_stages(self.architecture, 1)[-1].end)
+        stages = plan_stages(self.architecture, distributed.broadcast_object(epochs))
+        if next((s.name for s in stages if s.start <= done - 1 < s.end), None) == stage.name:
+            self.state["epochs"], self.stages = stages[-1].end, stages
 
     def _write_epoch(self, optimizer, row: dict[str, Any], improved: bool) -> None:
         self.state["card"] = self.card.to_dict()
@@ -332,6 +323,7 @@ class _Trainer:
         if improved:
             save_checkpoint(self.work_dir / BEST, weights, {"epoch": row["epoch"], "dice": row["dice"]})
         self.log.add(row)
+        self.log.plot()  # curves kept current while the run goes (and the run's end timed with them)
         log.info(
             "epoch %d: loss %.4f, validation Dice %s",
             row["epoch"],
@@ -357,6 +349,7 @@ class _Trainer:
                 final_dice,
                 options=self.options,
                 epochs=self.state["epoch"],
+                iterations=int(self.state.get("iterations", self.state["epoch"] * self.options.iterations_per_epoch)),
                 seconds=float(self.state["seconds"]),
                 base_card=self.base_card,
                 dataset=self.dataset,
@@ -394,9 +387,10 @@ def train(
     trained network (best validation weights) and its card; raises SegNetsError for bad input and
     Cancelled when ``cancel`` is set (the last finished epoch's checkpoint stays for --resume).
     """
+    began = time.monotonic()  # a time limit counts from here: reading and preparing the data are part of it
     dataset = load_dataset(dataset_dir)
     ranks = distributed.start(resolve_device(options.device))
     try:
-        return _Trainer(dataset, start, options, ranks, progress or no_progress, cancel).run()
+        return _Trainer(dataset, start, options, ranks, progress or no_progress, cancel, began).run()
     finally:
         distributed.stop()

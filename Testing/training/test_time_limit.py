@@ -1,0 +1,103 @@
+"""``--time-limit`` holds whatever the epoch length; CPU defaults a CPU can finish; progress while an epoch runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+import torch
+from msd_builder import make_msd_dataset
+
+from SegNetsLib.cli import build_parser
+from SegNetsLib.training.options import DEVICE_DEFAULTS, TrainOptions, with_device_defaults
+from SegNetsLib.training.trainer import train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+LIMIT_S = 20.0
+
+
+def allowed_overshoot(limit_s: float) -> float:
+    """Within 5 % of the limit, or 2 s, whichever is larger."""
+    return max(0.05 * limit_s, 2.0)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, data_dir):
+    return make_msd_dataset(tmp_path_factory.mktemp("limit") / "Tiny", data_dir, cases=3)
+
+
+@pytest.mark.timeout(150)
+def test_time_limit_holds_when_one_epoch_is_longer_than_the_limit(dataset, tmp_path, model_library, caplog):
+    """An epoch of 100 000 iterations and a 20 s limit: the epoch is cut short, validated, saved, on time."""
+    seen_running = []
+    work = tmp_path / "work"
+
+    def watch(fraction: float, message: str) -> None:
+        log_file = work / "log.json"
+        if not seen_running and log_file.is_file():
+            entry = json.loads(log_file.read_text()).get("running")
+            if entry:
+                seen_running.append(entry)
+
+    options = TrainOptions(
+        save_model="limited",
+        time_limit_s=LIMIT_S,
+        iterations_per_epoch=100_000,
+        batch_size=1,
+        patch_size=(16, 32, 32),
+        device="cpu",
+        augment=False,
+        work_dir=work,
+        build_args={"base_channels": 4, "levels": 3},
+    )
+    caplog.set_level(logging.INFO)
+    began = time.monotonic()
+    result = train(dataset, "unet3d", options, progress=watch)
+    took = time.monotonic() - began
+    print(f"time limit {LIMIT_S} s: train() returned after {took:.2f} s")
+    assert abs(took - LIMIT_S) <= allowed_overshoot(LIMIT_S), took
+    rows = result.history
+    assert len(rows) == 1 and 0 < rows[0]["iterations"] < 100_000
+    assert result.card.provenance.iterations == rows[0]["iterations"] == len(result.iteration_losses)
+    assert "cut short by the time limit" in result.card.provenance.notes
+    assert any("was cut short after" in record.getMessage() for record in caplog.records)
+    # progress while the epoch ran: a log line at its first iteration, log.json's "running" entry
+    assert any("iteration 1/100000" in record.getMessage() for record in caplog.records)
+    assert seen_running and seen_running[0]["iterations"] == 100_000 and seen_running[0]["epoch"] == 1
+    assert result.model_path is not None and result.model_path.is_dir()
+
+
+@pytest.mark.timeout(150)
+def test_time_limit_holds_across_short_epochs(dataset, tmp_path, model_library):
+    """Many short epochs: the run stops at the epoch or iteration that keeps it within the limit."""
+    options = TrainOptions(
+        save_model="limited short",
+        time_limit_s=15.0,
+        iterations_per_epoch=15,
+        batch_size=1,
+        patch_size=(16, 32, 32),
+        device="cpu",
+        augment=False,
+        work_dir=tmp_path / "work",
+        build_args={"base_channels": 4, "levels": 3},
+    )
+    began = time.monotonic()
+    result = train(dataset, "unet3d", options)
+    took = time.monotonic() - began
+    print(f"time limit 15 s, 15-iteration epochs: train() returned after {took:.2f} s, {len(result.history)} epochs")
+    assert abs(took - 15.0) <= allowed_overshoot(15.0), took
+    assert len(result.history) >= 2
+
+
+def test_cpu_defaults_are_an_epoch_and_patch_a_cpu_finishes():
+    cpu = with_device_defaults(TrainOptions(save_model="m"), torch.device("cpu"))
+    gpu = with_device_defaults(TrainOptions(save_model="m"), torch.device("cuda", 0))
+    assert (cpu.iterations_per_epoch, cpu.max_patch_size) == DEVICE_DEFAULTS["cpu"] == (50, (32, 64, 64))
+    assert (gpu.iterations_per_epoch, gpu.max_patch_size) == (250, (64, 128, 128))
+    given = with_device_defaults(TrainOptions(save_model="m", iterations_per_epoch=7), torch.device("cpu"))
+    assert given.iterations_per_epoch == 7  # what the user asks for stays
+    args = build_parser().parse_args(["train", "--dataset", "d", "--save-model", "m"])
+    assert args.iterations is None  # the device decides
