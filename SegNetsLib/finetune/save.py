@@ -69,5 +69,5 @@ def save_result(result: FinetuneResult, name: str | None = None, library: ModelL
         card.name, card.id = name, slug(name)
     if card.version in library.versions(card.id):
         card.version = next_version(library, card)
-    library.add(result.net, card)
+    library.add_or_keep(result.net, card)  # when the library cannot take it: kept aside, ModelKept says where
     return f"{card.id}@{card.version}"

@@ -24,12 +24,23 @@ from SegNetsLib.card.versions import latest, parse_version, split_reference, ver
 from SegNetsLib.core.constants import MODELS_ENV_VAR as ENV_VAR
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.models.importers import read_model
-from SegNetsLib.models.store import copy_model_folder, load_folder, load_zip, save, write_model_zip
+from SegNetsLib.models.store import copy_model_folder, keep_aside, load_folder, load_zip, save, write_model_zip
 
 DEFAULT_ROOT = Path("~/.segnets/models")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 log = logging.getLogger(__name__)
+
+
+RECOVERED = "recovered"  # beside the library: models that could not be added to it
+
+
+class ModelKept(SegNetsError):
+    """A trained model could not be added to the library and was saved in ``path`` instead."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,29 @@ class ModelLibrary:
         finally:
             if folder.parent.is_dir() and not any(folder.parent.iterdir()):
                 folder.parent.rmdir()  # a failed first version leaves no empty id folder behind
+
+    def add_or_keep(self, net: nn.Module, card: ModelCard) -> Path:
+        """:meth:`add`, and when the library cannot take the model (the version was taken meanwhile, the disk
+        is full, the folder is read-only) save it in a recovery folder instead and raise :class:`ModelKept`
+        naming that folder; trained weights are never discarded."""
+        try:
+            return self.add(net, card)
+        except (OSError, SegNetsError, RuntimeError) as error:
+            reason = str(getattr(error, "strerror", None) or error).rstrip(".")
+        places = [self.root.parent / RECOVERED, Path(tempfile.gettempdir()) / f"segnets-{RECOVERED}", Path.cwd()]
+        folder, problems = keep_aside(net, card, places)
+        if folder is None:
+            raise SegNetsError(
+                f"model {card.id!r} version {card.version} could not be added to the library at {self.root} "
+                f"({reason}) nor kept anywhere else ({'; '.join(problems)})."
+            )
+        log.warning("model %s %s kept in %s (%s)", card.id, card.version, folder, reason)
+        raise ModelKept(
+            f"model {card.id!r} version {card.version} could not be added to the library at {self.root} ({reason}); "
+            f"the trained model is kept in {folder}, add it later with 'segnets models import {folder}' "
+            "(with --version to give it another version).",
+            folder,
+        )
 
     def import_path(self, path: str | os.PathLike, **options) -> ModelEntry:
         """Add the model at ``path``: a model folder, a model ``.zip``, or a bare state dict

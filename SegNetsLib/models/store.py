@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -206,3 +207,17 @@ def copy_model_folder(folder: Path, target: str | os.PathLike) -> Path:
         for name in MODEL_FILES:
             shutil.copyfile(folder / name, partial / name)
     return target
+
+
+def keep_aside(net: nn.Module, card: ModelCard, places: list[Path]) -> tuple[Path | None, list[str]]:
+    """Save ``net`` with ``card`` in a new folder under the first of ``places`` that takes it (a model that
+    could not go where it was meant to). Returns (folder or None, why each place failed)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    problems = []
+    for place in places:
+        folder = Path(place) / f"{card.id}-{card.version}-{stamp}-{os.getpid()}"
+        try:
+            return save(net, card, folder), problems
+        except (OSError, SegNetsError, RuntimeError) as error:  # full, read-only, missing: try the next place
+            problems.append(f"{place}: {getattr(error, 'strerror', None) or error}")
+    return None, problems

@@ -38,7 +38,13 @@ _DTYPE_BYTES = {
 def write_weights(net: nn.Module, path: Path) -> None:
     """Write ``net.state_dict()`` (parameters and buffers, on the CPU) to a safetensors file."""
     tensors = {name: tensor.detach().to("cpu").clone().contiguous() for name, tensor in net.state_dict().items()}
-    safetensors.torch.save_file(tensors, str(path), metadata={"format": "pt"})
+    try:
+        safetensors.torch.save_file(tensors, str(path), metadata={"format": "pt"})
+    except safetensors.SafetensorError as error:  # the file system's error (disk full, ...) as an OSError
+        code = re.search(r"os error (\d+)", str(error))
+        if code:
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
+        raise OSError(f"{path.name}: {error}") from None
 
 
 def _damaged(path: Path, reason: str) -> SegNetsError:

@@ -358,7 +358,7 @@ class _Trainer:
                 world_size=self.ranks.world_size,
                 patch_size=self.patch_size,
             )
-            model_path = ModelLibrary().add(self.net, self.card)
+            model_path = ModelLibrary().add_or_keep(self.net, self.card)  # or kept aside, and said where
             self.log.summary = {
                 "model": self.card.id,
                 "version": self.card.version,

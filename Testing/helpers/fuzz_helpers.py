@@ -3,14 +3,18 @@ a memory limit, and the one promise every reader keeps (a SegNetsError with one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+
+import pytest
 
 from SegNetsLib.core.errors import SegNetsError
 
@@ -78,3 +82,37 @@ def run_limited(code: str, memory_bytes: int | None = None, timeout: float = 120
         env=env,
         cwd=str(REPO),
     )
+
+
+@contextlib.contextmanager
+def read_only_folder(folder: Path) -> Iterator[None]:
+    """``folder`` made read-only for this process: mode 0555, or (as root, whom modes do not stop) the
+    immutable attribute; skips the test where neither is possible."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot make a folder read-only for root here (chattr +i refused)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+
+
+@contextlib.contextmanager
+def full_disk(folder: Path, size_kib: int = 256) -> Iterator[None]:
+    """``folder`` on a ``size_kib`` KiB tmpfs (a disk that fills up); skips the test where mounting is refused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode:
+        pytest.skip("cannot mount a small tmpfs here to fill a disk")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

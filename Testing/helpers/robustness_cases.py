@@ -69,6 +69,35 @@ CASES: dict[str, Case] = {
         r"would be .* voxels, more than the 1,073,741,824-voxel limit",
         "Testing/inference/test_preprocess.py",
     ),
+    "version-taken": Case(
+        "a trained model whose version another save took meanwhile",
+        "kept aside: “model 'm' version 1.0.0 could not be added to the library at … (model 'm' version 1.0.0 is "
+        "already in the library; …); the trained model is kept in …/recovered/m-1.0.0-…, add it later with "
+        "'segnets models import …' (with --version to give it another version).”",
+        r"could not be added to the library at .*already in the library.*the trained model is kept in",
+        "Testing/models/test_recovery.py",
+    ),
+    "library-read-only": Case(
+        "a trained model (fine-tune or train) saved to a read-only library folder",
+        "kept aside: “model … could not be added to the library at … (Permission denied / Operation not "
+        "permitted); the trained model is kept in …”",
+        r"could not be added to the library at .*\((Permission denied|Operation not permitted|Read-only file system)\);"
+        r" the trained model is kept in",
+        "Testing/models/test_recovery.py",
+    ),
+    "disk-full": Case(
+        "a trained model saved to a library whose disk is full (256 KiB tmpfs)",
+        "kept aside: “model … could not be added to the library at … (No space left on device); the trained model "
+        "is kept in …”",
+        r"could not be added to the library at .*No space left on device.*the trained model is kept in",
+        "Testing/models/test_recovery.py",
+    ),
+    "kill-9": Case(
+        "kill -9 of a process adding, exporting and removing models, at 5 random points",
+        "the library lists its old model unchanged and every listed version and written zip loads",
+        r".",
+        "Testing/models/test_recovery.py",
+    ),
 }
 
 
