@@ -1,10 +1,11 @@
 """The GUI-free logic behind the Slicer panel, SegNets Web and headless Slicer batch runs.
 
 The pattern: ``start_*`` runs on the thread that owns the MRML scene, reads the nodes into plain
-arrays (:mod:`SegNetsLib.mrml`) and submits the model work to one persistent
-:class:`~SegNetsLib.app.worker.BackgroundWorker`; the caller polls the returned Job (progress, stage,
-loss, Dice) and then calls ``finish_*`` on the scene's thread, which creates the result nodes.
-The worker never touches MRML, and a cancelled or failed job creates no node.
+arrays (:mod:`SegNetsLib.mrml`) and submits the model work (a task of :mod:`SegNetsLib.app.tasks`) to
+a worker (:mod:`SegNetsLib.app.worker`: a warm child process in Slicer, a thread elsewhere); the
+caller polls the returned Job (progress, stage, loss, Dice) and then calls ``finish_*`` on the scene's
+thread, which creates the result nodes. The worker never touches MRML, and a cancelled or failed job
+creates no node.
 
 >>> logic = SegmentationLogic(scene)                          # doctest: +SKIP
 >>> job = logic.start_segment(volume_node, "liver-ct")        # doctest: +SKIP
@@ -13,9 +14,7 @@ The worker never touches MRML, and a cancelled or failed job creates no node.
 
 from __future__ import annotations
 
-import copy
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,11 @@ from typing import Any
 import numpy as np
 
 from SegNetsLib import mrml
-from SegNetsLib.app.worker import BackgroundWorker, Job
+from SegNetsLib.app.worker import BackgroundWorker, Job, Worker
 from SegNetsLib.card.card import LabelInfo, ModelCard
-from SegNetsLib.card.factory import next_version
-from SegNetsLib.core.box import Box, box_union, crop
+from SegNetsLib.core.box import Box, box_union
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.core.progress import CancelToken, ProgressFn
-from SegNetsLib.core.volume import Volume
-from SegNetsLib.models.library import ModelEntry, ModelLibrary, load, split_reference
+from SegNetsLib.models.library import ModelEntry, ModelLibrary, split_reference
 from SegNetsLib.runtime.devices import list_devices
 
 
@@ -57,9 +53,13 @@ class FinetuneOutcome:
 
 
 def device_choices() -> list[tuple[str, str]]:
-    """(label, device spec) pairs for a device picker: Auto, CPU, then each CUDA GPU by name and memory."""
+    """(label, device spec) pairs for a device picker: Auto, CPU, then each CUDA GPU by name and memory,
+    or Apple's MPS GPU."""
     choices = [("Auto", "auto"), ("CPU", "cpu")]
-    choices += [(f"{gpu.name} ({gpu.memory_gib:g} GiB, {gpu.device})", gpu.device) for gpu in list_devices()]
+    choices += [
+        (f"{gpu.name} ({gpu.memory_gib:g} GiB, {gpu.device})" if gpu.memory_gib else gpu.name, gpu.device)
+        for gpu in list_devices()
+    ]
     return choices
 
 
@@ -87,65 +87,6 @@ def card_summary(card: ModelCard) -> str:
     if card.description:
         lines.append(card.description)
     return "\n".join(lines)
-
-
-def crop_volume(volume: Volume, box: Box) -> Volume:
-    """The part of ``volume`` inside ``box`` (voxel indices), with the origin moved to the box's corner."""
-    start_ijk = np.array([box[2], box[1], box[0], 1.0])
-    origin = (volume.ijk_to_lps() @ start_ijk)[:3]
-    return Volume(np.ascontiguousarray(crop(volume.array, box)), volume.spacing, tuple(origin), volume.direction)
-
-
-class _PredictorCache:
-    """The last used Predictor, kept warm between runs; touched only on the worker thread."""
-
-    def __init__(self) -> None:
-        self._key: tuple[str, str, int] | None = None
-        self._predictor = None
-        self._owner: threading.Thread | None = None
-
-    def get(self, model_path: Path, device: str):
-        from SegNetsLib.inference.predictor import Predictor
-
-        self._owner = self._owner or threading.current_thread()
-        assert self._owner is threading.current_thread(), "the predictor cache belongs to the worker thread"
-        key = (str(model_path), device, model_path.stat().st_mtime_ns)  # a re-imported model is reloaded
-        if key != self._key:
-            self._predictor = None  # release the old network (and its GPU memory) before loading the next
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            net, card = load(model_path, device="cpu")
-            self._predictor = Predictor(net, card, device)
-            self._key = key
-        return self._predictor
-
-
-def _segment(
-    cache: _PredictorCache,
-    model_path: Path,
-    device: str,
-    volume: Volume,
-    roi: str,
-    box: Box | None,
-    name: str,
-    *,
-    progress: ProgressFn,
-    cancel: CancelToken,
-):
-    """Worker-thread body of Segment: (Prediction with a full-size labelmap, card)."""
-    progress(0.0, "loading model")
-    predictor = cache.get(model_path, device)
-    cancel.raise_if_cancelled()
-    if box is None:
-        return predictor.predict(volume, roi=roi, progress=progress, cancel=cancel, name=name), predictor.card
-    inside = predictor.predict(crop_volume(volume, box), roi="off", progress=progress, cancel=cancel, name=name)
-    labels = np.zeros(volume.shape_kji, dtype=inside.labelmap.array.dtype)
-    labels[Box(*box).slices] = inside.labelmap.array
-    inside.labelmap = volume.with_array(labels)
-    inside.rois = [Box(*box)]
-    return inside, predictor.card
 
 
 def _card_of(model_path: Path) -> ModelCard:
@@ -184,72 +125,18 @@ def _label_values_for_model(card: ModelCard, labels: list[LabelInfo]) -> tuple[d
     return mapping, extend
 
 
-def _finetune(
-    library: ModelLibrary,
-    volume: Volume,
-    annotation: Volume,
-    start: str,
-    labels: list[LabelInfo],
-    options,
-    *,
-    progress: ProgressFn,
-    cancel: CancelToken,
-):
-    """Worker-thread body of Fine-tune: train, then save a new model version; (entry, result).
-
-    start: an architecture name or a model folder/zip path; when the base model validated better it is
-    kept and nothing is saved (the entry is then the base model's).
-    """
-    from SegNetsLib.finetune.run import finetune
-
-    last = {"fraction": 0.0, "stage": "preparing"}
-
-    def report(fraction: float, stage: str) -> None:
-        last.update(fraction=fraction, stage=stage)
-        progress(fraction, stage)
-
-    def record(values: dict) -> None:
-        extra = {"iteration": values["iteration"], "loss": values["loss"]}
-        if values.get("validation_dice") is not None:
-            extra["dice"] = values["validation_dice"]
-        progress(last["fraction"], last["stage"], **extra)
-
-    result = finetune(volume, annotation, start, options, progress=report, cancel=cancel, callback=record)
-    cancel.raise_if_cancelled()
-    if result.kept == "fine-tuned":
-        card = copy.deepcopy(result.card)
-        # classes the model did not know (all of them from scratch) take the user's segment names,
-        # colors and terminology; a fine-tuned model keeps its own labels
-        by_value = {label.value: label for label in labels}
-        scratch = card.provenance.base_model_id is None
-        card.labels = [
-            by_value.get(label.value, label) if scratch or label.name == f"label {label.value}" else label
-            for label in card.labels
-        ]
-        if library.versions(card.id):  # one step above the newest version in this library
-            base = copy.deepcopy(card)
-            base.version = card.provenance.base_model_version or card.version
-            card.version = next_version(library, base)
-        result.card = card
-        entry = ModelEntry(card.id, card.version, library.add(result.net, card), card)
-    else:
-        entry = ModelEntry(result.card.id, result.card.version, Path(start), result.card)
-    progress(1.0, last["stage"])
-    return entry, result
-
-
 class SegmentationLogic:
     """Segment and fine-tune MRML volumes with models from a library, in the background.
 
     scene: the vtkMRMLScene the nodes live in; library: the model library (default: the user's);
-    worker: the background worker (default: a new one; share it so every job runs on one thread).
+    worker: where the model work runs (default: a new thread worker; the Slicer panel, the batch script
+    and the self-test pass a :class:`~SegNetsLib.app.process_worker.ProcessWorker`).
     """
 
-    def __init__(self, scene, library: ModelLibrary | None = None, worker: BackgroundWorker | None = None) -> None:
+    def __init__(self, scene, library: ModelLibrary | None = None, worker: Worker | None = None) -> None:
         self.scene = scene
         self.library = library or ModelLibrary()
         self.worker = worker or BackgroundWorker()
-        self._predictors = _PredictorCache()
 
     def model_path(self, model: str, version: str | None = None) -> Path:
         """The model folder (or .zip) for a library id (newest version by default) or a path."""
@@ -280,21 +167,31 @@ class SegmentationLogic:
         model_path = self.model_path(model_id, version)
         name = f"volume {volume_node.GetName()!r}"
         job = self.worker.submit(
-            _segment, self._predictors, model_path, device, volume, roi, box, name, description=f"Segment {name}"
+            "segment",
+            model_path=model_path,
+            device=device,
+            volume=volume,
+            roi=roi,
+            box=box,
+            name=name,
+            description=f"Segment {name}",
         )
         job.context.update(kind="segment", volume_node_id=volume_node.GetID(), model_path=model_path)
+        if roi_node is not None:
+            job.context["roi_node_id"] = roi_node.GetID()
         return job
 
     def finish_segment(self, job: Job, output_node=None, name: str | None = None) -> SegmentResult | None:
         """Create the result nodes of a finished Segment job; None when it was cancelled.
 
         output_node: a segmentation node to replace the segments of (default: a new node named
-        "<volume> <model>"). The detected (or given) region becomes a markups ROI node. Re-raises
-        the job's error.
+        "<volume> <model>"). The detected region becomes a markups ROI node; a run inside the user's
+        ROI node keeps that node (``roi_node`` is then the user's). Re-raises the job's error.
         """
         if job.cancelled:
             return None
-        prediction, card = job.result()
+        prediction = job.result()
+        card = prediction.card
         volume_node = self._node(job.context["volume_node_id"])
         segmentation_node = mrml.segmentation_from_labelmap(
             self.scene,
@@ -304,8 +201,8 @@ class SegmentationLogic:
             name or f"{volume_node.GetName()} {card.name}",
             segmentation_node=output_node,
         )
-        roi_node = None
-        if prediction.rois:
+        roi_node = self.scene.GetNodeByID(job.context["roi_node_id"]) if "roi_node_id" in job.context else None
+        if roi_node is None and prediction.rois:
             roi_node = mrml.roi_node_from_box(volume_node, box_union(prediction.rois), f"{volume_node.GetName()} RoI")
         return SegmentResult(segmentation_node, roi_node, card, list(prediction.rois))
 
@@ -358,13 +255,13 @@ class SegmentationLogic:
             volume_name=volume_node.GetName(),
         )
         job = self.worker.submit(
-            _finetune,
-            self.library,
-            volume,
-            annotation,
-            begin,
-            labels,
-            options,
+            "finetune",
+            library_root=self.library.root,
+            volume=volume,
+            annotation=annotation,
+            start=begin,
+            labels=labels,
+            options=options,
             description=f"Fine-tune on volume {volume_node.GetName()!r}",
         )
         job.context.update(kind="finetune", volume_node_id=volume_node.GetID())
@@ -374,7 +271,8 @@ class SegmentationLogic:
         """Create the segmentation of a finished Fine-tune job; None when it was cancelled (nothing saved)."""
         if job.cancelled:
             return None
-        entry, result = job.result()
+        result = job.result()
+        entry = result.entry
         volume_node = self._node(job.context["volume_node_id"])
         node = mrml.segmentation_from_labelmap(
             self.scene,

@@ -4,7 +4,8 @@ On a small real CT (TotalSegmentator's example, Testing/Data/ts_ct_sm, cropped a
 runs Segment with a tiny 3D U-Net, paints the liver on 3 axial slices as a user would in the Segment
 Editor, runs Fine-tune from those slices alone (a new 3D U-Net) on the CPU, and measures the Dice of
 the resulting segmentation of the whole crop against the reference. Everything goes through
-:class:`~SegNetsLib.app.logic.SegmentationLogic` and the MRML bridge, as the panel does.
+:class:`~SegNetsLib.app.logic.SegmentationLogic`, the MRML bridge and the worker child process
+(:class:`~SegNetsLib.app.process_worker.ProcessWorker`), as the panel does.
 """
 
 from __future__ import annotations
@@ -164,16 +165,22 @@ def run_all(
     device: str = "cpu",
     time_limit_s: float = FINETUNE_SECONDS,
     iterations: int | None = None,
+    worker=None,
 ) -> SelfTestReport:
-    """Segment with a tiny model, then train a 3D U-Net from 3 painted slices; see :class:`SelfTestReport`."""
+    """Segment with a tiny model, then train a 3D U-Net from 3 painted slices; see :class:`SelfTestReport`.
+
+    worker: where the model work runs (default: a new worker child process, shut down at the end).
+    """
     from SegNetsLib.app.logic import SegmentationLogic
+    from SegNetsLib.app.process_worker import ProcessWorker
 
     report = SelfTestReport()
     library = ModelLibrary(library_folder)
     entry = add_tiny_model(library)
     image, reference = load_case(data_dir)
     volume_node = mrml.volume_node_from_volume(scene, image, "SegNets self-test CT")
-    logic = SegmentationLogic(scene, library)
+    own_worker = worker is None
+    logic = SegmentationLogic(scene, library, worker or ProcessWorker())
     try:
         started = time.monotonic()
         result = logic.finish_segment(wait(logic.start_segment(volume_node, entry.id, device=device, roi="off")))
@@ -207,5 +214,6 @@ def run_all(
             bool(np.array_equal(before, after)) and annotation.GetSegmentation().GetNumberOfSegments() == 1
         )
     finally:
-        logic.worker.shutdown(wait=False)
+        if own_worker:
+            logic.worker.shutdown()
     return report

@@ -1,9 +1,19 @@
-"""One persistent background thread for model work, polled from the GUI's main thread.
+"""The worker interface for model work, and its thread implementation.
 
-All inference and fine-tuning run on the same thread: PyTorch's cuDNN autotuning caches are
-per thread, so a fresh thread per job would re-benchmark every convolution. The main thread
-submits a function, then polls the returned :class:`Job` (a Qt timer in Slicer, a loop in batch
-runs) for progress and, once it is done, for its result; the worker never touches MRML.
+A worker runs named tasks (:data:`SegNetsLib.app.tasks.TASKS`: "segment", "finetune", "hello") one
+after another and keeps the last model warm. The caller submits a task with plain arguments and polls
+the returned :class:`Job` from its own (main) thread for progress and, once it is done, for its
+result; MRML is never touched by a worker.
+
+Two implementations share this interface:
+
+- :class:`~SegNetsLib.app.process_worker.ProcessWorker`: a child process of the same Python (Slicer's
+  PythonSlicer inside Slicer). Use it wherever the main thread may hold Python's GIL while work runs:
+  inside Slicer the Qt event loop runs with the GIL held, so a thread would only advance while the
+  panel happens to run Python. A crash or out-of-memory kill of the model code cannot take the caller
+  down with it.
+- :class:`ThreadWorker` (also named ``BackgroundWorker``): one persistent daemon thread, for callers
+  whose main thread releases the GIL while it waits (an asyncio web server, ``job.wait`` loops).
 """
 
 from __future__ import annotations
@@ -13,10 +23,14 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from SegNetsLib.core.errors import Cancelled
+from SegNetsLib.core.errors import Cancelled, SegNetsError
 from SegNetsLib.core.progress import CancelToken
+
+
+class WorkerError(SegNetsError):
+    """Model work failed in the worker (an unexpected error, or the worker process died); one sentence."""
 
 
 class JobState(enum.Enum):
@@ -37,15 +51,24 @@ class ProgressSnapshot:
 
 
 class Job:
-    """A unit of background work: thread-safe progress, a cancel token and the outcome.
+    """A unit of model work: thread-safe progress, cancel and the outcome.
 
     ``context`` is free for the submitter (main thread only), e.g. the node ids the result belongs to.
+    ``pump`` (process worker) reads the worker's messages on the caller's thread: it is called with a
+    timeout in seconds whenever the job is asked about; ``on_cancel`` passes a cancel on to the worker.
     """
 
-    def __init__(self, description: str) -> None:
+    def __init__(
+        self,
+        description: str,
+        pump: Callable[[float], None] | None = None,
+        on_cancel: Callable[[Job], None] | None = None,
+    ) -> None:
         self.description = description
         self.cancel_token = CancelToken()
         self.context: dict[str, Any] = {}
+        self._pump = pump
+        self._on_cancel = on_cancel
         self._lock = threading.Lock()
         self._finished = threading.Event()
         self._state = JobState.QUEUED
@@ -53,46 +76,48 @@ class Job:
         self._result: Any = None
         self._error: BaseException | None = None
 
-    # --- called on the worker thread -------------------------------------------------------------
+    # --- called by the worker --------------------------------------------------------------------
     def report(self, fraction: float, stage: str, **extra: Any) -> None:
         """A ``ProgressFn``: record progress; keyword values are merged into ``extra``."""
         with self._lock:
+            if self._state is JobState.QUEUED:
+                self._state = JobState.RUNNING
             merged = {**self._progress.extra, **extra}
             self._progress = ProgressSnapshot(min(max(float(fraction), 0.0), 1.0), stage, merged)
 
-    def _run(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
-        if self.cancel_token.cancelled:
-            self._finish(JobState.CANCELLED)
-            return
+    def _set_running(self) -> None:
         with self._lock:
-            self._state = JobState.RUNNING
-        try:
-            result = fn(*args, progress=self.report, cancel=self.cancel_token, **kwargs)
-        except Cancelled:
-            self._finish(JobState.CANCELLED)
-        except BaseException as error:  # reported to the main thread, which re-raises it
-            self._finish(JobState.FAILED, error=error)
-        else:
-            self._finish(JobState.DONE, result=result)
+            if self._state is JobState.QUEUED:
+                self._state = JobState.RUNNING
 
     def _finish(self, state: JobState, result: Any = None, error: BaseException | None = None) -> None:
         with self._lock:
+            if self._finished.is_set():
+                return
             self._state, self._result, self._error = state, result, error
         self._finished.set()
 
-    # --- called on the main thread ---------------------------------------------------------------
+    # --- called on the caller's thread -----------------------------------------------------------
     def cancel(self) -> None:
-        """Ask the job to stop at its next check (within a second or two for inference and training)."""
+        """Stop the job at its next check (within a second or two); a cancelled job writes nothing.
+
+        A job that had already finished its work (the model saved) when the cancel arrived stays done."""
+        if self.done:
+            return
         self.cancel_token.cancel()
+        if self._on_cancel is not None:
+            self._on_cancel(self)
 
     @property
     def state(self) -> JobState:
+        self._poll()
         with self._lock:
             return self._state
 
     @property
     def done(self) -> bool:
         """True once the job finished, failed or was cancelled."""
+        self._poll()
         return self._finished.is_set()
 
     @property
@@ -100,15 +125,26 @@ class Job:
         return self.state is JobState.CANCELLED
 
     def progress(self) -> ProgressSnapshot:
+        self._poll()
         with self._lock:
             return self._progress
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job is done (for headless use); returns whether it is."""
-        return self._finished.wait(timeout)
+        """Block until the job is done (headless use; the GIL is released meanwhile); returns whether it is."""
+        if self._pump is None:
+            return self._finished.wait(timeout)
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._finished.is_set():
+            left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if left <= 0:
+                break
+            self._pump(left)
+        return self._finished.is_set()
 
     def result(self) -> Any:
-        """The function's return value; re-raises its exception; raises Cancelled if it was cancelled."""
+        """The task's return value; re-raises its error; raises Cancelled if it was cancelled."""
         if not self.done:
             raise RuntimeError(f"job {self.description!r} is still {self.state.value}")
         if self._state is JobState.CANCELLED:
@@ -117,21 +153,50 @@ class Job:
             raise self._error
         return self._result
 
+    def _poll(self) -> None:
+        if self._pump is not None and not self._finished.is_set():
+            self._pump(0.0)
 
-class BackgroundWorker:
-    """One persistent daemon thread running submitted jobs in order."""
+
+class Worker(Protocol):
+    """What every worker offers: submit a named task, shut down."""
+
+    def submit(self, task: str, *, description: str = "", **arguments: Any) -> Job:
+        """Queue ``TASKS[task](state, progress=..., cancel=..., **arguments)``; return its Job."""
+        ...
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Cancel what runs and stop; a later submit is refused."""
+        ...
+
+
+def task_function(task: str) -> Callable[..., Any]:
+    """The function of a task name; raises ValueError for an unknown one."""
+    from SegNetsLib.app.tasks import TASKS
+
+    if task not in TASKS:
+        raise ValueError(f"unknown worker task {task!r}; known: {', '.join(sorted(TASKS))}")
+    return TASKS[task]
+
+
+class ThreadWorker:
+    """One persistent daemon thread running submitted tasks in order (cuDNN's autotuning caches are
+    per thread, so one thread for every job keeps them)."""
 
     def __init__(self, name: str = "SegNets worker") -> None:
+        from SegNetsLib.app.tasks import TaskState
+
+        self._state = TaskState()
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable[..., Any], *args: Any, description: str = "", **kwargs: Any) -> Job:
-        """Queue ``fn(*args, progress=job.report, cancel=job.cancel_token, **kwargs)``; return its Job."""
+    def submit(self, task: str, *, description: str = "", **arguments: Any) -> Job:
+        fn = task_function(task)
         if not self._thread.is_alive():
             raise RuntimeError("the background worker was shut down")
-        job = Job(description or getattr(fn, "__name__", "job"))
-        self._queue.put((job, fn, args, kwargs))
+        job = Job(description or task)
+        self._queue.put((job, fn, arguments))
         return job
 
     @property
@@ -149,5 +214,22 @@ class BackgroundWorker:
             item = self._queue.get()
             if item is None:
                 return
-            job, fn, args, kwargs = item
-            job._run(fn, args, kwargs)
+            job, fn, arguments = item
+            self._run(job, fn, arguments)
+
+    def _run(self, job: Job, fn: Callable[..., Any], arguments: dict) -> None:
+        if job.cancel_token.cancelled:
+            job._finish(JobState.CANCELLED)
+            return
+        job._set_running()
+        try:
+            result = fn(self._state, progress=job.report, cancel=job.cancel_token, **arguments)
+        except Cancelled:
+            job._finish(JobState.CANCELLED)
+        except BaseException as error:  # reported to the caller's thread, which re-raises it
+            job._finish(JobState.FAILED, error=error)
+        else:
+            job._finish(JobState.DONE, result=result)
+
+
+BackgroundWorker = ThreadWorker  # the name SegNets Web and older callers use

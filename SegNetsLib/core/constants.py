@@ -7,7 +7,7 @@ parser stays fast; the library modules that use these values import them from he
 from __future__ import annotations
 
 # SegNetsLib.runtime.devices: what a user may name as compute device
-DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N")
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N", "mps")
 
 # SegNetsLib.inference.predictor: RoI modes of Predictor.predict
 ROI_CHOICES: tuple[str, ...] = ("auto", "off")

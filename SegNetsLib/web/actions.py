@@ -1,8 +1,10 @@
 """What the SegNets panel's buttons do, on the server's main (event-loop) thread.
 
-Model work runs on one :class:`SegNetsLib.app.worker.BackgroundWorker`, submitted through
-:mod:`SegNetsLib.app.logic` exactly as the Slicer module does; this class only polls the
-job, mirrors its progress into the page state and touches MRML when the job is done.
+Model work runs on a :class:`SegNetsLib.app.worker.ThreadWorker`, submitted through
+:mod:`SegNetsLib.app.logic` exactly as the Slicer module does (the worker interface is the same as
+the panel's child process; a thread suffices here because the asyncio event loop releases the GIL
+while it waits); this class only polls the job, mirrors its progress into the page state and
+touches MRML when the job is done.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from trame_slicer.segmentation import (
 )
 
 from SegNetsLib.app.logic import SegmentationLogic, card_summary, device_choices
-from SegNetsLib.app.worker import BackgroundWorker, Job, JobState
+from SegNetsLib.app.worker import Job, JobState, ThreadWorker
 from SegNetsLib.card.versions import split_reference
 from SegNetsLib.core.annotation import annotated_slices, count_slices
 from SegNetsLib.core.errors import SegNetsError
@@ -43,7 +45,7 @@ class PanelActions:
         self._server = server
         self._slicer_app = slicer_app
         self._panel = panel
-        self.logic = SegmentationLogic(slicer_app.scene, worker=BackgroundWorker("SegNets web worker"))
+        self.logic = SegmentationLogic(slicer_app.scene, worker=ThreadWorker("SegNets web worker"))
         self._job: Job | None = None
         self._volume_node_id: str | None = None
         self._annotation_node_id: str | None = None

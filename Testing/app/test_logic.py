@@ -10,8 +10,11 @@ import pytest
 pytest.importorskip("slicer")
 
 from SegNetsLib import mrml as bridge  # noqa: E402
-from SegNetsLib.app.logic import SegmentationLogic, card_summary, crop_volume, device_choices  # noqa: E402
+from SegNetsLib.app.logic import SegmentationLogic, card_summary, device_choices  # noqa: E402
+from SegNetsLib.app.process_worker import ProcessWorker  # noqa: E402
 from SegNetsLib.app.selftest import LIVER, add_tiny_model, load_case, segment_mask, wait  # noqa: E402
+from SegNetsLib.app.tasks import crop_volume  # noqa: E402
+from SegNetsLib.app.worker import ThreadWorker  # noqa: E402
 from SegNetsLib.core.errors import SegNetsError  # noqa: E402
 from SegNetsLib.core.volume import Volume  # noqa: E402
 from SegNetsLib.models.library import ModelLibrary  # noqa: E402
@@ -37,13 +40,24 @@ def _nodes(scene) -> Counter:
     return names
 
 
-@pytest.fixture
-def logic(mrml, tmp_path):
+@pytest.fixture(scope="module")
+def process_worker():
+    """One warm worker child process for the module's tests (as the panel keeps one)."""
+    worker = ProcessWorker()
+    yield worker
+    worker.shutdown()
+
+
+@pytest.fixture(params=["thread", "process"])
+def logic(request, mrml, tmp_path):
+    """The logic with each worker: a thread, and the child process the Slicer panel uses."""
     library = ModelLibrary(tmp_path / "models")
     add_tiny_model(library, "all-liver", foreground_bias=20.0, patch_size=(16, 32, 32))
-    logic = SegmentationLogic(mrml.scene, library)
+    worker = ThreadWorker() if request.param == "thread" else request.getfixturevalue("process_worker")
+    logic = SegmentationLogic(mrml.scene, library, worker)
     yield logic
-    logic.worker.shutdown()
+    if request.param == "thread":
+        logic.worker.shutdown()
 
 
 def test_segment_creates_named_segments_next_to_the_volume(mrml, logic, small_ct):
@@ -60,11 +74,14 @@ def test_segment_creates_named_segments_next_to_the_volume(mrml, logic, small_ct
     assert result.roi_node is None and result.rois == []
 
 
-def test_segment_inside_an_roi_node_leaves_the_outside_empty(mrml, logic, small_ct):
+def test_segment_inside_an_roi_node_leaves_the_outside_empty_and_keeps_the_users_roi(mrml, logic, small_ct):
     volume_node = mrml_bridge_volume(mrml, small_ct)
     box = (2, 5, 7, 12, 25, 30)
     roi = bridge.roi_node_from_box(volume_node, box, "moved RoI")
-    result = logic.finish_segment(wait(logic.start_segment(volume_node, "all-liver", device="cpu", roi_node=roi)))
+    for _ in range(2):  # "Only inside ROI" twice: the user's ROI node stays the one used and shown
+        result = logic.finish_segment(wait(logic.start_segment(volume_node, "all-liver", device="cpu", roi_node=roi)))
+        assert result.roi_node is roi
+    assert _nodes(mrml.scene)["vtkMRMLMarkupsROINode"] == 1
     expected = np.zeros(small_ct.shape_kji, bool)
     expected[2:12, 5:25, 7:30] = True
     assert np.array_equal(segment_mask(result.segmentation_node, "Liver", volume_node), expected)

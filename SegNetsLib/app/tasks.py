@@ -1,0 +1,198 @@
+"""The model work a worker runs (in a thread or in the worker child process), by task name.
+
+Each task takes a :class:`TaskState` (what stays warm between jobs: the last loaded model) and plain
+values (volumes, paths, strings, dataclasses that :mod:`SegNetsLib.app.protocol` can carry), reports
+through ``progress`` and stops at ``cancel``; it returns plain values too, never MRML nodes or networks.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from SegNetsLib.card.card import LabelInfo, ModelCard
+from SegNetsLib.card.factory import next_version
+from SegNetsLib.core.box import Box, crop
+from SegNetsLib.core.progress import CancelToken, ProgressFn
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.models.library import ModelEntry, ModelLibrary, load
+
+
+@dataclass
+class SegmentOutput:
+    """What Segment produced: labelmap [k, j, i] in the input's geometry, the boxes segmented, the card."""
+
+    labelmap: Volume
+    rois: list[Box]
+    card: ModelCard
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FinetuneOutput:
+    """What Fine-tune produced: the model kept (a new library version, or the base), the whole-volume
+    labelmap, the held-out Dice, which model was kept ("fine-tuned" or "base") and notes."""
+
+    entry: ModelEntry
+    labelmap: Volume
+    validation_dice: float | None
+    kept: str
+    notes: list[str] = field(default_factory=list)
+
+
+def crop_volume(volume: Volume, box: Box) -> Volume:
+    """The part of ``volume`` inside ``box`` (voxel indices), with the origin moved to the box's corner."""
+    start_ijk = np.array([box[2], box[1], box[0], 1.0])
+    origin = (volume.ijk_to_lps() @ start_ijk)[:3]
+    return Volume(np.ascontiguousarray(crop(volume.array, box)), volume.spacing, tuple(origin), volume.direction)
+
+
+class TaskState:
+    """What a worker keeps between jobs: the last used Predictor (a changed model file or device reloads)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, str, int] | None = None
+        self._predictor = None
+
+    def predictor(self, model_path: Path, device: str):
+        from SegNetsLib.inference.predictor import Predictor
+
+        key = (str(model_path), device, Path(model_path).stat().st_mtime_ns)  # a re-imported model is reloaded
+        if key != self._key:
+            self.release()
+            net, card = load(model_path, device="cpu")
+            self._predictor = Predictor(net, card, device)
+            self._key = key
+        return self._predictor
+
+    @property
+    def loaded(self) -> tuple[str, str] | None:
+        """(model path, device) of the warm model, or None."""
+        return None if self._key is None else self._key[:2]
+
+    def release(self) -> None:
+        """Drop the warm model (and its GPU memory)."""
+        self._predictor, self._key = None, None
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def segment(
+    state: TaskState,
+    *,
+    model_path: Path,
+    device: str,
+    volume: Volume,
+    roi: str,
+    box: Box | None,
+    name: str,
+    progress: ProgressFn,
+    cancel: CancelToken,
+) -> SegmentOutput:
+    """Segment ``volume`` with the model at ``model_path``; inside ``box`` only when one is given."""
+    from SegNetsLib.runtime.devices import with_cpu_fallback
+
+    progress(0.0, "loading model")
+    notes: list[str] = []
+
+    def run(on: str):
+        predictor = state.predictor(Path(model_path), on)
+        cancel.raise_if_cancelled()
+        if box is None:
+            return predictor.predict(volume, roi=roi, progress=progress, cancel=cancel, name=name), predictor.card
+        inside = predictor.predict(crop_volume(volume, box), roi="off", progress=progress, cancel=cancel, name=name)
+        labels = np.zeros(volume.shape_kji, dtype=inside.labelmap.array.dtype)
+        labels[Box(*box).slices] = inside.labelmap.array
+        inside.labelmap, inside.rois = volume.with_array(labels), [Box(*box)]
+        return inside, predictor.card
+
+    prediction, card = with_cpu_fallback(run, device, notes.append)
+    return SegmentOutput(prediction.labelmap, [Box(*b) for b in prediction.rois], card, notes)
+
+
+def finetune(
+    state: TaskState,
+    *,
+    library_root: Path,
+    volume: Volume,
+    annotation: Volume,
+    start: str,
+    labels: list[LabelInfo],
+    options,
+    progress: ProgressFn,
+    cancel: CancelToken,
+) -> FinetuneOutput:
+    """Train from the painted slices, then save a new model version in the library at ``library_root``.
+
+    start: an architecture name or a model folder/zip path; when the base model validated better it is
+    kept and nothing is saved (the entry is then the base model's).
+    """
+    from SegNetsLib.finetune.run import finetune as run_finetune
+    from SegNetsLib.runtime.devices import with_cpu_fallback
+
+    library = ModelLibrary(library_root)
+    last = {"fraction": 0.0, "stage": "preparing"}
+    notes: list[str] = []
+
+    def report(fraction: float, stage: str) -> None:
+        last.update(fraction=fraction, stage=stage)
+        progress(fraction, stage)
+
+    def record(values: dict) -> None:
+        extra = {"iteration": values["iteration"], "loss": values["loss"]}
+        if values.get("validation_dice") is not None:
+            extra["dice"] = values["validation_dice"]
+        progress(last["fraction"], last["stage"], **extra)
+
+    def run(on: str):
+        chosen = copy.copy(options)
+        chosen.device = on
+        return run_finetune(volume, annotation, start, chosen, progress=report, cancel=cancel, callback=record)
+
+    result = with_cpu_fallback(run, options.device, notes.append)
+    cancel.raise_if_cancelled()
+    if result.kept == "fine-tuned":
+        card = copy.deepcopy(result.card)
+        # classes the model did not know (all of them from scratch) take the user's segment names,
+        # colors and terminology; a fine-tuned model keeps its own labels
+        by_value = {label.value: label for label in labels}
+        scratch = card.provenance.base_model_id is None
+        card.labels = [
+            by_value.get(label.value, label) if scratch or label.name == f"label {label.value}" else label
+            for label in card.labels
+        ]
+        if library.versions(card.id):  # one step above the newest version in this library
+            base = copy.deepcopy(card)
+            base.version = card.provenance.base_model_version or card.version
+            card.version = next_version(library, base)
+        entry = ModelEntry(card.id, card.version, library.add(result.net, card), card)
+    else:
+        entry = ModelEntry(result.card.id, result.card.version, Path(start), result.card)
+    progress(1.0, last["stage"])
+    return FinetuneOutput(entry, result.labelmap, result.validation_dice, result.kept, [*notes, *result.notes])
+
+
+def hello(state: TaskState, *, progress: ProgressFn, cancel: CancelToken) -> dict:
+    """Where the work runs: process id, thread, Python and torch versions and the warm model (diagnostics)."""
+    import threading
+
+    import torch
+
+    loaded = state.loaded
+    return {
+        "pid": os.getpid(),
+        "thread": threading.current_thread().name,
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "torch": torch.__version__,
+        "model": None if loaded is None else {"path": loaded[0], "device": loaded[1]},
+    }
+
+
+TASKS = {"segment": segment, "finetune": finetune, "hello": hello}
