@@ -52,8 +52,12 @@ def segmentation_from_labelmap(
     One segment per entry of ``labels`` (also when a label is absent from the labelmap, as an empty
     segment), named, colored and tagged with terminology. The reference image geometry is the
     reference volume's (needed for DICOM SEG export) and the node is placed next to that volume in the
-    subject hierarchy, under the same parent transform. ``segmentation_node``, when given, is emptied and reused; otherwise a new
-    node called ``name`` is created.
+    subject hierarchy, under the same parent transform. ``segmentation_node``, when given, is emptied and
+    reused; otherwise a new node called ``name`` is created.
+
+    The labelmap and the segmentation are both put under the reference volume's parent transform before
+    the import: Slicer resamples an imported labelmap from its own frame into the segmentation's, so a
+    labelmap outside the transform would land displaced in a segmentation under it.
     """
     import slicer
 
@@ -64,12 +68,15 @@ def segmentation_from_labelmap(
     if unknown:
         raise SegNetsError(f"labelmap for {name!r} holds values {sorted(unknown)} that the model's labels do not name.")
     array = labelmap.array.astype(np.uint8 if max(values, default=0) < 256 else np.uint16)
+    transform_id = reference_volume_node.GetTransformNodeID()
     temporary = labelmap_node_from_volume(scene, labelmap.with_array(array), "__segnets_labelmap__", display=False)
     try:
+        temporary.SetAndObserveTransformNodeID(transform_id)
         if segmentation_node is None:
             segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
         else:
             segmentation_node.GetSegmentation().RemoveAllSegments()
+        segmentation_node.SetAndObserveTransformNodeID(transform_id)  # overlays the volume
         segmentation_node.CreateDefaultDisplayNodes()
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
         if values and not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
@@ -80,5 +87,4 @@ def segmentation_from_labelmap(
     finally:
         remove_temporary_node(temporary)
     place_next_to(segmentation_node, reference_volume_node)
-    segmentation_node.SetAndObserveTransformNodeID(reference_volume_node.GetTransformNodeID())  # overlays the volume
     return segmentation_node
