@@ -4,7 +4,9 @@
         --input DIR_OR_FILE --model ID[@VERSION] --output DIR [--device auto|cpu|cuda:N] [--roi auto|off]
 
 Writes ``<output>/<name>.seg.nrrd`` per volume (named, colored segments with terminology; reference
-geometry set) and ``<output>/summary.json``; exits 1 when any volume failed, 2 on bad arguments.
+geometry set) and ``<output>/summary.json``; exits 1 when any volume failed or anything else went
+wrong (printed as one line; Slicer ``--python-script`` does not exit by itself), 2 on bad arguments.
+Model work runs in the SegNets worker child process, as from the panel.
 Runs the same way under plain Python with PyPI's slicer-core (no Slicer application), e.g. in CI.
 The ``segnets segment`` command does the same without any Slicer code.
 """
@@ -122,6 +124,30 @@ def segment_file(logic, volumes_logic, source: Path, target: Path, args: argpars
 
 
 def main(argv: list[str]) -> int:
+    """:func:`run`, with any error outside one volume's segmentation (torch missing, an unwritable output
+    folder) printed in one line and returned as 1."""
+    try:
+        return run(argv)
+    except SystemExit as stop:  # argparse's usage errors
+        return stop.code if isinstance(stop.code, int) else 2
+    except BaseException as error:  # noqa: BLE001 - Slicer would otherwise keep running with no window
+        from SegNetsLib.core.errors import SegNetsError
+
+        message = str(error) if isinstance(error, SegNetsError) else f"{type(error).__name__}: {error}"
+        print(f"segnets_batch: error: {message}", file=sys.stderr, flush=True)
+        return 1
+
+
+def exit_process(code: int) -> None:
+    """End the process with ``code``: through Slicer when the script runs inside Slicer, else sys.exit."""
+    slicer = sys.modules.get("slicer")
+    if getattr(slicer, "app", None) is not None:
+        slicer.util.exit(code)
+    else:
+        sys.exit(code)
+
+
+def run(argv: list[str]) -> int:
     """Segment every input; 0 when all succeeded, 1 when any failed (see summary.json)."""
     from SegNetsLib.core.atomic import atomic_file
     from SegNetsLib.core.errors import SegNetsError
@@ -133,21 +159,24 @@ def main(argv: list[str]) -> int:
         print(f"segnets_batch: error: {error}", file=sys.stderr)
         return 2
     from SegNetsLib.app.logic import SegmentationLogic
+    from SegNetsLib.app.process_worker import ProcessWorker
     from SegNetsLib.models.library import ModelLibrary
 
     scene, volumes_logic, _logics = mrml_context()
-    logic = SegmentationLogic(scene, ModelLibrary(args.library))
+    logic = SegmentationLogic(scene, ModelLibrary(args.library), ProcessWorker())
     results, failures = [], []
-    for source in sources:
-        target = args.output / f"{_stem(source)}.seg.nrrd"
-        print(f"segnets_batch: {source} -> {target}", flush=True)
-        try:
-            results.append(segment_file(logic, volumes_logic, source, target, args))
-        except Exception as error:  # one bad volume must not stop the batch; it is reported
-            message = str(error) if isinstance(error, SegNetsError) else f"{type(error).__name__}: {error}"
-            print(f"segnets_batch: error: {source}: {message}", file=sys.stderr, flush=True)
-            failures.append({"input": str(source), "error": message})
-    logic.worker.shutdown(wait=False)
+    try:
+        for source in sources:
+            target = args.output / f"{_stem(source)}.seg.nrrd"
+            print(f"segnets_batch: {source} -> {target}", flush=True)
+            try:
+                results.append(segment_file(logic, volumes_logic, source, target, args))
+            except Exception as error:  # one bad volume must not stop the batch; it is reported
+                message = str(error) if isinstance(error, SegNetsError) else f"{type(error).__name__}: {error}"
+                print(f"segnets_batch: error: {source}: {message}", file=sys.stderr, flush=True)
+                failures.append({"input": str(source), "error": message})
+    finally:
+        logic.worker.shutdown()
     summary = {"model": args.model, "device": args.device, "roi": args.roi, "succeeded": results, "failed": failures}
     args.output.mkdir(parents=True, exist_ok=True)
     with atomic_file(args.output / SUMMARY_FILE) as partial:
@@ -157,4 +186,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_process(main(sys.argv[1:]))

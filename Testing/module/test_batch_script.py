@@ -122,3 +122,26 @@ def test_bad_arguments_exit_2_without_output(tmp_path, capsys):
     assert batch.main(["--input", str(tmp_path / "missing"), "--model", "x", "--output", str(tmp_path / "o")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_error_outside_the_per_file_loop_exits_1_in_one_line(inputs, library, tmp_path, capsys):
+    """Slicer --python-script keeps running after an uncaught error: main reports it and returns 1."""
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the output folder should be")
+    arguments = ["--input", str(inputs / "broken.nii.gz"), "--model", "all-liver", "--output", str(blocker)]
+    code = _load_script().main([*arguments, "--library", str(library.root)])
+    assert code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segnets_batch: error:")]
+    assert len(errors) == 2, errors  # the broken volume, then the output folder that cannot be made
+    assert "FileExistsError" in errors[-1] and str(blocker) in errors[-1]
+    assert blocker.read_text() == "a file where the output folder should be"
+
+
+def test_the_script_ends_its_process_with_the_code(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--input", str(tmp_path / "missing"), "--model", "x", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 2 and "no such file or folder" in completed.stderr
