@@ -98,6 +98,28 @@ CASES: dict[str, Case] = {
         r".",
         "Testing/models/test_recovery.py",
     ),
+    "upload-not-volume-name": Case(
+        "SegNets Web upload of an HTML page (`page.html`) or a zip (`model.zip`)",
+        "“'page.html' is not a volume file SegNets reads (use one of .nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd).” "
+        "The scene stays as it was.",
+        r"is not a volume file SegNets reads",
+        "Testing/web/test_loading.py",
+    ),
+    "upload-wrong-content": Case(
+        "an upload or `--data` file whose content is not its format: HTML or a zip named .nii.gz / .nii / .nrrd, "
+        "zeros named .mha, a 2 GB sparse file of zeros named .nii or .nrrd",
+        "refused from its first bytes, nothing written, memory growth under 64 MiB: “'zeros.nii' is not a NIfTI "
+        "volume: it starts with '\\x00\\x00…' instead of a NIfTI header.”",
+        r"is not a .* volume: it starts with .* instead of a .* header",
+        "Testing/web/test_loading.py",
+    ),
+    "upload-detached": Case(
+        "an upload of a detached header (`.mhd`, `.nhdr`) alone",
+        "“'ct.mhd' is a header whose voxels are in another file; upload a single-file volume (.nii, .nii.gz, "
+        ".nrrd or .mha).”",
+        r"is a header whose voxels are in another file",
+        "Testing/web/test_loading.py",
+    ),
 }
 
 

@@ -1,0 +1,110 @@
+"""SegNets Web uploads that are not volumes: a clear message, the scene as it was, bounded memory."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from fuzz_helpers import one_sentence, run_limited
+from robustness_cases import expect
+
+from SegNetsLib.core.errors import SegNetsError
+
+TWO_GB = 2 * 1024**3
+
+
+@pytest.fixture(scope="module")
+def loaded(data_dir):
+    """A SlicerApp scene with a CT loaded through an upload, as the browser does."""
+    pytest.importorskip("trame_slicer")
+    from trame_slicer.core import SlicerApp
+
+    from SegNetsLib.web.loading import VolumeLoader
+
+    loader = VolumeLoader(SlicerApp())
+    image = data_dir / "ts_ct_sm" / "image.nii.gz"
+    node = loader.load_uploaded([{"name": "ct.nii.gz", "content": image.read_bytes()}])
+    return loader, node
+
+
+def _zip_bytes() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("card.json", "{}")
+    return buffer.getvalue()
+
+
+HTML = b"<!DOCTYPE html><html><body>Not a scan</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "case"),
+    [
+        ("page.html", HTML, "upload-not-volume-name"),
+        ("ct.nii.gz", HTML, "upload-wrong-content"),
+        ("ct.nii", HTML, "upload-wrong-content"),
+        ("model.zip", _zip_bytes(), "upload-not-volume-name"),
+        ("ct.nrrd", _zip_bytes(), "upload-wrong-content"),
+        ("ct.mha", b"\x00" * 4096, "upload-wrong-content"),
+        ("ct.mhd", b"ObjectType = Image\n", "upload-detached"),
+    ],
+)
+def test_an_upload_that_is_not_a_volume_gets_one_sentence_and_the_scene_stays(loaded, name, content, case):
+    loader, node = loaded
+    scene = node.GetScene()
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(SegNetsError) as refused:
+        loader.load_uploaded([{"name": name, "content": [content[:10], content[10:]]}])  # in chunks, as trame sends
+    message = one_sentence(refused.value)
+    assert message.startswith(repr(name)), message
+    expect(case, message)
+    assert scene.GetNumberOfNodes() == before and scene.GetNodeByID(node.GetID()) is node
+
+
+def test_a_2_gb_upload_of_zeros_is_refused_in_bounded_memory(tmp_path):
+    """2 GB of zeros (a sparse file, sent as 1 MiB chunks that view it) named .nii, in a process whose address
+    space allows 512 MiB more than it has mapped once set up: refused from its first bytes, nothing joined
+    or written."""
+    zeros = tmp_path / "zeros.nii"
+    with open(zeros, "wb") as handle:
+        handle.truncate(TWO_GB)
+    result = run_limited(
+        f"""
+        import mmap, resource, tempfile
+        from pathlib import Path
+        from trame_slicer.core import SlicerApp
+        from SegNetsLib.core.errors import SegNetsError
+        from SegNetsLib.web.loading import VolumeLoader
+        loader = VolumeLoader(SlicerApp())
+        handle = open({str(zeros)!r}, "rb")
+        view = memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+        chunks = [view[i : i + 2**20] for i in range(0, len(view), 2**20)]
+        mapped = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, (mapped + 512 * 2**20, resource.RLIM_INFINITY))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            loader.load_uploaded([{{"name": "zeros.nii", "size": len(view), "content": chunks}}])
+        except SegNetsError as error:
+            print("REFUSED", error)
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print("GROWN_KIB", grown)
+        print("LEFT", sorted(p.name for p in Path(tempfile.gettempdir()).glob("segnets-upload-*")))
+        """
+    )
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    assert "REFUSED" in lines, result.stdout + result.stderr[-3000:]
+    expect("upload-wrong-content", lines["REFUSED"])
+    assert int(lines["GROWN_KIB"]) < 64 * 1024  # under 64 MiB more
+    assert lines["LEFT"] == "[]"
+
+
+def test_a_2_gb_data_file_of_zeros_is_refused_from_its_first_bytes(loaded, tmp_path):
+    loader, node = loaded
+    zeros = tmp_path / "zeros.nrrd"
+    with open(zeros, "wb") as handle:
+        handle.truncate(TWO_GB)
+    with pytest.raises(SegNetsError) as refused:
+        loader.load_path(zeros)
+    expect("upload-wrong-content", one_sentence(refused.value))
+    assert node.GetScene().GetNodeByID(node.GetID()) is node
