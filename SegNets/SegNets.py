@@ -1,9 +1,14 @@
 """SegNets: deep-learning segmentation of 3D medical images inside 3D Slicer.
 
 A thin Qt shell: widgets are bound to a typed parameter node and every action calls SegNetsLib
-(``SegNetsLib.app.logic``), which CI tests against Slicer's own MRML classes. Model work
-runs on one background thread; a QTimer polls it, so Slicer never freezes and MRML is only touched
-on the main thread.
+(``SegNetsLib.app.logic``), which CI tests against Slicer's own MRML classes. Model work runs in a
+warm child process of Slicer's own Python (``SegNetsLib.app.process_worker``): Slicer's main thread
+holds Python's GIL while Qt's event loop runs, so a thread would starve, and a crash or out-of-memory
+kill of the model code cannot take the scene with it. A QTimer polls the job, so Slicer never freezes
+and MRML is only touched on the main thread.
+
+Supported: 3D Slicer 5.10 and newer (Python 3.12); SegNetsLib itself needs Python 3.10 or newer. The
+module refuses an older Slicer with a message instead of its panel.
 
 SegNetsLib is found next to this file when the extension is installed (CMake copies it into
 qt-scripted-modules/), or one folder up when a clone's ``SegNets/`` folder is added to Slicer's
@@ -14,9 +19,9 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import subprocess
 import sys
 import tempfile
-import unittest
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +45,29 @@ TORCH_REQUIREMENT = ">=2.1"
 SETTINGS_DEVICE = "SegNets/device"
 SETTINGS_LIBRARY = "SegNets/libraryFolder"
 POLL_INTERVAL_MS = 200
+MIN_SLICER_VERSION = (5, 10)  # the first Slicer with Python 3.12; Slicer 5.8 ships Python 3.9
+MIN_PYTHON_VERSION = (3, 10)  # what SegNetsLib needs (pyproject.toml: requires-python)
+
+
+def unsupportedReason(slicerVersion: tuple[int, int], pythonVersion: tuple[int, int]) -> str | None:
+    """Why this Slicer cannot run SegNets (one sentence), or None when it can."""
+    slicerVersion, pythonVersion = tuple(slicerVersion[:2]), tuple(pythonVersion[:2])
+    if slicerVersion >= MIN_SLICER_VERSION and pythonVersion >= MIN_PYTHON_VERSION:
+        return None
+    return _(
+        "SegNets needs 3D Slicer {minimum} or newer (Python {python} or newer), but this is Slicer {slicer} "
+        "with Python {running}; install a newer Slicer from download.slicer.org."
+    ).format(
+        minimum="{}.{}".format(*MIN_SLICER_VERSION),
+        python="{}.{}".format(*MIN_PYTHON_VERSION),
+        slicer="{}.{}".format(*slicerVersion),
+        running="{}.{}".format(*pythonVersion),
+    )
+
+
+def runningVersions() -> tuple[tuple[int, int], tuple[int, int]]:
+    """(Slicer major.minor, Python major.minor) of the running application."""
+    return (int(slicer.app.majorVersion), int(slicer.app.minorVersion)), tuple(sys.version_info[:2])
 
 
 def resourcesDir() -> Path:
@@ -83,11 +111,28 @@ def _missingRequirements(requirementsFile: Path) -> list[str]:
 
 
 def ensureDependencies(askConfirmation: bool = True) -> bool:
-    """Install what SegNets needs after asking; False if the user declined or when testing.
+    """Install what SegNets needs after asking; False if the user declined, an install failed, or when testing.
 
     torch comes from the PyTorch extension (it picks the CUDA build matching the driver); nothing is
-    installed while Slicer runs tests.
+    installed while Slicer runs tests. ``slicer.packaging.pip_ensure`` raises RuntimeError when the
+    user declines and CalledProcessError when pip fails, and ``installTorch`` raises rather than
+    returning None: each becomes one message, and the panel stays usable.
     """
+    try:
+        return _installDependencies(askConfirmation)
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as error:
+        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        logging.error("SegNets: the dependencies were not installed: %s", error)
+        if not slicer.app.testingEnabled():
+            slicer.util.errorDisplay(
+                _("SegNets could not install what it needs ({error}). See the Python console for details.").format(
+                    error=text
+                )
+            )
+        return False
+
+
+def _installDependencies(askConfirmation: bool) -> bool:
     testing = slicer.app.testingEnabled()
     try:
         import PyTorchUtils
@@ -204,6 +249,13 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        reason = unsupportedReason(*runningVersions())
+        if reason:  # an older Slicer: say why instead of a panel that would fail
+            label = qt.QLabel(reason)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         uiWidget = slicer.util.loadUI(str(resourcesDir() / "UI" / "SegNets.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
@@ -212,6 +264,7 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
 
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.finetuneButton.connect("clicked(bool)", self.onFinetuneButton)
@@ -225,14 +278,15 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deleteModelButton.connect("clicked(bool)", self.onDeleteModel)
         self.ui.openLibraryButton.connect("clicked(bool)", self.onOpenLibrary)
 
-        settings = qt.QSettings()
-        self.ui.libraryPathLineEdit.currentPath = settings.value(SETTINGS_LIBRARY, "")
-        self.ui.libraryPathLineEdit.connect("currentPathChanged(QString)", self.onLibraryFolderChanged)
+        self.ui.libraryPathLineEdit.currentPath = qt.QSettings().value(SETTINGS_LIBRARY, "")
+        self._connectLibraryPath()
         self.initializeParameterNode()
         self._updateButtons()
 
     def enter(self) -> None:
         """Load the library and devices the first time the module is shown (installing deps if asked)."""
+        if self.logic is None:  # an unsupported Slicer: setup() showed why
+            return
         self.initializeParameterNode()
         if not self.logic.ready and self._askedForDependencies:
             return
@@ -244,17 +298,30 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtons()
 
     def cleanup(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-        self._timer.stop()
+        """On module reload or exit: stop the job and its timer and shut the worker process down."""
+        self._dropJob()
         self.removeObservers()
-        self._disconnectParameterNode()
+        if self.logic is not None:
+            self._disconnectParameterNode()
+            self.logic.shutdown()
+
+    def _dropJob(self) -> None:
+        """Cancel the running job (nothing is written) and stop polling it."""
+        self._timer.stop()
+        job, self._job = self._job, None
+        if job is not None:
+            job.cancel()
 
     # --- parameter node ---------------------------------------------------------------------------
     def onSceneStartClose(self, caller, event) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        self._dropJob()  # its nodes are about to go; a result would land in the next scene
         self.setParameterNode(None)
+        self._updateButtons()
+
+    def onSceneEndImport(self, caller, event) -> None:
+        """A loaded scene brings its own parameter values: show its annotation choice."""
+        if self._parameterNode:
+            self._syncAnnotationSelector()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -278,9 +345,19 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
-            self.ui.annotationSelector.setCurrentNode(self._parameterNode.annotationSegmentation)
-            self.ui.annotationSelector.setSelectedSegmentIDs(list(self._parameterNode.annotationSegmentIds))
+            self._syncAnnotationSelector()
             self._updateButtons()
+
+    def _syncAnnotationSelector(self) -> None:
+        """Show the parameter node's annotation and segments in the selector without writing them back:
+        ``setCurrentNode`` emits ``segmentSelectionChanged`` before the segments are restored."""
+        selector = self.ui.annotationSelector
+        wasBlocked = selector.blockSignals(True)
+        try:
+            selector.setCurrentNode(self._parameterNode.annotationSegmentation)
+            selector.setSelectedSegmentIDs(list(self._parameterNode.annotationSegmentIds))
+        finally:
+            selector.blockSignals(wasBlocked)
 
     # --- lists from SegNetsLib --------------------------------------------------------------------
     def _fillDevices(self) -> None:
@@ -292,6 +369,11 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for label, spec in device_choices():
             combo.addItem(label, spec)
         index = combo.findData(self._parameterNode.device if self._parameterNode else "auto")
+        if index < 0:  # a remembered GPU that is gone: back to auto, here and in the settings
+            index = combo.findData("auto")
+            if self._parameterNode:
+                self._parameterNode.device = "auto"
+            qt.QSettings().setValue(SETTINGS_DEVICE, "auto")
         combo.setCurrentIndex(max(index, 0))
         combo.blockSignals(wasBlocked)
 
@@ -351,7 +433,23 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.annotationSegmentIds = list(self.ui.annotationSelector.selectedSegmentIDs())
         self._updateButtons()
 
+    def _connectLibraryPath(self) -> None:
+        """Follow the library folder once its editing is finished: ``currentPathChanged`` fires on every
+        keystroke, so typing only counts on Enter or leaving the field; the browse button counts at once."""
+        pathEdit = self.ui.libraryPathLineEdit
+        pathEdit.comboBox().lineEdit().connect("editingFinished()", self.onLibraryFolderEdited)
+        pathEdit.connect("currentPathChanged(QString)", self.onLibraryPathChanged)
+
+    def onLibraryPathChanged(self, path: str) -> None:
+        if not self.ui.libraryPathLineEdit.comboBox().lineEdit().hasFocus():  # browsed, not typed
+            self.onLibraryFolderChanged(path)
+
+    def onLibraryFolderEdited(self) -> None:
+        self.onLibraryFolderChanged(self.ui.libraryPathLineEdit.currentPath)
+
     def onLibraryFolderChanged(self, path: str) -> None:
+        if (path or None) == self.logic.libraryFolderSetting():
+            return
         qt.QSettings().setValue(SETTINGS_LIBRARY, path)
         self.logic.setLibraryFolder(path or None)
         if self.logic.ready:
@@ -541,13 +639,25 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
         )
 
     def core(self):
-        """The SegNetsLib logic (created on first use, after the dependencies are installed)."""
+        """The SegNetsLib logic (created on first use, after the dependencies are installed); its model work
+        runs in a warm child process of Slicer's Python, started on the first job."""
         if self._core is None:
             from SegNetsLib.app.logic import SegmentationLogic
+            from SegNetsLib.app.process_worker import ProcessWorker
             from SegNetsLib.models.library import ModelLibrary
 
-            self._core = SegmentationLogic(slicer.mrmlScene, ModelLibrary(self._libraryFolder))
+            self._core = SegmentationLogic(slicer.mrmlScene, ModelLibrary(self._libraryFolder), ProcessWorker())
         return self._core
+
+    def shutdown(self) -> None:
+        """Stop the worker process (cancelling its job); a later job starts a fresh one."""
+        if self._core is not None:
+            self._core.worker.shutdown()
+            self._core = None
+
+    def libraryFolderSetting(self) -> str | None:
+        """The library folder chosen in the panel (None: the default)."""
+        return self._libraryFolder
 
     def setLibraryFolder(self, folder: str | None) -> None:
         self._libraryFolder = folder
@@ -634,11 +744,22 @@ class SegNetsTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_SegmentAndFinetune()
 
-    def test_SegmentAndFinetune(self) -> None:
+    @staticmethod
+    def skipReason() -> str | None:
+        """Why the self-test cannot run here (an unsupported Slicer, a missing dependency), or None."""
+        reason = unsupportedReason(*runningVersions())
+        if reason:
+            return reason
         if not SegNetsLogic().ready:
-            raise unittest.SkipTest(
-                "PyTorch or a package of requirements.txt is missing; nothing is installed during tests."
-            )
+            return "PyTorch or a package of requirements.txt is missing; nothing is installed during tests."
+        return None
+
+    def test_SegmentAndFinetune(self) -> None:
+        reason = self.skipReason()
+        if reason:  # Reload and Test shows a raised SkipTest as an error: report and return
+            logging.warning("SegNets self-test skipped: %s", reason)
+            self.delayDisplay(_("SegNets self-test skipped: {reason}").format(reason=reason))
+            return
         from SegNetsLib.app import selftest
 
         dataDir = selftest.find_test_data(MODULE_DIR)
