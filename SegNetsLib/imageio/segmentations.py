@@ -22,7 +22,13 @@ from SegNetsLib.core.atomic import atomic_file
 from SegNetsLib.core.constants import SEGMENTATION_SUFFIX
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
-from SegNetsLib.imageio.volumes import is_volume_file, volume_from_sitk, write_volume
+from SegNetsLib.imageio.volumes import (
+    check_declared_size,
+    is_volume_file,
+    read_image,
+    volume_from_sitk,
+    write_volume,
+)
 
 _COMPRESSION_LEVEL = 1  # gzip level: labelmaps compress well even at 1, and level 9 is several times slower
 
@@ -86,10 +92,7 @@ def read_labelmap(path: str | os.PathLike) -> Volume:
         raise SegNetsError(f"{path}: no such file.")
     if is_segmentation_file(path):
         return _read_seg_nrrd(path)
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError:
-        raise SegNetsError(f"{path}: not a readable labelmap file.") from None
+    image = read_image(path, "labelmap")
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise SegNetsError(f"{path}: a labelmap must be a single-component 3D image.")
     volume = volume_from_sitk(image)
@@ -137,6 +140,7 @@ def _segment_id(label: LabelInfo, used: set[str]) -> str:
 
 
 def _read_seg_nrrd(path: Path) -> Volume:
+    check_declared_size(path, "segmentation")
     try:
         segmentation = slicerio.read_segmentation(str(path))
     except Exception as error:  # pynrrd and slicerio raise many types for broken files

@@ -5,6 +5,7 @@ Segmentation files (``.seg.nrrd`` with names, colors, terminology) are in :mod:`
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -14,8 +15,18 @@ import SimpleITK as sitk
 from SegNetsLib.core.atomic import atomic_file
 from SegNetsLib.core.constants import VOLUME_SUFFIXES
 from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.memory import available_memory_bytes
 from SegNetsLib.core.volume import Volume
 
+MAX_VOXELS = 2**31  # values (voxels x components) in one file: 8 GiB as float32, beyond any scan
+_ITEM_TYPES = {
+    getattr(sitk, f"sitk{name}"): dtype
+    for name, dtype in (
+        ("UInt8", np.uint8), ("Int8", np.int8), ("UInt16", np.uint16), ("Int16", np.int16), ("UInt32", np.uint32),
+        ("Int32", np.int32), ("UInt64", np.uint64), ("Int64", np.int64), ("Float32", np.float32),
+        ("Float64", np.float64), ("VectorUInt8", np.uint8), ("VectorInt16", np.int16), ("VectorFloat32", np.float32),
+    )
+}  # fmt: skip
 # voxel spacings a scanner or microscope can produce: 0.1 micrometre to 10 metres
 MIN_SPACING_MM = 1e-4
 MAX_SPACING_MM = 1e4
@@ -67,6 +78,38 @@ def read_header(path: str | os.PathLike) -> sitk.ImageFileReader:
     return reader
 
 
+def check_declared_size(path: str | os.PathLike, what: str = "image") -> None:
+    """Refuse a file whose header declares more than :data:`MAX_VOXELS` values or more bytes than this process
+    can still allocate, before any voxel is read."""
+    reader = read_header(path)
+    size = reader.GetSize()
+    components = max(1, reader.GetNumberOfComponents())
+    values = math.prod(size) * components
+    pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    item = np.dtype(_ITEM_TYPES.get(reader.GetPixelIDValue(), np.float64)).itemsize
+    if values > MAX_VOXELS:
+        raise SegNetsError(
+            f"{path}: the header declares {' x '.join(map(str, size))} voxels ({values:,} values), more than the "
+            f"{MAX_VOXELS:,} SegNets reads; it is not a usable {what}."
+        )
+    free = available_memory_bytes()
+    if free is not None and values * item > free:
+        raise SegNetsError(
+            f"{path}: reading its {' x '.join(map(str, size))} {pixel} voxels needs {values * item / 1024**3:.2f} "
+            f"GiB of memory but only {free / 1024**3:.2f} GiB is available."
+        )
+
+
+def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
+    """``sitk.ReadImage`` of an untrusted file, after :func:`check_declared_size`."""
+    check_declared_size(path, what)
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
+        raise SegNetsError(f"{path}: not a readable {what} file ({first_line[:200]}).") from None
+
+
 def read_volume(path: str | os.PathLike) -> Volume:
     """Read a 3D volume from a NIfTI, NRRD or MHA file and check it is usable.
 
@@ -76,11 +119,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     path = Path(path)
     if not path.is_file():
         raise SegNetsError(f"{path}: no such file.")
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
-        raise SegNetsError(f"{path}: not a readable image file ({first_line[:200]}).") from None
+    image = read_image(path)
     if image.GetDimension() != 3:
         raise SegNetsError(f"{path}: a {image.GetDimension()}D image; SegNets segments 3D volumes.")
     volume = volume_from_sitk(image)

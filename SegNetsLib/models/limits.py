@@ -13,6 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.memory import available_memory_bytes
 
 # 16 times the largest paper-preset network (V-Net, 62 M parameters, 248 MB in float32)
 MAX_NETWORK_BYTES = 4 * 1024**3
@@ -23,44 +24,6 @@ LOAD_FACTOR = 2
 def network_bytes(net: nn.Module) -> int:
     """Bytes of every parameter and buffer of ``net`` (works on the meta device: shapes and dtypes only)."""
     return sum(tensor.numel() * tensor.element_size() for tensor in net.state_dict().values())
-
-
-def _meminfo_available() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except Exception:  # psutil absent or unsupported platform: the fixed bound still applies
-        return None
-
-
-def _address_space_headroom() -> int | None:
-    """What RLIMIT_AS still allows this process to map (None when unlimited or unknown)."""
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-        if soft == resource.RLIM_INFINITY:
-            return None
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmSize:"):
-                return max(0, soft - int(line.split()[1]) * 1024)
-        return soft
-    except (ImportError, OSError, ValueError, IndexError):
-        return None
-
-
-def available_memory_bytes() -> int | None:
-    """Memory this process can still allocate: the system's available memory, lowered by an address-space
-    limit (``ulimit -v``) when one is set; None when neither can be read."""
-    known = [value for value in (_meminfo_available(), _address_space_headroom()) if value is not None]
-    return min(known) if known else None
 
 
 def _gib(count: int) -> str:
