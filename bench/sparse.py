@@ -14,6 +14,7 @@ Usage: python bench/sparse.py [--structures ts_ct_full:liver,...] [--k 2,3,5] [-
        [--methods network,mci,rw] [--pretrained] [--device cpu|cuda] [--data ../shared/data] [--results DIR]
        python bench/sparse.py --merge DIR1,DIR2,... --results DIR   (tables and plots of runs made apart)
        python bench/sparse.py --rescore DIR1,... --results DIR   (network rows again from saved labelmaps)
+       python bench/sparse.py --rounds 4 [--set report] ...   (the interactive loop: bench/sparse_rounds.py)
 Writes Markdown tables to stdout, and ``bench/results/sparse.json`` / ``sparse_dice_vs_k.png``.
 """
 
@@ -362,6 +363,11 @@ def plot(rows, path: Path) -> None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--rounds" or a.startswith("--rounds=") for a in argv):  # the interactive loop
+        import sparse_rounds
+
+        return sparse_rounds.main(argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--structures",

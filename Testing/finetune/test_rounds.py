@@ -10,13 +10,13 @@ import pytest
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.options import FinetuneOptions
 from SegNetsLib.finetune.rounds import (
-    ROUND_MAX_S,
+    ROUND_MAX_ITERATIONS,
     added_slices,
     finetune_round,
     previous_round,
     round_history,
+    round_iterations,
     round_options,
-    round_time_limit,
 )
 from SegNetsLib.finetune.save import save_result
 from SegNetsLib.finetune.start import Start, round_of
@@ -69,9 +69,9 @@ def test_a_correction_round_continues_warm_keeps_the_clean_up_and_is_a_new_round
     assert np.array_equal(out[[3, 5, 8]], truth[[3, 5, 8]])
 
 
-def test_the_round_budget_scales_with_the_slices_added_and_never_exceeds_the_target():
-    assert round_time_limit(1) < round_time_limit(2) <= ROUND_MAX_S
-    assert round_time_limit(0) == round_time_limit(1) and round_time_limit(50) == ROUND_MAX_S <= 15.0
+def test_the_round_budget_scales_with_the_slices_added_and_is_capped():
+    assert round_iterations(1) < round_iterations(2) <= ROUND_MAX_ITERATIONS
+    assert round_iterations(0) == round_iterations(1) and round_iterations(50) == ROUND_MAX_ITERATIONS
 
 
 def test_round_options_turn_validation_off_and_keep_earlier_painted_slices():
@@ -80,8 +80,8 @@ def test_round_options_turn_validation_off_and_keep_earlier_painted_slices():
     card = first.card
     card.provenance.annotated_slices = {"0": [3, 8, 12]}  # 12: painted all background in an earlier round
     options = round_options(card, 1, FinetuneOptions(time_limit_s=300.0))
-    assert options.time_limit_s == round_time_limit(1) and options.validation is False
-    assert options.slices[0] == [3, 8, 12]
+    assert options.iterations == round_iterations(1) and options.time_limit_s is None
+    assert options.validation is False and options.slices[0] == [3, 8, 12]
     assert round_options(card, 1, FinetuneOptions(time_limit_s=5.0)).time_limit_s == 5.0
     assert added_slices({0: [3, 8]}, {0: [3, 5, 8], 1: []}) == {0: [5]}
 
