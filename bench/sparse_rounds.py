@@ -271,29 +271,22 @@ def tables(rows: list[dict]) -> str:
         + " | wins of the suggested slice |",
         "|---|" + "---|" * (len(COMPARED_ROUNDS) + 1),
     ]
+
+    def dice_of(n: str, number: int, method: str) -> float | None:
+        hit = [r["dice"] for r in rows if r["structure"] == n and r["round"] == number and r["method"] == method]
+        return hit[0] if hit else None
+
     for choice in ("suggested", "bin rule", "random"):
         cells, wins = [], []
         for number in COMPARED_ROUNDS:
             gains = []
             for n in names:
-                before = [
-                    r["dice"]
-                    for r in rows
-                    if r["structure"] == n and r["round"] == number - 1 and r["method"] == "network"
-                ]
-                method = "network" if choice == "suggested" else f"network ({choice})"
-                after = [
-                    r["dice"] for r in rows if r["structure"] == n and r["round"] == number and r["method"] == method
-                ]
-                if before and after:
-                    gains.append(after[0] - before[0])
+                before = dice_of(n, number - 1, "network")
+                after = dice_of(n, number, "network" if choice == "suggested" else f"network ({choice})")
+                if before is not None and after is not None:
+                    gains.append(after - before)
                     if choice != "suggested":
-                        mine = [
-                            r["dice"]
-                            for r in rows
-                            if r["structure"] == n and r["round"] == number and r["method"] == "network"
-                        ]
-                        wins.append(mine[0] > after[0] if mine else False)
+                        wins.append((dice_of(n, number, "network") or 0.0) > after)
             cells.append(f"{mean(gains):+.4f} (n = {len(gains)})")
         out.append(f"| {choice} | " + " | ".join(cells) + f" | {f'{sum(wins)} of {len(wins)}' if wins else '-'} |")
     return "\n".join(out)
