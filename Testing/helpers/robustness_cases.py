@@ -27,7 +27,7 @@ class Case:
 CASES: dict[str, Case] = {
     "huge-network": Case(
         "card.json asking for `base_channels` 100000 or 1500 (2 TB / 42 GB networks)",
-        "refused before anything is allocated: “card.json: unet3d (…, base_channels=100000) would take 1.9e+05 GiB, "
+        "refused before anything is allocated: “card.json: unet3d (preset 'default', 1 input channel, 3 classes, base_channels=100000, levels=2) would take 34943.25 GiB, "
         "more than the 4.00 GiB SegNets loads; its build_args are not those of a usable network.”",
         r"would take .* more than the 4\.00 GiB SegNets loads",
         "Testing/models/test_limits.py",
@@ -119,6 +119,95 @@ CASES: dict[str, Case] = {
         ".nrrd or .mha).”",
         r"is a header whose voxels are in another file",
         "Testing/web/test_loading.py",
+    ),
+    "train-time-limit": Case(
+        "`segnets train --time-limit` 20 s with a 100 000-iteration epoch, and 15 s with 15-iteration epochs (CPU)",
+        "ends within 5 % (or 2 s): the epoch is cut short, validated and saved; the log says “Time limit of 20 s: "
+        "epoch 1 was cut short after … of 100000 iterations; the run ends.”; progress logged and in log.json "
+        "while the epoch runs",
+        r"returned after .* s",
+        "Testing/training/test_time_limit.py",
+    ),
+    "finetune-time-limit": Case(
+        "`segnets finetune` with a 12 s time limit (CPU, from scratch, refinement on)",
+        "ends within 5 % (or 2 s) of the limit",
+        r"returned after .* s",
+        "Testing/finetune/test_time_limit.py",
+    ),
+    "fuzz-card": Case(
+        "card.json with 1-3 fields replaced by any JSON value (wrong types, 2^70, NaN, infinities, unicode, "
+        "nested objects), deleted, lengthened 50 times, or unknown keys added; loaded and imported",
+        "a valid model, or e.g. “card.json: field 'labels[0].color' must have exactly 3 items, not 0.” / “card.json: "
+        "field 'build_args' does not make a unet3d network (…).” / “… would take … more than the 4.00 GiB …”",
+        r".",
+        "Testing/fuzz/test_model_files.py",
+        fuzz=(40, 1000),
+    ),
+    "fuzz-card-text": Case(
+        "card.json bytes cut, spliced with random bytes, invalid UTF-8",
+        "a valid card, or “card.json: not valid JSON (…).” / a field error",
+        r".",
+        "Testing/fuzz/test_model_files.py",
+        fuzz=(30, 1000),
+    ),
+    "fuzz-safetensors": Case(
+        "weights.safetensors whose header entries have other dtypes, shapes, offsets (huge, negative, "
+        "overlapping) or extra tensors, a lying 8-byte header length (up to 2^64), or a truncated file",
+        "“weights.safetensors: not a complete safetensors file, it may be truncated or damaged (tensor '…' of "
+        "shape … lies outside the file's data).” or a shape mismatch; never a read of the declared size",
+        r".",
+        "Testing/fuzz/test_model_files.py",
+        fuzz=(40, 1000),
+    ),
+    "fuzz-zip": Case(
+        "model zips of 0-4 entries named `../card.json`, `/weights.safetensors`, `C:/…`, `a/b/card.json`, "
+        "unicode or random text, holding the card, the weights, random bytes or 24 MB of zeros (deflated), "
+        "with lying sizes in the central directory, or truncated",
+        "“model.zip: entry '../card.json' points outside the archive; the zip is refused.” / “… has no card.json …” "
+        "/ “… unpacks to more than … bytes; the zip is refused.” / “not a readable zip archive”; nothing "
+        "unpacked besides the two model files, no temporary folder left",
+        r".",
+        "Testing/fuzz/test_model_files.py",
+        fuzz=(25, 600),
+    ),
+    "fuzz-nifti": Case(
+        "NIfTI files with 1-3 header fields changed: dim (dimension count, sizes up to 32767), datatype, bitpix, "
+        "pixdim (0, negative, NaN, 1e30), vox_offset, scaling, qform/sform codes, quaternions, affine rows; "
+        "read and preprocessed for a 6 mm model",
+        "a volume, or e.g. “ct.nii: not a readable image file (…).” / “… voxel spacing … mm is outside 0.0001 to "
+        "10000 mm …” / “… the header declares … voxels …, more than the 2,147,483,648 SegNets reads …” / “… the "
+        "axis directions are not a rotation …” / “… is constant …”",
+        r".",
+        "Testing/fuzz/test_volume_files.py",
+        fuzz=(40, 1000),
+    ),
+    "fuzz-nrrd": Case(
+        "NRRD files with type, dimension, sizes (up to 9999999999), space directions (zero, NaN, 1e30), origin, "
+        "encoding, endian, space or kinds replaced by odd or random text, or dropped; read and preprocessed",
+        "a volume, or a one-sentence refusal naming the file (unreadable header, not 3D, spacing, size)",
+        r".",
+        "Testing/fuzz/test_volume_files.py",
+        fuzz=(40, 1000),
+    ),
+    "fuzz-annotation": Case(
+        "annotation labelmaps (.nrrd, .nii.gz, .mha) of every pixel type with labels -1, 70000, 2^31-1, 1.5, NaN, "
+        "on other shapes, spacings, origins (whole and part voxels) and directions",
+        "placed on the image's grid when it is a crop of it, else e.g. “labels.nrrd has a different geometry (…) "
+        "from the image (…); resample it onto the image first.” / “… must hold non-negative integer labels.” / "
+        "“… the labelmap holds non-integer values.”",
+        r".",
+        "Testing/fuzz/test_annotation_files.py",
+        fuzz=(30, 800),
+    ),
+    "fuzz-dataset": Case(
+        "training datasets whose dataset.json has 1-2 fields replaced, deleted or grown (labels, channel_names, "
+        "file_ending, numTraining, …) and a label file with labels out of range, negative or fractional, "
+        "another origin or size",
+        'a dataset, or e.g. “…/dataset.json: needs "labels", e.g. {…}.” / “…: holds label values [9] not in '
+        "dataset.json …” / “…: its geometry (origin, direction, spacing) differs from image …”",
+        r".",
+        "Testing/fuzz/test_dataset_files.py",
+        fuzz=(20, 500),
     ),
 }
 

@@ -139,6 +139,7 @@ def test_kill_9_during_library_writes_leaves_the_old_state_readable(tmp_path):
         for entry in entries:  # every version the library lists is complete
             load(entry.path)
         assert snapshot(library.root / card.id / card.version) == old
+        expect("kill-9", f"{len(entries)} versions listed and loaded")
         for archive in exports.iterdir():  # every zip written under its name is complete
             if not archive.name.startswith("."):  # a killed write leaves only a hidden ".name.partial"
                 load(archive)

@@ -1,0 +1,178 @@
+"""Fuzzing the model readers: card.json (fields and text), safetensors headers, model zips."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zipfile
+
+import pytest
+from fuzzing import LENGTHS, fuzz, mutated_json
+from hypothesis import strategies as st
+from model_helpers import tiny_model
+
+from SegNetsLib.card.schema import card_from_json, card_to_json
+from SegNetsLib.models.library import ModelLibrary, load
+from SegNetsLib.models.store import extract_model_zip, save
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A valid tiny model: card.json text and weights.safetensors bytes."""
+    net, card = tiny_model()
+    folder = save(net, card, tmp_path_factory.mktemp("fuzz-model") / "model")
+    return (folder / "card.json").read_text(), (folder / "weights.safetensors").read_bytes()
+
+
+def _write_model(folder, card_text, weights: bytes):
+    model = folder / "model"
+    model.mkdir()
+    (model / "card.json").write_text(card_text, encoding="utf-8", errors="surrogatepass")
+    (model / "weights.safetensors").write_bytes(weights)
+    return model
+
+
+@pytest.mark.parametrize("long", LENGTHS)
+def test_mutated_card_fields(model, workspace, long):
+    """Every field of card.json replaced, deleted, lengthened; unknown keys; huge numbers; unicode."""
+    card_text, weights = model
+
+    def attempt(data, folder):
+        text = json.dumps(data, allow_nan=True, ensure_ascii=False)
+        path = _write_model(folder, text, weights)
+        return lambda: (load(path), ModelLibrary(folder / "library").import_path(path))
+
+    fuzz("fuzz-card", long, mutated_json(json.loads(card_text)), attempt, workspace)
+
+
+@pytest.mark.parametrize("long", LENGTHS)
+def test_mutated_card_text(model, workspace, long):
+    """card.json as bytes: cut, spliced with random bytes, invalid UTF-8."""
+    card_text, _ = model
+    raw = card_text.encode()
+    strategy = st.tuples(st.integers(0, len(raw)), st.integers(0, 40), st.binary(max_size=24))
+
+    def attempt(value, folder):
+        at, drop, insert = value
+        return lambda: card_from_json(raw[:at] + insert + raw[at + drop :], "card.json")
+
+    fuzz("fuzz-card-text", long, strategy, attempt, workspace)
+
+
+def _header(weights: bytes) -> dict:
+    length = struct.unpack("<Q", weights[:8])[0]
+    return json.loads(weights[8 : 8 + length])
+
+
+def _with_header(weights: bytes, header: dict, length: int | None = None) -> bytes:
+    old = struct.unpack("<Q", weights[:8])[0]
+    raw = json.dumps(header, allow_nan=True).encode()
+    return struct.pack("<Q", len(raw) if length is None else length) + raw + weights[8 + old :]
+
+
+@pytest.mark.parametrize("long", LENGTHS)
+def test_mutated_safetensors_headers(model, workspace, long):
+    """Header entries with other dtypes, shapes, offsets (huge, negative, overlapping), a lying header
+    length, a truncated file."""
+    card_text, weights = model
+    header = _header(weights)
+    strategy = st.tuples(
+        mutated_json(header, max_mutations=2),
+        st.one_of(st.none(), st.integers(0, 2**64 - 1), st.sampled_from([0, 1, 7, 2**63])),
+        st.one_of(st.none(), st.integers(0, len(weights))),
+    )
+
+    def attempt(value, folder):
+        changed, length, cut = value
+        data = _with_header(weights, changed, length)
+        path = _write_model(folder, card_text, data[:cut] if cut is not None else data)
+        return lambda: load(path)
+
+    fuzz("fuzz-safetensors", long, strategy, attempt, workspace)
+
+
+ZIP_NAMES = st.one_of(
+    st.sampled_from(
+        [
+            "card.json",
+            "weights.safetensors",
+            "model/card.json",
+            "model/weights.safetensors",
+            "../card.json",
+            "/weights.safetensors",
+            "a/b/card.json",
+            "C:/card.json",
+            "..\\weights.safetensors",
+            "card.json/",
+            "é/card.json",
+        ]
+    ),
+    st.text(max_size=20),
+)
+
+
+@st.composite
+def zip_archives(draw, card: bytes, weights: bytes):
+    """A zip of 0-4 entries: the card, the weights, random bytes or zeros (up to 24 MB, deflated: a small
+    bomb), with names from ``ZIP_NAMES``; optionally the declared sizes are lies."""
+    contents = st.sampled_from(["card", "weights", "random", "zeros"])
+    entries = draw(st.lists(st.tuples(ZIP_NAMES, contents, st.booleans()), max_size=4))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, kind, deflate in entries:
+            data = {
+                "card": card,
+                "weights": weights,
+                "random": draw(st.binary(max_size=64)),
+                "zeros": b"\0" * draw(st.sampled_from([0, 1000, 24 * 1024**2])),
+            }[kind]
+            method = zipfile.ZIP_DEFLATED if deflate or kind == "zeros" else zipfile.ZIP_STORED
+            try:
+                archive.writestr(zipfile.ZipInfo(name or "x"), data, compress_type=method)
+            except ValueError:
+                continue
+    raw = bytearray(buffer.getvalue())
+    if draw(st.booleans()):  # lie about sizes: patch the central directory's uncompressed sizes
+        at = raw.find(b"PK\x01\x02")
+        while at != -1:
+            raw[at + 24 : at + 28] = struct.pack("<I", draw(st.sampled_from([0, 1, 100, 2**32 - 1])))
+            at = raw.find(b"PK\x01\x02", at + 4)
+    if draw(st.booleans()) and raw:
+        raw = raw[: draw(st.integers(0, len(raw)))]
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("long", LENGTHS)
+def test_mutated_model_zips(model, workspace, long):
+    """Paths outside the archive, odd names, several models, lying sizes, truncation, compression bombs."""
+    card_text, weights = model
+
+    def attempt(raw, folder):
+        path = folder / "model.zip"
+        path.write_bytes(raw)
+        out = folder / "out"
+        out.mkdir()
+
+        def call():
+            try:
+                extract_model_zip(path, out, max_bytes=16 * 1024**2)
+            finally:
+                extra = [p.name for p in out.iterdir() if p.name not in ("card.json", "weights.safetensors")]
+                assert not extra, f"unpacked beyond the two model files: {extra}"
+            load(path)
+
+        return call
+
+    fuzz("fuzz-zip", long, zip_archives(card_text.encode(), weights), attempt, workspace)
+
+
+def test_an_unmutated_model_loads(model, tmp_path):
+    """The base the mutations start from is valid (so refusals come from the mutations)."""
+    card_text, weights = model
+    assert card_to_json(card_from_json(card_text)) == card_text
+    path = tmp_path / "m"
+    path.mkdir()
+    (path / "card.json").write_text(card_text)
+    (path / "weights.safetensors").write_bytes(weights)
+    load(path)
