@@ -173,6 +173,7 @@ def fill_between_rounds(cases: dict, rows: list[dict]) -> None:
         script = (
             "import sys, time, json; from pathlib import Path; "
             "from SegNetsLib.evaluation.classical import _run_mci; f = Path(sys.argv[1]); s = {}\n"
+            "_run_mci(f / '0.npy', f / 'warm-up.npy')\n"  # ITK loads the filter on its first call
             "for i in range(int(sys.argv[2])):\n"
             "    t = time.monotonic(); _run_mci(f / f'{i}.npy', f / f'{i}.out.npy'); s[i] = time.monotonic() - t\n"
             "(f / 'seconds.json').write_text(json.dumps(s))"
