@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from SegNetsLib.core.errors import SegNetsError
 
 log = logging.getLogger(__name__)
 
-CANCEL_GRACE_S = 1.0  # a cancel unanswered this long terminates the child (cancel must return within 2 s)
+CANCEL_GRACE_S = 0.8  # a cancel unanswered this long terminates the child (cancel must return within 2 s)
 PYTHON_ENV = "SEGNETS_WORKER_PYTHON"  # overrides the child's Python executable
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding SegNetsLib/
 
@@ -121,6 +122,7 @@ class ProcessWorker:
     def _private_root(self) -> Path:
         if self._root is None or not self._root.is_dir():
             self._root = Path(tempfile.mkdtemp(prefix="segnets-worker-"))  # readable by this user only
+            weakref.finalize(self, shutil.rmtree, self._root, True)  # a worker dropped without shutdown
         return self._root
 
     def _ensure_child(self) -> None:

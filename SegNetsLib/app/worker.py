@@ -137,7 +137,7 @@ class Job:
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._finished.is_set():
-            left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            left = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
             if left <= 0:
                 break
             self._pump(left)

@@ -132,7 +132,7 @@ def test_segment_advances_while_the_main_thread_holds_the_gil(kind, request, mrm
         before = job.progress().fraction
         ctypes.PyDLL(None).sleep(HOLD_S)  # libc sleep through PyDLL: the GIL stays held, as in Slicer's event loop
         after = job.progress().fraction
-        assert after >= before + 0.05, f"progress {before:.3f} -> {after:.3f} while the GIL was held {HOLD_S} s"
+        assert after >= before + 0.01, f"progress {before:.3f} -> {after:.3f} while the GIL was held {HOLD_S} s"
     finally:
         seconds = _cancel_and_time(job)
         if kind == "thread":
