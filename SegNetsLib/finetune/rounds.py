@@ -28,7 +28,7 @@ from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.loop import FinetuneCallback
 from SegNetsLib.finetune.options import FinetuneOptions, FinetuneResult
 from SegNetsLib.finetune.run import finetune
-from SegNetsLib.finetune.start import is_architecture, round_of
+from SegNetsLib.finetune.start import is_architecture, painted_lineage, round_of
 from SegNetsLib.finetune.suggest import DEFAULT_MEASURE, SliceSuggestion, suggest_slice
 from SegNetsLib.models.library import ModelLibrary, load
 
@@ -81,8 +81,9 @@ def round_iterations(added: int) -> int:
 
 def round_options(card: ModelCard, added: int, options: FinetuneOptions) -> FinetuneOptions:
     """``options`` for continuing the round model ``card`` after ``added`` slices were painted: the round's
-    iterations (or the caller's, when fewer; and no time limit, unless the caller's is under ROUND_TARGET_S), no held-out validation, the
-    round learning rate, and every slice the previous rounds were trained on counted as painted (an
+    iterations (or the caller's, when fewer), no time limit (unless the caller's is under ROUND_TARGET_S), no
+    held-out validation, the round learning rate (for a model that began on painted slices; others keep the
+    fine-tuning default), and every slice the previous rounds were trained on counted as painted (an
     all-background one included)."""
     limit = options.time_limit_s if options.time_limit_s is not None and options.time_limit_s < ROUND_TARGET_S else None
     return dataclasses.replace(
@@ -90,7 +91,7 @@ def round_options(card: ModelCard, added: int, options: FinetuneOptions) -> Fine
         iterations=min(options.iterations or ROUND_MAX_ITERATIONS, round_iterations(added)),
         time_limit_s=limit,
         validation=False,
-        learning_rate=options.learning_rate or ROUND_LEARNING_RATE,
+        learning_rate=options.learning_rate or (ROUND_LEARNING_RATE if painted_lineage(card) else None),
         slices=ann.merge_slices(options.slices or {}, card_slices(card)),
     )
 
@@ -105,9 +106,9 @@ def finetune_round(
     callback: FinetuneCallback | None = None,
     measure: str | None = DEFAULT_MEASURE,
 ) -> FinetuneResult:
-    """One round: from scratch (``start`` an architecture: round 1), continued warm from a round model
-    (``start`` the previous round's model: library id[@version], folder, zip, or (net, card)), or ordinary
-    fine-tuning of any other model (round 0). Then the slice to paint next. The result's ``round``,
+    """One round: round 1 trains from scratch (``start`` an architecture) or fine-tunes a model never
+    fine-tuned on painted slices; round n + 1 continues warm from the model of round n (``start``: library
+    id[@version], folder, zip, or (net, card)). Then the slice to paint next. The result's ``round``,
     ``added_slices`` and ``suggestion`` say which round it was, what it added and where to paint next."""
     options = options or FinetuneOptions()
     number, added = 1, {}
@@ -120,8 +121,6 @@ def finetune_round(
             added = added_slices(card_slices(card), now)
             options = round_options(card, sum(len(s) for s in added.values()), options)
             number = round_of(card) + 1
-        else:
-            number = 0
     result = finetune(volume, annotation, start, options, progress, cancel, callback)
     if number == 1:
         added = {a: list(s) for a, s in result.slices.items() if s}

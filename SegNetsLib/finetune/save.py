@@ -8,7 +8,7 @@ from SegNetsLib.card.card import ModelCard
 from SegNetsLib.card.factory import derive_card, next_version, slug, volume_record
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.options import FinetuneOptions, FinetuneResult
-from SegNetsLib.finetune.start import SCRATCH_NOTES, Start, round_of
+from SegNetsLib.finetune.start import FINETUNED_NOTES, SCRATCH_NOTES, Start, round_of
 from SegNetsLib.models.library import ModelLibrary
 
 
@@ -38,9 +38,9 @@ def result_card(
         card.provenance.notes = SCRATCH_NOTES
         card.provenance.round = 1
         return card
-    number = round_of(begin.card) + 1 if begin.continued else 0
-    notes = "fine-tuned on annotated slices by segnets finetune"
-    if number:
+    number = round_of(begin.card) + 1  # a model never fine-tuned on painted slices: this is round 1
+    notes = FINETUNED_NOTES
+    if number > 1:
         before = {int(a): set(s) for a, s in begin.card.provenance.annotated_slices.items()}
         added = {a: sorted(set(s) - before.get(a, set())) for a, s in slices.items()}
         added_text = "; ".join(f"axis {a}: {', '.join(map(str, s))}" for a, s in added.items() if s) or "none"

@@ -49,7 +49,7 @@ class Start:
     def continued(self) -> bool:
         """A model from an earlier round on painted slices: it has seen nothing but painted slices of one
         volume, so its result needs the clean-up and range limits of a new network's."""
-        return not self.from_scratch and round_of(self.card) >= 1
+        return not self.from_scratch and painted_lineage(self.card)
 
     @property
     def painted_only(self) -> bool:
@@ -58,14 +58,26 @@ class Start:
 
 
 SCRATCH_NOTES = "trained from scratch on annotated slices by segnets finetune"
+FINETUNED_NOTES = "fine-tuned on annotated slices by segnets finetune"
+
+
+SCRATCH_DESCRIPTION = "Trained from scratch by segnets finetune on one volume's annotated slices."
+
+
+def painted_lineage(card: ModelCard) -> bool:
+    """Whether ``card``'s weights began as a new network trained on painted slices (its description says so;
+    fine-tuned versions keep it), rather than as a model trained on whole volumes."""
+    return card.description == SCRATCH_DESCRIPTION or card.provenance.notes.startswith(SCRATCH_NOTES)
 
 
 def round_of(card: ModelCard) -> int:
-    """The interactive round ``card``'s weights come from (``Provenance.round``): 1 trained from scratch on
-    painted slices (also for cards written before rounds were recorded), n for a correction round, 0 otherwise."""
+    """The interactive round ``card``'s weights come from (``Provenance.round``): 1 trained from scratch (or
+    fine-tuned) on painted slices, also for cards written before rounds were recorded; n for the n-th round
+    after it; 0 for a model never fine-tuned on painted slices."""
     if card.provenance.round:
         return int(card.provenance.round)
-    return 1 if card.provenance.notes.startswith(SCRATCH_NOTES) else 0
+    notes = card.provenance.notes
+    return 1 if notes.startswith(SCRATCH_NOTES) or notes.startswith(FINETUNED_NOTES) else 0
 
 
 def is_architecture(start: str | os.PathLike) -> bool:
@@ -120,7 +132,7 @@ def scratch_start(
         patch_size=tuple(int(p) for p in patch_size),
         roi=RoiSettings(mode="off"),
         postprocessing=Postprocessing(keep_largest_component=len(classes) == 1, fill_holes=len(classes) == 1),
-        description="Trained from scratch by segnets finetune on one volume's annotated slices.",
+        description=SCRATCH_DESCRIPTION,
     )
     net = build(architecture, 1 if image.array.ndim == 3 else image.array.shape[0], card.num_classes, **args)
     return Start(net, card, None, None)

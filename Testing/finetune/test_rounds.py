@@ -104,14 +104,20 @@ def test_each_round_is_a_new_version_and_the_user_can_step_back(model_library):
     assert previous_round(library, library.card("r1-ts-phantom", history[0].version)) is None
 
 
-def test_a_model_not_trained_on_painted_slices_is_not_a_round():
+def test_a_model_trained_on_whole_volumes_gets_no_scratch_clean_up_but_its_fine_tuning_is_a_round():
     image, truth = _phantom()
     first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=2))
     card = first.card
     assert round_of(card) == 1 and Start(first.net, card, card.id, card.version).painted_only
     card.provenance.round, card.provenance.notes = 0, "trained by segnets train"
+    card.description = "a model trained on whole volumes"
     assert round_of(card) == 0
     assert not Start(first.net, card, card.id, card.version).painted_only
+    tuned = finetune_round(
+        image, _painted(image, truth, (3, 8)), (first.net, card), dataclasses.replace(TINY, iterations=2)
+    )
+    assert tuned.round == 1 and tuned.card.provenance.round == 1 and tuned.validation_slices == []
+    assert round_options(tuned.card, 1, FinetuneOptions()).learning_rate is None  # the fine-tuning default
 
 
 @pytest.mark.parametrize("name", ["r1-ts_pulmonary", "R1 TS Pulmonary"])
