@@ -73,6 +73,7 @@ class ProcessWorker:
         self._pending: dict[int, _Pending] = {}
         self._process: subprocess.Popen | None = None
         self._buffer = b""
+        self._log_start = 0
         self._root: Path | None = None
         self._closed = False
         self.info: dict[str, Any] = {}  # the child's "ready" message (pid, Python version)
@@ -94,7 +95,11 @@ class ProcessWorker:
                 raise
             message = {"type": "run", "id": job_id, "task": task, "folder": str(folder), "arguments": encoded}
             job = Job(description or task, pump=self._pump, on_cancel=lambda j, i=job_id: self._cancel(i))
-            self._ensure_child()  # before the job is pending: a dead child's death is not this job's
+            try:
+                self._ensure_child()  # before the job is pending: a dead child's death is not this job's
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
             self._pending[job_id] = _Pending(job, folder, protocol.dumps(message))
             self._send(self._pending[job_id].line, job_id)
             return job
@@ -132,15 +137,22 @@ class ProcessWorker:
             self._child_gone()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(_PACKAGE_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-        with open(self._private_root() / "worker.log", "ab") as stderr:
-            self._process = subprocess.Popen(
-                [self._python or child_python(), "-m", protocol.CHILD_MODULE],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                env=env,
-                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
-            )
+        python = self._python or child_python()
+        log_path = self._private_root() / "worker.log"
+        with open(log_path, "ab") as stderr:
+            self._log_start = stderr.tell()
+            try:
+                self._process = subprocess.Popen(
+                    [python, "-m", protocol.CHILD_MODULE],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    env=env,
+                    creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+                )
+            except OSError as error:
+                self._process = None
+                raise WorkerError(f"the SegNets worker process could not start with {python}: {error}.") from None
         os.set_blocking(self._process.stdout.fileno(), False)
         self._buffer = b""
         self.starts += 1
@@ -306,8 +318,7 @@ class ProcessWorker:
         if code is None:
             process.kill()
             code = process.wait()
-        self._log_tail()
-        self._fail_all(_death_sentence(code))
+        self._fail_all(_death_sentence(code, self._log_tail()))
 
     def _fail_all(self, sentence: str) -> None:
         for job_id in list(self._pending):
@@ -315,16 +326,22 @@ class ProcessWorker:
             state = JobState.CANCELLED if pending.cancel_deadline is not None else JobState.FAILED
             self._end(job_id, state, error=WorkerError(sentence))
 
-    def _log_tail(self) -> None:
+    def _log_tail(self) -> str:
+        """Log what the dead child wrote to stderr; return its last line ("" when it wrote nothing)."""
         path = self._root / "worker.log" if self._root is not None else None
-        if path is not None and path.is_file():
-            tail = path.read_bytes()[-2000:].decode("utf-8", "replace").strip()
-            if tail:
-                log.warning("SegNets worker process output before it stopped:\n%s", tail)
+        if path is None or not path.is_file():
+            return ""
+        with open(path, "rb") as handle:
+            handle.seek(max(self._log_start, path.stat().st_size - 4000))
+            tail = handle.read().decode("utf-8", "replace").strip()
+        if tail:
+            log.warning("SegNets worker process output before it stopped:\n%s", tail)
+        return tail.splitlines()[-1].strip() if tail else ""
 
 
-def _death_sentence(code: int | None) -> str:
-    """One sentence for a child that stopped by itself with exit code ``code`` (negative: a signal)."""
+def _death_sentence(code: int | None, last_line: str = "") -> str:
+    """One sentence for a child that stopped by itself with exit code ``code`` (negative: a signal);
+    ``last_line``, its last line on stderr, says why when it exited with an error."""
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
@@ -333,5 +350,5 @@ def _death_sentence(code: int | None) -> str:
         why = {"SIGKILL": ", often the system running out of memory", "SIGSEGV": ", a crash in native code"}
         cause = f"was killed by {name}{why.get(name, '')}"
     else:
-        cause = f"exited with code {code}"
+        cause = f"exited with code {code}" + (f" ({last_line.rstrip('.')[:200]})" if last_line else "")
     return f"The SegNets worker process {cause}; nothing was written, and the next job starts a fresh worker."

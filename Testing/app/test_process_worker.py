@@ -236,3 +236,29 @@ def test_errors_in_the_child_reach_the_caller_as_one_sentence(mrml, worker, libr
         logic.finish_segment(job)
     assert "\n" not in str(error.value) and str(error.value)
     assert worker.submit("hello").wait(30), "the child lives on after a failed job"
+
+
+def test_a_worker_that_cannot_start_is_one_sentence(tmp_path):
+    worker = ProcessWorker(python=str(tmp_path / "no-such-python"))
+    try:
+        with pytest.raises(WorkerError, match="could not start with .*no-such-python"):
+            worker.submit("hello")
+        assert not any(worker._private_root().glob("job-*"))
+    finally:
+        worker.shutdown()
+
+
+@posix_only
+def test_a_child_that_exits_at_start_says_why(tmp_path):
+    """A Python without torch, say: its last line on stderr becomes part of the one sentence."""
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
+    python.chmod(0o755)
+    worker = ProcessWorker(python=str(python))
+    try:
+        job = worker.submit("hello")
+        assert job.wait(30) and job.state is JobState.FAILED
+        with pytest.raises(WorkerError, match=r"exited with code 1 \(ModuleNotFoundError: No module named 'torch'\)"):
+            job.result()
+    finally:
+        worker.shutdown()
