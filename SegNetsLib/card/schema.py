@@ -31,9 +31,12 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 
 def _field_path(parts) -> str:
+    """E.g. "labels[0].color"; control characters in field names are escaped (the message stays one line)."""
     text = ""
     for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if not isinstance(part, int):
+            part = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(part))
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text or "(top level)"
 
 
