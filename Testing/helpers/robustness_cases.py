@@ -134,6 +134,13 @@ CASES: dict[str, Case] = {
         r"returned after .* s",
         "Testing/finetune/test_time_limit.py",
     ),
+    "inference-memory": Case(
+        "whole-volume inference of a 128 x 224 x 224 volume on the CPU (the input's own grid, no RoI)",
+        "peak memory growth within the documented bound: twice the volume as float32 plus 64 MiB (sliding "
+        "windows, slab-wise statistics; no whole-volume float64 copy)",
+        r"peak growth .* MiB of .* MiB allowed",
+        "Testing/inference/test_memory_bound.py",
+    ),
     "fuzz-card": Case(
         "card.json with 1-3 fields replaced by any JSON value (wrong types, 2^70, NaN, infinities, unicode, "
         "nested objects), deleted, lengthened 50 times, or unknown keys added; loaded and imported",
