@@ -50,6 +50,8 @@ class FinetuneOutcome:
     validation_dice: float | None
     kept: str
     notes: list[str]
+    round: int = 0  # the interactive round: 1 first, n + 1 continued from round n (finetune.rounds)
+    suggestion: Any = None  # finetune.suggest.SliceSuggestion: the slice to paint next, or None
 
 
 def device_choices() -> list[tuple[str, str]]:
@@ -217,13 +219,17 @@ class SegmentationLogic:
         *,
         device: str = "auto",
         iterations: int | None = None,
+        reviewed: dict[int, list[int]] | None = None,
     ) -> Job:
         """Submit Fine-tune: learn ``segment_ids`` of ``annotation_node`` (a few painted slices) on ``volume_node``.
 
         start: a library model "id[@version]" (or a model folder/zip) to fine-tune, or an architecture
         name ("unet3d", ...) to train from scratch; time_limit_s: the training budget in seconds;
         iterations: stop after this many steps instead (reproducible; the time limit still applies).
-        The annotation is read once here (resampled into the volume's grid) and never modified.
+        reviewed: {axis: slices} the user looked at and painted in full, even with nothing on them (the
+        suggested slice when they click Update). A ``start`` made by an earlier round continues it warm
+        (:mod:`SegNetsLib.finetune.rounds`). The annotation is read once here (resampled into the volume's
+        grid) and never modified.
         """
         from SegNetsLib.finetune.run import FinetuneOptions
         from SegNetsLib.finetune.start import is_architecture
@@ -253,6 +259,7 @@ class SegmentationLogic:
             extend_head=extend,
             label_names={label.value: label.name for label in labels},
             volume_name=volume_node.GetName(),
+            slices=reviewed,
         )
         job = self.worker.submit(
             "finetune",
@@ -282,7 +289,15 @@ class SegmentationLogic:
             name or f"{volume_node.GetName()} {entry.card.name} {entry.version}",
         )
         segmentation = SegmentResult(node, None, entry.card, [])
-        return FinetuneOutcome(entry, segmentation, result.validation_dice, result.kept, list(result.notes))
+        return FinetuneOutcome(
+            entry,
+            segmentation,
+            result.validation_dice,
+            result.kept,
+            list(result.notes),
+            result.round,
+            result.suggestion,
+        )
 
     def _node(self, node_id: str):
         node = self.scene.GetNodeByID(node_id)

@@ -12,6 +12,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from SegNetsLib.core.box import Box, crop
 from SegNetsLib.core.progress import CancelToken, ProgressFn
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.models.library import ModelEntry, ModelLibrary, load
+
+if TYPE_CHECKING:
+    from SegNetsLib.finetune.suggest import SliceSuggestion
 
 
 @dataclass
@@ -43,6 +47,8 @@ class FinetuneOutput:
     validation_dice: float | None
     kept: str
     notes: list[str] = field(default_factory=list)
+    round: int = 0  # the interactive round (finetune.rounds): 1 first, n + 1 continued from round n
+    suggestion: SliceSuggestion | None = None  # the slice to paint next
 
 
 def crop_volume(volume: Volume, box: Box) -> Volume:
@@ -134,7 +140,7 @@ def finetune(
     start: an architecture name or a model folder/zip path; when the base model validated better it is
     kept and nothing is saved (the entry is then the base model's).
     """
-    from SegNetsLib.finetune.run import finetune as run_finetune
+    from SegNetsLib.finetune.rounds import finetune_round as run_finetune
     from SegNetsLib.runtime.devices import with_cpu_fallback
 
     library = ModelLibrary(library_root)
@@ -176,7 +182,15 @@ def finetune(
     else:
         entry = ModelEntry(result.card.id, result.card.version, Path(start), result.card)
     progress(1.0, last["stage"])
-    return FinetuneOutput(entry, result.labelmap, result.validation_dice, result.kept, [*notes, *result.notes])
+    return FinetuneOutput(
+        entry,
+        result.labelmap,
+        result.validation_dice,
+        result.kept,
+        [*notes, *result.notes],
+        result.round,
+        result.suggestion,
+    )
 
 
 def hello(state: TaskState, *, progress: ProgressFn, cancel: CancelToken) -> dict:

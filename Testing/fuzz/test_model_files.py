@@ -8,6 +8,7 @@ import struct
 import zipfile
 
 import pytest
+from fuzz_helpers import keeps_the_promise
 from fuzzing import LENGTHS, fuzz, mutated_json
 from hypothesis import strategies as st
 from model_helpers import tiny_model
@@ -176,3 +177,12 @@ def test_an_unmutated_model_loads(model, tmp_path):
     (path / "card.json").write_text(card_text)
     (path / "weights.safetensors").write_bytes(weights)
     load(path)
+
+
+def test_card_field_names_with_control_characters_stay_one_sentence(model, tmp_path):
+    """Found by the long run: an unknown key "\\n" made the refusal two lines."""
+    card_text, weights = model
+    data = json.loads(card_text)
+    data["labels"][0]["\n"] = None
+    path = _write_model(tmp_path, json.dumps(data), weights)
+    assert "labels[0].\\n" in keeps_the_promise(lambda: load(path))

@@ -94,8 +94,9 @@ def fuzz(
 
 def _kind(message: str) -> str:
     """A short name for a refusal: the message without its file name and numbers, cut to a few words."""
-    text = re.sub(r"'[^']*'|\([^)]*\)|\S*/\S*", "…", message.split(": ", 1)[-1])
-    words = [w for w in text.split() if not any(c.isdigit() for c in w)][:7]
+    text = message.split(": ", 1)[-1]
+    text = re.sub(r"'[^']*'|\"[^\"]*\"|\([^)]*\)|\[[^\]]*\]|\{[^}]*\}|\S*/\S*|\S*[\d…]\S*", "", text)
+    words = text.split()[:5]
     return "refused: " + " ".join(words)
 
 

@@ -1,0 +1,102 @@
+"""The correction loop through SegmentationLogic on a real MRML scene: round 1, the suggested slice, one
+more painted slice, round 2 warm, and stepping back (SegNetsLib.app.correction)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer")
+
+from SegNetsLib import mrml as bridge  # noqa: E402
+from SegNetsLib.app.correction import (  # noqa: E402
+    describe_round,
+    node_ijk_to_ras,
+    rounds_of,
+    slice_centre_ijk,
+    step_back,
+    suggestion_ras,
+)
+from SegNetsLib.app.logic import SegmentationLogic  # noqa: E402
+from SegNetsLib.app.process_worker import ProcessWorker  # noqa: E402
+from SegNetsLib.app.selftest import add_tiny_model, load_case, segment_mask, wait  # noqa: E402
+from SegNetsLib.app.worker import ThreadWorker  # noqa: E402
+from SegNetsLib.core.volume import Volume  # noqa: E402
+from SegNetsLib.finetune.suggest import SliceSuggestion  # noqa: E402
+from SegNetsLib.models.library import ModelLibrary  # noqa: E402
+
+SMALL = (slice(6, 22), slice(8, 40), slice(8, 40))  # 16 x 32 x 32 voxels of the self-test crop
+
+
+@pytest.fixture(params=["thread", "process"])
+def scene_case(request, mrml, data_dir, tmp_path):
+    """(logic, volume node, annotation node, segment id, reference liver): liver painted on 2 axial slices."""
+    import slicer.util
+
+    image, reference = load_case(data_dir)
+    start = np.array([SMALL[2].start, SMALL[1].start, SMALL[0].start, 1.0])
+    small = Volume(image.array[SMALL].copy(), image.spacing, tuple((image.ijk_to_lps() @ start)[:3]), image.direction)
+    liver = reference[SMALL]
+    volume_node = bridge.volume_node_from_volume(mrml.scene, small, "CT")
+    mask = np.zeros(small.shape_kji, np.uint8)
+    mask[[4, 11]] = liver[[4, 11]]
+    node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "annotation")
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segment_id = node.GetSegmentation().AddEmptySegment("", "liver", [0.1, 0.8, 0.2])
+    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, node, segment_id, volume_node)
+    library = ModelLibrary(tmp_path / "models")
+    add_tiny_model(library, "all-liver", foreground_bias=20.0, patch_size=(16, 32, 32))
+    worker = ThreadWorker() if request.param == "thread" else ProcessWorker()  # the panel's worker is a process
+    logic = SegmentationLogic(mrml.scene, library, worker)
+    yield logic, volume_node, node, segment_id, liver, mask
+    logic.worker.shutdown()
+
+
+def test_a_correction_round_continues_from_the_result_and_names_the_next_slice(scene_case):
+    import slicer.util
+
+    logic, volume_node, annotation, segment_id, liver, mask = scene_case
+    job = logic.start_finetune(volume_node, annotation, [segment_id], "all-liver", 60.0, device="cpu", iterations=4)
+    first = logic.finish_finetune(wait(job))
+    assert first.kept == "fine-tuned" and first.round == 1
+    assert first.suggestion is not None and first.suggestion.axis == 0 and first.suggestion.index not in (4, 11)
+    reference1 = f"{first.model.id}@{first.model.version}"
+    assert "Round 1" in describe_round(first.round, first.suggestion)
+
+    # the user paints the suggested slice and clicks once: Fine-tune from the model just made
+    index = first.suggestion.index
+    mask[index] = liver[index]
+    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, annotation, segment_id, volume_node)
+    before = segment_mask(annotation, "liver", volume_node).copy()
+    job = logic.start_finetune(
+        volume_node, annotation, [segment_id], reference1, 300.0, device="cpu", iterations=4, reviewed={0: [index]}
+    )
+    second = logic.finish_finetune(wait(job))
+    assert second.round == 2 and second.model.version != first.model.version
+    card = second.model.card
+    assert card.provenance.round == 2 and card.provenance.annotated_slices["0"] == sorted([4, 11, index])
+    assert f"axis 0: {index}" in card.provenance.notes
+    assert np.array_equal(segment_mask(annotation, "liver", volume_node), before), "the annotation is unchanged"
+
+    # every round is kept, and the user can step back to the first
+    reference2 = f"{second.model.id}@{second.model.version}"
+    assert [entry.round for entry in rounds_of(logic.library, reference2)] == [1, 2]
+    back = step_back(logic.library, reference2)
+    assert back is not None and back.reference == reference1
+    assert step_back(logic.library, reference1) is None
+
+
+def test_the_suggested_slice_maps_to_its_place_in_the_volume(scene_case):
+    _, volume_node, *_ = scene_case
+    shape = volume_node.GetImageData().GetDimensions()[::-1]
+    suggestion = SliceSuggestion(axis=0, index=7, score=10.0, measure="disagreement", share=0.5)
+    i, j, k = slice_centre_ijk(shape, suggestion)
+    assert k == 7 and i == (shape[2] - 1) / 2
+    ras = suggestion_ras(node_ijk_to_ras(volume_node), shape, suggestion)
+    matrix = node_ijk_to_ras(volume_node)
+    assert np.allclose(ras, (matrix @ np.array([i, j, 7.0, 1.0]))[:3])
+    # moving one slice along the axis moves the point by one slice spacing
+    farther = suggestion_ras(matrix, shape, SliceSuggestion(0, 8, 1.0, "disagreement", 0.1))
+    assert np.linalg.norm(farther - ras) == pytest.approx(volume_node.GetSpacing()[2])
+    assert "axial slice 7" in describe_round(2, suggestion, 9.4) and "(9 s)" in describe_round(2, suggestion, 9.4)
