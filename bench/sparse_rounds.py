@@ -72,10 +72,11 @@ def continue_round(image, truth, slices, previous, options):
     from SegNetsLib.finetune.rounds import finetune_round
 
     chosen = dataclasses.replace(options, slices={0: sorted(slices)})  # all-background slices count too
-    began = time.monotonic()
+    began, cpu = time.monotonic(), time.process_time()
     result = finetune_round(
         image, image.with_array(painted(truth, sorted(slices))), (previous.net, previous.card), chosen, measure=None
     )
+    result.cpu_seconds = time.process_time() - cpu
     return result, time.monotonic() - began
 
 
@@ -86,14 +87,12 @@ def structure_rounds(name, image, truth, args, rows, save) -> None:
 
     options = FinetuneOptions(device=args.device, threads=args.threads)
     slices = bin_centre_slices(truth, args.k0)
-    began = time.monotonic()
-    result = finetune_round(
-        image,
-        image.with_array(painted(truth, slices)),
-        "unet3d",
-        FinetuneOptions(time_limit_s=args.time_limit, device=args.device, threads=args.threads),
-        measure=None,
-    )
+    began, cpu = time.monotonic(), time.process_time()
+    first = FinetuneOptions(time_limit_s=args.time_limit, device=args.device, threads=args.threads)
+    if args.iterations:  # a fixed amount of training: the same result on a busy machine as on an idle one
+        first = FinetuneOptions(iterations=args.iterations, device=args.device, threads=args.threads)
+    result = finetune_round(image, image.with_array(painted(truth, slices)), "unet3d", first, measure=None)
+    result.cpu_seconds = time.process_time() - cpu
     seconds = time.monotonic() - began
     seed = zlib.crc32(name.encode())
     for number in range(1, args.rounds + 1):
@@ -125,9 +124,10 @@ def structure_rounds(name, image, truth, args, rows, save) -> None:
             rows.append(row(name, number, "network", result, truth, seconds, slices, how))
         else:
             rows.append(row(name, number, "network", result, truth, seconds, slices, "bin centres"))
-        suggestion_began = time.monotonic()
+        suggestion_began, cpu = time.monotonic(), time.process_time()
         result.suggestion = suggest_for(result, image, args.measure, args.device)
         rows[-1]["suggestion_seconds"] = time.monotonic() - suggestion_began
+        rows[-1]["suggestion_cpu_seconds"] = time.process_time() - cpu
         rows[-1]["suggested"] = None if result.suggestion is None else result.suggestion.index
         began = time.monotonic()
         prediction = random_walker(image.array, painted(truth, slices), {0: slices}) > 0
@@ -202,6 +202,8 @@ def row(name, number, method, result, truth, seconds, slices, how=None) -> dict:
         "dice": dice(result.labelmap.array > 0, truth),
         "unet_dice": dice(result.network_labelmap > 0, truth) if result.network_labelmap is not None else None,
         "seconds": seconds,
+        "cpu_seconds": getattr(result, "cpu_seconds", None),
+        "load": os.getloadavg()[0],
         "iterations": result.iterations,
         "slices": sorted(int(s) for s in slices),
         "added": int(slices[-1]),
@@ -231,7 +233,7 @@ def tables(rows: list[dict]) -> str:
     out += [
         "| round | k | "
         + " | ".join(f"{m} Dice / s" for m in methods)
-        + " | network max s | Dice lower than the round before |",
+        + " | network CPU s mean / max (+ suggestion) | Dice lower than the round before |",
         "|---|---|" + "---|" * (len(methods) + 2),
     ]
     for number in rounds:
@@ -253,7 +255,8 @@ def tables(rows: list[dict]) -> str:
         out.append(
             f"| {number} | {k} | "
             + " | ".join(cells)
-            + f" | {max((r['seconds'] for r in network), default=0):.1f} | {drops if number > 1 else '-'} |"
+            + f" | {mean(r.get('cpu_seconds') for r in network):.1f} / {max(r.get('cpu_seconds') or 0 for r in network):.1f}"
+            + f" (+{mean(r.get('suggestion_cpu_seconds') for r in network):.1f}) | {drops if number > 1 else '-'} |"
         )
     out += ["", "| structure | " + " | ".join(f"round {n}" for n in rounds) + " |", "|---|" + "---|" * len(rounds)]
     for n in names:
@@ -365,6 +368,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the loop (also offered by bench/sparse.py --rounds)."""
     parser.add_argument("--k0", type=int, default=2, help="bin-centre slices painted before round 1")
     parser.add_argument("--measure", default="disagreement", help="uncertainty measure of the suggestion")
+    parser.add_argument("--iterations", type=int, help="round 1 trains this many iterations instead of --time-limit")
 
 
 def main(argv=None) -> int:
