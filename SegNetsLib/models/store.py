@@ -138,7 +138,7 @@ def _zip_members(archive: zipfile.ZipFile, source: str) -> dict[str, zipfile.Zip
             raise SegNetsError(f"{source}: entry {name!r} points outside the archive; the zip is refused.")
         if stat.S_ISLNK(info.external_attr >> 16):
             raise SegNetsError(f"{source}: entry {name!r} is a symbolic link; the zip is refused.")
-        if info.is_dir() or not parts or parts[-1] not in MODEL_FILES or len(parts) > 2:
+        if not name or not parts or info.is_dir() or parts[-1] not in MODEL_FILES or len(parts) > 2:
             continue
         if parts[-1] in members:
             raise SegNetsError(f"{source}: holds more than one {parts[-1]}; a model zip holds exactly one model.")

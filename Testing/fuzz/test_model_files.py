@@ -186,3 +186,17 @@ def test_card_field_names_with_control_characters_stay_one_sentence(model, tmp_p
     data["labels"][0]["\n"] = None
     path = _write_model(tmp_path, json.dumps(data), weights)
     assert "labels[0].\\n" in keeps_the_promise(lambda: load(path))
+
+
+def test_zip_entry_without_a_name_is_refused_in_one_sentence(model, tmp_path):
+    """Found by the long run: an entry whose name is empty made zipfile's is_dir raise IndexError."""
+    card_text, weights = model
+    path = tmp_path / "model.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("card.json", card_text)
+        archive.writestr("weights.safetensors", weights)
+        archive.writestr(zipfile.ZipInfo("\x00"), b"")  # zipfile cuts a name at its NUL: an empty name
+    assert keeps_the_promise(lambda: load(path)) == "ok"
+    (tmp_path / "out").mkdir()
+    extract_model_zip(path, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["card.json", "weights.safetensors"]
