@@ -17,6 +17,7 @@ additional module paths; in that case the repository root is added to ``sys.path
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import subprocess
@@ -243,6 +244,8 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._job = None
         self._askedForDependencies = False
+        self._round = None  # the last Fine-tune's outcome: its round, model and the slice to paint next
+        self._roundNodes: dict[str, str] = {}  # "id@version" of a round's model -> its segmentation node ID
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._poll)
@@ -268,6 +271,9 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.finetuneButton.connect("clicked(bool)", self.onFinetuneButton)
+        self.ui.updateButton.connect("clicked(bool)", self.onUpdateButton)
+        self.ui.suggestedSliceButton.connect("clicked(bool)", self.onSuggestedSliceButton)
+        self.ui.previousRoundButton.connect("clicked(bool)", self.onPreviousRoundButton)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
         self.ui.finetuneStartComboBox.connect("currentIndexChanged(int)", self.onFinetuneStartChanged)
@@ -474,6 +480,10 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
         self.ui.segmentButton.enabled = kind == "segment" or (not running and canSegment)
         self.ui.finetuneButton.enabled = kind == "finetune" or (not running and canFinetune)
+        last = self._round
+        self.ui.updateButton.enabled = bool(not running and last is not None and canFinetune)
+        self.ui.suggestedSliceButton.enabled = bool(last is not None and last.suggestion is not None)
+        self.ui.previousRoundButton.enabled = bool(not running and last is not None and last.round >= 2)
         for button in (self.ui.importModelButton, self.ui.exportModelButton, self.ui.deleteModelButton):
             button.enabled = not running
 
@@ -512,6 +522,59 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     params.device,
                 )
             )
+
+    # --- the correction loop: Update, Go to suggested slice, Back one round ------------------------
+    def onUpdateButton(self) -> None:
+        """Continue the last round's model on every painted slice (the suggested one counts as reviewed)."""
+        last, params = self._round, self._parameterNode
+        reviewed = {last.suggestion.axis: [last.suggestion.index]} if last.suggestion is not None else None
+        with slicer.util.tryWithErrorDisplay(_("Update could not start."), waitCursor=True):
+            self._start(
+                self.logic.startFinetune(
+                    params.inputVolume,
+                    params.annotationSegmentation,
+                    list(params.annotationSegmentIds),
+                    f"{last.model.id}@{last.model.version}",
+                    params.timeBudgetMinutes * 60.0,
+                    params.device,
+                    reviewed=reviewed,
+                )
+            )
+
+    def onSuggestedSliceButton(self) -> None:
+        """Move the slice views to the slice the last result is least sure of."""
+        from SegNetsLib.app.correction import node_ijk_to_ras, suggestion_ras
+
+        volumeNode = self._parameterNode.inputVolume
+        if volumeNode is None or self._round is None or self._round.suggestion is None:
+            return
+        shape = tuple(reversed(volumeNode.GetImageData().GetDimensions()))
+        r, a, s = suggestion_ras(node_ijk_to_ras(volumeNode), shape, self._round.suggestion)
+        slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
+
+    def onPreviousRoundButton(self) -> None:
+        """Step back to the previous round: select its model and show its segmentation (nothing is deleted)."""
+        from SegNetsLib.app.correction import step_back
+
+        last = self._round
+        with slicer.util.tryWithErrorDisplay(_("Could not step back."), waitCursor=True):
+            entry = step_back(self.logic.core().library, f"{last.model.id}@{last.model.version}")
+            if entry is None:
+                return
+            for reference, nodeId in self._roundNodes.items():
+                node = slicer.mrmlScene.GetNodeByID(nodeId)
+                if node is not None and node.GetDisplayNode() is not None:
+                    node.GetDisplayNode().SetVisibility(reference == entry.reference)
+            self._refreshModels(select=entry.reference)
+            library = self.logic.core().library
+            model = type(last.model)(
+                entry.id, entry.version, library.find(entry.id, entry.version), library.card(entry.id, entry.version)
+            )
+            self._round = dataclasses.replace(last, model=model, round=entry.round, suggestion=None)
+            self.ui.roundLabel.text = _("Back at round {n} ({reference}); Update continues from it.").format(
+                n=entry.round, reference=entry.reference
+            )
+        self._updateButtons()
 
     def _start(self, job) -> None:
         self._job = job
@@ -562,9 +625,20 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _showFinetuneResult(self, result) -> None:
         if result is None:
             return
-        self._refreshModels(select=f"{result.model.id}@{result.model.version}")
+        from SegNetsLib.app.correction import describe_round
+
+        reference = f"{result.model.id}@{result.model.version}"
+        self._refreshModels(select=reference)
         self.ui.stageLabel.text = _("New model {id} {version}; segmentation {name}.").format(
             id=result.model.id, version=result.model.version, name=result.segmentation.segmentation_node.GetName()
+        )
+        self._round = result
+        self._roundNodes[reference] = result.segmentation.segmentation_node.GetID()
+        self.ui.roundLabel.text = describe_round(result.round, result.suggestion, result.model.card.provenance.seconds)
+        self.ui.suggestedSliceButton.text = (
+            _("Go to slice {index}").format(index=result.suggestion.index)
+            if result.suggestion is not None
+            else _("Go to suggested slice")
         )
 
     # --- Models -----------------------------------------------------------------------------------
@@ -711,9 +785,12 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
         start: str,
         timeLimitSeconds: float,
         device: str = "auto",
+        reviewed: dict[int, list[int]] | None = None,
     ):
+        """Fine-tune; a ``start`` made by an earlier round continues it warm (a correction round). reviewed:
+        {axis: slices} the user checked and painted in full, even with nothing on them."""
         return self.core().start_finetune(
-            volumeNode, annotationNode, segmentIds, start, timeLimitSeconds, device=device
+            volumeNode, annotationNode, segmentIds, start, timeLimitSeconds, device=device, reviewed=reviewed
         )
 
     def finishFinetune(self, job):
