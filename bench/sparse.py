@@ -37,19 +37,12 @@ from SegNetsLib.core.annotation import bin_centre_slices  # noqa: E402
 from SegNetsLib.evaluation.classical import fill_between_slices, random_walker  # noqa: E402
 from SegNetsLib.evaluation.metrics import dice, hausdorff95  # noqa: E402
 
-# folder:structure -> label values forming the structure (../shared/data/README.md)
-STRUCTURES = {
-    "ts_ct_full:liver": 5,
-    "ts_ct_full:spleen": 1,
-    "ts_ct_full:kidney_left": 3,
-    "ts_ct_full:aorta": 52,
-    "ts_ct_full:bladder": 21,
-    "ts_mr_sm:liver": 5,
-    "ts_mr_sm:spleen": 1,
-    "ts_mr_sm:kidney_right": 2,
-    "pyr_brain1:lesion": 1,
-    "pyr_breast1:lesion": 1,
-}
+sys.path.insert(0, str(BENCH))
+from sparse_sets import REPORT, SETS, TUNE  # noqa: E402
+
+# folder:structure -> label values forming the structure (../shared/data/README.md): the tune set, then the report set
+STRUCTURES = {**TUNE, **REPORT}
+THREADS: int | None = None  # torch CPU threads of every fine-tune (--threads); None: the pipeline's own choice
 BRATS = ("brats_pat0001_1", "brats_pat0002_1", "brats_pat0003_1")
 # whole tumour of each BraTS case as a structure of its own (for the classical baselines of the pretrained setting)
 BRATS_WHOLE_TUMOUR = {f"{case}:whole_tumour": [1, 2, 3, 4] for case in BRATS}
@@ -80,7 +73,7 @@ def run_network(image, annotation, start, time_limit, device):
     from SegNetsLib.finetune.options import FinetuneOptions
     from SegNetsLib.finetune.run import finetune
 
-    options = FinetuneOptions(time_limit_s=time_limit, device=device)
+    options = FinetuneOptions(time_limit_s=time_limit, device=device, threads=THREADS)
     began = time.monotonic()
     result = finetune(image, annotation, start, options)
     return result.labelmap.array > 0, time.monotonic() - began, result
@@ -121,6 +114,16 @@ def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelm
             seconds = time.monotonic() - began
         elif method == "rw":
             prediction = random_walker(image.array, annotation, {0: slices}) > 0
+            seconds = time.monotonic() - began
+            if labelmaps:  # the walker alone, for studying how the pipeline's last steps use it
+                labelmaps.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(labelmaps / f"{name.replace(':', '_')}_k{k}_rw.npz", rw=prediction)
+        elif method == "rw-range":  # the pipeline's own walker: confined to where the painted slices tell something
+            from SegNetsLib.finetune.cleanup import known_box
+            from SegNetsLib.finetune.refine import walker_alone
+
+            box = known_box(truth.shape, {0: slices}, annotation, image.spacing)
+            prediction = walker_alone(image.array, annotation, {0: slices}, box) > 0
             seconds = time.monotonic() - began
         else:
             raise SystemExit(f"sparse: error: unknown method {method!r}")
@@ -328,7 +331,8 @@ def merge(folders: list[str], results: Path) -> None:
     tuned = [r for r in rows if r["structure"] in pretrained]
     if scratch:
         print("\n### From scratch\n")
-        print(table(scratch, ["network", "unet-only", "mci", "rw", "best-classical"]))
+        shown = ["network", "unet-only", "rw-range", "mci", "rw", "best-classical"]
+        print(table(scratch, [m for m in shown if any(r["method"] == m for r in scratch)]))
     if tuned:
         print("\n### Pretrained on two BraTS patients, fine-tuned on the third (whole tumour)\n")
         print(table(tuned, ["base", "tuned", "tuned-unet-only", "mci", "rw", "best-classical"]))
@@ -375,8 +379,13 @@ def main(argv=None) -> int:
         help=f"comma-separated folder:structure from {', '.join(STRUCTURES)} "
         "(or brats_pat000N_1:whole_tumour), or 'all', or 'none'",
     )
+    parser.add_argument(
+        "--set",
+        choices=sorted(SETS),
+        help="the structures of bench/sparse_sets.py's tune or report set (overrides --structures)",
+    )
     parser.add_argument("--k", default="2,3,5")
-    parser.add_argument("--time-limit", type=float, default=120.0, help="fine-tuning seconds per run")
+    parser.add_argument("--time-limit", type=float, default=60.0, help="fine-tuning seconds per run")
     parser.add_argument("--methods", default="network,mci,rw")
     parser.add_argument("--pretrained", action="store_true", help="also run the BraTS leave-one-out setting")
     parser.add_argument("--brats-cases", default=",".join(BRATS), help="held-out BraTS cases to evaluate")
@@ -386,6 +395,9 @@ def main(argv=None) -> int:
         help="folder keeping the pretrained BraTS models; models found there are reused instead of pretraining again",
     )
     parser.add_argument("--device", default="cpu", help="where to fine-tune and pretrain: cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: all, or one when the machine is busier than its cores)"
+    )
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--results", default=str(BENCH / "results"))
     parser.add_argument(
@@ -404,7 +416,11 @@ def main(argv=None) -> int:
 
     import torch
 
-    if os.getloadavg()[0] > (os.cpu_count() or 1):
+    if args.threads:
+        global THREADS
+        THREADS = args.threads
+        torch.set_num_threads(args.threads)
+    elif os.getloadavg()[0] > (os.cpu_count() or 1):
         torch.set_num_threads(1)
     data = Path(args.data)
     if not data.is_dir():
@@ -412,7 +428,9 @@ def main(argv=None) -> int:
     ks = [int(k) for k in args.k.split(",")]
     methods = args.methods.split(",")
     names = (
-        list(STRUCTURES)
+        list(SETS[args.set])
+        if args.set
+        else list(STRUCTURES)
         if args.structures == "all"
         else []
         if args.structures == "none"

@@ -10,6 +10,7 @@ Conventions (see README, "Developer notes"):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -79,3 +80,12 @@ class Volume:
         return self.shape_kji == other.shape_kji and bool(
             np.allclose(self.ijk_to_lps(), other.ijk_to_lps(), atol=tolerance_mm)
         )
+
+
+def sub_volume(volume: Volume, box: Sequence[int]) -> Volume:
+    """The part of ``volume`` inside ``box`` (a core.box.Box: voxel indices z0, y0, x0, z1, y1, x1), origin moved
+    to the box's corner; every channel of a [c, k, j, i] array."""
+    z0, y0, x0, z1, y1, x1 = (int(v) for v in box)
+    origin = (volume.ijk_to_lps() @ np.array([x0, y0, z0, 1.0]))[:3]
+    array = np.ascontiguousarray(volume.array[..., z0:z1, y0:y1, x0:x1])
+    return Volume(array, volume.spacing, tuple(origin), volume.direction)

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from SegNetsLib.card.card import ModelCard, Postprocessing
+from SegNetsLib.core.box import Box
 from SegNetsLib.inference.postprocess import postprocess
 
 SINGLE_SLICE_MARGIN = 3  # slices kept on each side of a lone annotated slice (no spacing to go by)
@@ -50,35 +51,49 @@ def without_postprocessing(card: ModelCard) -> ModelCard:
     return plain
 
 
-def limit_to_annotated_range(
-    labelmap: np.ndarray,
+def known_box(
+    shape: Sequence[int],
     slices: Mapping[int, Sequence[int]],
     labels: np.ndarray | None = None,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
-) -> None:
-    """Clear ``labelmap`` [k, j, i] in place where a network trained on these slices alone knows nothing.
+) -> Box | None:
+    """The box of a [k, j, i] volume of ``shape`` where a network trained on these slices alone knows something,
+    or None when slices lie along several axes.
 
     Along the slice axis: beyond the outer annotated slices by more than the largest gap between
     consecutive ones (a user who samples a structure every g slices would have painted it g slices
-    farther out; a lone slice keeps :data:`SINGLE_SLICE_MARGIN`). In-plane (with ``labels``): outside the bounding box of the
-    annotated foreground widened by a quarter of its size and at least 20 mm (spacing (i, j, k) mm).
-    Does nothing when slices lie along several axes.
+    farther out; a lone slice keeps :data:`SINGLE_SLICE_MARGIN`). In-plane (with ``labels``, the painted
+    labels): the bounding box of the annotated foreground widened by a quarter of its size and at least 20 mm
+    (spacing (i, j, k) mm).
     """
     axes = [axis for axis, indices in slices.items() if indices]
     if len(axes) != 1:
-        return
+        return None
     axis = axes[0]
-    keep = [slice(None)] * 3
-    keep[axis] = annotated_range(slices[axis], labelmap.shape[axis])
+    keep = [slice(0, int(n)) for n in shape]
+    keep[axis] = annotated_range(slices[axis], int(shape[axis]))
     if labels is not None and labels.any():
         spacing_kji = tuple(spacing)[::-1]
         for other in (a for a in range(3) if a != axis):
             present = np.nonzero(labels.any(axis=tuple(a for a in range(3) if a != other)))[0]
             low, high = int(present.min()), int(present.max()) + 1
             widen = max(int(round(20.0 / spacing_kji[other])), (high - low) // 4)
-            keep[other] = slice(max(0, low - widen), high + widen)
+            keep[other] = slice(max(0, low - widen), min(int(shape[other]), high + widen))
+    return Box.from_slices(keep)
+
+
+def limit_to_annotated_range(
+    labelmap: np.ndarray,
+    slices: Mapping[int, Sequence[int]],
+    labels: np.ndarray | None = None,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+) -> None:
+    """Clear ``labelmap`` [k, j, i] in place outside :func:`known_box` (nothing when slices lie along several axes)."""
+    box = known_box(labelmap.shape, slices, labels, spacing)
+    if box is None:
+        return
     mask = np.ones(labelmap.shape, dtype=bool)
-    mask[tuple(keep)] = False
+    mask[box.slices] = False
     labelmap[mask] = 0
 
 

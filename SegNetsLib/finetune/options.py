@@ -15,12 +15,15 @@ from SegNetsLib.finetune.sampling import Slice
 from SegNetsLib.finetune.suggest import SliceSuggestion
 from SegNetsLib.training.augment import AugmentOptions
 
-DEFAULT_TIME_LIMIT_S = {"cpu": 120.0, "cuda": 20.0}
+DEFAULT_TIME_LIMIT_S = {"cpu": 60.0, "cuda": 20.0}
+# fine-tuning augments without the dense deformation: rotation and scaling alone take a quarter of its time per
+# patch, so a CPU budget trains about 1.8x the iterations (tune set of bench/sparse_sets.py)
+FINETUNE_DEFORM = False
 
 
 @dataclass
 class FinetuneOptions:
-    """How to fine-tune. With neither ``iterations`` nor ``time_limit_s`` the budget is 120 s (CPU) / 20 s (GPU).
+    """How to fine-tune. With neither ``iterations`` nor ``time_limit_s`` the budget is 60 s (CPU) / 20 s (GPU).
 
     time_limit_s: wall-clock seconds for the whole run, segmentation and refinement included (training
     gets what is left after :mod:`finetune_budget` estimates them).
@@ -49,7 +52,7 @@ class FinetuneOptions:
     extend_head: bool = False
     validation: bool = True
     final_fraction: float = 0.25
-    augmentation: AugmentOptions = field(default_factory=AugmentOptions)
+    augmentation: AugmentOptions = field(default_factory=lambda: AugmentOptions(deform=FINETUNE_DEFORM))
     foreground_fraction: float = 0.5
     label_names: dict[int, str] | None = None
     volume_name: str = ""

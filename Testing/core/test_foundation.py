@@ -31,6 +31,18 @@ def test_ijk_to_lps_maps_voxel_centres_like_simpleitk():
     assert np.allclose(volume.ijk_to_lps() @ np.array([*index, 1.0]), [*expected, 1.0])
 
 
+def test_sub_volume_keeps_every_voxel_where_it_was():
+    from SegNetsLib.core.box import Box
+    from SegNetsLib.core.volume import sub_volume
+
+    direction = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    volume = Volume(np.arange(2 * 5 * 6 * 7).reshape(2, 5, 6, 7), (0.5, 2.0, 3.0), (10.0, -4.0, 7.0), direction)
+    part = sub_volume(volume, Box(1, 2, 3, 4, 6, 7))
+    assert part.array.shape == (2, 3, 4, 4) and part.array[1, 0, 0, 0] == volume.array[1, 1, 2, 3]
+    centre = volume.ijk_to_lps() @ np.array([3 + 2, 2 + 1, 1 + 2, 1.0])
+    assert np.allclose(part.ijk_to_lps() @ np.array([2, 1, 2, 1.0]), centre)
+
+
 def test_ras_and_lps_constructors_invert_each_other():
     volume = _oblique_volume()
     again = Volume.from_ijk_to_ras(volume.array, volume.ijk_to_ras())

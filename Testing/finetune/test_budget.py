@@ -66,3 +66,10 @@ def test_refinement_is_estimated_from_a_timed_half_resolution_run():
     seconds = refinement_seconds(image, labels, weight, (1.0, 1.0, 2.0), slices={0: [8, 14]})
     assert 0.0 < seconds < 60.0
     assert labels.sum() == 200 and weight.sum() == 2 * 32 * 32  # inputs untouched
+
+
+def test_the_refinement_reserve_is_twice_the_estimate_and_at_least_a_tenth_of_the_limit():
+    from SegNetsLib.finetune.budget import refinement_reserve
+
+    assert refinement_reserve(4.0, 60.0) == 8.0
+    assert refinement_reserve(0.5, 60.0) == 6.0

@@ -121,3 +121,46 @@ def test_a_class_painted_only_far_from_the_band_keeps_its_voxels_and_the_others_
     assert np.array_equal(refined[2], annotation[2])
     assert set(np.unique(refined[20:])) == {0, 3}
     assert 2 * ((refined == 3) & ball).sum() / ((refined == 3).sum() + ball.sum()) > 0.95
+
+
+def test_a_part_the_network_missed_but_the_walker_alone_finds_is_recovered():
+    """A bar along z with a clear edge; the network found only its first half and says nothing about the rest.
+    Seeded from the network alone, background lies 6 mm beyond the half it found and the rest stays lost; with
+    the walker's own result from the painted slices (it found the whole bar), background is seeded only far
+    from both, and the refinement keeps the whole bar."""
+    shape = (40, 24, 24)
+    truth = np.zeros(shape, bool)
+    truth[2:38, 8:16, 8:16] = True
+    rng = np.random.default_rng(1)
+    image = (100.0 * truth + rng.normal(0, 5, shape)).astype(np.float32)
+    network = np.zeros(shape, np.uint8)
+    network[2:20, 8:16, 8:16] = 1
+    annotation = np.zeros(shape, np.uint8)
+    weight = np.zeros(shape, np.float32)
+    for index in (10, 30):
+        annotation[index] = truth[index]
+        weight[index] = 1
+    classical = truth.astype(np.uint8)
+    kwargs = dict(spacing=(1, 1, 1), inner_mm=2, outer_mm=6)
+    alone = refine_with_random_walker(image, network, annotation, weight, **kwargs)
+    both = refine_with_random_walker(image, network, annotation, weight, classical=classical, **kwargs)
+    dice = lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum())  # noqa: E731
+    assert dice(both == 1, truth) > 0.95
+    assert dice(alone == 1, truth) < 0.9
+
+
+def test_walker_alone_stays_inside_its_box_and_follows_the_painted_slices():
+    from SegNetsLib.core.box import Box
+    from SegNetsLib.finetune.refine import walker_alone
+
+    truth = _ball()
+    image = (100.0 * truth).astype(np.float32)
+    painted = np.zeros(truth.shape, np.uint8)
+    painted[[7, 13]] = 4 * truth[[7, 13]]
+    box = Box(4, 4, 4, 17, 29, 29)
+    out = walker_alone(image, painted, {0: [7, 13]}, box)
+    assert set(np.unique(out)) == {0, 4}
+    outside = np.ones(truth.shape, bool)
+    outside[box.slices] = False
+    assert not out[outside].any()
+    assert np.array_equal(out[10] == 4, truth[10])  # between the painted slices: the ball's own edge

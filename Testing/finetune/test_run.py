@@ -83,7 +83,13 @@ def test_refinement_that_would_overrun_the_time_limit_is_skipped_and_said():
     options = dataclasses.replace(TINY, iterations=None, time_limit_s=0.01)  # spent before training starts
     result = finetune(image, _annotation(image, truth, (4, 8, 12)), "unet3d", options)
     assert any(note.startswith("boundary refinement skipped") for note in result.notes)
-    assert np.array_equal(result.labelmap.array, result.network_labelmap)
+    # from scratch the result is then the random walker's own from the painted slices, in the known box
+    from SegNetsLib.finetune.cleanup import known_box
+    from SegNetsLib.finetune.refine import walker_alone
+
+    painted = _annotation(image, truth, (4, 8, 12)).array
+    box = known_box(truth.shape, result.slices, painted, image.spacing)
+    assert np.array_equal(result.labelmap.array, walker_alone(image.array, painted, result.slices, box))
 
 
 def test_progress_reports_iteration_loss_and_validation():
@@ -277,3 +283,24 @@ def test_from_scratch_predictions_stay_in_plane_near_the_annotated_structure():
     labels[5, 40:60, 40:60] = 1
     limit_to_annotated_range(labelmap, {0: [5], 1: [], 2: []}, labels, spacing=(1.0, 1.0, 1.0))
     assert labelmap[5, 20:80, 20:80].all() and labelmap[:, :19].sum() == 0 and labelmap[:, :, 81:].sum() == 0
+
+
+def test_from_scratch_the_whole_volume_pass_covers_only_where_the_network_knows_something():
+    """Painted slices 10, 14 and 18 of a long volume: the result (and the network's own labelmap) is empty
+    outside the known box, and inside it both find the structure between the painted slices."""
+    from SegNetsLib.finetune.cleanup import known_box
+
+    rng = np.random.default_rng(0)
+    shape = (40, 24, 24)
+    truth = np.zeros(shape, np.uint8)
+    truth[:, 8:16, 8:16] = 1  # a bar through every slice
+    image = Volume((100.0 * truth + rng.normal(0, 10, shape)).astype(np.float32), spacing=(2.0, 2.0, 2.0))
+    annotation = _annotation(image, truth, (10, 14, 18))
+    result = finetune(image, annotation, "unet3d", dataclasses.replace(TINY, iterations=20))
+    box = known_box(shape, result.slices, annotation.array, image.spacing)
+    assert box.start[0] == 6 and box.stop[0] == 23
+    outside = np.ones(shape, bool)
+    outside[box.slices] = False
+    for out in (result.labelmap.array, result.network_labelmap):
+        assert not out[outside].any()
+    assert result.labelmap.array[12, 8:16, 8:16].mean() > 0.9
