@@ -177,6 +177,18 @@ CASES: dict[str, Case] = {
         "Testing/fuzz/test_model_files.py",
         fuzz=(25, 600),
     ),
+    "card-control-character": Case(
+        "card.json with an unknown key that is a newline (found by the long fuzzing run)",
+        "“card.json: field 'labels[0].\\\\n' is not a card field.” (control characters escaped: one line)",
+        r"field 'labels\[0\]\.\\n' is not a card field",
+        "Testing/fuzz/test_model_files.py",
+    ),
+    "zip-empty-name": Case(
+        "a model zip with an extra entry whose name is empty (cut at a NUL; found by the long fuzzing run)",
+        "the entry is skipped and the model loads (it made zipfile raise IndexError before)",
+        r"^ok$",
+        "Testing/fuzz/test_model_files.py",
+    ),
     "fuzz-nifti": Case(
         "NIfTI files with 1-3 header fields changed: dim (dimension count, sizes up to 32767), datatype, bitpix, "
         "pixdim (0, negative, NaN, 1e30), vox_offset, scaling, qform/sform codes, quaternions, affine rows; "
