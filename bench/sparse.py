@@ -276,8 +276,8 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
     through the current steps after the network (clean-up, then ``refine_result``): for changes after the
     network, without training again. Seconds stay those of the original run; rescored rows are marked."""
     from SegNetsLib.core import annotation as ann
-    from SegNetsLib.finetune.cleanup import clean_scratch_prediction
-    from SegNetsLib.finetune.refine import refine_result
+    from SegNetsLib.finetune.cleanup import clean_scratch_prediction, known_box
+    from SegNetsLib.finetune.refine import refine_result, walker_alone
 
     rows, cases = [], {}
     for folder in folders:
@@ -295,7 +295,12 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
                 clean_scratch_prediction(network, slices, annotation, weight, image.spacing, [1])
                 out = network
                 if row["method"] == "network":  # refine_result returns a new labelmap
-                    out = refine_result(image.array, network, annotation, weight, image.spacing, slices)
+                    painted = np.where(weight > 0, annotation, 0)
+                    box = known_box(network.shape, slices, painted, image.spacing)
+                    classical = walker_alone(image.array, painted, slices, box) if box is not None else None
+                    out = refine_result(
+                        image.array, network, annotation, weight, image.spacing, slices, classical=classical
+                    )
                 dice, hd95 = metrics(out > 0, truth, image.spacing[::-1])
                 print(
                     f"<!-- {name} k={k} {row['method']} rescored: Dice {row['dice']:.3f} -> {dice:.3f} -->", flush=True

@@ -24,7 +24,7 @@ from skimage.segmentation import random_walker as skimage_random_walker
 from SegNetsLib.core.box import Box
 from SegNetsLib.core.progress import CancelToken
 from SegNetsLib.evaluation.classical import random_walker
-from SegNetsLib.finetune.cleanup import limit_to_annotated_range
+from SegNetsLib.finetune.cleanup import keep_annotated_components, limit_to_annotated_range
 
 NETWORK_WEIGHT = 0.2
 """Weight of the network's labelmap against the random walker's probabilities in the band. Chosen on saved
@@ -51,13 +51,17 @@ def refine_result(
     cancel: CancelToken | None = None,
     classical: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The fine-tuning result's last step: :func:`refine_with_random_walker` (``classical``: see there), and for a network trained from
-    scratch on ``scratch_slices`` (axis -> indices) the annotated range its labelmap was limited to, which the
-    random walker must not leave either (it spread a 3-slice lesion over 13 slices once). Annotated voxels
-    keep the user's label: they are seeds, and the range holds every annotated structure."""
+    """The fine-tuning result's last step: :func:`refine_with_random_walker` (``classical``: see there), and for
+    a network trained from scratch on ``scratch_slices`` (axis -> indices) the annotated range its labelmap was limited to, which the
+    random walker must not leave either (it spread a 3-slice lesion over 13 slices once), and only the components
+    holding a painted voxel. Annotated voxels keep the user's label: they are seeds, and the range holds every
+    annotated structure."""
     out = refine_with_random_walker(image, labelmap, annotation, weight, spacing, cancel=cancel, classical=classical)
     if scratch_slices is not None:
         limit_to_annotated_range(out, scratch_slices, np.where(weight > 0, annotation, 0), spacing)
+        # and only components holding a painted voxel, as after the network (tune set, k = 2: mean Dice 0.802 ->
+        # 0.806; the CT's left kidney 0.878 -> 0.924, where a network blob the walker cut loose had stayed)
+        keep_annotated_components(out, annotation, weight)
     return out
 
 

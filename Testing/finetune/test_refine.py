@@ -164,3 +164,21 @@ def test_walker_alone_stays_inside_its_box_and_follows_the_painted_slices():
     outside[box.slices] = False
     assert not out[outside].any()
     assert np.array_equal(out[10] == 4, truth[10])  # between the painted slices: the ball's own edge
+
+
+def test_refine_result_keeps_only_the_components_holding_a_painted_voxel():
+    """From scratch, a blob the network marked apart from the painted structure does not survive refinement."""
+    from SegNetsLib.finetune.refine import refine_result
+
+    truth = _ball()
+    image = (100.0 * truth).astype(np.float32)
+    image[14:17, 1:4, 1:4] = 100.0  # a bright look-alike in a corner, inside the annotated range
+    network = truth.astype(np.uint8)
+    network[14:17, 1:4, 1:4] = 1
+    annotation = np.zeros(truth.shape, np.uint8)
+    weight = np.zeros(truth.shape, np.float32)
+    for index in (7, 10, 13):
+        annotation[index] = truth[index]
+        weight[index] = 1
+    refined = refine_result(image, network, annotation, weight, (1, 1, 1), {0: [7, 10, 13]})
+    assert not refined[14:17, 1:4, 1:4].any() and refined[10, 16, 16] == 1
