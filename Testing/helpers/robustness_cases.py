@@ -93,10 +93,11 @@ CASES: dict[str, Case] = {
         "Testing/models/test_recovery.py",
     ),
     "kill-9": Case(
-        "kill -9 of a process adding, exporting and removing models, at 5 random points",
+        "kill -9 of a process adding, exporting and removing models, at random points",
         "the library lists its old model unchanged and every listed version and written zip loads",
         r".",
         "Testing/models/test_recovery.py",
+        fuzz=(2, 8),
     ),
     "upload-not-volume-name": Case(
         "SegNets Web upload of an HTML page (`page.html`) or a zip (`model.zip`)",
