@@ -1,17 +1,16 @@
 """The interactive loop benchmarked: rounds 1 to N, each adding the slice SegNets suggests.
 
-Round 1: k0 bin-centre slices (bench/sparse.py's protocol), ``segnets finetune`` from scratch for
-``--time-limit`` s. Round r > 1: the user paints the suggested slice fully (the reference's labels on it)
-and the model of round r - 1 continues warm (:func:`SegNetsLib.finetune.rounds.finetune_round`, its own
-budget of at most 15 s). Per round: Dice against the full reference, seconds of the round (training,
-segmenting, refining) and of the suggestion after it, beside Fill between slices (``mci``) and the random
-walker (``rw``) given the same slices. At rounds 1 -> 2 and 2 -> 3 (k0 -> k0 + 1 -> k0 + 2) the same
-previous model also continues with the slice the fixed bin rule would add (of the k + 1 bin centres,
-the one farthest from the painted slices) and with a random slice of the structure's extent, so the
-three choices are compared on equal terms.
+Round 1: k0 bin-centre slices (bench/sparse.py's protocol), from scratch for ``--time-limit`` s or
+``--iterations``. Round r > 1: the user paints the suggested slice fully (the reference on it), the model of
+round r - 1 continues warm (``finetune.rounds.finetune_round``) and the result on screen changes between the
+painted neighbours of the added slice (``finetune.rounds.local_update``; ``global_dice``: the round's whole
+result). Per round: Dice against the full reference, wall and CPU seconds of the round and of the suggestion,
+beside Fill between slices (``mci``) and the random walker (``rw``) given the same slices. At rounds 2 and 3
+(k0 -> k0 + 1 -> k0 + 2) the same previous model also continues with the slice the fixed bin rule would add
+(of the k + 1 bin centres, the one farthest from the painted slices) and with a random slice of the
+structure's extent, so the three choices are compared on equal terms.
 
-Usage: python bench/sparse_rounds.py --set report [--structures a:b,...] [--rounds 4] [--k0 2]
-       [--time-limit 60] [--measure disagreement] [--results DIR]
+Usage: python bench/sparse_rounds.py --set report [--structures a:b,...] [--rounds 4] [--iterations 300]
        python bench/sparse.py --rounds 4 --set report ...            (the same, from the one entry point)
        python bench/sparse_rounds.py --merge DIR1,DIR2 --results DIR  (tables and plot of runs made apart)
 Writes ``rounds.json``, Markdown tables to stdout and ``sparse_rounds.png`` into ``--results``.
@@ -83,7 +82,7 @@ def continue_round(image, truth, slices, previous, options):
 def structure_rounds(name, image, truth, args, rows, save) -> None:
     """Rounds 1..args.rounds on one structure; rows appended (see the module docstring)."""
     from SegNetsLib.finetune.options import FinetuneOptions
-    from SegNetsLib.finetune.rounds import finetune_round, suggest_for
+    from SegNetsLib.finetune.rounds import finetune_round, local_update, suggest_for
 
     options = FinetuneOptions(device=args.device, threads=args.threads)
     slices = bin_centre_slices(truth, args.k0)
@@ -94,7 +93,7 @@ def structure_rounds(name, image, truth, args, rows, save) -> None:
     result = finetune_round(image, image.with_array(painted(truth, slices)), "unet3d", first, measure=None)
     result.cpu_seconds = time.process_time() - cpu
     seconds = time.monotonic() - began
-    seed = zlib.crc32(name.encode())
+    seed, shown = zlib.crc32(name.encode()), np.asarray(result.labelmap.array)
     for number in range(1, args.rounds + 1):
         if number > 1:
             suggestion = result.suggestion
@@ -106,8 +105,9 @@ def structure_rounds(name, image, truth, args, rows, save) -> None:
             if index is None:
                 print(f"<!-- {name}: no slice left to paint after round {number - 1} -->", flush=True)
                 return
-            previous = result
+            previous, before_shown = result, shown
             result, seconds = continue_round(image, truth, slices + [index], previous, options)
+            shown = local_update(shown, result.labelmap.array, slices, [index], 0)
             if number in COMPARED_ROUNDS:
                 for choice, other in (
                     ("bin rule", bin_rule_slice(truth, slices)),
@@ -116,14 +116,14 @@ def structure_rounds(name, image, truth, args, rows, save) -> None:
                     if other is None:
                         continue
                     alternative, alt_seconds = continue_round(image, truth, slices + [other], previous, options)
-                    rows.append(
-                        row(name, number, f"network ({choice})", alternative, truth, alt_seconds, slices + [other])
-                    )
-                    rows[-1]["before"] = dice(previous.labelmap.array > 0, truth)
+                    alt_shown = local_update(before_shown, alternative.labelmap.array, slices, [other], 0)
+                    method = f"network ({choice})"
+                    rows.append(row(name, number, method, alternative, truth, alt_seconds, slices + [other], alt_shown))
+                    rows[-1]["before"] = dice(before_shown > 0, truth)
             slices = slices + [index]
-            rows.append(row(name, number, "network", result, truth, seconds, slices, how))
+            rows.append(row(name, number, "network", result, truth, seconds, slices, shown, how))
         else:
-            rows.append(row(name, number, "network", result, truth, seconds, slices, "bin centres"))
+            rows.append(row(name, number, "network", result, truth, seconds, slices, shown, "bin centres"))
         suggestion_began, cpu = time.monotonic(), time.process_time()
         result.suggestion = suggest_for(result, image, args.measure, args.device)
         rows[-1]["suggestion_seconds"] = time.monotonic() - suggestion_began
@@ -193,13 +193,16 @@ def fill_between_rounds(cases: dict, rows: list[dict]) -> None:
             rows.append(classical_row(job["structure"], job["round"], job["slices"], "mci", value, seconds[str(index)]))
 
 
-def row(name, number, method, result, truth, seconds, slices, how=None) -> dict:
+def row(name, number, method, result, truth, seconds, slices, shown, how=None) -> dict:
+    """A network row: ``dice`` of what the user sees (``shown``: the round's update between the painted
+    neighbours of the added slice, the previous result elsewhere), ``global_dice`` of the round's whole result."""
     out = {
         "structure": name,
         "round": number,
         "k": len(slices),
         "method": method,
-        "dice": dice(result.labelmap.array > 0, truth),
+        "dice": dice(shown > 0, truth),
+        "global_dice": dice(result.labelmap.array > 0, truth),
         "unet_dice": dice(result.network_labelmap > 0, truth) if result.network_labelmap is not None else None,
         "seconds": seconds,
         "cpu_seconds": getattr(result, "cpu_seconds", None),
@@ -364,13 +367,6 @@ def run(args) -> int:
     return 0
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of the loop (also offered by bench/sparse.py --rounds)."""
-    parser.add_argument("--k0", type=int, default=2, help="bin-centre slices painted before round 1")
-    parser.add_argument("--measure", default="disagreement", help="uncertainty measure of the suggestion")
-    parser.add_argument("--iterations", type=int, help="round 1 trains this many iterations instead of --time-limit")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=sorted(SETS), help="bench/sparse_sets.py's tune or report set")
@@ -382,7 +378,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--results", default=str(BENCH / "results" / "rounds"))
     parser.add_argument("--merge", help="comma-separated result folders of earlier runs: their tables and plot")
-    add_arguments(parser)
+    parser.add_argument("--k0", type=int, default=2, help="bin-centre slices painted before round 1")
+    parser.add_argument("--measure", default="disagreement", help="uncertainty measure of the suggestion")
+    parser.add_argument("--iterations", type=int, help="round 1 trains this many iterations instead of --time-limit")
     args = parser.parse_args(argv)
     if args.merge:
         rows = [r for folder in args.merge.split(",") for r in json.loads((Path(folder) / "rounds.json").read_text())]

@@ -139,6 +139,7 @@ class SegmentationLogic:
         self.scene = scene
         self.library = library or ModelLibrary()
         self.worker = worker or BackgroundWorker()
+        self._shown: dict[str, Any] = {}  # model folder -> the labelmap (Volume) of its round's result on screen
 
     def model_path(self, model: str, version: str | None = None) -> Path:
         """The model folder (or .zip) for a library id (newest version by default) or a path."""
@@ -246,6 +247,7 @@ class SegmentationLogic:
         else:
             model_path = self.model_path(*split_reference(start))
             begin = str(model_path)
+            previous = self._shown.get(begin)  # a round continued: it changes the result near the new slice only
             mapping, extend = _label_values_for_model(_card_of(model_path), labels)
             remapped = np.zeros_like(annotation.array)
             for old, new in mapping.items():
@@ -267,6 +269,7 @@ class SegmentationLogic:
             volume=volume,
             annotation=annotation,
             start=begin,
+            previous=None if is_architecture(start) else previous,
             labels=labels,
             options=options,
             description=f"Fine-tune on volume {volume_node.GetName()!r}",
@@ -280,6 +283,7 @@ class SegmentationLogic:
             return None
         result = job.result()
         entry = result.entry
+        self._shown[str(entry.path)] = result.labelmap
         volume_node = self._node(job.context["volume_node_id"])
         node = mrml.segmentation_from_labelmap(
             self.scene,

@@ -134,6 +134,7 @@ def finetune(
     options,
     progress: ProgressFn,
     cancel: CancelToken,
+    previous: Volume | None = None,
 ) -> FinetuneOutput:
     """Train from the painted slices, then save a new model version in the library at ``library_root``.
 
@@ -160,7 +161,10 @@ def finetune(
     def run(on: str):
         chosen = copy.copy(options)
         chosen.device = on
-        return run_finetune(volume, annotation, start, chosen, progress=report, cancel=cancel, callback=record)
+        before = None if previous is None else previous.array  # the previous round's result, for a local update
+        return run_finetune(
+            volume, annotation, start, chosen, progress=report, cancel=cancel, callback=record, previous=before
+        )
 
     result = with_cpu_fallback(run, options.device, notes.append)
     cancel.raise_if_cancelled()

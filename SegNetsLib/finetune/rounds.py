@@ -105,11 +105,16 @@ def finetune_round(
     cancel: CancelToken | None = None,
     callback: FinetuneCallback | None = None,
     measure: str | None = DEFAULT_MEASURE,
+    previous: np.ndarray | None = None,
 ) -> FinetuneResult:
     """One round: round 1 trains from scratch (``start`` an architecture) or fine-tunes a model never
     fine-tuned on painted slices; round n + 1 continues warm from the model of round n (``start``: library
     id[@version], folder, zip, or (net, card)). Then the slice to paint next. The result's ``round``,
-    ``added_slices`` and ``suggestion`` say which round it was, what it added and where to paint next."""
+    ``added_slices`` and ``suggestion`` say which round it was, what it added and where to paint next.
+
+    previous: the previous round's labelmap [k, j, i] (what the user has on screen): the update then changes
+    it only between the painted slices around each added one (:func:`local_update`), so a correction never
+    undoes what the user already accepted elsewhere."""
     options = options or FinetuneOptions()
     number, added = 1, {}
     if not is_architecture(start):
@@ -127,7 +132,29 @@ def finetune_round(
     result.round, result.added_slices = number, added
     if measure:  # None: no suggestion (a caller that times it apart)
         result.suggestion = suggest_for(result, volume, measure, options.device)
+    if previous is not None and number >= 2 and added:
+        before = card_slices(start[1])
+        axis = max(added, key=lambda a: len(added[a]))
+        merged = local_update(
+            np.asarray(previous), np.asarray(result.labelmap.array), before.get(axis, []), added[axis], axis
+        )
+        result.labelmap = result.labelmap.with_array(merged.astype(result.labelmap.array.dtype))
     return result
+
+
+def local_update(
+    previous: np.ndarray, new: np.ndarray, painted: Sequence[int], added: Sequence[int], axis: int
+) -> np.ndarray:
+    """``previous`` [k, j, i] with the slices strictly between the painted neighbours of each ``added`` slice
+    along ``axis`` (``painted``: the slices painted before) taken from ``new``: a correction changes the
+    result where the new slice informs it, up to the next slice the user painted (or the volume's end)."""
+    out = np.array(previous, copy=True)
+    moved_out, moved_new = np.moveaxis(out, axis, 0), np.moveaxis(new, axis, 0)
+    for k in added:
+        low = max((p for p in painted if p < k), default=-1) + 1
+        high = min((p for p in painted if p > k), default=moved_out.shape[0])
+        moved_out[low:high] = moved_new[low:high]
+    return out
 
 
 def suggest_for(

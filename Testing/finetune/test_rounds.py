@@ -13,6 +13,7 @@ from SegNetsLib.finetune.rounds import (
     ROUND_MAX_ITERATIONS,
     added_slices,
     finetune_round,
+    local_update,
     previous_round,
     round_history,
     round_iterations,
@@ -130,3 +131,23 @@ def test_a_model_saved_under_a_name_is_found_by_that_name(model_library, name):
     assert library.find(name) == library.find("r1-ts-pulmonary")
     net, card = library.load(name)
     assert card.id == "r1-ts-pulmonary"
+
+
+def test_a_local_update_changes_the_result_only_between_the_painted_neighbours_of_the_added_slice():
+    previous = np.zeros((20, 4, 4), np.uint8)
+    new = np.ones_like(previous)
+    out = local_update(previous, new, painted=[3, 10, 16], added=[12], axis=0)
+    assert np.nonzero(out.any(axis=(1, 2)))[0].tolist() == [11, 12, 13, 14, 15]
+    out = local_update(previous, new, painted=[3, 10], added=[1, 18], axis=0)  # beyond the ends: to the volume's
+    assert np.nonzero(out.any(axis=(1, 2)))[0].tolist() == [0, 1, 2, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+    assert not previous.any()  # the previous result is not modified
+
+
+def test_a_round_given_the_previous_result_keeps_it_away_from_the_added_slice():
+    image, truth = _phantom()
+    first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=5))
+    shown = np.full(truth.shape, 1, np.uint8)  # a stand-in for what the user has on screen
+    second = finetune_round(image, _painted(image, truth, (3, 5, 8)), (first.net, first.card), TINY, previous=shown)
+    out = second.labelmap.array
+    assert (out[:4] == 1).all() and (out[8:] == 1).all()  # outside slices 4..7: the previous result
+    assert np.array_equal(out[5], truth[5])  # the painted slice keeps the user's labels
