@@ -42,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-save", action="store_true", help="do not add the fine-tuned model to the library")
     parser.add_argument(
+        "--previous",
+        metavar="SEG",
+        help="with --model the previous round's model: that round's segmentation (its --output); the update then "
+        "changes it only between the painted slices around each added one",
+    )
+    parser.add_argument(
         "--time-limit",
         type=float,
         metavar="S",
@@ -66,7 +72,9 @@ def _check_args(args: argparse.Namespace) -> None:
     from SegNetsLib.imageio.segmentations import is_segmentation_file
     from SegNetsLib.imageio.volumes import is_volume_file
 
-    for path, what in ((args.input, "--input"), (args.annotations, "--annotations")):
+    for path, what in ((args.input, "--input"), (args.annotations, "--annotations"), (args.previous, "--previous")):
+        if path is None:
+            continue
         if not Path(path).is_file():
             raise SegNetsError(f"{path}: no such file ({what}).")
     if not (is_volume_file(args.annotations) or is_segmentation_file(args.annotations)):
@@ -103,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     def report(fraction: float, stage: str) -> None:
         print(f"[{fraction * 100:5.1f}%] {stage}", file=sys.stderr, flush=True)
 
-    result = finetune_round(image, annotation, args.model, options, progress=report)
+    previous = read_labelmap(args.previous).array if args.previous else None
+    result = finetune_round(image, annotation, args.model, options, progress=report, previous=previous)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.validation_dice is not None:

@@ -1,0 +1,49 @@
+"""``segnets finetune`` twice: round 1 from scratch saved under a name, then the correction round continued
+from that name (``--model``) with one more painted slice, naming the slice to paint next."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from SegNetsLib.cli import main
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.imageio.segmentations import read_labelmap
+from SegNetsLib.imageio.volumes import write_volume
+from SegNetsLib.models.library import ModelLibrary
+
+
+def test_a_second_run_from_the_saved_model_is_the_next_round(tmp_path, capsys, model_library):
+    rng = np.random.default_rng(0)
+    z, y, x = np.indices((16, 40, 40))
+    truth = (((z - 8) / 6) ** 2 + ((y - 20) / 12) ** 2 + ((x - 20) / 10) ** 2 <= 1).astype(np.uint8)
+    image = Volume((100.0 * truth + rng.normal(0, 10, truth.shape)).astype(np.float32), spacing=(2.0, 2.0, 2.0))
+    write_volume(image, tmp_path / "image.nii.gz")
+    first = np.zeros_like(truth)
+    first[[4, 12]] = truth[[4, 12]]
+    write_volume(image.with_array(first), tmp_path / "round1.nii.gz")
+    common = ["finetune", "--input", str(tmp_path / "image.nii.gz"), "--iterations", "3", "--device", "cpu"]
+
+    assert main([*common, "--annotations", str(tmp_path / "round1.nii.gz"), "--save-model", "r1-ts_phantom",
+                 "--output", str(tmp_path / "round1.seg.nrrd")]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "round 1" in err and "model -> library r1-ts-phantom@" in err
+    suggested = re.search(r"suggested next slice: slice (\d+) along axis 0", err)
+    assert suggested is not None, err
+
+    second = first.copy()
+    second[8] = truth[8]
+    write_volume(image.with_array(second), tmp_path / "round2.nii.gz")
+    assert main([*common, "--annotations", str(tmp_path / "round2.nii.gz"), "--model", "r1-ts_phantom",
+                 "--previous", str(tmp_path / "round1.seg.nrrd"), "--output", str(tmp_path / "round2.seg.nrrd")]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert re.search(r"round 2 \([0-9.]+ s\), slices added: axis 0: 8", err), err
+    library = ModelLibrary(model_library)
+    versions = library.versions("r1-ts-phantom")
+    assert len(versions) == 2  # every round kept
+    assert library.card("r1-ts-phantom", versions[-1]).provenance.round == 2
+    out1 = read_labelmap(tmp_path / "round1.seg.nrrd").array
+    out2 = read_labelmap(tmp_path / "round2.seg.nrrd").array
+    assert np.array_equal(out1[:5], out2[:5]) and np.array_equal(out1[12:], out2[12:])  # changed only near slice 8
+    assert np.array_equal(out2[8] > 0, truth[8] > 0)
