@@ -19,6 +19,11 @@ def test_demo_writes_segmentation_figure_and_dice(tmp_path, capsys):
     dice = float(re.search(r"boundary refinement: ([0-9.]+)", out).group(1))
     assert dice > 0.7
     assert "Fill between slices" in out
+    correction = re.search(
+        r"Correction round 2: SegNets was least sure of axial slice (\d+).*\(([+-][0-9.]+)\) in ([0-9.]+) s", out
+    )
+    assert correction is not None, out
+    assert int(correction.group(1)) not in (76, 90, 104)  # not one of the painted slices
     assert (tmp_path / "liver_slices.png").stat().st_size > 10_000
     labelmap = read_labelmap(tmp_path / "liver.seg.nrrd")
     assert labelmap.shape_kji == (112, 101, 122) and labelmap.array.max() == 1
