@@ -21,7 +21,7 @@ from SegNetsLib.card.factory import next_version
 from SegNetsLib.core.box import Box, crop
 from SegNetsLib.core.progress import CancelToken, ProgressFn
 from SegNetsLib.core.volume import Volume
-from SegNetsLib.models.library import ModelEntry, ModelLibrary, load
+from SegNetsLib.models.library import ModelEntry, ModelKept, ModelLibrary, load
 
 if TYPE_CHECKING:
     from SegNetsLib.finetune.suggest import SliceSuggestion
@@ -182,7 +182,12 @@ def finetune(
             base = copy.deepcopy(card)
             base.version = card.provenance.base_model_version or card.version
             card.version = next_version(library, base)
-        entry = ModelEntry(card.id, card.version, library.add(result.net, card), card)
+        try:
+            folder = library.add_or_keep(result.net, card)
+        except ModelKept as kept:  # the library could not take it: the trained model waits in kept.path
+            folder = kept.path
+            notes.append(str(kept))
+        entry = ModelEntry(card.id, card.version, folder, card)
     else:
         entry = ModelEntry(result.card.id, result.card.version, Path(start), result.card)
     progress(1.0, last["stage"])

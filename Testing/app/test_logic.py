@@ -203,3 +203,18 @@ def test_finetune_refuses_a_zero_budget(mrml, logic, painted):
     volume_node, annotation, segment_id = painted
     with pytest.raises(SegNetsError, match="not positive"):
         logic.start_finetune(volume_node, annotation, [segment_id], "all-liver", 0, device="cpu")
+
+
+def test_a_finetuned_model_the_library_cannot_take_is_kept_and_the_result_still_shown(mrml, logic, painted):
+    from fuzz_helpers import read_only_folder
+
+    volume_node, annotation, segment_id = painted
+    before = [(entry.id, entry.version) for entry in logic.library.list()]
+    with read_only_folder(logic.library.root):
+        job = logic.start_finetune(volume_node, annotation, [segment_id], "unet3d", 60.0, device="cpu", iterations=5)
+        outcome = logic.finish_finetune(wait(job))
+    assert [(entry.id, entry.version) for entry in logic.library.list()] == before
+    assert outcome.kept == "fine-tuned" and outcome.segmentation.segmentation_node is not None
+    kept = outcome.model.path
+    assert logic.library.root not in kept.parents and (kept / "card.json").is_file()
+    assert any(str(kept) in note and "segnets models import" in note for note in outcome.notes)
