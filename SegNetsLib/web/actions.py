@@ -305,6 +305,8 @@ class PanelActions:
                 new_model = finetuned.model if finetuned is not None else None
                 if finetuned is not None and finetuned.validation_dice is not None:
                     self.data.validation_dice = float(finetuned.validation_dice)
+                if finetuned is not None:
+                    self._show_round(finetuned)
         except SegNetsError as error:
             self.data.error = str(error)
             return
@@ -326,6 +328,34 @@ class PanelActions:
             f"Fine-tuned: new model {new_model.id} {new_model.version} (validation Dice {dice}); "
             "the volume was segmented with it."
         )
+
+    def _show_round(self, outcome) -> None:
+        """The round a Fine-tune made and the slice to paint next (a second Fine-tune continues the round)."""
+        from SegNetsLib.app.correction import describe_round
+
+        suggestion = outcome.suggestion
+        self.data.round = int(outcome.round)
+        self.data.suggested_slice = None if suggestion is None else int(suggestion.index)
+        self.data.suggested_axis = 0 if suggestion is None else int(suggestion.axis)
+        self.data.round_text = describe_round(outcome.round, suggestion, outcome.model.card.provenance.seconds).replace(
+            "then Update", "then Fine-tune again"
+        )
+
+    def go_to_suggestion(self) -> None:
+        """Move every slice view to the suggested slice (the views whose plane crosses it show it)."""
+        from SegNetsLib.app.correction import node_ijk_to_ras, suggestion_ras
+        from SegNetsLib.finetune.suggest import SliceSuggestion
+
+        volume = self.volume_node
+        if volume is None or self.data.suggested_slice is None:
+            return
+        suggestion = SliceSuggestion(self.data.suggested_axis, int(self.data.suggested_slice), 0.0, "", 0.0)
+        shape = tuple(reversed(volume.GetImageData().GetDimensions()))
+        r, a, s = suggestion_ras(node_ijk_to_ras(volume), shape, suggestion)
+        for view in self._slicer_app.view_manager.get_slice_views():
+            node = self.scene.GetSingletonNode(view.get_singleton_tag(), "vtkMRMLSliceNode")
+            if node is not None:
+                node.JumpSliceByOffsetting(r, a, s)
 
     def _replace_result(self, result) -> None:
         """Show the newest result (segmentation and RoI nodes) and drop the previous one's nodes."""

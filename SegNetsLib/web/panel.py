@@ -41,6 +41,7 @@ class PanelActions(Protocol):
     def undo(self) -> None: ...
     def redo(self) -> None: ...
     def download_result(self) -> object: ...
+    def go_to_suggestion(self) -> None: ...
 
 
 class SegNetsPanel(FlexContainer):
@@ -274,3 +275,15 @@ class SegNetsPanel(FlexContainer):
             id="segnets-finetune-status",
             classes="text-caption",
         )
+        with html.Div(v_if=(f"{name.round} > 0",), classes="d-flex align-center mt-1"):
+            html.Div("{{ %s }}" % name.round_text, id="segnets-round", classes="text-caption")
+            VBtn(
+                "Go to slice {{ %s }}" % name.suggested_slice,
+                id="segnets-go-to-suggestion",
+                v_if=(f"{name.suggested_slice} !== null",),
+                size="small",
+                variant="tonal",
+                prepend_icon="mdi-target",
+                classes="ml-2",
+                click=self._actions.go_to_suggestion,
+            )

@@ -41,5 +41,10 @@ class PanelState:
     result_name: str = ""
     annotated_slices: int = 0
 
+    round: int = 0  # the last Fine-tune's interactive round (1, then 2, 3, ... when continued)
+    suggested_slice: int | None = None  # the slice the last result is least sure of (along suggested_axis)
+    suggested_axis: int = 0
+    round_text: str = ""  # the round, its time and the slice to paint next, in one sentence
+
     message: str = ""  # the last outcome, in one sentence
     error: str = ""  # shown in a red alert until the next action

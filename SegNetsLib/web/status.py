@@ -73,6 +73,10 @@ class StatusEndpoint:
                 "iteration": data.iteration,
                 "losses": list(data.losses),
                 "validation_dice": data.validation_dice,
+                "round": data.round,
+                "suggestion": None
+                if data.suggested_slice is None
+                else {"axis": data.suggested_axis, "index": data.suggested_slice, "text": data.round_text},
             },
             "message": data.message,
             "error": data.error,

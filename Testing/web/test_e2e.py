@@ -3,7 +3,7 @@
 The browser test (marker ``web``) starts ``segnets web --data CT``, uploads a bad file (refused,
 nothing changes), uploads a real CT crop, Segments with a tiny model, paints the liver on three
 axial slices (plus Undo, Redo, Erase), cancels one Fine-tune and runs another, downloads the
-.seg.nrrd, and checks what the server holds (voxel counts, Dice against the reference liver) and a
+.seg.nrrd, goes to the slice the result suggests, paints it and runs the next round, and checks what the server holds (voxel counts, Dice against the reference liver) and a
 screenshot. It installs Chromium with apt-get when it is missing; every wait polls the server's state.
 The unmarked tests check the server side without a browser (command line, rendering choice, loading).
 """
@@ -320,6 +320,41 @@ def test_upload_segment_paint_finetune_download(browser, server, case, tmp_path)
     )
     assert finetuned_dice >= MIN_FINETUNED_DICE, finetuned_dice
     assert finetuned_dice > untrained_dice, (finetuned_dice, untrained_dice)
+
+    # The result names the slice it is least sure of; Go to slice moves the axial view there.
+    suggestion = status["job"]["suggestion"]
+    assert status["job"]["round"] == 1 and suggestion is not None and suggestion["axis"] == 0, status["job"]
+    k = suggestion["index"]
+    assert k not in chosen and 0 <= k < liver.shape[0]
+    page.wait_for_selector(f"#segnets-round:has-text('slice {k}')")
+    page.click("#segnets-go-to-suggestion")
+    z = ijk_to_ras(status["volume"], np.array([[0, 0, k]]))[0, 2]
+    server.wait_for(lambda s: abs(s["views"]["axial"]["slice_value"] - z) < 1e-3, STEP_TIMEOUT, "the suggested slice")
+    clock.mark("suggested slice")
+
+    # The user paints the liver there and clicks Fine-tune once more: the next round continues the new model.
+    inside = binary_erosion(liver[k], iterations=BRUSH_VOXELS // 2)
+    if inside.any():  # a slice past the liver's end is corrected by painting nothing
+        page.click("#segnets-paint")
+        server.wait_for(lambda s: s["active_effect"].endswith("Paint"), STEP_TIMEOUT, "the Paint effect")
+        status = paint_slice(page, server, k, inside, ROW_STEP)
+        page.click("#segnets-no-tool")
+    painted_now = status["annotation"]["voxels"][segment]
+    first_model = status["model_key"]
+    page.click("#segnets-finetune")
+    status = server.wait_for(
+        lambda s: not s["job"]["busy"] and s["job"]["round"] == 2, STEP_TIMEOUT + FINETUNE_SECONDS, "the next round"
+    )
+    assert not status["error"], status["error"]
+    assert status["model_key"] != first_model and status["model_key"] in status["models"]
+    assert first_model in status["models"], "the earlier round's model is kept"
+    page.wait_for_selector("#segnets-round:has-text('Round 2')")
+    assert status["annotation"]["voxels"][segment] == painted_now, "the round modified the annotation"
+    corrected = download_result(page, tmp_path / "round2.seg.nrrd") > 0
+    corrected_dice = dice(corrected, liver)
+    print(json.dumps({"round_1_dice": round(finetuned_dice, 3), "round_2_dice": round(corrected_dice, 3)}))
+    assert corrected_dice >= MIN_FINETUNED_DICE, corrected_dice
+    clock.mark("correction round")
 
     # The page shows the volume with the liver colour in the slice views.
     page.wait_for_function("() => !document.querySelector('#segnets-progress')")
