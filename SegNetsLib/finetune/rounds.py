@@ -193,7 +193,8 @@ def previous_round(library: ModelLibrary, card: ModelCard) -> RoundEntry | None:
     """The round ``card``'s weights continued from (its base version in ``library``), or None for round 1."""
     if round_of(card) <= 1 or not card.provenance.base_model_version:
         return None
-    for entry in round_history(library, card.provenance.base_model_id or card.id):
-        if entry.version == card.provenance.base_model_version:
-            return entry
+    for model_id in dict.fromkeys((card.id, card.provenance.base_model_id or card.id)):  # saved under a new name
+        for entry in round_history(library, model_id):
+            if entry.version == card.provenance.base_model_version:
+                return entry
     return None

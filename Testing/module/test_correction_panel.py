@@ -51,3 +51,110 @@ def test_the_correction_controls_start_disabled_in_the_loaded_ui():
         assert button is not None and not button.isEnabled() and button.text(), name
     assert panel.findChild(widgets.QLabel, "roundLabel") is not None
     assert app is not None
+
+
+# --- the handlers themselves, compiled from SegNets.py and run on stand-ins --------------------------
+
+
+def _handler(name: str, namespace: dict):
+    """SegNetsWidget.<name> from SegNets.py's source, compiled into ``namespace``."""
+    import __future__
+
+    widget = next(n for n in ast.parse(MODULE.read_text()).body if getattr(n, "name", "") == "SegNetsWidget")
+    node = next(n for n in widget.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    code = compile(
+        ast.Module(body=[node], type_ignores=[]), str(MODULE), "exec", flags=__future__.annotations.compiler_flag
+    )
+    exec(code, namespace)
+    return namespace[name]
+
+
+def _slicer_stand_in():
+    import contextlib
+    import types
+
+    util = types.SimpleNamespace(tryWithErrorDisplay=lambda *a, **k: contextlib.nullcontext())
+    return types.SimpleNamespace(util=util, mrmlScene=None)
+
+
+def test_update_continues_the_last_rounds_model_with_the_suggested_slice_reviewed():
+    import types
+
+    from SegNetsLib.finetune.suggest import SliceSuggestion
+
+    calls = []
+    namespace = {"_": lambda text: text, "slicer": _slicer_stand_in()}
+    widget = types.SimpleNamespace(
+        _round=types.SimpleNamespace(
+            model=types.SimpleNamespace(id="liver-ct", version="1.2.0"),
+            suggestion=SliceSuggestion(0, 57, 12.0, "disagreement", 0.4),
+        ),
+        _parameterNode=types.SimpleNamespace(
+            inputVolume="CT",
+            annotationSegmentation="painted",
+            annotationSegmentIds=["liver"],
+            timeBudgetMinutes=5.0,
+            device="cpu",
+        ),  # fmt: skip
+        logic=types.SimpleNamespace(startFinetune=lambda *args, **kwargs: calls.append((args, kwargs)) or "job"),
+        _start=lambda job: calls.append(job),
+    )
+    _handler("onUpdateButton", namespace)(widget)
+    (args, kwargs), started = calls
+    assert args[3] == "liver-ct@1.2.0" and kwargs["reviewed"] == {0: [57]} and started == "job"
+
+
+def test_back_one_round_selects_the_previous_rounds_model_and_shows_its_segmentation(tmp_path):
+    import dataclasses
+    import types
+
+    import numpy as np
+
+    from SegNetsLib.app.logic import FinetuneOutcome
+    from SegNetsLib.core.volume import Volume
+    from SegNetsLib.finetune.options import FinetuneOptions
+    from SegNetsLib.finetune.rounds import finetune_round
+    from SegNetsLib.finetune.save import save_result
+    from SegNetsLib.models.library import ModelEntry, ModelLibrary
+
+    library = ModelLibrary(tmp_path / "models")
+    truth = np.zeros((12, 16, 16), np.uint8)
+    truth[2:10, 4:12, 4:12] = 1
+    image = Volume((100.0 * truth).astype(np.float32), spacing=(2.0, 2.0, 2.0))
+    options = FinetuneOptions(
+        iterations=1, patch_size=(8, 16, 16), batch_size=1, scratch_downsample=1, device="cpu",
+        scratch_build_args={"base_channels": 2, "levels": 2},
+    )  # fmt: skip
+    painted = np.zeros_like(truth)
+    painted[[3, 8]] = truth[[3, 8]]
+    first = finetune_round(image, image.with_array(painted), "unet3d", options)
+    reference1 = save_result(first, "phantom", library)
+    painted[5] = truth[5]
+    second = finetune_round(image, image.with_array(painted), (first.net, first.card), options)
+    reference2 = save_result(second, "phantom", library)
+    version2 = reference2.split("@")[1]
+
+    visible = {}
+
+    def node(reference):
+        display = types.SimpleNamespace(SetVisibility=lambda on: visible.__setitem__(reference, on))
+        return types.SimpleNamespace(GetDisplayNode=lambda: display)
+
+    nodes = {reference1: node(reference1), reference2: node(reference2)}
+    slicer = _slicer_stand_in()
+    slicer.mrmlScene = types.SimpleNamespace(GetNodeByID=lambda node_id: nodes[node_id])
+    selected = []
+    entry = ModelEntry("phantom", version2, library.find("phantom", version2), library.card("phantom", version2))
+    widget = types.SimpleNamespace(
+        _round=FinetuneOutcome(entry, None, None, "fine-tuned", [], 2, None),
+        _roundNodes={reference1: reference1, reference2: reference2},
+        logic=types.SimpleNamespace(core=lambda: types.SimpleNamespace(library=library)),
+        _refreshModels=lambda select=None: selected.append(select),
+        ui=types.SimpleNamespace(roundLabel=types.SimpleNamespace(text="")),
+        _updateButtons=lambda: None,
+    )
+    namespace = {"_": lambda text: text, "slicer": slicer, "dataclasses": dataclasses}
+    _handler("onPreviousRoundButton", namespace)(widget)
+    assert selected == [reference1] and visible == {reference1: True, reference2: False}
+    assert widget._round.round == 1 and f"{widget._round.model.id}@{widget._round.model.version}" == reference1
+    assert "round 1" in widget.ui.roundLabel.text
