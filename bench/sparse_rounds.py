@@ -218,8 +218,7 @@ def row(name, number, method, result, truth, seconds, slices, shown, how=None) -
 
 
 def mean(values) -> float:
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else float("nan")
+    return float(np.mean(kept)) if (kept := [v for v in values if v is not None]) else float("nan")
 
 
 def tables(rows: list[dict]) -> str:
@@ -386,6 +385,10 @@ def main(argv=None) -> int:
         rows = [r for folder in args.merge.split(",") for r in json.loads((Path(folder) / "rounds.json").read_text())]
         results = Path(args.results)
         results.mkdir(parents=True, exist_ok=True)
+        every = {name: value for chosen in SETS.values() for name, value in chosen.items()}
+        missing = {r["structure"] for r in rows} - {r["structure"] for r in rows if r["method"] == "mci"}
+        if missing:  # a run stopped before its Fill between slices: run it now
+            fill_between_rounds({n: read_case(Path(args.data) / n.partition(":")[0], every[n]) for n in missing}, rows)
         (results / "rounds.json").write_text(json.dumps(rows, indent=1))
         print(tables(rows))
         plot(rows, results / "sparse_rounds.png")
