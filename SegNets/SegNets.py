@@ -748,7 +748,7 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
 
     def describeModel(self, reference: str) -> str:
         from SegNetsLib.app.logic import card_summary
-        from SegNetsLib.models.library import split_reference
+        from SegNetsLib.card.versions import split_reference
 
         return card_summary(self.core().library.card(*split_reference(reference)))
 
@@ -757,19 +757,19 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
         return self.core().library.import_path(path.parent if path.name == "card.json" else path)
 
     def exportModel(self, reference: str, path: str) -> Path:
-        from SegNetsLib.models.library import split_reference
+        from SegNetsLib.card.versions import split_reference
 
         modelId, version = split_reference(reference)
         return self.core().library.export(modelId, path, version)
 
     def deleteModel(self, reference: str) -> list[str]:
-        from SegNetsLib.models.library import split_reference
+        from SegNetsLib.card.versions import split_reference
 
         modelId, version = split_reference(reference)
         return self.core().library.remove(modelId, version)
 
     def startSegment(self, volumeNode, modelReference: str, device: str = "auto", roi: str = "auto", roiNode=None):
-        from SegNetsLib.models.library import split_reference
+        from SegNetsLib.card.versions import split_reference
 
         modelId, version = split_reference(modelReference)
         return self.core().start_segment(volumeNode, modelId, version=version, device=device, roi=roi, roi_node=roiNode)

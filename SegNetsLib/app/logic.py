@@ -24,9 +24,10 @@ import numpy as np
 from SegNetsLib import mrml
 from SegNetsLib.app.worker import BackgroundWorker, Job, Worker
 from SegNetsLib.card.card import LabelInfo, ModelCard
+from SegNetsLib.card.versions import split_reference
 from SegNetsLib.core.box import Box, box_union
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.models.library import ModelEntry, ModelLibrary, split_reference
+from SegNetsLib.models.library import ModelEntry, ModelLibrary
 from SegNetsLib.runtime.devices import list_devices
 
 
@@ -232,7 +233,7 @@ class SegmentationLogic:
         (:mod:`SegNetsLib.finetune.rounds`). The annotation is read once here (resampled into the volume's
         grid) and never modified.
         """
-        from SegNetsLib.finetune.run import FinetuneOptions
+        from SegNetsLib.finetune.options import FinetuneOptions
         from SegNetsLib.finetune.start import is_architecture
         from SegNetsLib.mrml.annotation import labels_from_segments
 
