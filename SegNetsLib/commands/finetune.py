@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--time-limit",
         type=float,
         metavar="S",
-        help="seconds for the whole run, segmentation included (default 120 CPU / 20 GPU)",
+        help="seconds for the whole run, segmentation included (default 60 CPU / 20 GPU)",
     )
     parser.add_argument("--iterations", type=int, metavar="N", help="training iterations")
     parser.add_argument("--device", default="auto", help=f"{' | '.join(DEVICE_CHOICES)} (default: auto)")
