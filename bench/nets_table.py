@@ -76,7 +76,7 @@ def main() -> None:
         try:
             with torch.device("meta"):  # no weights are allocated or initialised
                 net = build(name, c_in, classes, preset=preset, **overrides).eval()
-        except Exception as error:  # another engineer's network may be missing or changed; keep the table going
+        except Exception as error:  # a network that fails to build gets a row saying why; the table goes on
             print(f"| {name} | {preset} | {c_in} -> {classes} | - | - | not available: {error} |")
             continue
         params = f"{_params(net):,}"
