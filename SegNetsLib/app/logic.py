@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from SegNetsLib import mrml
-from SegNetsLib.app.worker import BackgroundWorker, Job, Worker
+from SegNetsLib.app.worker import Job, ThreadWorker, Worker
 from SegNetsLib.card.card import LabelInfo, ModelCard
 from SegNetsLib.card.versions import split_reference
 from SegNetsLib.core.box import Box, box_union
@@ -139,7 +139,7 @@ class SegmentationLogic:
     def __init__(self, scene, library: ModelLibrary | None = None, worker: Worker | None = None) -> None:
         self.scene = scene
         self.library = library or ModelLibrary()
-        self.worker = worker or BackgroundWorker()
+        self.worker = worker or ThreadWorker()
         self._shown: dict[str, Any] = {}  # model folder -> the labelmap (Volume) of its round's result on screen
 
     def model_path(self, model: str, version: str | None = None) -> Path:

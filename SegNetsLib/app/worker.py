@@ -12,7 +12,7 @@ Two implementations share this interface:
   inside Slicer the Qt event loop runs with the GIL held, so a thread would only advance while the
   panel happens to run Python. A crash or out-of-memory kill of the model code cannot take the caller
   down with it.
-- :class:`ThreadWorker` (also named ``BackgroundWorker``): one persistent daemon thread, for callers
+- :class:`ThreadWorker`: one persistent daemon thread, for callers
   whose main thread releases the GIL while it waits (an asyncio web server, ``job.wait`` loops).
 """
 
@@ -230,6 +230,3 @@ class ThreadWorker:
             job._finish(JobState.FAILED, error=error)
         else:
             job._finish(JobState.DONE, result=result)
-
-
-BackgroundWorker = ThreadWorker  # the name SegNets Web and older callers use

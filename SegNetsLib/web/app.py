@@ -2,7 +2,7 @@
 
 The scene, views, volume reader and Segment Editor are Slicer's own C++ classes (slicer-core),
 driven by trame-slicer's logic; the SegNets panel calls the same SegNetsLib code as the Slicer
-module (:mod:`SegNetsLib.app.logic`, :mod:`SegNetsLib.mrml`, :class:`SegNetsLib.app.worker.BackgroundWorker`).
+module (:mod:`SegNetsLib.app.logic`, :mod:`SegNetsLib.mrml`, :class:`SegNetsLib.app.worker.ThreadWorker`).
 """
 
 from __future__ import annotations
