@@ -4,7 +4,7 @@ boundary refinement after it will not need.
 Both are estimated before training, on this machine and this volume:
 - segmentation: the preprocessing this run already timed, plus one timed forward pass of a full window
   times the number of sliding windows over the network grid;
-- refinement (random walker on a band around the result, :mod:`finetune_refine`): the refinement itself,
+- refinement (random walker on a band around the result, :mod:`SegNetsLib.finetune.refine`): the refinement itself,
   timed at half resolution on a stand-in result made from the painted slices, times REFINEMENT_SCALE.
 """
 
@@ -104,7 +104,7 @@ def refinement_seconds(
 
 def stand_in_result(painted: np.ndarray, slices: Mapping[int, Sequence[int]]) -> np.ndarray:
     """A result of the size a network's will have, before there is one: along the axis with the most annotated
-    slices, every slice of the range the clean-up allows (:func:`finetune_cleanup.annotated_range`) holds the
+    slices, every slice of the range the clean-up allows (:func:`SegNetsLib.finetune.cleanup.annotated_range`) holds the
     painted labels of the nearest annotated slice ([k, j, i], ``painted`` values, 0 elsewhere)."""
     axis = max(slices, key=lambda a: len(slices[a]))
     annotated = np.array(sorted(set(int(i) for i in slices[axis])))

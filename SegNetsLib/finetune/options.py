@@ -28,7 +28,7 @@ class FinetuneOptions:
     """How to fine-tune. With neither ``iterations`` nor ``time_limit_s`` the budget is 60 s (CPU) / 20 s (GPU).
 
     time_limit_s: wall-clock seconds for the whole run, segmentation and refinement included (training
-    gets what is left after :mod:`finetune_budget` estimates them).
+    gets what is left after :mod:`SegNetsLib.finetune.budget` estimates them).
 
     slices: annotated slices to add to those detected (e.g. all-background slices), {axis: [indices]}.
     patch_size: training patch (d, h, w) on the network grid; default (8, 48, 48) from scratch, the
@@ -36,7 +36,7 @@ class FinetuneOptions:
     the grid a new network learns on. final_fraction: share of the budget spent, after validation, on
     all annotated slices (held-out ones included). threads: CPU threads for torch while fine-tuning;
     segment: False skips the whole-volume segmentation (``labelmap`` is then the annotation itself).
-    refine: settle the network's boundaries with a seeded random walker (:mod:`finetune_refine`).
+    refine: settle the network's boundaries with a seeded random walker (:mod:`SegNetsLib.finetune.refine`).
     None = one thread when the machine is busier than its cores (load average above the core count),
     where several OpenMP threads mostly wait for each other (measured 6x slower here), else torch's default.
     """
@@ -71,9 +71,9 @@ class FinetuneResult:
     with every annotated voxel equal to the user's label; validation_dice / base_validation_dice: mean
     foreground Dice on the held-out annotated slices (None without held-out slices); network_labelmap:
     the network's own labelmap [k, j, i] before boundary refinement (annotated voxels kept too).
-    round / added_slices / suggestion: set by :func:`finetune_rounds.finetune_round`: the interactive round
+    round / added_slices / suggestion: set by :func:`SegNetsLib.finetune.rounds.finetune_round`: the interactive round
     (1 from scratch, n + 1 continued from round n, 0 otherwise), the slices it added {axis: indices}, and the
-    slice to paint next (:class:`finetune_suggest.SliceSuggestion`, None when no slice is uncertain)."""
+    slice to paint next (:class:`SegNetsLib.finetune.suggest.SliceSuggestion`, None when no slice is uncertain)."""
 
     net: nn.Module
     card: ModelCard

@@ -1,13 +1,13 @@
 """Interactive rounds: correct, update in seconds, and see which slice to paint next.
 
-Round 1 trains a new network on the painted slices (:func:`finetune_run.finetune` from an architecture).
+Round 1 trains a new network on the painted slices (:func:`SegNetsLib.finetune.run.finetune` from an architecture).
 After it the user paints one more slice (or corrects one) and starts the next round from the model just
 trained: :func:`finetune_round` notices that the start is a round model (its card's
 ``provenance.round``), continues training warm on all painted slices for a budget scaled to what was
 added (:func:`round_iterations`), with the clean-up and range limits of a network trained on painted
 slices alone, and without held-out validation (the previous model has seen every slice but the new one,
 so it would validate better and the correction would be thrown away). Every round's result names the
-slice to paint next (:mod:`finetune_suggest`). Each round saved is a new version of the model; its card
+slice to paint next (:mod:`SegNetsLib.finetune.suggest`). Each round saved is a new version of the model; its card
 says which round and which slices (:func:`round_history`). The annotation is never modified.
 """
 
@@ -160,7 +160,7 @@ def local_update(
 def suggest_for(
     result: FinetuneResult, volume: Volume, measure: str = DEFAULT_MEASURE, device: str = "cpu"
 ) -> SliceSuggestion | None:
-    """The slice to paint after ``result`` (see :func:`finetune_suggest.suggest_slice`)."""
+    """The slice to paint after ``result`` (see :func:`SegNetsLib.finetune.suggest.suggest_slice`)."""
     network = result.network_labelmap if result.network_labelmap is not None else result.labelmap.array
     return suggest_slice(
         network,
