@@ -25,6 +25,7 @@ from SegNetsLib.core.box import Box
 from SegNetsLib.core.progress import CancelToken
 from SegNetsLib.evaluation.classical import random_walker
 from SegNetsLib.finetune.cleanup import keep_annotated_components, limit_to_annotated_range
+from SegNetsLib.finetune.interpolate import interpolated_distances, with_interpolation
 
 NETWORK_WEIGHT = 0.2
 """Weight of the network's labelmap against the random walker's probabilities in the band. Chosen on saved
@@ -56,7 +57,12 @@ def refine_result(
     random walker must not leave either (it spread a 3-slice lesion over 13 slices once), and only the components
     holding a painted voxel. Annotated voxels keep the user's label: they are seeds, and the range holds every
     annotated structure."""
-    out = refine_with_random_walker(image, labelmap, annotation, weight, spacing, cancel=cancel, classical=classical)
+    interpolated = None
+    if scratch_slices is not None and classical is not None:
+        interpolated = interpolated_distances(np.where(weight > 0, annotation, 0), scratch_slices, spacing)
+    out = refine_with_random_walker(
+        image, labelmap, annotation, weight, spacing, cancel=cancel, classical=classical, interpolated=interpolated
+    )
     if scratch_slices is not None:
         limit_to_annotated_range(out, scratch_slices, np.where(weight > 0, annotation, 0), spacing)
         # and only components holding a painted voxel, as after the network (tune set, k = 2: mean Dice 0.802 ->
@@ -94,6 +100,7 @@ def refine_with_random_walker(
     cancel: CancelToken | None = None,
     classical: np.ndarray | None = None,
     classical_weight: float = CLASSICAL_WEIGHT,
+    interpolated: Mapping[int, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The refined labelmap (same values and dtype as ``labelmap``); annotated voxels keep the user's label.
     ``network_weight`` blends the network's labelmap into the band (default :data:`NETWORK_WEIGHT`, or
@@ -101,7 +108,10 @@ def refine_with_random_walker(
     its class). ``classical``: the random walker's own result from the painted slices alone ([k, j, i], same
     values), or None. With it, background is seeded only farther than ``outer_mm`` from both results (where the
     network misses a part the walker alone finds, the band still holds it), and ``classical_weight`` blends it in
-    like the network's labelmap."""
+    like the network's labelmap. ``interpolated``: label value -> its signed distance (mm, [k, j, i]) interpolated
+    between the painted slices (:func:`finetune.interpolate.interpolated_distances`), or None; background is then
+    seeded only far from it too, and between the first and last painted slice the result is blended with it
+    (:func:`finetune.interpolate.with_interpolation`)."""
     if network_weight is None:
         network_weight = NETWORK_WEIGHT if classical is None else NETWORK_WEIGHT_WITH_CLASSICAL
     sampling = tuple(float(s) for s in spacing)[::-1]
@@ -112,6 +122,8 @@ def refine_with_random_walker(
         return labelmap.copy()
     seeds = np.zeros(labelmap.shape, dtype=np.int32)
     anything = (labelmap > 0) if classical is None else (labelmap > 0) | (classical > 0)
+    for distance in (interpolated or {}).values():
+        anything |= distance > 0
     far = (
         ndimage.distance_transform_edt(~anything, sampling=sampling) > outer_mm
         if anything.any()
@@ -148,27 +160,33 @@ def refine_with_random_walker(
             return_full_prob=True,
         )
     present = [int(index) for index in np.unique(seeds[box]) if index > 0]  # the walker's channels, in order
-    result = seeds.copy()
     priors = [(labelmap[box], network_weight)]
     if classical is not None:
         priors.append((classical[box], classical_weight))
-    result[box] = _with_priors(probabilities, present, priors, values)
+    scores = _with_priors(probabilities, present, priors, values)
+    if interpolated:
+        return _labels_from_seeds(
+            with_interpolation(seeds, box, scores, interpolated, values, annotated), values, labelmap.dtype
+        )
+    result = seeds.copy()
+    result[box] = np.argmax(scores, axis=0) + 1
     return _labels_from_seeds(result, values, labelmap.dtype)
 
 
 def _with_priors(
     probabilities: np.ndarray, present: list[int], priors: list[tuple[np.ndarray, float]], values: list[int]
 ) -> np.ndarray:
-    """Seed indices (1 = background, 2.. = values) [k, j, i]: the walker's probabilities [len(present), k, j, i]
-    (one channel per seed index in ``present``; a seed has probability 1 for its own index) blended with labelmaps
-    [k, j, i] (background 0, ``values``), each with its weight; the walker weighs 1 less the weights' sum."""
+    """Scores [1 + len(values), k, j, i] of background and each value (they sum to 1): the walker's probabilities
+    [len(present), k, j, i] (one channel per seed index in ``present``, 1 = background, 2.. = values; a seed has
+    probability 1 for its own index) blended with labelmaps [k, j, i] (background 0, ``values``), each with its
+    weight; the walker weighs 1 less the weights' sum."""
     shape = probabilities.shape[1:]
     scores = np.zeros((1 + len(values), *shape), dtype=np.float32)
     scores[np.array(present) - 1] = (1.0 - sum(weight for _, weight in priors)) * probabilities
     for labelmap, weight in priors:
         for index, value in enumerate([0, *values]):
             scores[index] += weight * (labelmap == value)
-    return (np.argmax(scores, axis=0) + 1).astype(np.int32)
+    return scores
 
 
 def _labels_from_seeds(indices: np.ndarray, values: list[int], dtype) -> np.ndarray:
