@@ -21,7 +21,7 @@ INTERPOLATION_MM = 2.0
 """Softness of the interpolated outline: a voxel d mm inside it scores 1 / (1 + exp(-d / INTERPOLATION_MM)).
 Both chosen on the tune set of bench/sparse_sets.py (24 structures, saved network labelmaps of 60 s runs; mean
 Dice k = 2 / k = 3; the better of Fill between slices and the random walker per structure: 0.707 / 0.801): without
-the interpolation 0.718 / 0.793; weight 0.3: 0.740 / 0.813, 0.4: 0.749 / 0.820, 0.45: 0.753 / 0.827, **0.5: 0.755 /
+the interpolation (the confined walker alone) 0.718 / 0.793; weight 0.3: 0.740 / 0.813, 0.4: 0.749 / 0.820, 0.45: 0.753 / 0.827, **0.5: 0.755 /
 0.829**, 0.55: 0.753 / 0.829 (softness 2 mm); softness 1 / 3 mm at 0.5: 0.753 / 0.831, 0.751 / 0.824."""
 
 
