@@ -125,6 +125,11 @@ def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelm
             box = known_box(truth.shape, {0: slices}, annotation, image.spacing)
             prediction = walker_alone(image.array, annotation, {0: slices}, box) > 0
             seconds = time.monotonic() - began
+        elif method == "interp":  # the pipeline's own interpolation of the painted outlines, alone
+            from SegNetsLib.finetune.interpolate import interpolate_slices
+
+            prediction = interpolate_slices(annotation, {0: slices}, image.spacing) > 0
+            seconds = time.monotonic() - began
         else:
             raise SystemExit(f"sparse: error: unknown method {method!r}")
         dice, hd95 = metrics(prediction, truth, spacing_kji)
@@ -336,7 +341,7 @@ def merge(folders: list[str], results: Path) -> None:
     tuned = [r for r in rows if r["structure"] in pretrained]
     if scratch:
         print("\n### From scratch\n")
-        shown = ["network", "unet-only", "rw-range", "mci", "rw", "best-classical"]
+        shown = ["network", "unet-only", "rw-range", "interp", "mci", "rw", "best-classical"]
         print(table(scratch, [m for m in shown if any(r["method"] == m for r in scratch)]))
     if tuned:
         print("\n### Pretrained on two BraTS patients, fine-tuned on the third (whole tumour)\n")

@@ -304,6 +304,19 @@ class SegmentationLogic:
             result.suggestion,
         )
 
+    def round_segmentation(self, reference: str, volume_node, name: str | None = None) -> SegmentResult | None:
+        """A new segmentation node of the result shown when the model ``reference`` ("id@version") was made in this
+        scene's session (None when it was not: nothing to show again)."""
+        model_id, version = split_reference(reference)
+        labelmap = self._shown.get(str(self.library.find(model_id, version)))
+        if labelmap is None:
+            return None
+        card = self.library.card(model_id, version)
+        node = mrml.segmentation_from_labelmap(
+            self.scene, labelmap, card.labels, volume_node, name or f"{volume_node.GetName()} {card.name} {version}"
+        )
+        return SegmentResult(node, None, card, [])
+
     def _node(self, node_id: str):
         node = self.scene.GetNodeByID(node_id)
         if node is None:

@@ -341,6 +341,27 @@ class PanelActions:
             "then Update", "then Fine-tune again"
         )
 
+    def back_one_round(self) -> None:
+        """Step back to the previous round: select its model and show its result again (nothing is deleted; the
+        next Fine-tune continues from that round)."""
+        from SegNetsLib.app.correction import step_back
+
+        if self.busy or not self.data.model_key or self.data.round <= 1:
+            return
+        try:
+            entry = step_back(self.logic.library, self.data.model_key)
+            shown = None if entry is None else self.logic.round_segmentation(entry.reference, self.volume_node)
+        except SegNetsError as error:
+            self.data.error = str(error)
+            return
+        if entry is None:
+            return
+        self.data.model_key = entry.reference
+        self.data.round, self.data.suggested_slice = entry.round, None
+        self.data.round_text = f"Back at round {entry.round} ({entry.reference}); Fine-tune continues from it."
+        if shown is not None:
+            self._replace_result(shown)
+
     def go_to_suggestion(self) -> None:
         """Move every slice view to the suggested slice (the views whose plane crosses it show it)."""
         from SegNetsLib.app.correction import node_ijk_to_ras, suggestion_ras

@@ -42,6 +42,7 @@ class PanelActions(Protocol):
     def redo(self) -> None: ...
     def download_result(self) -> object: ...
     def go_to_suggestion(self) -> None: ...
+    def back_one_round(self) -> None: ...
 
 
 class SegNetsPanel(FlexContainer):
@@ -286,4 +287,15 @@ class SegNetsPanel(FlexContainer):
                 prepend_icon="mdi-target",
                 classes="ml-2",
                 click=self._actions.go_to_suggestion,
+            )
+            VBtn(
+                "Back one round",
+                id="segnets-back-round",
+                v_if=(f"{name.round} > 1",),
+                disabled=(name.busy,),
+                size="small",
+                variant="text",
+                prepend_icon="mdi-undo-variant",
+                classes="ml-1",
+                click=self._actions.back_one_round,
             )

@@ -356,6 +356,17 @@ def test_upload_segment_paint_finetune_download(browser, server, case, tmp_path)
     assert corrected_dice >= MIN_FINETUNED_DICE, corrected_dice
     clock.mark("correction round")
 
+    # Back one round: the first round's model is selected again and its result shown, voxel for voxel.
+    page.click("#segnets-back-round")
+    status = server.wait_for(
+        lambda s: s["job"]["round"] == 1 and s["model_key"] == first_model, STEP_TIMEOUT, "the first round again"
+    )
+    page.wait_for_selector("#segnets-round:has-text('Back at round 1')")
+    again = download_result(page, tmp_path / "back.seg.nrrd") > 0
+    assert np.array_equal(again, result), "stepping back did not show the first round's result"
+    assert status["annotation"]["voxels"][segment] == painted_now, "stepping back modified the annotation"
+    clock.mark("back one round")
+
     # The page shows the volume with the liver colour in the slice views.
     page.wait_for_function("() => !document.querySelector('#segnets-progress')")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
