@@ -35,10 +35,12 @@ class FinetuneOptions:
     card's patch size (at most 32 x 96 x 96) when fine-tuning. scratch_downsample: in-plane coarsening of
     the grid a new network learns on. final_fraction: share of the budget spent, after validation, on
     all annotated slices (held-out ones included). threads: CPU threads for torch while fine-tuning;
-    segment: False skips the whole-volume segmentation (``labelmap`` is then the annotation itself).
-    refine: settle the network's boundaries with a seeded random walker (:mod:`SegNetsLib.finetune.refine`).
     None = one thread when the machine is busier than its cores (load average above the core count),
     where several OpenMP threads mostly wait for each other (measured 6x slower here), else torch's default.
+    segment: False skips the whole-volume segmentation (``labelmap`` is then the annotation itself).
+    refine: settle the network's boundaries with a seeded random walker (:mod:`SegNetsLib.finetune.refine`).
+    seed: the random draws of a new network's weights, the patches and the augmentation (with the same
+    seed, threads and iterations a run repeats itself exactly).
     """
 
     iterations: int | None = None

@@ -110,6 +110,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     progress(0.0, "preparing")
 
     patch = options.patch_size
+    torch.manual_seed(options.seed)  # a new network's initial weights, then training's draws
     if is_architecture(start):
         if not classes:
             raise SegNetsError(
@@ -153,7 +154,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     crop = input_size(patch, options.augmentation)
     region = training_box(grid_weight, grid_targets, [p // 2 for p in patch])  # foreground, for validation
     annotated_region = training_box(grid_weight, np.zeros_like(grid_targets), [0, 0, 0])  # all annotated voxels
-    transform = build_augmentation(patch, options.augmentation, slice_axis, device)
+    transform = build_augmentation(patch, options.augmentation, slice_axis, device, seed=options.seed)
 
     def sampler(slices_: list[Slice], seed: int) -> SlicePatchSampler:
         return SlicePatchSampler(
@@ -165,7 +166,6 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
 
     base_net = begin.net
     net = copy.deepcopy(base_net).to(device)
-    torch.manual_seed(options.seed)
     base_dice = None
     if val_slices and not begin.from_scratch:
         progress(0.02, "validating the base model")

@@ -68,8 +68,10 @@ def build_augmentation(
     options: AugmentOptions | None = None,
     slice_axis: int | None = None,
     device: torch.device | str = "cpu",
+    seed: int | None = None,
 ) -> Compose:
-    """A random transform of a sample dict to ``patch_size`` (d, h, w), run on ``device``.
+    """A random transform of a sample dict to ``patch_size`` (d, h, w), run on ``device``; ``seed`` fixes its
+    random draws (None: MONAI's default state).
 
     ``slice_axis`` (0, 1, 2 or None) is the array axis normal to the annotated slices; scaling along it
     gets the extra ``slice_axis_scale`` range so the network sees the annotated anatomy stretched and
@@ -94,7 +96,7 @@ def build_augmentation(
         padding_mode=("border", "zeros", "zeros"),
         device=torch.device(device),
     )
-    return Compose(
+    transform = Compose(
         [
             spatial,
             RandScaleIntensityd(keys="image", factors=options.intensity_scale, prob=options.intensity_prob),
@@ -102,6 +104,9 @@ def build_augmentation(
             RandAdjustContrastd(keys="image", gamma=options.gamma, prob=options.intensity_prob, retain_stats=True),
         ]
     )
+    if seed is not None:
+        transform.set_random_state(seed=seed)
+    return transform
 
 
 def center_crop(sample: dict[str, torch.Tensor], patch_size: Sequence[int]) -> dict[str, torch.Tensor]:

@@ -78,6 +78,18 @@ def test_three_slices_from_scratch_train_on_all_of_them():
     assert result.validation_slices == [] and result.validation_dice is None
 
 
+def test_the_same_seed_trains_the_same_network_and_another_seed_does_not():
+    """Patches, augmentation and initial weights all follow ``FinetuneOptions.seed``: a rerun on as many threads
+    repeats the run (the threads fixed: sums over another count of threads round differently)."""
+    image, truth = _phantom()
+    annotation = _annotation(image, truth, (4, 8, 12))
+    options = dataclasses.replace(TINY, iterations=6, refine=False, threads=1)
+    first, again = (finetune(image, annotation, "unet3d", options) for _ in range(2))
+    other = finetune(image, annotation, "unet3d", dataclasses.replace(options, seed=1))
+    assert _weights_digest(first.net) == _weights_digest(again.net) != _weights_digest(other.net)
+    assert [h["loss"] for h in first.history] == [h["loss"] for h in again.history]
+
+
 def test_refinement_that_would_overrun_the_time_limit_is_skipped_and_said():
     image, truth = _phantom()
     options = dataclasses.replace(TINY, iterations=None, time_limit_s=0.01)  # spent before training starts
