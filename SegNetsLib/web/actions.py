@@ -30,6 +30,7 @@ from SegNetsLib.core.annotation import annotated_slices, count_slices
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.mrml import annotation_from_segmentation, segmentation_from_labelmap, volume_from_node
 from SegNetsLib.mrml.files import save_segmentation_node
+from SegNetsLib.web.rounds import RoundActions
 from SegNetsLib.web.state import Choice, PanelState
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ POLL_INTERVAL_S = 0.25
 ANNOTATION_NAME = "Annotation"
 
 
-class PanelActions:
+class PanelActions(RoundActions):
     """The panel's behaviour. ``panel`` is the typed :class:`PanelState` of the page."""
 
     def __init__(self, server: Server, slicer_app, panel: TypedState[PanelState]) -> None:
@@ -328,55 +329,6 @@ class PanelActions:
             f"Fine-tuned: new model {new_model.id} {new_model.version} (validation Dice {dice}); "
             "the volume was segmented with it."
         )
-
-    def _show_round(self, outcome) -> None:
-        """The round a Fine-tune made and the slice to paint next (a second Fine-tune continues the round)."""
-        from SegNetsLib.app.correction import describe_round
-
-        suggestion = outcome.suggestion
-        self.data.round = int(outcome.round)
-        self.data.suggested_slice = None if suggestion is None else int(suggestion.index)
-        self.data.suggested_axis = 0 if suggestion is None else int(suggestion.axis)
-        self.data.round_text = describe_round(outcome.round, suggestion, outcome.model.card.provenance.seconds).replace(
-            "then Update", "then Fine-tune again"
-        )
-
-    def back_one_round(self) -> None:
-        """Step back to the previous round: select its model and show its result again (nothing is deleted; the
-        next Fine-tune continues from that round)."""
-        from SegNetsLib.app.correction import step_back
-
-        if self.busy or not self.data.model_key or self.data.round <= 1:
-            return
-        try:
-            entry = step_back(self.logic.library, self.data.model_key)
-            shown = None if entry is None else self.logic.round_segmentation(entry.reference, self.volume_node)
-        except SegNetsError as error:
-            self.data.error = str(error)
-            return
-        if entry is None:
-            return
-        self.data.model_key = entry.reference
-        self.data.round, self.data.suggested_slice = entry.round, None
-        self.data.round_text = f"Back at round {entry.round} ({entry.reference}); Fine-tune continues from it."
-        if shown is not None:
-            self._replace_result(shown)
-
-    def go_to_suggestion(self) -> None:
-        """Move every slice view to the suggested slice (the views whose plane crosses it show it)."""
-        from SegNetsLib.app.correction import node_ijk_to_ras, suggestion_ras
-        from SegNetsLib.finetune.suggest import SliceSuggestion
-
-        volume = self.volume_node
-        if volume is None or self.data.suggested_slice is None:
-            return
-        suggestion = SliceSuggestion(self.data.suggested_axis, int(self.data.suggested_slice), 0.0, "", 0.0)
-        shape = tuple(reversed(volume.GetImageData().GetDimensions()))
-        r, a, s = suggestion_ras(node_ijk_to_ras(volume), shape, suggestion)
-        for view in self._slicer_app.view_manager.get_slice_views():
-            node = self.scene.GetSingletonNode(view.get_singleton_tag(), "vtkMRMLSliceNode")
-            if node is not None:
-                node.JumpSliceByOffsetting(r, a, s)
 
     def _replace_result(self, result) -> None:
         """Show the newest result (segmentation and RoI nodes) and drop the previous one's nodes."""
