@@ -93,6 +93,12 @@ def test_a_correction_round_continues_from_the_result_and_names_the_next_slice(s
     back = step_back(logic.library, reference2)
     assert back is not None and back.reference == reference1
     assert step_back(logic.library, reference1) is None
+    # the first round's result can be shown again (a new node, voxel for voxel)
+    again = logic.round_segmentation(reference1, volume_node)
+    assert again.segmentation_node is not first.segmentation.segmentation_node
+    assert np.array_equal(segment_mask(again.segmentation_node, "Liver", volume_node), shown1)
+    base = f"all-liver@{first.model.card.provenance.base_model_version}"
+    assert logic.round_segmentation(base, volume_node) is None  # the model fine-tuned from: nothing to show again
 
 
 def test_the_suggested_slice_maps_to_its_place_in_the_volume(scene_case):
