@@ -26,12 +26,15 @@ def test_between_two_discs_the_outline_takes_the_mean_radius():
     assert np.isfinite(distance[:11]).all()
 
 
-def test_outside_the_painted_range_nothing_is_interpolated():
-    painted = np.zeros((20, 40, 40), np.uint8)
-    painted[5] = painted[12] = _disc(6.0)
-    labels = interpolate_slices(painted, {0: [5, 12], 1: [], 2: []}, spacing=(1, 1, 1))
-    assert not labels[:5].any() and not labels[13:].any()
-    assert all(np.array_equal(labels[z] == 1, _disc(6.0)) for z in range(5, 13))
+def test_beyond_the_outer_painted_slices_the_outline_tapers_over_one_gap():
+    painted = np.zeros((40, 40, 40), np.uint8)
+    painted[15] = painted[20] = _disc(6.0)
+    labels = interpolate_slices(painted, {0: [15, 20], 1: [], 2: []}, spacing=(1, 1, 1))
+    assert all(np.array_equal(labels[z] == 1, _disc(6.0)) for z in range(15, 21))
+    areas = [int(labels[z].sum()) for z in range(40)]
+    assert areas[:10] == [0] * 10 and areas[26:] == [0] * 14  # one gap (5 slices) beyond, then nothing
+    assert areas[15] > areas[14] > areas[12] > areas[10] > 0  # shrinking away from the painted slice
+    assert areas[20] > areas[21] > areas[23] > areas[25] > 0
 
 
 def test_a_painted_slice_without_the_structure_ends_it_between_the_slices():
