@@ -306,7 +306,7 @@ class SegmentationLogic:
 
     def round_segmentation(self, reference: str, volume_node, name: str | None = None) -> SegmentResult | None:
         """A new segmentation node of the result shown when the model ``reference`` ("id@version") was made in this
-        scene's session (None when it was not: nothing to show again)."""
+        scene by this logic (None when it was not: nothing to show again)."""
         model_id, version = split_reference(reference)
         labelmap = self._shown.get(str(self.library.find(model_id, version)))
         if labelmap is None:
