@@ -82,7 +82,12 @@ def _taper(distances: np.ndarray, end: int, gap: int, step: int) -> None:
         z = end + step * offset
         if not 0 <= z < distances.shape[0]:
             return
-        distances[z] = base - offset / (reach + 1) * (float(base.max()) + 1e-3)
+        distances[z] = _shrunk(base, offset / (reach + 1))
+
+
+def _shrunk(distance: np.ndarray, fraction: float) -> np.ndarray:
+    """``distance`` less ``fraction`` of its deepest point (a little more at 1: the outline is gone there)."""
+    return distance - fraction * (float(distance.max()) + 1e-3)
 
 
 def _between(first: np.ndarray, second: np.ndarray, plane: Sequence[float], steps: Sequence[float]) -> list:
@@ -136,9 +141,9 @@ def _blend(a: _Piece | None, b: _Piece | None, t: float, plane: Sequence[float])
     """The pair's signed distance at fraction ``t`` from ``a`` to ``b``: both slid to the centroid between
     theirs and blended (a missing partner: the piece's own distance less its depth, so it ends there)."""
     if b is None:
-        return a.distance - t * (float(a.distance.max()) + 1e-3)
+        return _shrunk(a.distance, t)
     if a is None:
-        return b.distance - (1.0 - t) * (float(b.distance.max()) + 1e-3)
+        return _shrunk(b.distance, 1.0 - t)
     move = b.centroid - a.centroid
     first = _slid(a.distance, t * move) if t > 0 else a.distance
     second = _slid(b.distance, -(1.0 - t) * move) if t < 1 else b.distance
@@ -174,9 +179,9 @@ def with_interpolation(
     softness_mm: float = INTERPOLATION_MM,
 ) -> np.ndarray:
     """Seed indices [k, j, i] (1 = background, 2.. = ``values``): the walker's ``scores`` [1 + len(values), box]
-    inside ``box`` and its ``seeds`` elsewhere, blended between the first and last painted slice with each value's
-    soft interpolated outline (``distances``: value -> signed distance in mm, -inf outside the painted range),
-    ``weight`` against the walker's 1 - ``weight``. Voxels where ``fixed`` is True keep their seed."""
+    inside ``box`` and its ``seeds`` elsewhere, blended wherever the outlines reach with each value's soft
+    interpolated outline (``distances``: value -> signed distance in mm, -inf where it does not reach), ``weight``
+    against the walker's 1 - ``weight``. Voxels where ``fixed`` is True keep their seed."""
     box = tuple(slice(b.start, min(b.stop, n)) for b, n in zip(box, seeds.shape))
     region = box_union(_bounding_box(seeds != 1), Box.from_slices(box))  # outside: background seeds only
     full = np.zeros((1 + len(values), *region.shape), dtype=np.float32)
@@ -212,18 +217,11 @@ def _bounding_box(mask: np.ndarray) -> Box:
 def interpolate_slices(
     painted: np.ndarray, slices: Mapping[int, Sequence[int]], spacing: Sequence[float]
 ) -> np.ndarray:
-    """Labelmap (``painted``'s dtype, [k, j, i]) filled between the annotated slices of the one axis that has
-    them (the axis with the most when several do): each voxel takes the label whose interpolated distance is
-    largest and positive; 0 outside the annotated range and wherever no label reaches."""
-    axis = max(slices, key=lambda a: len(slices[a]))
-    indices = slices[axis]
+    """Labelmap (``painted``'s dtype, [k, j, i]) of :func:`interpolated_distances`: each voxel takes the label whose
+    interpolated distance is largest and positive; 0 wherever no label reaches."""
     out = np.zeros(painted.shape, dtype=painted.dtype)
-    values = [int(v) for v in np.unique(painted) if v != 0]
-    if not values or not indices:
-        return out
     best = np.zeros(painted.shape, dtype=np.float32)
-    for value in values:
-        distance = interpolated_distance(painted, value, axis, indices, spacing)
+    for value, distance in interpolated_distances(painted, slices, spacing).items():
         wins = distance > best
         out[wins] = value
         best[wins] = distance[wins]
