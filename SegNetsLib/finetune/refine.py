@@ -112,7 +112,11 @@ def refine_with_random_walker(
     like the network's labelmap. ``interpolated``: label value -> its signed distance (mm, [k, j, i]) interpolated
     between the painted slices (:func:`finetune.interpolate.interpolated_distances`), or None; background is then
     seeded only far from it too, and wherever it reaches the result is blended with it
-    (:func:`finetune.interpolate.with_interpolation`)."""
+    (:func:`finetune.interpolate.with_interpolation`).
+
+    Everything farther than ``outer_mm`` from every result is a background seed, so the work is done inside the box
+    reaching that far around them (:func:`reach_box`) and the rest keeps its seeds: the same labels in a fraction of
+    the time on a large volume with a small structure."""
     if network_weight is None:
         network_weight = NETWORK_WEIGHT if classical is None else NETWORK_WEIGHT_WITH_CLASSICAL
     sampling = tuple(float(s) for s in spacing)[::-1]
@@ -121,15 +125,63 @@ def refine_with_random_walker(
     values = sorted(set(values) | set(annotated_values))
     if not values:
         return labelmap.copy()
-    seeds = np.zeros(labelmap.shape, dtype=np.int32)
     anything = (labelmap > 0) if classical is None else (labelmap > 0) | (classical > 0)
     for distance in (interpolated or {}).values():
         anything |= distance > 0
+    out = np.where(weight > 0, annotation, 0).astype(labelmap.dtype)  # outside the box: the seeds' labels
+    if not (anything.any() or out.any()):
+        return out
+    box = reach_box(anything | (out > 0), sampling, outer_mm).slices
+    out[box] = _refine_inside(
+        image[(slice(None), *box)] if image.ndim == 4 else image[box],
+        labelmap[box],
+        annotation[box],
+        weight[box],
+        anything[box],
+        values,
+        sampling,
+        (inner_mm, inner_fraction, outer_mm, beta, network_weight),
+        cancel,
+        None if classical is None else classical[box],
+        classical_weight,
+        None if interpolated is None else {value: distance[box] for value, distance in interpolated.items()},
+    )
+    return out
+
+
+def reach_box(mask: np.ndarray, sampling: Sequence[float], reach_mm: float) -> Box:
+    """The box around ``mask``'s True voxels ([k, j, i], not empty) widened on every side by more than
+    ``reach_mm`` (sampling: (k, j, i) mm), clipped to the array: every voxel outside lies farther than that."""
+    coords = np.nonzero(mask)
+    widen = [int(np.ceil(reach_mm / s)) + 1 for s in sampling]
+    low = [max(0, int(c.min()) - w) for c, w in zip(coords, widen)]
+    high = [min(n, int(c.max()) + 1 + w) for c, w, n in zip(coords, widen, mask.shape)]
+    return Box(*low, *high)
+
+
+def _refine_inside(
+    image,
+    labelmap,
+    annotation,
+    weight,
+    anything,
+    values,
+    sampling,
+    constants,
+    cancel,
+    classical,
+    classical_weight,
+    interpolated,
+) -> np.ndarray:
+    """:func:`refine_with_random_walker` inside its box (arrays cropped to it; ``anything``: where any result or
+    outline reaches; ``constants``: inner_mm, inner_fraction, outer_mm, beta, network_weight)."""
+    inner_mm, inner_fraction, outer_mm, beta, network_weight = constants
+    seeds = np.zeros(labelmap.shape, dtype=np.int32)
     far = (
         ndimage.distance_transform_edt(~anything, sampling=sampling) > outer_mm
         if anything.any()
         else np.ones_like(anything)
-    )
+    )  # the same distances as in the whole volume: everything ``anything`` marks lies inside the box
     seeds[far] = 1
     for index, value in enumerate(values, start=2):
         inside = labelmap == value

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
-from SegNetsLib.finetune.refine import refine_with_random_walker
+from SegNetsLib.finetune.refine import reach_box, refine_with_random_walker
 
 
 def _ball(shape=(20, 32, 32), radius=8.0) -> np.ndarray:
@@ -182,3 +183,39 @@ def test_refine_result_keeps_only_the_components_holding_a_painted_voxel():
         weight[index] = 1
     refined = refine_result(image, network, annotation, weight, (1, 1, 1), {0: [7, 10, 13]})
     assert not refined[14:17, 1:4, 1:4].any() and refined[10, 16, 16] == 1
+
+
+def test_a_small_structure_in_a_large_volume_is_refined_as_in_a_volume_just_around_it():
+    """The work happens inside the box reaching ``outer_mm`` around the results: the labels of a ball placed in a
+    large noisy volume (anisotropic spacing, an annotated slice through it and one far away) equal those of the
+    same ball refined in a volume cut tightly around that box, and nothing appears elsewhere."""
+    rng = np.random.default_rng(1)
+    shape, spacing, outer_mm = (40, 120, 140), (0.8, 0.8, 2.5), 6.0  # spacing (i, j, k) mm
+    z, y, x = np.indices(shape)
+    truth = ((z - 12) * 2.5) ** 2 + ((y - 50) * 0.8) ** 2 + ((x - 60) * 0.8) ** 2 <= 8.0**2
+    image = (100.0 * truth + rng.normal(0, 20, shape)).astype(np.float32)
+    network = (((z - 12) * 2.5) ** 2 + ((y - 50) * 0.8) ** 2 + ((x - 60) * 0.8) ** 2 <= 6.0**2).astype(np.uint8)
+    annotation, weight = np.zeros(shape, np.uint8), np.zeros(shape, np.float32)
+    for index in (12, 35):
+        annotation[index], weight[index] = truth[index], 1.0
+    kwargs = dict(spacing=spacing, inner_mm=2, outer_mm=outer_mm)
+    whole = refine_with_random_walker(image, network, annotation, weight, **kwargs)
+    # the ball (8 mm) and more than outer_mm around it: 3 slices of 2.5 mm, 9 voxels of 0.8 mm, and a few more
+    reach = (slice(12 - 7, 12 + 8), slice(50 - 22, 50 + 23), slice(60 - 22, 60 + 23))
+    part = refine_with_random_walker(image[reach], network[reach], annotation[reach], weight[reach], **kwargs)
+    assert np.array_equal(whole[reach], part)
+    outside = np.ones(shape, bool)
+    outside[reach] = False
+    assert not whole[outside].any() and whole[reach].sum() > network.sum()
+
+
+def test_every_voxel_outside_the_reach_box_lies_farther_than_the_reach():
+    rng = np.random.default_rng(2)
+    for sampling, reach_mm in (((2.5, 0.8, 0.8), 6.0), ((1.0, 1.0, 1.0), 3.0), ((5.0, 0.57, 0.57), 24.0)):
+        mask = np.zeros((30, 90, 90), bool)
+        mask[tuple(rng.integers(0, n, 3) for n in mask.shape)] = True
+        box = reach_box(mask, sampling, reach_mm)
+        distance = ndimage.distance_transform_edt(~mask, sampling=sampling)
+        outside = np.ones(mask.shape, bool)
+        outside[box.slices] = False
+        assert outside.any() and distance[outside].min() > reach_mm  # a box smaller than the volume, far enough
