@@ -29,27 +29,50 @@ def _labelled(labels: np.ndarray, ignore_value: int | None) -> np.ndarray:
     return mask
 
 
-def annotated_slices(labels: np.ndarray, ignore_value: int | None = DEFAULT_IGNORE_VALUE) -> Slices:
-    """The slices, along any of the three axes, that hold the nonzero voxels of ``labels`` [k, j, i].
+def annotated_slices(
+    labels: np.ndarray,
+    ignore_value: int | None = DEFAULT_IGNORE_VALUE,
+    given: Mapping[int, Sequence[int]] | None = None,
+) -> Slices:
+    """The slices, along any of the three axes, that hold the nonzero voxels of ``labels`` [k, j, i]:
+    ``given`` (slices known to be annotated, for example those of earlier rounds) and a cover of the rest.
 
-    A slice counts as annotated when it holds a nonzero (non-ignore) voxel. A nonzero voxel lies in
-    one slice along each axis, so the slices are chosen as the smallest cover found greedily: the
-    slice holding the most not-yet-covered labelled voxels is taken first. Three annotated axial
-    slices thus give three axial slices, not every coronal slice that crosses them; axial, coronal
-    and sagittal slices may be mixed.
+    A nonzero voxel lies in one slice along each axis, so the rest is covered greedily: the slice holding
+    the most not-yet-covered labelled voxels that are painted as a region in it (a labelled neighbour along
+    both of its in-plane axes) is taken first, any labelled voxel once no such voxel is left. Three annotated
+    axial slices thus give three axial slices, not the few coronal slices that cross a thin vessel painted on
+    them; axial, coronal and sagittal slices may be mixed.
     """
     if labels.ndim != 3:
         raise SegNetsError(f"the annotation must be a 3D labelmap; it has shape {labels.shape}.")
-    uncovered = _labelled(labels, ignore_value)
-    slices: Slices = {0: [], 1: [], 2: []}
+    labelled = _labelled(labels, ignore_value)
+    slices = merge_slices(given or {})
+    uncovered = labelled & ~slices_mask(labels.shape, slices)
+    in_region = [labelled & _has_neighbours(labelled, [a for a in range(3) if a != axis]) for axis in range(3)]
     other_axes = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
     while uncovered.any():
-        counts = [uncovered.sum(axis=other_axes[axis]) for axis in range(3)]
+        counts = [(uncovered & in_region[axis]).sum(axis=other_axes[axis]) for axis in range(3)]
+        if not max(c.max() for c in counts):
+            counts = [uncovered.sum(axis=other_axes[axis]) for axis in range(3)]
         axis = int(np.argmax([c.max() for c in counts]))
         index = int(np.argmax(counts[axis]))
         slices[axis].append(index)
         uncovered[(slice(None),) * axis + (index,)] = False
     return {axis: sorted(indices) for axis, indices in slices.items()}
+
+
+def _has_neighbours(mask: np.ndarray, axes: Sequence[int]) -> np.ndarray:
+    """Bool like ``mask`` [k, j, i]: a True neighbour (either side) along every one of ``axes``."""
+    out = np.ones(mask.shape, dtype=bool)
+    for axis in axes:
+        near = np.zeros(mask.shape, dtype=bool)
+        lower = [slice(None)] * 3
+        upper = [slice(None)] * 3
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        near[tuple(lower)] |= mask[tuple(upper)]
+        near[tuple(upper)] |= mask[tuple(lower)]
+        out &= near
+    return out
 
 
 def parse_slices(text: str) -> Slices:

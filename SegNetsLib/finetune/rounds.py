@@ -122,7 +122,7 @@ def finetune_round(
         start = (net, card)
         if round_of(card) >= 1:
             labels = ann.embed_in_image_grid(volume, annotation).array
-            now = ann.merge_slices(ann.annotated_slices(labels, options.ignore_value), options.slices or {})
+            now = ann.annotated_slices(labels, options.ignore_value, options.slices)
             added = added_slices(card_slices(card), now)
             options = round_options(card, sum(len(s) for s in added.values()), options)
             number = round_of(card) + 1

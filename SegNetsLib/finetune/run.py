@@ -96,7 +96,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     annotation = ann.embed_in_image_grid(volume, annotation)
     ann.check_annotation(volume, annotation)
     labels = np.array(annotation.array, copy=True)  # never touch the caller's annotation
-    slices = ann.merge_slices(ann.annotated_slices(labels, options.ignore_value), options.slices or {})
+    slices = ann.annotated_slices(labels, options.ignore_value, options.slices)
     ann.require_annotated(slices)
     weight = ann.weight_map(labels, slices, options.ignore_value)
     notes = []

@@ -22,6 +22,28 @@ def test_axial_slices_are_detected_not_the_crossing_coronal_ones():
     assert ann.annotated_slices(labels) == {0: [5, 10, 14], 1: [], 2: []}
 
 
+def _thin_tube(shape=(20, 91, 117)) -> np.ndarray:
+    """A vessel along axis 0, 4 voxels across j and 7 across i (the MR vena cava it stands for: 24 voxels a slice)."""
+    tube = np.zeros(shape, dtype=np.uint8)
+    tube[:, 45:49, 60:67] = 1
+    tube[:, 45, 60] = tube[:, 48, 66] = 0
+    return tube
+
+
+def test_a_thin_vessel_painted_on_four_axial_slices_gives_those_slices():
+    # its few coronal rows hold more labelled voxels than any painted slice: a plain greedy cover took them
+    labels = np.zeros((20, 91, 117), dtype=np.uint8)
+    labels[[0, 5, 10, 15]] = _thin_tube()[[0, 5, 10, 15]]
+    assert ann.annotated_slices(labels) == {0: [0, 5, 10, 15], 1: [], 2: []}
+
+
+def test_given_slices_are_kept_and_only_the_rest_is_covered():
+    labels = np.zeros((20, 91, 117), dtype=np.uint8)
+    labels[[0, 5, 10]] = _thin_tube()[[0, 5, 10]]
+    labels[17, 46, 62] = 1  # a single voxel: no region in any plane
+    assert ann.annotated_slices(labels, given={0: [0, 5, 10, 12]}) == {0: [0, 5, 10, 12, 17], 1: [], 2: []}
+
+
 def test_mixed_orientations_are_detected_per_axis():
     dense = _blob()
     labels = np.zeros_like(dense)
