@@ -91,19 +91,8 @@ def train_tiny_liver_unet(ct: Volume, label: Volume, iterations: int = 300, seed
     Steps alternate between the card's 6 mm grid (the fine pass) and the coarse pass's 12 mm grid, so the
     coarse pass sees the scale it was trained on. Patches of the card's patch size, as the sliding windows
     see them, so the net does not learn the volume's borders. Two patches per step: PyTorch's CPU conv3d
-    takes its fast oneDNN path only for batches above 1 (or large C*D*H). Trained on one torch thread: the
-    same weights on every machine (on 2 threads the reduction order differed, and the Dice with it: 0.75
-    against 0.88 on one machine).
+    takes its fast oneDNN path only for batches above 1 (or large C*D*H).
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _train_tiny_liver_unet(ct, label, iterations, seed)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train_tiny_liver_unet(ct: Volume, label: Volume, iterations: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     card = LIVER_CARD
     build = dict(card.build_args)
