@@ -48,8 +48,9 @@ def annotated_slices(
     labelled = _labelled(labels, ignore_value)
     slices = merge_slices(given or {})
     uncovered = labelled & ~slices_mask(labels.shape, slices)
-    in_region = [labelled & _has_neighbours(labelled, [a for a in range(3) if a != axis]) for axis in range(3)]
     other_axes = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
+    near = [_has_neighbour(labelled, axis) for axis in range(3)]
+    in_region = [labelled & near[a] & near[b] for a, b in other_axes.values()]
     while uncovered.any():
         counts = [(uncovered & in_region[axis]).sum(axis=other_axes[axis]) for axis in range(3)]
         if not max(c.max() for c in counts):
@@ -61,18 +62,14 @@ def annotated_slices(
     return {axis: sorted(indices) for axis, indices in slices.items()}
 
 
-def _has_neighbours(mask: np.ndarray, axes: Sequence[int]) -> np.ndarray:
-    """Bool like ``mask`` [k, j, i]: a True neighbour (either side) along every one of ``axes``."""
-    out = np.ones(mask.shape, dtype=bool)
-    for axis in axes:
-        near = np.zeros(mask.shape, dtype=bool)
-        lower = [slice(None)] * 3
-        upper = [slice(None)] * 3
-        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
-        near[tuple(lower)] |= mask[tuple(upper)]
-        near[tuple(upper)] |= mask[tuple(lower)]
-        out &= near
-    return out
+def _has_neighbour(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Bool like ``mask`` [k, j, i]: a True neighbour on either side along ``axis``."""
+    near = np.zeros(mask.shape, dtype=bool)
+    lower, upper = [slice(None)] * 3, [slice(None)] * 3
+    lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+    near[tuple(lower)] |= mask[tuple(upper)]
+    near[tuple(upper)] |= mask[tuple(lower)]
+    return near
 
 
 def parse_slices(text: str) -> Slices:
