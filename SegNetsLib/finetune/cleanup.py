@@ -36,11 +36,12 @@ def clean_scratch_prediction(
 
 
 def annotated_range(indices: Sequence[int], length: int) -> slice:
-    """The slices along one axis of ``length`` where a network trained on annotated slices ``indices`` knows
-    something: from the first less the largest gap between consecutive ones to the last plus that gap (a lone
-    slice: :data:`SINGLE_SLICE_MARGIN`)."""
+    """The slices along one axis of ``length`` where the structure painted on annotated slices ``indices`` can lie:
+    from the first less one slice short of the largest gap between consecutive ones to the last plus as many (a
+    lone slice: :data:`SINGLE_SLICE_MARGIN`). A user who paints every g-th slice would have painted the slice g
+    beyond the outer one had the structure reached it; one who paints consecutive slices has painted it all."""
     ordered = sorted(set(int(i) for i in indices))
-    margin = max((b - a for a, b in zip(ordered, ordered[1:])), default=SINGLE_SLICE_MARGIN)
+    margin = max((b - a - 1 for a, b in zip(ordered, ordered[1:])), default=SINGLE_SLICE_MARGIN)
     return slice(max(0, ordered[0] - margin), min(length, ordered[-1] + margin + 1))
 
 
@@ -60,9 +61,8 @@ def known_box(
     """The box of a [k, j, i] volume of ``shape`` where a network trained on these slices alone knows something,
     or None when slices lie along several axes.
 
-    Along the slice axis: beyond the outer annotated slices by more than the largest gap between
-    consecutive ones (a user who samples a structure every g slices would have painted it g slices
-    farther out; a lone slice keeps :data:`SINGLE_SLICE_MARGIN`). In-plane (with ``labels``, the painted
+    Along the slice axis: :func:`annotated_range` (beyond the outer annotated slices by one slice less than the
+    largest gap between consecutive ones). In-plane (with ``labels``, the painted
     labels): the bounding box of the annotated foreground widened by a quarter of its size and at least 20 mm
     (spacing (i, j, k) mm).
     """

@@ -37,10 +37,10 @@ def test_stand_in_result_copies_the_nearest_painted_slice_through_the_annotated_
     painted = np.zeros((20, 6, 7), dtype=np.uint8)
     painted[6, 1:3, 1:3] = 1
     painted[10, 3:5, 4:6] = 2
-    out = stand_in_result(painted, {0: [6, 10]})  # largest gap 4: slices 2 to 14
+    out = stand_in_result(painted, {0: [6, 10]})  # largest gap 4: slices 3 to 13
     assert np.array_equal(out[7], painted[6]) and np.array_equal(out[9], painted[10])
-    assert np.array_equal(out[2], painted[6]) and np.array_equal(out[14], painted[10])
-    assert not out[:2].any() and not out[15:].any()
+    assert np.array_equal(out[3], painted[6]) and np.array_equal(out[13], painted[10])
+    assert not out[:3].any() and not out[14:].any()
     assert painted[7].sum() == 0  # the caller's array is untouched
 
 
@@ -49,8 +49,8 @@ def test_stand_in_result_follows_the_axis_with_the_most_annotated_slices():
     for index in (10, 12, 20):
         painted[1:4, 2:4, index] = 1
     out = stand_in_result(painted, {2: [10, 12, 20], 0: [0]})
-    assert out[..., 2].any() and out[..., 28].any()  # first - 8 and last + 8 along axis 2
-    assert not out[..., 1].any() and not out[..., 29].any()
+    assert out[..., 3].any() and out[..., 27].any()  # first - 7 and last + 7 along axis 2 (largest gap 8)
+    assert not out[..., 2].any() and not out[..., 28].any()
     assert np.array_equal(out[..., 16], painted[..., 20]) and np.array_equal(out[..., 15], painted[..., 12])
 
 

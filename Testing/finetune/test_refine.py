@@ -84,8 +84,8 @@ def test_a_vessel_thinner_than_the_inner_depth_keeps_its_core(data_dir):
 
 def test_a_result_from_scratch_stays_in_the_annotated_range():
     """A bright rod through the whole volume, painted on 3 slices: the random walker alone follows it
-    to the volume's ends; refine_result keeps it within the range the clean-up allowed (one slice beyond
-    consecutive painted slices)."""
+    to the volume's ends; refine_result keeps it within the range the clean-up allows (consecutive painted
+    slices: those slices alone)."""
     from SegNetsLib.finetune.refine import refine_result
 
     z, y, x = np.indices((30, 24, 24))
@@ -101,9 +101,8 @@ def test_a_result_from_scratch_stays_in_the_annotated_range():
     )
     assert spread[:12].any() or spread[17:].any()  # the walker alone leaves the range
     refined = refine_result(image, network, annotation, weight, (1, 1, 1), {0: [13, 14, 15]})
-    assert not refined[:12].any() and not refined[17:].any()
+    assert not refined[:13].any() and not refined[16:].any()
     assert np.array_equal(refined[13:16], annotation[13:16])
-    assert (refined[12:17] == 1).sum() >= 0.9 * rod[12:17].sum()
 
 
 def test_a_class_painted_only_far_from_the_band_keeps_its_voxels_and_the_others_their_values():
