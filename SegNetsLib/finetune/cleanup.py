@@ -37,8 +37,8 @@ def clean_scratch_prediction(
 
 def annotated_range(indices: Sequence[int], length: int) -> slice:
     """The slices along one axis of ``length`` where the structure painted on annotated slices ``indices`` can lie:
-    from the first less one slice short of the largest gap between consecutive ones to the last plus as many (a
-    lone slice: :data:`SINGLE_SLICE_MARGIN`). A user who paints every g-th slice would have painted the slice g
+    the annotated ones and, on each side, g - 1 more, g being the largest gap between consecutive ones (a lone
+    slice: :data:`SINGLE_SLICE_MARGIN` more). A user who paints every g-th slice would have painted the slice g
     beyond the outer one had the structure reached it; one who paints consecutive slices has painted it all."""
     ordered = sorted(set(int(i) for i in indices))
     margin = max((b - a - 1 for a, b in zip(ordered, ordered[1:])), default=SINGLE_SLICE_MARGIN)
