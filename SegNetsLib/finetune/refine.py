@@ -25,7 +25,7 @@ from SegNetsLib.core.box import Box
 from SegNetsLib.core.progress import CancelToken
 from SegNetsLib.evaluation.classical import random_walker
 from SegNetsLib.finetune.cleanup import keep_annotated_components, limit_to_annotated_range
-from SegNetsLib.finetune.interpolate import interpolated_distances, with_interpolation
+from SegNetsLib.finetune.interpolate import INTERPOLATION_WEIGHT, interpolated_distances, with_interpolation
 
 NETWORK_WEIGHT = 0.2
 """Weight of the network's labelmap against the random walker's probabilities in the band. Chosen on saved
@@ -51,6 +51,7 @@ def refine_result(
     scratch_slices: Mapping[int, Sequence[int]] | None = None,
     cancel: CancelToken | None = None,
     classical: np.ndarray | None = None,
+    interpolation_weight: float = INTERPOLATION_WEIGHT,
 ) -> np.ndarray:
     """The fine-tuning result's last step: :func:`refine_with_random_walker` (``classical``: see there), and for
     a network trained from scratch on ``scratch_slices`` (axis -> indices) the annotated range its labelmap was limited to, which the
@@ -62,7 +63,15 @@ def refine_result(
     if scratch_slices is not None and classical is not None:
         interpolated = interpolated_distances(painted, scratch_slices, spacing)
     out = refine_with_random_walker(
-        image, labelmap, annotation, weight, spacing, cancel=cancel, classical=classical, interpolated=interpolated
+        image,
+        labelmap,
+        annotation,
+        weight,
+        spacing,
+        cancel=cancel,
+        classical=classical,
+        interpolated=interpolated,
+        interpolation_weight=interpolation_weight,
     )
     if scratch_slices is not None:
         limit_to_annotated_range(out, scratch_slices, painted, spacing)
@@ -102,6 +111,7 @@ def refine_with_random_walker(
     classical: np.ndarray | None = None,
     classical_weight: float = CLASSICAL_WEIGHT,
     interpolated: Mapping[int, np.ndarray] | None = None,
+    interpolation_weight: float = INTERPOLATION_WEIGHT,
 ) -> np.ndarray:
     """The refined labelmap (same values and dtype as ``labelmap``); annotated voxels keep the user's label.
     ``network_weight`` blends the network's labelmap into the band (default :data:`NETWORK_WEIGHT`, or
@@ -145,6 +155,7 @@ def refine_with_random_walker(
         None if classical is None else classical[box],
         classical_weight,
         None if interpolated is None else {value: distance[box] for value, distance in interpolated.items()},
+        interpolation_weight,
     )
     return out
 
@@ -172,6 +183,7 @@ def _refine_inside(
     classical,
     classical_weight,
     interpolated,
+    interpolation_weight,
 ) -> np.ndarray:
     """:func:`refine_with_random_walker` inside its box (arrays cropped to it; ``anything``: where any result or
     outline reaches; ``constants``: inner_mm, inner_fraction, outer_mm, beta, network_weight)."""
@@ -219,7 +231,9 @@ def _refine_inside(
     scores = _with_priors(probabilities, present, priors, values)
     if interpolated:
         return _labels_from_seeds(
-            with_interpolation(seeds, box, scores, interpolated, values, annotated), values, labelmap.dtype
+            with_interpolation(seeds, box, scores, interpolated, values, annotated, interpolation_weight),
+            values,
+            labelmap.dtype,
         )
     result = seeds.copy()
     result[box] = np.argmax(scores, axis=0) + 1

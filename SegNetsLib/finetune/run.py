@@ -34,7 +34,9 @@ from SegNetsLib.finetune.budget import (
     segmentation_seconds,
     training_budget_s,
 )
+from SegNetsLib.finetune.calibrate import interpolation_weight
 from SegNetsLib.finetune.cleanup import clean_scratch_prediction, known_box, without_postprocessing
+from SegNetsLib.finetune.interpolate import INTERPOLATION_WEIGHT
 from SegNetsLib.finetune.loop import FinetuneCallback, LoopSettings, run_loop
 from SegNetsLib.finetune.options import DEFAULT_TIME_LIMIT_S, FinetuneOptions, FinetuneResult
 from SegNetsLib.finetune.refine import refine_result, walker_alone
@@ -177,9 +179,11 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     painted = np.where(weight > 0, labels, 0)
     known = known_box(labels.shape, slices, painted, volume.spacing) if begin.painted_only else None
     classical = None  # the random walker from the painted slices alone, for the refinement to weigh in
+    outline_weight = INTERPOLATION_WEIGHT
     if known is not None and options.segment and options.refine:
         progress(0.03, "random walker from the painted slices")
         classical = walker_alone(volume.array, painted, slices, known)
+        outline_weight = interpolation_weight(volume.array, painted, slices, known, volume.spacing)
     if time_limit:  # the budget is the whole run's: keep what segmenting and refining will take
         segmenting = refining = 0.0
         if options.segment:
@@ -305,6 +309,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
             slices if begin.painted_only else None,
             cancel,
             classical,
+            outline_weight,
         )
     annotated = weight > 0
     for array in (network_out, out):
