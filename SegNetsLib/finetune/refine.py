@@ -53,11 +53,11 @@ def refine_result(
     classical: np.ndarray | None = None,
     interpolation_weight: float = INTERPOLATION_WEIGHT,
 ) -> np.ndarray:
-    """The fine-tuning result's last step: :func:`refine_with_random_walker` (``classical``: see there), and for
-    a network trained from scratch on ``scratch_slices`` (axis -> indices) the annotated range its labelmap was limited to, which the
-    random walker must not leave either (it spread a 3-slice lesion over 13 slices once), and only the components
-    holding a painted voxel. Annotated voxels keep the user's label: they are seeds, and the range holds every
-    annotated structure."""
+    """The fine-tuning result's last step: :func:`refine_with_random_walker` (``classical``,
+    ``interpolation_weight``: see there), and for a network trained from scratch on ``scratch_slices`` (axis ->
+    indices) the annotated range its labelmap was limited to, which the random walker must not leave either (it
+    spread a 3-slice lesion over 13 slices once), and only the components holding a painted voxel. Annotated voxels
+    keep the user's label: they are seeds, and the range holds every annotated structure."""
     painted = np.where(weight > 0, annotation, 0)
     interpolated = None
     if scratch_slices is not None and classical is not None:
@@ -122,7 +122,8 @@ def refine_with_random_walker(
     like the network's labelmap. ``interpolated``: label value -> its signed distance (mm, [k, j, i]) interpolated
     between the painted slices (:func:`finetune.interpolate.interpolated_distances`), or None; background is then
     seeded only far from it too, and wherever it reaches the result is blended with it
-    (:func:`finetune.interpolate.with_interpolation`).
+    (:func:`finetune.interpolate.with_interpolation`), ``interpolation_weight`` against the rest (a fine-tuning run
+    asks :func:`finetune.calibrate.interpolation_weight` for it).
 
     Everything farther than ``outer_mm`` from every result is a background seed, so the work is done inside the box
     reaching that far around them (:func:`reach_box`) and the rest keeps its seeds: the same labels in a fraction of

@@ -184,6 +184,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
         progress(0.03, "random walker from the painted slices")
         classical = walker_alone(volume.array, painted, slices, known)
         outline_weight = interpolation_weight(volume.array, painted, slices, known, volume.spacing)
+        log.info("The interpolated outlines weigh %.2f in the refinement's band.", outline_weight)
     if time_limit:  # the budget is the whole run's: keep what segmenting and refining will take
         segmenting = refining = 0.0
         if options.segment:
