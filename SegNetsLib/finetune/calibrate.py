@@ -45,8 +45,9 @@ def held_out_scores(
     (:func:`held_out_slice` of the axis with the most annotated slices) from its painted neighbours, or None
     when there is no such slice or it holds no structure. ``painted``: the painted labels, 0 elsewhere; ``box``:
     where the walker may run. Every voxel of a painted slice is a seed, so nothing beyond the two neighbours
-    reaches the held-out slice: the walker runs only between them (``box`` cut there along the axis; only the
-    normalization of the intensities, over the part it runs on, differs)."""
+    reaches the held-out slice: the walker and the outlines work only on the two and the slices between them
+    (``box`` cut there along the axis; only the walker's normalization of the intensities, over the part it runs
+    on, differs from a run over all of ``box``)."""
     axis = max(slices, key=lambda a: len(slices[a]))
     held = held_out_slice(slices[axis])
     if held is None:
@@ -57,15 +58,19 @@ def held_out_scores(
         return None
     ordered = sorted(set(int(i) for i in slices[axis]))
     before, after = ordered[ordered.index(held) - 1], ordered[ordered.index(held) + 1]
+    between = [slice(None)] * 3  # the two neighbours and what lies between them, along the axis
+    between[axis] = slice(before, after + 1)
+    between = tuple(between)
+    part = painted[between].copy()
+    np.moveaxis(part, axis, 0)[held - before] = 0
     start, stop = list(box.start), list(box.stop)
-    start[axis], stop[axis] = max(start[axis], before), min(stop[axis], after + 1)
-    slab = Box(*start, *stop)
-    without = painted.copy()
-    np.moveaxis(without, axis, 0)[held] = 0
-    walker = np.take(walker_alone(image, without, {axis: [before, after]}, slab), held, axis=axis)
+    start[axis], stop[axis] = max(start[axis], before) - before, min(stop[axis], after + 1) - before
+    ends = [0, after - before]
+    image_part = image[(slice(None), *between)] if image.ndim == 4 else image[between]
+    walker = np.take(walker_alone(image_part, part, {axis: ends}, Box(*start, *stop)), held - before, axis=axis)
     walker_dice, outline_dice = [], []
     for value in values:
-        outline = np.take(interpolated_distance(without, value, axis, [before, after], spacing), held, axis=axis) > 0
+        outline = np.take(interpolated_distance(part, value, axis, ends, spacing), held - before, axis=axis) > 0
         walker_dice.append(dice(walker == value, truth == value))
         outline_dice.append(dice(outline, truth == value))
     return float(np.mean(walker_dice)), float(np.mean(outline_dice))
