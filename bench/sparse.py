@@ -281,10 +281,9 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
     through the current steps after the network (clean-up, then ``refine_result``): for changes after the
     network, without training again. Seconds stay those of the original run; rescored rows are marked."""
     from SegNetsLib.core import annotation as ann
-    from SegNetsLib.finetune.calibrate import interpolation_weight
+    from SegNetsLib.finetune.calibrate import classical_inputs
     from SegNetsLib.finetune.cleanup import clean_scratch_prediction, known_box
-    from SegNetsLib.finetune.interpolate import INTERPOLATION_WEIGHT
-    from SegNetsLib.finetune.refine import refine_result, walker_alone
+    from SegNetsLib.finetune.refine import refine_result
 
     rows, cases = [], {}
     for folder in folders:
@@ -304,10 +303,7 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
                 if row["method"] == "network":  # refine_result returns a new labelmap
                     painted = np.where(weight > 0, annotation, 0)
                     box = known_box(network.shape, slices, painted, image.spacing)
-                    classical, outline_weight = None, INTERPOLATION_WEIGHT
-                    if box is not None:
-                        classical = walker_alone(image.array, painted, slices, box)
-                        outline_weight = interpolation_weight(image.array, painted, slices, box, image.spacing)
+                    classical, outline_weight = classical_inputs(image.array, painted, slices, box, image.spacing)
                     out = refine_result(
                         image.array,
                         network,

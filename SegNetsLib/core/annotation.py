@@ -101,6 +101,12 @@ def count_slices(slices: Mapping[int, Sequence[int]]) -> int:
     return sum(len(indices) for indices in slices.values())
 
 
+def painting_axis(slices: Mapping[int, Sequence[int]]) -> int:
+    """The axis with the most annotated slices (the first of equals; 0 when none is annotated)."""
+    counts = {int(axis): len(indices) for axis, indices in slices.items()}
+    return max(counts, key=counts.get) if counts and max(counts.values()) else 0
+
+
 def bin_centre_slices(mask: np.ndarray, k: int, axis: int = 0) -> list[int]:
     """Indices of the centres of ``k`` equal bins through ``mask``'s extent along ``axis`` (the slices a
     simulated user annotates in the demo and the benchmarks; the extreme slices hold too few voxels)."""

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from SegNetsLib.core.annotation import painting_axis
 from SegNetsLib.finetune.cleanup import annotated_range
 from SegNetsLib.finetune.refine import refine_with_random_walker
 from SegNetsLib.inference.predictor import window_count, window_size
@@ -106,7 +107,7 @@ def stand_in_result(painted: np.ndarray, slices: Mapping[int, Sequence[int]]) ->
     """A result of the size a network's will have, before there is one: along the axis with the most annotated
     slices, every slice of the range the clean-up allows (:func:`SegNetsLib.finetune.cleanup.annotated_range`) holds the
     painted labels of the nearest annotated slice ([k, j, i], ``painted`` values, 0 elsewhere)."""
-    axis = max(slices, key=lambda a: len(slices[a]))
+    axis = painting_axis(slices)
     annotated = np.array(sorted(set(int(i) for i in slices[axis])))
     moved = np.moveaxis(painted, axis, 0)
     out = np.zeros_like(moved)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from SegNetsLib.core.annotation import painting_axis
 from SegNetsLib.core.box import Box
 from SegNetsLib.evaluation.metrics import dice
 from SegNetsLib.finetune.interpolate import INTERPOLATION_WEIGHT, interpolated_distance
@@ -48,7 +49,7 @@ def held_out_scores(
     reaches the held-out slice: the walker and the outlines work only on the two and the slices between them
     (``box`` cut there along the axis; only the walker's normalization of the intensities, over the part it runs
     on, differs from a run over all of ``box``)."""
-    axis = max(slices, key=lambda a: len(slices[a]))
+    axis = painting_axis(slices)
     held = held_out_slice(slices[axis])
     if held is None:
         return None
@@ -87,3 +88,19 @@ def interpolation_weight(
         return INTERPOLATION_WEIGHT
     walker, outline = scores
     return max(LOWEST_WEIGHT, INTERPOLATION_WEIGHT - CALIBRATION_GAIN * max(0.0, walker - outline))
+
+
+def classical_inputs(
+    image: np.ndarray,
+    painted: np.ndarray,
+    slices: Mapping[int, Sequence[int]],
+    box: Box | None,
+    spacing: Sequence[float],
+) -> tuple[np.ndarray | None, float]:
+    """What :func:`finetune.refine.refine_result` weighs beside a network trained on the painted slices alone: the
+    random walker's own result inside ``box`` (:func:`finetune.refine.walker_alone`, [k, j, i]) and the outlines'
+    weight (:func:`interpolation_weight`); without a box (slices along several axes) (None,
+    :data:`INTERPOLATION_WEIGHT`)."""
+    if box is None:
+        return None, INTERPOLATION_WEIGHT
+    return walker_alone(image, painted, slices, box), interpolation_weight(image, painted, slices, box, spacing)

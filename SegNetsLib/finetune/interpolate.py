@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
+from SegNetsLib.core.annotation import painting_axis
 from SegNetsLib.core.box import Box, box_union
 
 INTERPOLATION_WEIGHT = 0.5
@@ -161,7 +162,7 @@ def interpolated_distances(
     painted: np.ndarray, slices: Mapping[int, Sequence[int]], spacing: Sequence[float]
 ) -> dict[int, np.ndarray]:
     """Label value -> :func:`interpolated_distance` between the annotated slices of the axis that has the most."""
-    axis = max(slices, key=lambda a: len(slices[a]))
+    axis = painting_axis(slices)
     values = [int(v) for v in np.unique(painted) if v != 0]
     if not slices[axis]:
         return {}

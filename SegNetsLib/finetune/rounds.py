@@ -134,7 +134,7 @@ def finetune_round(
         result.suggestion = suggest_for(result, volume, measure, options.device)
     if previous is not None and number >= 2 and added:
         before = card_slices(start[1])
-        axis = max(added, key=lambda a: len(added[a]))
+        axis = ann.painting_axis(added)
         merged = local_update(
             np.asarray(previous), np.asarray(result.labelmap.array), before.get(axis, []), added[axis], axis
         )

@@ -34,12 +34,12 @@ from SegNetsLib.finetune.budget import (
     segmentation_seconds,
     training_budget_s,
 )
-from SegNetsLib.finetune.calibrate import interpolation_weight
+from SegNetsLib.finetune.calibrate import classical_inputs
 from SegNetsLib.finetune.cleanup import clean_scratch_prediction, known_box, without_postprocessing
 from SegNetsLib.finetune.interpolate import INTERPOLATION_WEIGHT
 from SegNetsLib.finetune.loop import FinetuneCallback, LoopSettings, run_loop
 from SegNetsLib.finetune.options import DEFAULT_TIME_LIMIT_S, FinetuneOptions, FinetuneResult
-from SegNetsLib.finetune.refine import refine_result, walker_alone
+from SegNetsLib.finetune.refine import refine_result
 from SegNetsLib.finetune.sampling import Slice, SlicePatchSampler, list_slices, split_validation, training_box
 from SegNetsLib.finetune.save import result_card
 from SegNetsLib.finetune.start import is_architecture, model_start, scratch_start
@@ -182,8 +182,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     outline_weight = INTERPOLATION_WEIGHT
     if known is not None and options.segment and options.refine:
         progress(0.03, "random walker from the painted slices")
-        classical = walker_alone(volume.array, painted, slices, known)
-        outline_weight = interpolation_weight(volume.array, painted, slices, known, volume.spacing)
+        classical, outline_weight = classical_inputs(volume.array, painted, slices, known, volume.spacing)
         log.info("The interpolated outlines weigh %.2f in the refinement's band.", outline_weight)
     if time_limit:  # the budget is the whole run's: keep what segmenting and refining will take
         segmenting = refining = 0.0

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from SegNetsLib.card.card import ModelCard
+from SegNetsLib.core.annotation import painting_axis
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.cleanup import annotated_range, without_postprocessing
 from SegNetsLib.inference.predictor import Predictor
@@ -53,12 +54,6 @@ class SliceSuggestion:
 
     def as_dict(self) -> dict:
         return {"axis": self.axis, "index": self.index, "score": self.score, "measure": self.measure}
-
-
-def painting_axis(slices: Mapping[int, Sequence[int]]) -> int:
-    """The axis with the most painted slices (0 when none)."""
-    counts = {int(axis): len(indices) for axis, indices in slices.items()}
-    return max(counts, key=counts.get) if counts and max(counts.values()) else 0
 
 
 def candidate_slices(

@@ -132,3 +132,10 @@ def test_a_cropped_annotation_on_the_image_grid_is_embedded():
     assert embedded.array[6:8, 5:8, 4:8].all() and embedded.array.sum() == crop.sum()
     off_grid = Volume(crop, spacing=(2, 2, 3), origin=(5.5, 6, 7))
     assert ann.embed_in_image_grid(image, off_grid) is off_grid
+
+
+def test_the_painting_axis_is_the_one_with_most_slices():
+    assert ann.painting_axis({0: [1], 1: [2, 5, 9], 2: []}) == 1
+    assert ann.painting_axis({0: [4, 8], 2: [1, 6]}) == 0
+    assert ann.painting_axis({}) == 0
+    assert ann.painting_axis({1: [], 2: []}) == 0

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from SegNetsLib.core.box import Box
-from SegNetsLib.finetune.calibrate import LOWEST_WEIGHT, held_out_scores, held_out_slice, interpolation_weight
+from SegNetsLib.finetune.calibrate import (
+    LOWEST_WEIGHT,
+    classical_inputs,
+    held_out_scores,
+    held_out_slice,
+    interpolation_weight,
+)
 from SegNetsLib.finetune.interpolate import INTERPOLATION_WEIGHT
 
 SHAPE = (21, 32, 32)
@@ -63,3 +69,17 @@ def test_without_a_held_out_slice_holding_the_structure_the_weight_is_the_defaul
     assert interpolation_weight(image, two, {0: [6, 14]}, WHOLE, (1, 1, 1)) == INTERPOLATION_WEIGHT
     empty_middle = _painted(truth, [6, 19, 20])  # slices 19 and 20 hold background only
     assert held_out_scores(image, empty_middle, {0: [6, 19, 20]}, WHOLE, (1, 1, 1)) is None
+
+
+def test_the_classical_inputs_are_the_walkers_result_and_the_calibrated_weight():
+    """Beside a network trained on painted slices: the walker's own result and the held-out weight; with slices
+    along several axes (no box) neither."""
+    z, y, x = np.indices(SHAPE)
+    truth = ((z - 10) ** 2 + (y - 16) ** 2 + (x - 16) ** 2) <= 64
+    image = (100.0 * truth + np.random.default_rng(0).normal(0, 5, SHAPE)).astype(np.float32)
+    painted = _painted(truth, [4, 10, 16])
+    walker, weight = classical_inputs(image, painted, {0: [4, 10, 16]}, WHOLE, (1, 1, 1))
+    assert walker.shape == SHAPE and set(np.unique(walker)) == {0, 3}
+    assert ((walker == 3) == truth).mean() > 0.98
+    assert weight == interpolation_weight(image, painted, {0: [4, 10, 16]}, WHOLE, (1, 1, 1)) < INTERPOLATION_WEIGHT
+    assert classical_inputs(image, painted, {0: [4, 10, 16]}, None, (1, 1, 1)) == (None, INTERPOLATION_WEIGHT)

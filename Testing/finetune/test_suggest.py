@@ -8,7 +8,6 @@ import pytest
 from SegNetsLib.finetune.suggest import (
     candidate_slices,
     entropy,
-    painting_axis,
     pick_slice,
     suggest_slice,
     uncertainty_map,
@@ -50,11 +49,6 @@ def test_without_disagreement_the_result_farthest_from_the_painting_is_suggested
     assert suggestion is not None and suggestion.measure == "area" and suggestion.index == 5
     empty = np.zeros_like(network)
     assert suggest_slice(empty, empty, {0: [3]}) is None
-
-
-def test_the_painting_axis_is_the_one_with_most_slices():
-    assert painting_axis({0: [1], 1: [2, 5, 9], 2: []}) == 1
-    assert painting_axis({}) == 0
 
 
 def test_entropy_is_highest_where_the_network_hesitates():
