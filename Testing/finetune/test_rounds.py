@@ -83,6 +83,7 @@ def test_round_options_turn_validation_off_and_keep_earlier_painted_slices():
     options = round_options(card, 1, FinetuneOptions(time_limit_s=300.0))
     assert options.iterations == round_iterations(1) and options.time_limit_s is None
     assert options.validation is False and options.slices[0] == [3, 8, 12]
+    assert options.augmentation.deform is False and FinetuneOptions().augmentation.deform is True
     assert round_options(card, 1, FinetuneOptions(time_limit_s=5.0)).time_limit_s == 5.0
     assert added_slices({0: [3, 8]}, {0: [3, 5, 8], 1: []}) == {0: [5]}
 

@@ -63,3 +63,22 @@ def test_gray_value_changes_touch_the_image_only():
 def test_input_size_leaves_room_for_rotation_and_scaling():
     size = input_size((8, 48, 48), AugmentOptions())
     assert all(s > p for s, p in zip(size, (8, 48, 48)))
+
+
+def test_untracked_metadata_gives_the_same_values_and_restores_the_setting():
+    from monai.data import get_track_meta
+
+    from SegNetsLib.training.augment import untracked_meta
+
+    patch = (8, 24, 24)
+    tracked = build_augmentation(patch, slice_axis=0, seed=5)
+    plain = build_augmentation(patch, slice_axis=0, seed=5)
+    for _ in range(3):
+        with_meta = tracked(dict(_sample()))  # MONAI's default: metadata carried along
+        out = augment(plain, _sample())
+        assert torch.equal(out["image"], with_meta["image"].as_tensor().float())
+        assert torch.equal(out["label"], with_meta["label"].as_tensor().round().long())
+    assert get_track_meta()
+    with untracked_meta():
+        assert not get_track_meta()
+    assert get_track_meta()
