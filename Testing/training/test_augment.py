@@ -78,6 +78,7 @@ def test_untracked_metadata_gives_the_same_values_and_restores_the_setting():
         out = augment(plain, _sample())
         assert torch.equal(out["image"], with_meta["image"].as_tensor().float())
         assert torch.equal(out["label"], with_meta["label"].as_tensor().round().long())
+        assert all(type(value) is torch.Tensor for value in out.values())  # plain tensors, no MetaTensor
     assert get_track_meta()
     with untracked_meta():
         assert not get_track_meta()
