@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--previous",
         metavar="SEG",
         help="with --model the previous round's model: that round's segmentation (its --output); the update then "
-        "changes it only between the painted slices around each added one",
+        "changes it only on the slices nearer an added slice than any slice painted before",
     )
     parser.add_argument(
         "--time-limit",

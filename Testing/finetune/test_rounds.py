@@ -134,13 +134,17 @@ def test_a_model_saved_under_a_name_is_found_by_that_name(model_library, name):
     assert card.id == "r1-ts-pulmonary"
 
 
-def test_a_local_update_changes_the_result_only_between_the_painted_neighbours_of_the_added_slice():
+def test_a_local_update_changes_the_result_only_where_the_added_slice_is_the_nearest_painting():
     previous = np.zeros((20, 4, 4), np.uint8)
     new = np.ones_like(previous)
-    out = local_update(previous, new, painted=[3, 10, 16], added=[12], axis=0)
-    assert np.nonzero(out.any(axis=(1, 2)))[0].tolist() == [11, 12, 13, 14, 15]
+    out = local_update(previous, new, painted=[3, 10, 16], added=[12], axis=0)  # 11 and 14: as near 10 and 16
+    assert np.nonzero(out.any(axis=(1, 2)))[0].tolist() == [12, 13]
     out = local_update(previous, new, painted=[3, 10], added=[1, 18], axis=0)  # beyond the ends: to the volume's
-    assert np.nonzero(out.any(axis=(1, 2)))[0].tolist() == [0, 1, 2, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+    assert np.nonzero(out.any(axis=(1, 2)))[0].tolist() == [0, 1, 15, 16, 17, 18, 19]
+    out = local_update(previous, new, painted=[3, 10], added=[6], axis=0)  # an odd gap: 4 and 8 nearer the painted
+    assert np.nonzero(out.any(axis=(1, 2)))[0].tolist() == [5, 6, 7]
+    out = np.moveaxis(local_update(np.moveaxis(previous, 0, 2), np.moveaxis(new, 0, 2), [3, 10], [6], axis=2), 2, 0)
+    assert np.nonzero(out.any(axis=(1, 2)))[0].tolist() == [5, 6, 7]  # the same along another axis
     assert not previous.any()  # the previous result is not modified
 
 
@@ -150,5 +154,5 @@ def test_a_round_given_the_previous_result_keeps_it_away_from_the_added_slice():
     shown = np.full(truth.shape, 1, np.uint8)  # a stand-in for what the user has on screen
     second = finetune_round(image, _painted(image, truth, (3, 5, 8)), (first.net, first.card), TINY, previous=shown)
     out = second.labelmap.array
-    assert (out[:4] == 1).all() and (out[8:] == 1).all()  # outside slices 4..7: the previous result
+    assert (out[:5] == 1).all() and (out[7:] == 1).all()  # outside slices 5 and 6 (nearer 5 than 3 or 8): the previous
     assert np.array_equal(out[5], truth[5])  # the painted slice keeps the user's labels
