@@ -4,10 +4,10 @@ Round 1: k0 bin-centre slices (bench/sparse.py's protocol), from scratch for ``-
 ``--iterations``. Round r > 1: the user paints the suggested slice fully (the reference on it), the model of
 round r - 1 continues warm (``finetune.rounds.finetune_round``) and the result on screen changes on the
 slices nearer the added slice than any earlier painted one (``finetune.rounds.local_update``; ``global_dice``:
-the round's whole result). Per round: Dice against the full reference, wall and CPU seconds of the round and of the suggestion,
-beside Fill between slices (``mci``) and the random walker (``rw``) given the same slices. At rounds 2 and 3
-(k0 -> k0 + 1 -> k0 + 2) the same previous model also continues with the slice the fixed bin rule would add
-(of the k + 1 bin centres, the one farthest from the painted slices) and with a random slice of the
+the round's whole result). Per round: Dice against the full reference, wall and CPU seconds of the round and of
+the suggestion, beside Fill between slices (``mci``) and the random walker (``rw``) given the same slices. At
+rounds 2 and 3 (k0 -> k0 + 1 -> k0 + 2) the same previous model also continues with the slice the fixed bin rule
+would add (of the k + 1 bin centres, the one farthest from the painted slices) and with a random slice of the
 structure's extent, so the three choices are compared on equal terms.
 
 Usage: python bench/sparse_rounds.py --set report [--structures a:b,...] [--rounds 4] [--iterations 300]

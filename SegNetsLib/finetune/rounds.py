@@ -29,7 +29,7 @@ from SegNetsLib.finetune.loop import FinetuneCallback
 from SegNetsLib.finetune.options import FinetuneOptions, FinetuneResult
 from SegNetsLib.finetune.run import finetune
 from SegNetsLib.finetune.start import is_architecture, painted_lineage, round_of
-from SegNetsLib.finetune.suggest import DEFAULT_MEASURE, SliceSuggestion, suggest_slice
+from SegNetsLib.finetune.suggest import DEFAULT_MEASURE, SliceSuggestion, distance_to_painted, suggest_slice
 from SegNetsLib.models.library import ModelLibrary, load
 
 # A correction round trains ROUND_BASE_ITERATIONS plus ROUND_PER_SLICE_ITERATIONS per slice added, at most
@@ -160,12 +160,11 @@ def local_update(
     (at most -0.045) taking the new result whole."""
     out = np.array(previous, copy=True)
     moved_out, moved_new = np.moveaxis(out, axis, 0), np.moveaxis(new, axis, 0)
+    length = moved_out.shape[0]
+    distance = distance_to_painted(painted, length)
     for k in added:
-        below = [p for p in painted if p < k]
-        above = [p for p in painted if p > k]
-        low = (max(below) + k) // 2 + 1 if below else 0
-        high = (min(above) + k + 1) // 2 if above else moved_out.shape[0]
-        moved_out[low:high] = moved_new[low:high]
+        nearer = np.abs(np.arange(length) - k) < distance
+        moved_out[nearer] = moved_new[nearer]
     return out
 
 
