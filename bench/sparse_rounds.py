@@ -39,6 +39,7 @@ from sparse_sets import SETS  # noqa: E402
 from SegNetsLib.core.annotation import bin_centre_slices  # noqa: E402
 from SegNetsLib.evaluation.classical import random_walker  # noqa: E402
 from SegNetsLib.evaluation.metrics import dice  # noqa: E402
+from SegNetsLib.finetune.suggest import DEFAULT_MEASURE  # noqa: E402
 
 COMPARED_ROUNDS = (2, 3)  # the round whose added slice is compared: k0 -> k0 + 1 and k0 + 1 -> k0 + 2
 
@@ -378,7 +379,7 @@ def main(argv=None) -> int:
     parser.add_argument("--results", default=str(BENCH / "results" / "rounds"))
     parser.add_argument("--merge", help="comma-separated result folders of earlier runs: their tables and plot")
     parser.add_argument("--k0", type=int, default=2, help="bin-centre slices painted before round 1")
-    parser.add_argument("--measure", default="disagreement", help="uncertainty measure of the suggestion")
+    parser.add_argument("--measure", default=DEFAULT_MEASURE, help="uncertainty measure of the suggestion")
     parser.add_argument("--iterations", type=int, help="round 1 trains this many iterations instead of --time-limit")
     args = parser.parse_args(argv)
     if args.merge:
