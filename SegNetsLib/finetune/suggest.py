@@ -63,7 +63,7 @@ class SliceSuggestion:
 def candidate_slices(results: Sequence[np.ndarray], painted: Sequence[int], axis: int) -> list[int]:
     """The middle slice of each gap between ``painted`` slices along ``axis`` (gaps of one slice or more) and of
     each stretch between the outer painted slice and the end of the foreground of any of ``results`` ([k, j, i]);
-    gaps first, then the stretch before, then the one after. Painted slices are never candidates."""
+    gaps first, then the stretch before, then the one after (never a painted slice)."""
     ordered = sorted(set(int(i) for i in painted))
     if not ordered:
         return []
@@ -78,7 +78,7 @@ def candidate_slices(results: Sequence[np.ndarray], painted: Sequence[int], axis
         middles.append((first + ordered[0]) // 2)
     if last > ordered[-1]:
         middles.append((last + ordered[-1] + 1) // 2)
-    return [m for m in middles if m not in ordered]
+    return middles
 
 
 def slice_scores(uncertainty: np.ndarray, axis: int) -> np.ndarray:

@@ -8,45 +8,63 @@ import pytest
 from SegNetsLib.finetune.suggest import (
     candidate_slices,
     entropy,
-    pick_slice,
+    reach,
     suggest_slice,
     uncertainty_map,
 )
 
 
-def test_the_slice_where_network_and_refinement_disagree_most_far_from_the_painting_is_suggested():
+def test_the_gap_middle_that_brings_the_disagreement_closest_to_a_painting_is_suggested():
     network = np.zeros((12, 10, 10), np.uint8)
     network[2:10, 3:7, 3:7] = 1
     refined = network.copy()
     refined[6, 2:8, 2:8] = 1  # 20 voxels differ on slice 6
     refined[4, 3, 3] = 0  # 1 voxel on slice 4
     refined[9, 3, 3:7] = 0  # 4 voxels on slice 9, next to the painted slice 8
-    suggestion = suggest_slice(network, refined, {0: [3, 8]})
-    assert suggestion is not None and (suggestion.axis, suggestion.index) == (0, 6)
-    # score: uncertain voxels times the distance to the nearest painted slice (slice 6: 20 x 2)
-    assert suggestion.score == 40 and suggestion.share == pytest.approx(40 / (40 + 1 + 4))
+    suggestion = suggest_slice(network, refined, {0: [3, 8]}, "disagreement")
+    assert suggestion is not None and (suggestion.axis, suggestion.index) == (0, 5)
+    # slice 5 brings slice 6 one slice closer (20 x 1) and slice 4 none; slice 9 (beyond 8) brings slice 9 one
+    # slice closer (4 x 1); slice 2 (before 3) reaches nothing that differs
+    assert suggestion.score == 20 and suggestion.share == pytest.approx(20 / (20 + 4))
     assert suggestion.measure == "disagreement"
-    assert "slice 6 along axis 0" in suggestion.describe()
+    assert "slice 5 along axis 0" in suggestion.describe()
 
 
-def test_painted_slices_are_never_suggested_and_candidates_follow_the_result():
+def test_candidates_are_the_middles_of_the_gaps_and_of_the_stretches_beyond_the_painting():
     network = np.zeros((20, 6, 6), np.uint8)
     network[5:9, 2:4, 2:4] = 1
-    candidates = candidate_slices([network], {0: [6, 7]}, 0, 20)
-    # the result's extent 5..8 one slice wider, and the clean-up's range 5..8 around the painted slices
-    assert np.nonzero(candidates)[0].tolist() == [4, 5, 8, 9]
-    uncertainty = np.zeros(network.shape, np.float32)
-    uncertainty[6] = 100.0  # a painted slice: left out
-    uncertainty[15] = 50.0  # outside every candidate
-    uncertainty[9, 0, 0] = 1.0
-    assert pick_slice(uncertainty, candidates, 0, "disagreement", [6, 7]).index == 9
+    # no gap between 6 and 7; the result reaches 5 before them and 8 after them
+    assert candidate_slices([network], [7, 6], 0) == [5, 8]
+    wider = network.copy()
+    wider[14:18, 2, 2] = 1
+    assert candidate_slices([network, wider], [2, 10], 0) == [6, 14]  # nothing of the result before 2
+    assert candidate_slices([network], [], 0) == []
+    moved = np.moveaxis(network, 0, 2)
+    assert candidate_slices([moved], [6, 7], 2) == [5, 8]
 
 
-def test_without_disagreement_the_result_farthest_from_the_painting_is_suggested():
+def test_reach_counts_the_slices_a_candidate_brings_closer():
+    # one painted slice at 0: painting 6 brings slice 4 two slices closer (4 -> 2), 5 four, 6 to 9 six each
+    assert reach(np.ones(10), [0], 6) == 2 + 4 + 6 * 4
+    assert reach(np.ones(10), [0, 6], 6) == 0  # already painted: brings nothing closer
+
+
+def test_the_wide_gap_wins_unless_the_result_lies_beyond_the_painting():
+    network = np.zeros((20, 8, 8), np.uint8)
+    network[:, 2:4, 2:4] = 1  # 4 voxels on every slice 0..19, painted 5 and 15
+    # middles 10, 2 and 17 bring the result 13, 10 and 6 slice-steps closer (x 4 voxels)
+    suggestion = suggest_slice(network, network, {0: [5, 15]})
+    assert (suggestion.index, suggestion.measure, suggestion.score) == (10, "area", 13 * 4)
+    network[0:5, 4:8, 4:8] = 1  # 16 more voxels on each slice before the painting: 10 x 20 beats 13 x 4
+    assert suggest_slice(network, network, {0: [5, 15]}).index == 2
+
+
+def test_without_disagreement_the_area_decides():
     network = np.zeros((8, 6, 6), np.uint8)
     network[2:6, 2:4, 2:4] = 1
-    suggestion = suggest_slice(network, network.copy(), {0: [3]})
-    assert suggestion is not None and suggestion.measure == "area" and suggestion.index == 5
+    # candidates 2 (before 3) and 4 (after it): 4 brings slices 4 and 5 closer (4 + 4 voxels), 2 only slice 2
+    suggestion = suggest_slice(network, network.copy(), {0: [3]}, "disagreement")
+    assert suggestion is not None and suggestion.measure == "area" and suggestion.index == 4
     empty = np.zeros_like(network)
     assert suggest_slice(empty, empty, {0: [3]}) is None
 
