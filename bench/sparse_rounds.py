@@ -195,8 +195,8 @@ def fill_between_rounds(cases: dict, rows: list[dict]) -> None:
 
 
 def row(name, number, method, result, truth, seconds, slices, shown, how=None) -> dict:
-    """A network row: ``dice`` of what the user sees (``shown``: the round's update between the painted
-    neighbours of the added slice, the previous result elsewhere), ``global_dice`` of the round's whole result."""
+    """A network row: ``dice`` of what the user sees (``shown``: the round's update on the slices nearer the added
+    slice than any earlier painted one, the previous result elsewhere), ``global_dice`` of the round's whole result."""
     out = {
         "structure": name,
         "round": number,
