@@ -50,7 +50,8 @@ def describe_round(number: int, suggestion: SliceSuggestion | None, seconds: flo
     if suggestion is None:
         return text + "; no slice stands out as uncertain."
     where = AXIS_NAMES.get(suggestion.axis, f"axis {suggestion.axis}")
-    return text + f"; least sure of {where} slice {suggestion.index}: paint it there, then Update."
+    why = f" ({suggestion.reason()})" if suggestion.painted else ""
+    return text + f"; least sure of {where} slice {suggestion.index}{why}: paint it there, then Update."
 
 
 def step_back(library: ModelLibrary, reference: str) -> RoundEntry | None:

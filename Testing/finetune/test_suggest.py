@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from SegNetsLib.finetune.suggest import (
+    DEFAULT_MEASURE,
     candidate_slices,
     entropy,
+    painted_trend,
     reach,
     suggest_slice,
     uncertainty_map,
@@ -27,7 +29,7 @@ def test_the_gap_middle_that_brings_the_disagreement_closest_to_a_painting_is_su
     # slice closer (4 x 1); slice 2 (before 3) reaches nothing that differs
     assert suggestion.score == 20 and suggestion.share == pytest.approx(20 / (20 + 4))
     assert suggestion.measure == "disagreement"
-    assert "slice 5 along axis 0" in suggestion.describe()
+    assert suggestion.describe() == "slice 5 along axis 0, halfway between the painted slices 3 and 8"
 
 
 def test_candidates_are_the_middles_of_the_gaps_and_of_the_stretches_beyond_the_painting():
@@ -54,9 +56,23 @@ def test_the_wide_gap_wins_unless_the_result_lies_beyond_the_painting():
     network[:, 2:4, 2:4] = 1  # 4 voxels on every slice 0..19, painted 5 and 15
     # middles 10, 2 and 17 bring the result 13, 10 and 6 slice-steps closer (x 4 voxels)
     suggestion = suggest_slice(network, network, {0: [5, 15]})
-    assert (suggestion.index, suggestion.measure, suggestion.score) == (10, "area", 13 * 4)
+    assert (suggestion.index, suggestion.measure, suggestion.score) == (10, DEFAULT_MEASURE, 13 * 4)
     network[0:5, 4:8, 4:8] = 1  # 16 more voxels on each slice before the painting: 10 x 20 beats 13 x 4
-    assert suggest_slice(network, network, {0: [5, 15]}).index == 2
+    beyond = suggest_slice(network, network, {0: [5, 15]})
+    assert beyond.index == 2 and beyond.reason() == "beyond the painted slice 5, where the result goes on"
+
+
+def test_painted_area_weighs_a_gap_the_result_misses_by_its_paintings():
+    network = np.zeros((20, 8, 8), np.uint8)
+    network[[5, 15], 2:6, 2:6] = 1  # painted slices 5 and 15: 16 voxels each; the result misses 6..14
+    network[0:5, 2:4, 2:4] = 1  # and holds 4 voxels on each slice before 5
+    # area: the gap holds nothing, so the stretch before 5 wins (its middle 2: 10 slice-steps x 4)
+    assert suggest_slice(network, network, {0: [5, 15]}, "area").index == 2
+    # painted-area: each slice of the gap counts 16 (the paintings interpolated): its middle brings 13 x 16
+    suggestion = suggest_slice(network, network, {0: [5, 15]}, "painted-area")
+    assert (suggestion.index, suggestion.score) == (10, 13 * 16)
+    trend = painted_trend(np.array([0.0, 2, 0, 0, 8, 0]), [1, 4])
+    assert trend.tolist() == [0, 2, 4, 6, 8, 0]
 
 
 def test_without_disagreement_the_area_decides():
