@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         k = result.suggestion.index
         gain = dice(corrected.labelmap.array == 1, reference) - first_dice
         print(
-            f"Correction round {corrected.round}: SegNets was least sure of axial slice {k}; with it painted too, "
+            f"Correction round {corrected.round}: SegNets was least sure of axial slice {k} "
+            f"({result.suggestion.reason()}); with it painted too, "
             f"Dice {first_dice:.3f} -> {first_dice + gain:.3f} ({gain:+.3f}) in {correction_seconds:.1f} s"
         )
     else:

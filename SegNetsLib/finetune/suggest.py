@@ -73,9 +73,6 @@ class SliceSuggestion:
     def describe(self) -> str:
         return f"slice {self.index} along axis {self.axis}, {self.reason()}"
 
-    def as_dict(self) -> dict:
-        return {"axis": self.axis, "index": self.index, "score": self.score, "measure": self.measure}
-
 
 def candidate_slices(results: Sequence[np.ndarray], painted: Sequence[int], axis: int) -> list[int]:
     """The middle slice of each gap between ``painted`` slices along ``axis`` (gaps of one slice or more) and of

@@ -24,6 +24,7 @@ def test_demo_writes_segmentation_figure_and_dice(tmp_path, capsys):
     )
     assert correction is not None, out
     assert int(correction.group(1)) not in (76, 90, 104)  # not one of the painted slices
+    assert re.search(r"axial slice \d+ \((halfway between|beyond) the painted slice", out), out  # where it lies
     assert (tmp_path / "liver_slices.png").stat().st_size > 10_000
     labelmap = read_labelmap(tmp_path / "liver.seg.nrrd")
     assert labelmap.shape_kji == (112, 101, 122) and labelmap.array.max() == 1
