@@ -19,6 +19,7 @@ Writes ``rounds.json``, Markdown tables to stdout and ``sparse_rounds.png`` into
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -67,8 +68,6 @@ def random_slice(truth: np.ndarray, slices: list[int], seed: int) -> int | None:
 
 def continue_round(image, truth, slices, previous, options):
     """Continue ``previous`` (FinetuneResult) on ``slices`` painted; (result, seconds)."""
-    import dataclasses
-
     from SegNetsLib.finetune.rounds import finetune_round
 
     chosen = dataclasses.replace(options, slices={0: sorted(slices)})  # all-background slices count too

@@ -3,8 +3,9 @@
 Label values follow TotalSegmentator's class maps ("total" for ts_ct_full, "total_mr" for ts_mr_sm; the
 volumes and their licences are described in ../shared/data/README.md). Constants of the fine-tuning
 pipeline are chosen on TUNE only; REPORT is where the benchmark's numbers count. TUNE holds the ten
-structures the pipeline's earlier constants were chosen on and fourteen more of the kinds REPORT holds; nothing
-chosen has seen REPORT.
+structures the pipeline's earlier constants were chosen on, fourteen more of the kinds REPORT holds, and seventeen
+more of those kinds added for the choice of the suggested slice (docs/benchmarks/sparse_rounds.md says which
+question there came from a REPORT run; the answer was chosen on TUNE).
 """
 
 from __future__ import annotations

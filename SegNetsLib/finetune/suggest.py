@@ -61,13 +61,14 @@ class SliceSuggestion:
     painted: tuple[int, ...] = ()
 
     def reason(self) -> str:
-        """Where the slice lies against the painted ones, in words for the user."""
+        """Where the slice lies against the painted ones, in words for the user (the candidates are the middles of
+        gaps and stretches, :func:`candidate_slices`, hence "halfway")."""
         below = [p for p in self.painted if p < self.index]
         above = [p for p in self.painted if p > self.index]
         if below and above:
             return f"halfway between the painted slices {max(below)} and {min(above)}"
         if below or above:
-            return f"beyond the painted slice {max(below) if below else min(above)}, where the result goes on"
+            return f"beyond the painted slice {max(below) if below else min(above)}"
         return "where the result is least sure"
 
     def describe(self) -> str:
@@ -135,8 +136,8 @@ def uncertainty_map(
 
 
 def painted_trend(per_slice: np.ndarray, painted: Sequence[int]) -> np.ndarray:
-    """[length]: on each slice between the first and the last of ``painted``, the values of ``per_slice`` [length]
-    on the painted slices interpolated linearly; 0 before the first and after the last."""
+    """[length]: on each slice between the first and the last of ``painted`` (indices within [0, length)), the values
+    of ``per_slice`` [length] on the painted slices interpolated linearly; 0 before the first and after the last."""
     ordered = sorted(set(int(p) for p in painted))
     trend = np.zeros(per_slice.shape[0], dtype=np.float64)
     if ordered:

@@ -59,7 +59,7 @@ def test_the_wide_gap_wins_unless_the_result_lies_beyond_the_painting():
     assert (suggestion.index, suggestion.measure, suggestion.score) == (10, DEFAULT_MEASURE, 13 * 4)
     network[0:5, 4:8, 4:8] = 1  # 16 more voxels on each slice before the painting: 10 x 20 beats 13 x 4
     beyond = suggest_slice(network, network, {0: [5, 15]})
-    assert beyond.index == 2 and beyond.reason() == "beyond the painted slice 5, where the result goes on"
+    assert beyond.index == 2 and beyond.reason() == "beyond the painted slice 5"
 
 
 def test_painted_area_weighs_a_gap_the_result_misses_by_its_paintings():
@@ -71,6 +71,8 @@ def test_painted_area_weighs_a_gap_the_result_misses_by_its_paintings():
     # painted-area: each slice of the gap counts 16 (the paintings interpolated): its middle brings 13 x 16
     suggestion = suggest_slice(network, network, {0: [5, 15]}, "painted-area")
     assert (suggestion.index, suggestion.score) == (10, 13 * 16)
+    moved = np.moveaxis(network, 0, 2)  # the same along the last axis, painted slices given unsorted
+    assert suggest_slice(moved, moved, {2: [15, 5]}, "painted-area").index == 10
     trend = painted_trend(np.array([0.0, 2, 0, 0, 8, 0]), [1, 4])
     assert trend.tolist() == [0, 2, 4, 6, 8, 0]
 
