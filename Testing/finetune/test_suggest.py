@@ -24,12 +24,13 @@ def test_the_gap_middle_that_brings_the_disagreement_closest_to_a_painting_is_su
     refined[4, 3, 3] = 0  # 1 voxel on slice 4
     refined[9, 3, 3:7] = 0  # 4 voxels on slice 9, next to the painted slice 8
     suggestion = suggest_slice(network, refined, {0: [3, 8]}, "disagreement")
-    assert suggestion is not None and (suggestion.axis, suggestion.index) == (0, 5)
-    # slice 5 brings slice 6 one slice closer (20 x 1) and slice 4 none; slice 9 (beyond 8) brings slice 9 one
-    # slice closer (4 x 1); slice 2 (before 3) reaches nothing that differs
-    assert suggestion.score == 20 and suggestion.share == pytest.approx(20 / (20 + 4))
+    assert suggestion is not None and (suggestion.axis, suggestion.index) == (0, 6)
+    # 4 to 7 lie between 3 and 8, so both middles 5 and 6 are candidates: 6 brings slice 6 two slices closer
+    # (20 x 2), 5 one (20 x 1); slice 9 (beyond 8) brings slice 9 one slice closer (4 x 1); slice 2 (before 3)
+    # reaches nothing that differs
+    assert suggestion.score == 40 and suggestion.share == pytest.approx(40 / (20 + 40 + 4))
     assert suggestion.measure == "disagreement"
-    assert suggestion.describe() == "slice 5 along axis 0, halfway between the painted slices 3 and 8"
+    assert suggestion.describe() == "slice 6 along axis 0, halfway between the painted slices 3 and 8"
 
 
 def test_candidates_are_the_middles_of_the_gaps_and_of_the_stretches_beyond_the_painting():
@@ -41,6 +42,7 @@ def test_candidates_are_the_middles_of_the_gaps_and_of_the_stretches_beyond_the_
     wider[14:18, 2, 2] = 1
     assert candidate_slices([network, wider], [2, 10], 0) == [6, 14]  # nothing of the result before 2
     assert candidate_slices([network], [], 0) == []
+    assert candidate_slices([network], [2, 9], 0) == [5, 6]  # 3 to 8 lie between: two middles
     moved = np.moveaxis(network, 0, 2)
     assert candidate_slices([moved], [6, 7], 2) == [5, 8]
 
