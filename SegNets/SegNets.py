@@ -542,7 +542,7 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             )
 
     def onSuggestedSliceButton(self) -> None:
-        """Move the slice views to the slice the last result is least sure of."""
+        """Move the slice views to the slice the last result suggests painting next."""
         from SegNetsLib.app.correction import node_ijk_to_ras, suggestion_ras
 
         volumeNode = self._parameterNode.inputVolume

@@ -2,13 +2,13 @@
 
 Round 1: k0 bin-centre slices (bench/sparse.py's protocol), from scratch for ``--time-limit`` s or
 ``--iterations``. Round r > 1: the user paints the suggested slice fully (the reference on it), the model of
-round r - 1 continues warm (``finetune.rounds.finetune_round``) and the result on screen changes on the
-slices nearer the added slice than any earlier painted one (``finetune.rounds.local_update``; ``global_dice``:
-the round's whole result). Per round: Dice against the full reference, wall and CPU seconds of the round and of
-the suggestion, beside Fill between slices (``mci``) and the random walker (``rw``) given the same slices. At
-rounds 2 and 3 (k0 -> k0 + 1 -> k0 + 2) the same previous model also continues with the slice the fixed bin rule
-would add (of the k + 1 bin centres, the one farthest from the painted slices) and with a random slice of the
-structure's extent, so the three choices are compared on equal terms.
+round r - 1 continues warm (``finetune.rounds.finetune_round``) and the result on screen changes where the added
+slice reaches (``finetune.rounds.local_update``; ``global_dice``: the round's whole result). Per round: Dice
+against the full reference, wall and CPU seconds of the round and of the suggestion, beside Fill between slices
+(``mci``) and the random walker (``rw``) given the same slices. At rounds 2 and 3 (k0 -> k0 + 1 -> k0 + 2) the
+same previous model also continues with the slice the fixed bin rule would add (of the k + 1 bin centres, the one
+farthest from the painted slices) and with a random slice of the structure's extent, so the three choices are
+compared on equal terms.
 
 Usage: python bench/sparse_rounds.py --set report [--structures a:b,...] [--rounds 4] [--iterations 300]
        python bench/sparse.py --rounds 4 --set report ...            (the same, from the one entry point)
@@ -107,7 +107,7 @@ def structure_rounds(name, image, truth, args, rows, save) -> None:
                 return
             previous, before_shown = result, shown
             result, seconds = continue_round(image, truth, slices + [index], previous, options)
-            shown = local_update(shown, result.labelmap.array, slices, [index], 0)
+            shown = local_update(shown, result.labelmap.array, slices, [index], 0, painting=truth)
             if number in COMPARED_ROUNDS:
                 for choice, other in (
                     ("bin rule", bin_rule_slice(truth, slices)),
@@ -116,9 +116,9 @@ def structure_rounds(name, image, truth, args, rows, save) -> None:
                     if other is None:
                         continue
                     alternative, alt_seconds = continue_round(image, truth, slices + [other], previous, options)
-                    alt_shown = local_update(before_shown, alternative.labelmap.array, slices, [other], 0)
+                    seen = local_update(before_shown, alternative.labelmap.array, slices, [other], 0, painting=truth)
                     method = f"network ({choice})"
-                    rows.append(row(name, number, method, alternative, truth, alt_seconds, slices + [other], alt_shown))
+                    rows.append(row(name, number, method, alternative, truth, alt_seconds, slices + [other], seen))
                     rows[-1]["before"] = dice(before_shown > 0, truth)
             slices = slices + [index]
             rows.append(row(name, number, "network", result, truth, seconds, slices, shown, how))
@@ -194,8 +194,8 @@ def fill_between_rounds(cases: dict, rows: list[dict]) -> None:
 
 
 def row(name, number, method, result, truth, seconds, slices, shown, how=None) -> dict:
-    """A network row: ``dice`` of what the user sees (``shown``: the round's update on the slices nearer the added
-    slice than any earlier painted one, the previous result elsewhere), ``global_dice`` of the round's whole result."""
+    """A network row: ``dice`` of what the user sees (``shown``: the round's update where the added slice reaches,
+    ``finetune.rounds.local_update``, the previous result elsewhere), ``global_dice`` of the round's whole result."""
     out = {
         "structure": name,
         "round": number,

@@ -48,10 +48,10 @@ def describe_round(number: int, suggestion: SliceSuggestion | None, seconds: flo
     if seconds is not None:
         text += f" ({seconds:.0f} s)"
     if suggestion is None:
-        return text + "; no slice stands out as uncertain."
+        return text + "; no slice to suggest: the result adds nothing beyond the painted slices."
     where = AXIS_NAMES.get(suggestion.axis, f"axis {suggestion.axis}")
     why = f" ({suggestion.reason()})" if suggestion.painted else ""
-    return text + f"; least sure of {where} slice {suggestion.index}{why}: paint it there, then Update."
+    return text + f"; paint {where} slice {suggestion.index} next{why}, then Update."
 
 
 def step_back(library: ModelLibrary, reference: str) -> RoundEntry | None:

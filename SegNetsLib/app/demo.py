@@ -5,7 +5,7 @@ tests/reference_files), liver = label 5 of its reference segmentation. The simul
 liver on 3 axial slices at the centres of 3 equal bins through the liver's extent. The demo prints the
 Dice of the fine-tuned network against the full reference, the Dice of 3D Slicer's Fill between slices
 (ITK morphological contour interpolation, run in a subprocess) from the same slices, and the time. Then
-one correction round: SegNets names the slice it is least sure of, the simulated user paints it, and the
+one correction round: SegNets names the slice to paint next, the simulated user paints it, and the
 model just trained continues warm on the 4 slices; the demo prints that slice, the Dice gain and the
 round's time. It writes ``out/demo/liver.seg.nrrd`` (the corrected result) and ``out/demo/liver_slices.png``.
 """
@@ -163,12 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         k = result.suggestion.index
         gain = dice(corrected.labelmap.array == 1, reference) - first_dice
         print(
-            f"Correction round {corrected.round}: SegNets was least sure of axial slice {k} "
+            f"Correction round {corrected.round}: SegNets suggested axial slice {k} "
             f"({result.suggestion.reason()}); with it painted too, "
             f"Dice {first_dice:.3f} -> {first_dice + gain:.3f} ({gain:+.3f}) in {correction_seconds:.1f} s"
         )
     else:
-        print("Correction round: no slice stood out as uncertain")
+        print("Correction round: no slice to suggest (the result adds nothing beyond the painted slices)")
     print(f"Time: {network_seconds:.0f} s for fine-tuning and segmentation, {time.monotonic() - began:.0f} s in all")
     print(
         f"Wrote {seg_path.relative_to(REPO) if seg_path.is_relative_to(REPO) else seg_path} and "

@@ -42,7 +42,7 @@ class PanelState:
     annotated_slices: int = 0
 
     round: int = 0  # the last Fine-tune's interactive round (1, then 2, 3, ... when continued)
-    suggested_slice: int | None = None  # the slice the last result is least sure of (along suggested_axis)
+    suggested_slice: int | None = None  # the slice to paint next after the last result (along suggested_axis)
     suggested_axis: int = 0
     round_text: str = ""  # the round, its time and the slice to paint next, in one sentence
 

@@ -112,4 +112,4 @@ def test_the_suggested_slice_maps_to_its_place_in_the_volume(scene_case):
     assert np.linalg.norm(farther - ras) == pytest.approx(volume_node.GetSpacing()[2])
     assert "axial slice 7" in describe_round(2, suggestion, 9.4) and "(9 s)" in describe_round(2, suggestion, 9.4)
     painted = SliceSuggestion(0, 7, 10.0, "area", 0.5, painted=(2, 12))
-    assert "axial slice 7 (halfway between the painted slices 2 and 12): paint it" in describe_round(2, painted)
+    assert "axial slice 7 next (halfway between the painted slices 2 and 12), then Update" in describe_round(2, painted)

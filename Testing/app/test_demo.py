@@ -20,7 +20,7 @@ def test_demo_writes_segmentation_figure_and_dice(tmp_path, capsys):
     assert dice > 0.7
     assert "Fill between slices" in out
     correction = re.search(
-        r"Correction round 2: SegNets was least sure of axial slice (\d+).*\(([+-][0-9.]+)\) in ([0-9.]+) s", out
+        r"Correction round 2: SegNets suggested axial slice (\d+).*\(([+-][0-9.]+)\) in ([0-9.]+) s", out
     )
     assert correction is not None, out
     assert int(correction.group(1)) not in (76, 90, 104)  # not one of the painted slices

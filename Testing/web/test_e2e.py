@@ -321,7 +321,7 @@ def test_upload_segment_paint_finetune_download(browser, server, case, tmp_path)
     assert finetuned_dice >= MIN_FINETUNED_DICE, finetuned_dice
     assert finetuned_dice > untrained_dice, (finetuned_dice, untrained_dice)
 
-    # The result names the slice it is least sure of; Go to slice moves the axial view there.
+    # The result names the slice to paint next; Go to slice moves the axial view there.
     suggestion = status["job"]["suggestion"]
     assert status["job"]["round"] == 1 and suggestion is not None and suggestion["axis"] == 0, status["job"]
     k = suggestion["index"]
