@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--previous",
         metavar="SEG",
         help="with --model the previous round's model: that round's segmentation (its --output); the update then "
-        "changes it only on the slices nearer an added slice than any slice painted before",
+        "changes it only on the slices nearer an added slice than any slice painted before (on the added slice "
+        "alone where it already agreed with the painting there)",
     )
     parser.add_argument(
         "--time-limit",

@@ -10,6 +10,7 @@ import pytest
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.options import FinetuneOptions
 from SegNetsLib.finetune.rounds import (
+    CONFIRMED_DICE,
     ROUND_MAX_ITERATIONS,
     added_slices,
     finetune_round,
@@ -18,6 +19,7 @@ from SegNetsLib.finetune.rounds import (
     round_history,
     round_iterations,
     round_options,
+    slice_agreement,
 )
 from SegNetsLib.finetune.save import save_result
 from SegNetsLib.finetune.start import Start, round_of
@@ -148,6 +150,28 @@ def test_a_local_update_changes_the_result_only_where_the_added_slice_is_the_nea
     assert not previous.any()  # the previous result is not modified
 
 
+def test_a_correction_that_confirms_the_result_changes_only_its_own_slice():
+    previous = np.zeros((20, 4, 4), np.uint8)
+    previous[:, 1:3, 1:3] = 1
+    new = np.full_like(previous, 2)
+    painting = np.full(previous.shape, 255, np.uint8)  # unpainted everywhere ...
+    painting[12] = previous[12]  # ... but slice 12, painted as the result already had it
+    out = local_update(previous, new, [3, 10, 16], [12], 0, painting=painting)
+    assert np.nonzero((out != previous).any(axis=(1, 2)))[0].tolist() == [12]
+    painting[12, 0, :] = 1  # 4 + 4 more voxels: Dice 2 * 4 / 12 = 0.67 against the result, below CONFIRMED_DICE
+    out = local_update(previous, new, [3, 10, 16], [12], 0, painting=painting)
+    assert np.nonzero((out != previous).any(axis=(1, 2)))[0].tolist() == [12, 13]  # the slices it is nearest
+
+
+def test_slice_agreement_counts_painted_voxels_with_the_same_label():
+    painting = np.array([[1, 1, 0, 255], [2, 2, 0, 255]], np.uint8)
+    result = np.array([[1, 1, 0, 1], [2, 1, 0, 2]], np.uint8)  # 3 of 4 painted labels; the unpainted column ignored
+    assert slice_agreement(result, painting, 255) == pytest.approx(2 * 3 / (4 + 4))
+    assert slice_agreement(result, painting, None) == pytest.approx(2 * 3 / (6 + 6))  # 255 counted as a label
+    assert slice_agreement(np.zeros((3, 3)), np.zeros((3, 3)), 255) == 1.0  # both empty: nothing to disagree on
+    assert CONFIRMED_DICE == pytest.approx(0.90)
+
+
 def test_a_round_given_the_previous_result_keeps_it_away_from_the_added_slice():
     image, truth = _phantom()
     first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=5))
@@ -156,3 +180,7 @@ def test_a_round_given_the_previous_result_keeps_it_away_from_the_added_slice():
     out = second.labelmap.array
     assert (out[:5] == 1).all() and (out[7:] == 1).all()  # outside slices 5 and 6 (nearer 5 than 3 or 8): the previous
     assert np.array_equal(out[5], truth[5])  # the painted slice keeps the user's labels
+    assert not (out[6] == 1).all()  # slice 6 is the new result's
+    shown[5] = truth[5]  # the result already as the user paints slice 5: the correction confirms it
+    confirmed = finetune_round(image, _painted(image, truth, (3, 5, 8)), (first.net, first.card), TINY, previous=shown)
+    assert np.array_equal(confirmed.labelmap.array, shown)  # nothing beyond slice 5 changes, and 5 is as painted
