@@ -50,14 +50,12 @@ NEEDS_NETWORK = {"entropy", "tta"}
 @dataclass
 class SliceSuggestion:
     """The slice to paint next: ``index`` along array ``axis``; ``score``: its :func:`reach` (uncertain voxels
-    x slices closer; entropy: nats x slices) under ``measure``; ``share``: its part of all candidates' scores (0..1);
-    ``painted``: the slices painted along ``axis`` when it was suggested."""
+    x slices closer; entropy: nats x slices) under ``measure``; ``painted``: the slices painted along ``axis`` when it was suggested."""
 
     axis: int
     index: int
     score: float
     measure: str
-    share: float
     painted: tuple[int, ...] = ()
 
     def reason(self) -> str:
@@ -179,10 +177,7 @@ def pick_slice(
     if not scores or max(scores) <= 0:
         return None
     best = int(np.argmax(scores))
-    total = float(sum(scores))
-    return SliceSuggestion(
-        axis, int(candidates[best]), scores[best], measure, scores[best] / total, tuple(sorted(int(p) for p in painted))
-    )
+    return SliceSuggestion(axis, int(candidates[best]), scores[best], measure, tuple(sorted(int(p) for p in painted)))
 
 
 def mirrored_labelmap(

@@ -53,7 +53,7 @@ class RoundActions:
         volume = self.volume_node
         if volume is None or self.data.suggested_slice is None:
             return
-        suggestion = SliceSuggestion(self.data.suggested_axis, int(self.data.suggested_slice), 0.0, "", 0.0)
+        suggestion = SliceSuggestion(self.data.suggested_axis, int(self.data.suggested_slice), 0.0, "")
         shape = tuple(reversed(volume.GetImageData().GetDimensions()))
         r, a, s = suggestion_ras(node_ijk_to_ras(volume), shape, suggestion)
         for view in self._slicer_app.view_manager.get_slice_views():

@@ -101,15 +101,15 @@ def test_a_correction_round_continues_from_the_result_and_names_the_next_slice(s
 def test_the_suggested_slice_maps_to_its_place_in_the_volume(scene_case):
     _, volume_node, *_ = scene_case
     shape = volume_node.GetImageData().GetDimensions()[::-1]
-    suggestion = SliceSuggestion(axis=0, index=7, score=10.0, measure="area", share=0.5)
+    suggestion = SliceSuggestion(axis=0, index=7, score=10.0, measure="area")
     i, j, k = slice_centre_ijk(shape, suggestion)
     assert k == 7 and i == (shape[2] - 1) / 2
     ras = suggestion_ras(node_ijk_to_ras(volume_node), shape, suggestion)
     matrix = node_ijk_to_ras(volume_node)
     assert np.allclose(ras, (matrix @ np.array([i, j, 7.0, 1.0]))[:3])
     # moving one slice along the axis moves the point by one slice spacing
-    farther = suggestion_ras(matrix, shape, SliceSuggestion(0, 8, 1.0, "area", 0.1))
+    farther = suggestion_ras(matrix, shape, SliceSuggestion(0, 8, 1.0, "area"))
     assert np.linalg.norm(farther - ras) == pytest.approx(volume_node.GetSpacing()[2])
     assert "axial slice 7" in describe_round(2, suggestion, 9.4) and "(9 s)" in describe_round(2, suggestion, 9.4)
-    painted = SliceSuggestion(0, 7, 10.0, "area", 0.5, painted=(2, 12))
+    painted = SliceSuggestion(0, 7, 10.0, "area", painted=(2, 12))
     assert "axial slice 7 next (halfway between the painted slices 2 and 12), then Update" in describe_round(2, painted)

@@ -28,7 +28,7 @@ def test_the_gap_middle_that_brings_the_disagreement_closest_to_a_painting_is_su
     # 4 to 7 lie between 3 and 8, so both middles 5 and 6 are candidates: 6 brings slice 6 two slices closer
     # (20 x 2), 5 one (20 x 1); slice 9 (beyond 8) brings slice 9 one slice closer (4 x 1); slice 2 (before 3)
     # reaches nothing that differs
-    assert suggestion.score == 40 and suggestion.share == pytest.approx(40 / (20 + 40 + 4))
+    assert suggestion.score == 40
     assert suggestion.measure == "disagreement"
     assert suggestion.describe() == "slice 6 along axis 0, halfway between the painted slices 3 and 8"
 

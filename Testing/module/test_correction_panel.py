@@ -87,7 +87,7 @@ def test_update_continues_the_last_rounds_model_with_the_suggested_slice_reviewe
     widget = types.SimpleNamespace(
         _round=types.SimpleNamespace(
             model=types.SimpleNamespace(id="liver-ct", version="1.2.0"),
-            suggestion=SliceSuggestion(0, 57, 12.0, "area", 0.4),
+            suggestion=SliceSuggestion(0, 57, 12.0, "area"),
         ),
         _parameterNode=types.SimpleNamespace(
             inputVolume="CT",
