@@ -34,7 +34,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
-from sparse import read_case  # noqa: E402
+from sparse_methods import read_case  # noqa: E402
 from sparse_sets import SETS  # noqa: E402
 
 from SegNetsLib.core.annotation import bin_centre_slices  # noqa: E402

@@ -89,4 +89,6 @@ REPORT: dict[str, int | list[int]] = {
     "pyr_lung1:nodule": 1,
 }
 
+# every structure: the tune set, then the report set (the protocol's order)
+STRUCTURES = {**TUNE, **REPORT}
 SETS = {"tune": TUNE, "report": REPORT}
