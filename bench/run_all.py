@@ -1,7 +1,7 @@
 """Run benchmark scripts one after another and print their Markdown output.
 
-Usage: ``python bench/run_all.py [script.py ...]``; without arguments every ``bench/*.py`` except
-this one runs, in name order. Each script is a plain ``python bench/x.py`` runnable printing Markdown.
+Usage: ``python bench/run_all.py [script.py ...]``; without arguments every ``bench/*.py`` that runs as
+``__main__`` (not the parts others import) except this one, in name order. Each script is a plain ``python bench/x.py`` runnable printing Markdown.
 Exit status: 0 if every script succeeded, else 1 (the others still run).
 """
 
@@ -15,10 +15,15 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 
 
+def runnable(path: Path) -> bool:
+    """Whether ``path`` is a benchmark of its own (it runs as ``__main__``), not a part another one imports."""
+    return not path.name.startswith("_") and 'if __name__ == "__main__":' in path.read_text()
+
+
 def scripts(names: list[str]) -> list[Path]:
     """The scripts to run: the named ones (a path, or a name inside bench/), or all of bench/*.py."""
     if not names:
-        return sorted(p for p in BENCH_DIR.glob("*.py") if p.name != Path(__file__).name and not p.name.startswith("_"))
+        return sorted(p for p in BENCH_DIR.glob("*.py") if p.name != Path(__file__).name and runnable(p))
     found = []
     for name in names:
         path = Path(name) if Path(name).is_file() else BENCH_DIR / Path(name).name

@@ -75,7 +75,7 @@ class FinetuneResult:
     the network's own labelmap [k, j, i] before boundary refinement (annotated voxels kept too).
     round / added_slices / suggestion: set by :func:`SegNetsLib.finetune.rounds.finetune_round`: the interactive round
     (1 from scratch, n + 1 continued from round n, 0 otherwise), the slices it added {axis: indices}, and the
-    slice to paint next (:class:`SegNetsLib.finetune.suggest.SliceSuggestion`, None when no slice is uncertain)."""
+    slice to paint next (:class:`SegNetsLib.finetune.suggest.SliceSuggestion`, None when no slice would add anything)."""
 
     net: nn.Module
     card: ModelCard

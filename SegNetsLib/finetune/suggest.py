@@ -5,7 +5,7 @@ does each stretch between the outer painted slice and the end of the result (of 
 refined one). A candidate's score is how far painting it would bring the uncertain voxels closer to a painted
 slice, summed: the uncertain voxels of every slice times the slices by which the candidate shortens that slice's
 distance to the nearest painting, since what the network knows fades with that distance (and a correction changes
-only the slices nearer the new slice than any other, ``finetune.rounds.local_update``). Uncertain voxels under
+at most the slices nearer the new slice than any other, ``finetune.rounds.local_update``). Uncertain voxels under
 each measure:
 - ``area``: the result's foreground (every voxel of the result is as uncertain as its distance makes it);
 - ``painted-area``: as ``area``, but a slice between two painted ones counts at least the area of those two
@@ -50,7 +50,8 @@ NEEDS_NETWORK = {"entropy", "tta"}
 @dataclass
 class SliceSuggestion:
     """The slice to paint next: ``index`` along array ``axis``; ``score``: its :func:`reach` (uncertain voxels
-    x slices closer; entropy: nats x slices) under ``measure``; ``painted``: the slices painted along ``axis`` when it was suggested."""
+    x slices closer; entropy: nats x slices) under ``measure``; ``painted``: the slices painted along ``axis``
+    when it was suggested."""
 
     axis: int
     index: int
@@ -67,7 +68,7 @@ class SliceSuggestion:
             return f"halfway between the painted slices {max(below)} and {min(above)}"
         if below or above:
             return f"beyond the painted slice {max(below) if below else min(above)}"
-        return "where the result is least sure"
+        return "where painting should help most"
 
     def describe(self) -> str:
         return f"slice {self.index} along axis {self.axis}, {self.reason()}"
@@ -210,7 +211,7 @@ def suggest_slice(
 ) -> SliceSuggestion | None:
     """The slice to paint next after a round whose network labelmap is ``network`` and final (refined)
     labelmap ``refined`` ([k, j, i]), painted on ``slices`` {axis: indices}. ``entropy`` and ``tta`` run
-    the network again (``net``, ``card``, ``volume``); None when no slice is uncertain."""
+    the network again (``net``, ``card``, ``volume``); None when no candidate brings anything uncertain closer."""
     axis = painting_axis(slices)
     probabilities = mirrored = None
     if measure in NEEDS_NETWORK:

@@ -161,6 +161,10 @@ def test_a_correction_that_confirms_the_result_changes_only_its_own_slice():
     painting[12, 0, :] = 1  # 4 + 4 more voxels: Dice 2 * 4 / 12 = 0.67 against the result, below CONFIRMED_DICE
     out = local_update(previous, new, [3, 10, 16], [12], 0, painting=painting)
     assert np.nonzero((out != previous).any(axis=(1, 2)))[0].tolist() == [12, 13]  # the slices it is nearest
+    painting[8] = previous[8]  # two slices added in one round: 8 confirms the result, 12 corrects it
+    out = local_update(previous, new, [3, 16], [8, 12], 0, painting=painting)
+    # 12 changes the slices nearer it than 3, 16 and the confirmed 8: 11 to 13 (10 is as near 8)
+    assert np.nonzero((out != previous).any(axis=(1, 2)))[0].tolist() == [8, 11, 12, 13]
 
 
 def test_slice_agreement_counts_painted_voxels_with_the_same_label():
