@@ -35,8 +35,8 @@ def _constructor_options(name: str) -> Iterator[None]:
     """Report an unknown or mistyped constructor option of network ``name`` as a SegNetsError."""
     try:
         yield
-    except TypeError as error:
-        raise SegNetsError(f"invalid {name} option: {error}.") from None
+    except TypeError as error:  # its text quotes the option as given: a name with a line break spans lines
+        raise SegNetsError(f"invalid {name} option: {' '.join(str(error).split())}.") from None
 
 
 def build(name: str, in_channels: int, num_classes: int, preset: str = "default", **overrides: Any) -> nn.Module:
@@ -47,6 +47,9 @@ def build(name: str, in_channels: int, num_classes: int, preset: str = "default"
     """
     if preset not in PRESETS:
         raise SegNetsError(f"unknown preset {preset!r} for {name}; choose one of {', '.join(PRESETS)}.")
+    odd = [key for key in overrides if not key.isidentifier()]
+    if odd:
+        raise SegNetsError(f"invalid {name} option {odd[0]!r}: not an argument name.")
     module = _module(name)
     with _constructor_options(name):
         return module.build(in_channels=in_channels, num_classes=num_classes, preset=preset, **overrides)

@@ -153,3 +153,6 @@ def test_wrong_input_channels_and_unknown_options_are_segnets_errors(name):
         net(torch.zeros(1, 1, 8, 8, 8))
     with pytest.raises(SegNetsError, match="invalid"):
         build(name, 1, 2, widht=3)
+    with pytest.raises(SegNetsError, match=r"option '\\n': not an argument name\.$") as raised:
+        build(name, 1, 2, **{"\n": 3})  # a model card's build_args may hold any key (found by fuzzing)
+    assert "\n" not in str(raised.value)
