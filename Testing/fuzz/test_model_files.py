@@ -189,6 +189,15 @@ def test_card_field_names_with_control_characters_stay_one_sentence(model, tmp_p
     expect("card-control-character", keeps_the_promise(lambda: load(path)))
 
 
+def test_build_args_keys_with_control_characters_stay_one_sentence(model, tmp_path):
+    """Found by the long run: a build_args key "\\n" made the refusal two lines (Python's TypeError quotes it)."""
+    card_text, weights = model
+    data = json.loads(card_text)
+    data["build_args"]["\n"] = 3
+    path = _write_model(tmp_path, json.dumps(data), weights)
+    expect("build-args-line-break", keeps_the_promise(lambda: load(path)))
+
+
 def test_zip_entry_without_a_name_is_refused_in_one_sentence(model, tmp_path):
     """Found by the long run: an entry whose name is empty made zipfile's is_dir raise IndexError."""
     card_text, weights = model

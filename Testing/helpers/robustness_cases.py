@@ -184,6 +184,13 @@ CASES: dict[str, Case] = {
         r"field 'labels\[0\]\.\\n' is not a card field",
         "Testing/fuzz/test_model_files.py",
     ),
+    "build-args-line-break": Case(
+        "card.json whose build_args hold a key that is a newline (found by the long fuzzing run)",
+        "“card.json: field 'build_args' does not fit unet3d (invalid unet3d option '\\\\n': not an argument name).” "
+        "(one line: Python's own message quoted the key and broke the line)",
+        r"field 'build_args' does not fit unet3d \(invalid unet3d option '\\n': not an argument name\)\.$",
+        "Testing/fuzz/test_model_files.py",
+    ),
     "zip-empty-name": Case(
         "a model zip with an extra entry whose name is empty (cut at a NUL; found by the long fuzzing run)",
         "the entry is skipped and the model loads (it made zipfile raise IndexError before)",
