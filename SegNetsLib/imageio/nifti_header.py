@@ -1,0 +1,99 @@
+"""Checks of a NIfTI header's geometry before ITK reads it.
+
+ITK's NIfTI reader never returns on some headers whose geometry holds an infinite value (an sform row with
+``inf``, found by the fuzzing suite: ``ReadImageInformation`` loops forever), and allocates what a header
+declares, or crashes, on a file far shorter than that. These checks read the header's fixed fields
+(NIfTI-1, either byte order, plain or gzip) and refuse such files first.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import struct
+from pathlib import Path
+
+from SegNetsLib.core.errors import SegNetsError
+
+GZIP_MAGIC = b"\x1f\x8b"
+# NIfTI datatype code -> bits per voxel (the standard's DT_* codes; DT_BINARY, 1 bit, included)
+DATATYPE_BITS = {1: 1, 2: 8, 4: 16, 8: 32, 16: 32, 32: 64, 64: 64, 128: 24, 256: 8, 512: 16, 768: 32, 1024: 64,
+                 1280: 64, 1536: 128, 1792: 128, 2048: 256, 2304: 32}  # fmt: skip
+
+
+# NIfTI-1 header fields checked here: byte offset, struct format
+HEADER_BYTES = 348  # sizeof_hdr
+MAGIC = (344, {b"n+1\0": True, b"ni1\0": False})  # offset; magic -> single file (.nii) or .hdr / .img pair
+DIM = (40, "8h")
+DATATYPE = (70, "h")
+PIXDIM = (76, "8f")
+VOX_OFFSET = (108, "f")
+CODES = (252, "2h")  # qform_code, sform_code
+QUATERN = (256, "6f")  # quatern_b, c, d, qoffset_x, y, z
+SROW = (280, "12f")  # srow_x, srow_y, srow_z (4 values each)
+
+
+def _header_bytes(path: Path) -> tuple[bytes, bool]:
+    """The first 348 bytes of the file (decompressed when it is gzip) and whether it is gzip."""
+    try:
+        with open(path, "rb") as file:
+            compressed = file.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+        with gzip.open(path, "rb") if compressed else open(path, "rb") as file:
+            return file.read(HEADER_BYTES), compressed
+    except (OSError, EOFError) as error:
+        raise SegNetsError(f"{path}: not a readable image file ({error}).") from None
+
+
+def _byte_order(header: bytes) -> str | None:
+    """``<`` or ``>`` for a NIfTI-1 header (told apart by dim[0], as the NIfTI library does), None for anything
+    else: other formats, and NIfTI-2, which the NIfTI reader of ITK 5.4 does not read."""
+    if len(header) < HEADER_BYTES or header[MAGIC[0] : MAGIC[0] + 4] not in MAGIC[1]:
+        return None
+    big_endian = not 1 <= struct.unpack_from("<h", header, DIM[0])[0] <= 7
+    return ">" if big_endian and 1 <= struct.unpack_from(">h", header, DIM[0])[0] <= 7 else "<"
+
+
+def check_nifti_header(path: str | os.PathLike) -> None:
+    """Refuse a NIfTI file whose geometry ITK cannot read safely; do nothing for other files.
+
+    Refused, in one sentence naming the file and the field: a dimension count outside 1-7 or a size below 1;
+    a non-finite voxel spacing of a used axis; a non-finite quaternion or offset where ``qform_code`` > 0; a
+    non-finite sform value where ``sform_code`` > 0; a voxel offset that is not finite or before the header's
+    end; an unknown datatype; an uncompressed single file shorter than the voxels its header declares.
+    """
+    path = Path(path)
+    header, compressed = _header_bytes(path)
+    order = _byte_order(header)
+    if order is None:
+        return
+
+    def read(field: tuple[int, str]) -> tuple:
+        offset, form = field
+        return struct.unpack_from(order + form, header, offset)
+
+    dim = read(DIM)
+    if not 1 <= dim[0] <= 7 or min(dim[1 : dim[0] + 1]) < 1:
+        raise SegNetsError(f"{path}: the NIfTI header's dim field {list(dim)} is not a valid image size.")
+    datatype = read(DATATYPE)[0]
+    if datatype not in DATATYPE_BITS:
+        raise SegNetsError(f"{path}: the NIfTI header's datatype {datatype} is not a NIfTI data type.")
+    must_be_finite = {
+        "pixdim (voxel spacing)": read(PIXDIM)[1 : min(dim[0], 3) + 1],
+        "quatern_b/c/d and qoffset (qform)": read(QUATERN) if read(CODES)[0] > 0 else (),
+        "srow_x/y/z (sform)": read(SROW) if read(CODES)[1] > 0 else (),
+    }
+    for field, values in must_be_finite.items():
+        if not all(map(math.isfinite, values)):
+            raise SegNetsError(f"{path}: the NIfTI header's {field} holds a value that is not finite: {values}.")
+    offset = read(VOX_OFFSET)[0]
+    single_file = MAGIC[1][header[MAGIC[0] : MAGIC[0] + 4]]
+    if not math.isfinite(offset) or (single_file and offset < HEADER_BYTES):
+        raise SegNetsError(f"{path}: the NIfTI header's vox_offset {offset} is not a position after the header.")
+    needed = int(offset) + math.ceil(math.prod(dim[1 : dim[0] + 1]) * DATATYPE_BITS[datatype] / 8)
+    size = path.stat().st_size
+    if single_file and not compressed and size < needed:
+        raise SegNetsError(
+            f"{path}: the file holds {size:,} bytes but its NIfTI header declares {needed:,} (the file is cut "
+            "short or the header is wrong)."
+        )
