@@ -15,6 +15,7 @@ import struct
 from pathlib import Path
 
 from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.imageio.file_length import check_file_length
 
 GZIP_MAGIC = b"\x1f\x8b"
 # NIfTI datatype code -> bits per voxel (the standard's DT_* codes; DT_BINARY, 1 bit, included)
@@ -90,10 +91,6 @@ def check_nifti_header(path: str | os.PathLike) -> None:
     single_file = MAGIC[1][header[MAGIC[0] : MAGIC[0] + 4]]
     if not math.isfinite(offset) or (single_file and offset < HEADER_BYTES):
         raise SegNetsError(f"{path}: the NIfTI header's vox_offset {offset} is not a position after the header.")
-    needed = int(offset) + math.ceil(math.prod(dim[1 : dim[0] + 1]) * DATATYPE_BITS[datatype] / 8)
-    size = path.stat().st_size
-    if single_file and not compressed and size < needed:
-        raise SegNetsError(
-            f"{path}: the file holds {size:,} bytes but its NIfTI header declares {needed:,} (the file is cut "
-            "short or the header is wrong)."
-        )
+    if single_file and not compressed:
+        voxels = math.ceil(math.prod(dim[1 : dim[0] + 1]) * DATATYPE_BITS[datatype] / 8)
+        check_file_length(path, path.stat().st_size, int(offset) + voxels, "NIfTI")

@@ -17,6 +17,7 @@ from SegNetsLib.core.constants import VOLUME_SUFFIXES
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.memory import available_memory_bytes
 from SegNetsLib.core.volume import Volume
+from SegNetsLib.imageio.metaimage_header import check_metaimage_header
 from SegNetsLib.imageio.nifti_header import check_nifti_header
 
 MAX_VOXELS = 2**31  # values (voxels x components) in one file: 8 GiB as float32, beyond any scan
@@ -68,10 +69,11 @@ def volume_to_sitk(volume: Volume) -> sitk.Image:
 def read_header(path: str | os.PathLike) -> sitk.ImageFileReader:
     """Read only a volume file's header (size, spacing, dimension) without its voxels.
 
-    Raises SegNetsError naming the file when the header cannot be read or is a NIfTI header ITK cannot read
-    safely (:func:`~SegNetsLib.imageio.nifti_header.check_nifti_header`).
+    Raises SegNetsError naming the file when the header cannot be read or is a NIfTI or MetaImage header ITK cannot
+    read safely (:mod:`~SegNetsLib.imageio.nifti_header`, :mod:`~SegNetsLib.imageio.metaimage_header`).
     """
     check_nifti_header(path)
+    check_metaimage_header(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

@@ -1,4 +1,5 @@
-"""Fuzzing the volume readers: NIfTI header fields and NRRD header lines, through reading and preprocessing."""
+"""Fuzzing the volume readers: NIfTI header fields, NRRD and MetaImage header lines, through reading and
+preprocessing."""
 
 from __future__ import annotations
 
@@ -144,6 +145,66 @@ def test_mutated_nrrd_headers(nrrd, workspace, long):
         return _read_and_preprocess(path)
 
     fuzz("fuzz-nrrd", long, nrrd_changes(), attempt, workspace)
+
+
+@pytest.fixture(scope="module")
+def mha(tmp_path_factory) -> bytes:
+    return _base(tmp_path_factory, "ct.mha")
+
+
+MHA_NUMBERS = st.sampled_from(["0", "1", "-1", "3", "4", "nan", "inf", "-inf", "1e30", "1e308", "1e-9", "9999999999",
+                               "2147483647", "x", ""])  # fmt: skip
+MHA_VALUES = {
+    "ObjectType": st.sampled_from(["Image", "Mesh", "Tube", ""]),
+    "NDims": st.sampled_from(["0", "1", "2", "3", "4", "5", "16", "100", "-3", "x"]),
+    "BinaryData": st.sampled_from(["True", "False", "x"]),
+    "BinaryDataByteOrderMSB": st.sampled_from(["True", "False", "x"]),
+    "CompressedData": st.sampled_from(["True", "False"]),
+    "CompressedDataSize": st.sampled_from(["0", "-1", "10", "99999999999"]),
+    "AnatomicalOrientation": st.sampled_from(["RAI", "LPS", "???", ""]),
+    "ElementType": st.sampled_from(["MET_SHORT", "MET_FLOAT", "MET_UCHAR", "MET_DOUBLE", "MET_LONG_LONG", "MET_NONE",
+                                    "MET_OTHER", "MET_FLOAT_ARRAY", "MET_STRING", "x"]),
+    "ElementNumberOfChannels": st.sampled_from(["0", "1", "3", "-1", "1000000", "x"]),
+    "HeaderSize": st.sampled_from(["0", "-1", "1000000", "x"]),
+    **{key: st.lists(MHA_NUMBERS, min_size=0, max_size=16).map(" ".join)
+       for key in ("TransformMatrix", "Offset", "CenterOfRotation", "ElementSpacing", "DimSize")},
+}  # fmt: skip
+
+
+@st.composite
+def mha_changes(draw):
+    changes = {}
+    for _ in range(draw(st.integers(1, 3))):
+        key = draw(st.sampled_from(sorted(MHA_VALUES)))
+        changes[key] = draw(MHA_VALUES[key] | st.text(max_size=16).filter(lambda t: "\n" not in t))
+    return changes, draw(st.booleans())
+
+
+@pytest.mark.parametrize("long", LENGTHS)
+def test_mutated_metaimage_headers(mha, workspace, long):
+    """NDims, sizes, spacing, origin, centre and matrix (NaN, 1e308, too few or many numbers), element type and
+    channels, binary / compressed flags, header size: replaced by odd or random values, or the line dropped."""
+    header, mark, data = mha.partition(b"ElementDataFile = LOCAL\n")
+    lines = header.decode("latin-1").splitlines()
+
+    def attempt(value, folder):
+        changes, drop = value
+        out = []
+        for line in lines:
+            key = line.split(" = ", 1)[0]
+            if key in changes:
+                if not drop:
+                    out.append(f"{key} = {changes[key]}")
+            else:
+                out.append(line)
+        out += [
+            f"{key} = {text}" for key, text in changes.items() if key not in {ln.split(" = ", 1)[0] for ln in lines}
+        ]
+        path = folder / "ct.mha"
+        path.write_bytes("\n".join(out).encode("utf-8", "surrogatepass") + b"\n" + mark + data)
+        return _read_and_preprocess(path)
+
+    fuzz("fuzz-mha", long, mha_changes(), attempt, workspace)
 
 
 @pytest.mark.parametrize(

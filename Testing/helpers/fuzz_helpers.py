@@ -59,6 +59,20 @@ def keeps_the_promise(call: Callable[[], object]) -> str:
     return "ok"
 
 
+def read_volume_in_child(path: Path, timeout: float = 60) -> str:
+    """What ``read_volume`` says of ``path`` in a child process: ``ok`` or the refusal. For files ITK's readers
+    crash on or never return from: such a file, unchecked, fails the test instead of stopping the test run."""
+    code = (
+        "import sys; from SegNetsLib.imageio.volumes import read_volume; from SegNetsLib.core.errors import "
+        "SegNetsError\ntry:\n    read_volume(sys.argv[1]); print('ok')\nexcept SegNetsError as e:\n    print(e)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, f"the reader crashed ({result.returncode}): {result.stderr[-400:]}"
+    return result.stdout.strip()
+
+
 def run_limited(code: str, memory_bytes: int | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh Python with an address-space limit of ``memory_bytes`` beyond what the
     interpreter has mapped after importing torch (the limit is set inside the child once torch is in)."""

@@ -205,13 +205,21 @@ CASES: dict[str, Case] = {
         r"the NIfTI header's srow_x/y/z \(sform\) holds a value that is not finite",
         "Testing/imageio/test_nifti_header.py",
     ),
-    "nifti-cut-short": Case(
-        "an uncompressed NIfTI file shorter than its header declares (a copy cut short; RGB24 declared on int16 "
-        "voxels crashed ITK's reader in the long fuzzing run)",
+    "file-cut-short": Case(
+        "an uncompressed NIfTI or MetaImage file (or a .mhd's voxel file) shorter than its header declares (a copy cut "
+        "short; RGB24 declared on int16 voxels crashed ITK's NIfTI reader in the long fuzzing run)",
         "“ct.nii: the file holds 17,632 bytes but its NIfTI header declares 26,272 (the file is cut short or the "
         "header is wrong).”",
-        r"the file holds [\d,]+ bytes but its NIfTI header declares [\d,]+",
+        r"the file holds [\d,]+ bytes but its (NIfTI|MetaImage) header declares [\d,]+",
         "Testing/imageio/test_nifti_header.py",
+    ),
+    "mha-header": Case(
+        "a MetaImage file (.mha, .mhd) whose NDims is -3 or 100 (ITK's reader crashes: a segmentation fault or a "
+        "corrupted heap) or whose TransformMatrix holds 1e308 (it never returns); found by fuzzing the header",
+        "refused before ITK reads it: “ct.mha: the MetaImage header's NDims -3 is not from 1 to 4.” / “… "
+        "TransformMatrix holds a value beyond ±1,000,000, not axis directions.”",
+        r"the MetaImage header's (NDims .* is not from 1 to 4|TransformMatrix holds a value beyond)",
+        "Testing/imageio/test_metaimage_header.py",
     ),
     "fuzz-nifti": Case(
         "NIfTI files with 1-3 header fields changed: dim (dimension count, sizes up to 32767), datatype, bitpix, "
@@ -229,6 +237,16 @@ CASES: dict[str, Case] = {
         "NRRD files with type, dimension, sizes (up to 9999999999), space directions (zero, NaN, 1e30), origin, "
         "encoding, endian, space or kinds replaced by odd or random text, or dropped; read and preprocessed",
         "a volume, or a one-sentence refusal naming the file (unreadable header, not 3D, spacing, size)",
+        r".",
+        "Testing/fuzz/test_volume_files.py",
+        fuzz=(40, 1000),
+    ),
+    "fuzz-mha": Case(
+        "MetaImage files with NDims (0 to 100, -3), DimSize, spacing, origin, centre and matrix (NaN, inf, 1e308, too "
+        "few or many numbers), element type and channels, binary and compressed flags or header size replaced by odd "
+        "or random text, or dropped; read and preprocessed",
+        "a volume, or a one-sentence refusal naming the file (the MetaImage header's field, unreadable, not 3D, "
+        "spacing, size)",
         r".",
         "Testing/fuzz/test_volume_files.py",
         fuzz=(40, 1000),

@@ -1,6 +1,6 @@
 """NIfTI headers ITK cannot read safely are refused before ITK reads them (nifti_header.check_nifti_header).
 
-Each refusal is asked of a child process with a time limit: without the check, ITK never returns on the sform
+The refusals are asked of a child process with a time limit: without the check, ITK never returns on the sform
 case and crashes or allocates gigabytes on a cut-short file, which would stop the test run itself.
 """
 
@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import gzip
 import struct
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from fuzz_helpers import read_volume_in_child
 from robustness_cases import expect
 
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.imageio.nifti_header import check_nifti_header
 from SegNetsLib.imageio.volumes import read_volume
 
-ROOT = Path(__file__).resolve().parents[2]
 VOXELS = np.random.default_rng(0).normal(100, 30, (24, 20, 18)).astype(np.int16)
 SROW = 280  # NIfTI-1 byte offset of srow_x[0]; srow_y follows at +16, srow_z at +32
 
@@ -42,19 +39,6 @@ def _changed(plain: bytes, changes: dict[int, tuple[str, object]]) -> bytes:
     return bytes(raw)
 
 
-def _read_in_child(path: Path) -> str:
-    """What read_volume says of ``path`` in a child process: ``ok`` or the refusal (60 s at most)."""
-    code = (
-        "import sys; from SegNetsLib.imageio.volumes import read_volume; from SegNetsLib.core.errors import "
-        "SegNetsError\ntry:\n    read_volume(sys.argv[1]); print('ok')\nexcept SegNetsError as e:\n    print(e)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, f"the reader crashed ({result.returncode}): {result.stderr[-400:]}"
-    return result.stdout.strip()
-
-
 # an sform whose first row starts at 0 and holds an infinite value: ITK's ReadImageInformation never returns
 SFORM_INF = {SROW: ("f", 0.0), SROW + 20: ("f", float("inf"))}
 
@@ -64,7 +48,7 @@ def test_an_infinite_sform_is_refused_before_itk_reads_it(plain, tmp_path, suffi
     raw = _changed(plain, SFORM_INF)
     path = tmp_path / f"ct{suffix}"
     path.write_bytes(gzip.compress(raw) if suffix == ".nii.gz" else raw)
-    message = _read_in_child(path)
+    message = read_volume_in_child(path)
     expect("nifti-sform-infinite", message)
     assert message.startswith(f"{path}: ") and "srow" in message and "\n" not in message
 
@@ -82,8 +66,8 @@ def test_a_file_shorter_than_its_header_declares_is_refused(plain, tmp_path, dat
     plain case of a file copied incompletely."""
     path = tmp_path / "ct.nii"
     path.write_bytes(_changed(plain, {70: ("h", datatype)})[: len(plain) - (VOXELS.nbytes // 2) * (datatype == 4)])
-    message = _read_in_child(path)
-    expect("nifti-cut-short", message)
+    message = read_volume_in_child(path)
+    expect("file-cut-short", message)
     assert f"{path.stat().st_size:,} bytes" in message
 
 
