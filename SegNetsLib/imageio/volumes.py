@@ -19,6 +19,8 @@ from SegNetsLib.core.memory import available_memory_bytes
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.imageio.metaimage_header import check_metaimage_header
 from SegNetsLib.imageio.nifti_header import check_nifti_header
+from SegNetsLib.imageio.nrrd_header import check_nrrd_header
+from SegNetsLib.imageio.spacing import check_spacing
 
 MAX_VOXELS = 2**31  # values (voxels x components) in one file: 8 GiB as float32, beyond any scan
 _ITEM_TYPES = {
@@ -29,9 +31,6 @@ _ITEM_TYPES = {
         ("Float64", np.float64), ("VectorUInt8", np.uint8), ("VectorInt16", np.int16), ("VectorFloat32", np.float32),
     )
 }  # fmt: skip
-# voxel spacings a scanner or microscope can produce: 0.1 micrometre to 10 metres
-MIN_SPACING_MM = 1e-4
-MAX_SPACING_MM = 1e4
 
 
 def is_volume_file(path: str | os.PathLike) -> bool:
@@ -69,11 +68,13 @@ def volume_to_sitk(volume: Volume) -> sitk.Image:
 def read_header(path: str | os.PathLike) -> sitk.ImageFileReader:
     """Read only a volume file's header (size, spacing, dimension) without its voxels.
 
-    Raises SegNetsError naming the file when the header cannot be read or is a NIfTI or MetaImage header ITK cannot
-    read safely (:mod:`~SegNetsLib.imageio.nifti_header`, :mod:`~SegNetsLib.imageio.metaimage_header`).
+    Raises SegNetsError naming the file when the header cannot be read, or is a header ITK cannot read safely or
+    reads silently wrong (:mod:`~SegNetsLib.imageio.nifti_header`, :mod:`~SegNetsLib.imageio.metaimage_header`,
+    :mod:`~SegNetsLib.imageio.nrrd_header`).
     """
     check_nifti_header(path)
     check_metaimage_header(path)
+    check_nrrd_header(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -138,13 +139,7 @@ def check_volume(volume: Volume, name: str) -> None:
         raise SegNetsError(f"{name}: a {volume.array.ndim}D array; SegNets segments 3D volumes.")
     if min(volume.shape_kji) < 2:
         raise SegNetsError(f"{name}: shape {volume.shape_kji} is not a 3D volume (an axis has fewer than 2 voxels).")
-    if not all(np.isfinite(s) and s > 0 for s in volume.spacing):
-        raise SegNetsError(f"{name}: voxel spacing {volume.spacing} mm is not positive and finite.")
-    if not all(MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in volume.spacing):
-        raise SegNetsError(
-            f"{name}: voxel spacing {tuple(float(f'{s:.3g}') for s in volume.spacing)} mm is outside "
-            f"{MIN_SPACING_MM:g} to {MAX_SPACING_MM:g} mm; the file's geometry is wrong."
-        )
+    check_spacing(volume.spacing, name)
     direction = np.asarray(volume.direction, dtype=float)
     if not np.isfinite(direction).all() or abs(abs(np.linalg.det(direction)) - 1.0) > 1e-2:
         raise SegNetsError(f"{name}: the axis directions are not a rotation (the file's direction matrix is damaged).")

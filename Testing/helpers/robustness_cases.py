@@ -221,6 +221,14 @@ CASES: dict[str, Case] = {
         r"the MetaImage header's (NDims .* is not from 1 to 4|TransformMatrix holds a value beyond)",
         "Testing/imageio/test_metaimage_header.py",
     ),
+    "nrrd-huge-directions": Case(
+        "a NRRD file whose space directions are 1e200 mm long (ITK reads such an axis as 1 mm with no direction, "
+        "silently)",
+        "“ct.nrrd: voxel spacing (1e+200, 1e+200, 1e+200) mm is outside 0.0001 to 10000 mm; the file's geometry is "
+        "wrong.”",
+        r"voxel spacing .* mm is outside 0\.0001 to 10000 mm",
+        "Testing/imageio/test_nrrd_header.py",
+    ),
     "fuzz-nifti": Case(
         "NIfTI files with 1-3 header fields changed: dim (dimension count, sizes up to 32767), datatype, bitpix, "
         "pixdim (0, negative, NaN, 1e30), vox_offset, scaling, qform/sform codes, quaternions, affine rows; "
