@@ -8,6 +8,7 @@ import struct
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from fuzz_helpers import HEADER_TEST_VOXELS, written_volume
 from fuzzing import LENGTHS, fuzz
 from hypothesis import strategies as st
 from inference_helpers import TINY_CARD
@@ -39,15 +40,10 @@ ODD_INTS = {
     "h": st.one_of(st.integers(-(2**15), 2**15 - 1), st.sampled_from([0, 1, 2, 3, 4, 7, 8, 16, 64, 128, 511, 1536])),
     "B": st.integers(0, 255),
 }
-PLAIN = np.random.default_rng(0).normal(100, 30, (24, 20, 18)).astype(np.int16)
 
 
 def _base(tmp_path_factory, name: str) -> bytes:
-    image = sitk.GetImageFromArray(PLAIN)
-    image.SetSpacing((4.0, 4.0, 5.0))
-    path = tmp_path_factory.mktemp("fuzz-volume") / name
-    sitk.WriteImage(image, str(path), useCompression=False)
-    return path.read_bytes()
+    return written_volume(tmp_path_factory.mktemp("fuzz-volume"), name)
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +110,28 @@ NRRD_VALUES = {
 
 
 @st.composite
-def nrrd_changes(draw):
+def header_changes(draw, values: dict):
+    """1-3 header fields of ``values`` (key -> strategy) given odd values or random text, and whether the
+    changed lines are dropped instead."""
     changes = {}
     for _ in range(draw(st.integers(1, 3))):
-        key = draw(st.sampled_from(sorted(NRRD_VALUES)))
-        changes[key] = draw(NRRD_VALUES[key] | st.text(max_size=16).filter(lambda t: "\n" not in t))
+        key = draw(st.sampled_from(sorted(values)))
+        changes[key] = draw(values[key] | st.text(max_size=16).filter(lambda t: "\n" not in t))
     return changes, draw(st.booleans())
+
+
+def _changed_lines(lines: list[str], changes: dict, drop: bool, separator: str) -> str:
+    """Header ``lines`` (``key<separator>value``) with ``changes`` replacing, or dropping, their fields; changed
+    fields the header lacks are added at its end."""
+    keys = [line.split(separator, 1)[0] for line in lines]
+    out = []
+    for key, line in zip(keys, lines):
+        if key not in changes:
+            out.append(line)
+        elif not drop:
+            out.append(f"{key}{separator}{changes[key]}")
+    out += [f"{key}{separator}{text}" for key, text in changes.items() if key not in keys]
+    return "\n".join(out)
 
 
 @pytest.mark.parametrize("long", LENGTHS)
@@ -130,21 +142,11 @@ def test_mutated_nrrd_headers(nrrd, workspace, long):
     lines = header.decode("latin-1").split("\n")
 
     def attempt(value, folder):
-        changes, drop = value
-        out = []
-        for line in lines:
-            key = line.split(":", 1)[0]
-            if key in changes:
-                if not drop:
-                    out.append(f"{key}: {changes[key]}")
-            else:
-                out.append(line)
-        out += [f"{key}: {text}" for key, text in changes.items() if key not in {ln.split(":", 1)[0] for ln in lines}]
         path = folder / "ct.nrrd"
-        path.write_bytes("\n".join(out).encode("utf-8", "surrogatepass") + b"\n\n" + data)
+        path.write_bytes(_changed_lines(lines, *value, ": ").encode("utf-8", "surrogatepass") + b"\n\n" + data)
         return _read_and_preprocess(path)
 
-    fuzz("fuzz-nrrd", long, nrrd_changes(), attempt, workspace)
+    fuzz("fuzz-nrrd", long, header_changes(NRRD_VALUES), attempt, workspace)
 
 
 @pytest.fixture(scope="module")
@@ -171,15 +173,6 @@ MHA_VALUES = {
 }  # fmt: skip
 
 
-@st.composite
-def mha_changes(draw):
-    changes = {}
-    for _ in range(draw(st.integers(1, 3))):
-        key = draw(st.sampled_from(sorted(MHA_VALUES)))
-        changes[key] = draw(MHA_VALUES[key] | st.text(max_size=16).filter(lambda t: "\n" not in t))
-    return changes, draw(st.booleans())
-
-
 @pytest.mark.parametrize("long", LENGTHS)
 def test_mutated_metaimage_headers(mha, workspace, long):
     """NDims, sizes, spacing, origin, centre and matrix (NaN, 1e308, too few or many numbers), element type and
@@ -188,23 +181,11 @@ def test_mutated_metaimage_headers(mha, workspace, long):
     lines = header.decode("latin-1").splitlines()
 
     def attempt(value, folder):
-        changes, drop = value
-        out = []
-        for line in lines:
-            key = line.split(" = ", 1)[0]
-            if key in changes:
-                if not drop:
-                    out.append(f"{key} = {changes[key]}")
-            else:
-                out.append(line)
-        out += [
-            f"{key} = {text}" for key, text in changes.items() if key not in {ln.split(" = ", 1)[0] for ln in lines}
-        ]
         path = folder / "ct.mha"
-        path.write_bytes("\n".join(out).encode("utf-8", "surrogatepass") + b"\n" + mark + data)
+        path.write_bytes(_changed_lines(lines, *value, " = ").encode("utf-8", "surrogatepass") + b"\n" + mark + data)
         return _read_and_preprocess(path)
 
-    fuzz("fuzz-mha", long, mha_changes(), attempt, workspace)
+    fuzz("fuzz-mha", long, header_changes(MHA_VALUES), attempt, workspace)
 
 
 @pytest.mark.parametrize(
@@ -214,7 +195,7 @@ def test_each_pixel_type_reads_or_is_refused_in_one_sentence(tmp_path, dtype):
     from fuzz_helpers import keeps_the_promise
 
     path = tmp_path / "ct.nrrd"
-    image = sitk.GetImageFromArray(PLAIN.astype(dtype))
+    image = sitk.GetImageFromArray(HEADER_TEST_VOXELS.astype(dtype))
     image.SetSpacing((4.0, 4.0, 5.0))
     sitk.WriteImage(image, str(path))
     assert keeps_the_promise(_read_and_preprocess(path)) == "ok"

@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from SegNetsLib.core.errors import SegNetsError
@@ -57,6 +58,20 @@ def keeps_the_promise(call: Callable[[], object]) -> str:
     except SegNetsError as error:
         return one_sentence(error)
     return "ok"
+
+
+HEADER_TEST_VOXELS = np.random.default_rng(0).normal(100, 30, (24, 20, 18)).astype(np.int16)  # [k, j, i]
+
+
+def written_volume(folder: Path, name: str) -> bytes:
+    """The bytes of :data:`HEADER_TEST_VOXELS` at 4 x 4 x 5 mm written uncompressed by SimpleITK as ``name`` in
+    ``folder`` (the format follows the suffix): the sound file the header tests change."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(HEADER_TEST_VOXELS)
+    image.SetSpacing((4.0, 4.0, 5.0))
+    sitk.WriteImage(image, str(folder / name), useCompression=False)
+    return (folder / name).read_bytes()
 
 
 def read_volume_in_child(path: Path, timeout: float = 60) -> str:

@@ -12,24 +12,20 @@ import struct
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from fuzz_helpers import read_volume_in_child
+from fuzz_helpers import HEADER_TEST_VOXELS, read_volume_in_child, written_volume
 from robustness_cases import expect
 
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.imageio.nifti_header import check_nifti_header
 from SegNetsLib.imageio.volumes import read_volume
 
-VOXELS = np.random.default_rng(0).normal(100, 30, (24, 20, 18)).astype(np.int16)
+VOXELS = HEADER_TEST_VOXELS
 SROW = 280  # NIfTI-1 byte offset of srow_x[0]; srow_y follows at +16, srow_z at +32
 
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory) -> bytes:
-    image = sitk.GetImageFromArray(VOXELS)
-    image.SetSpacing((4.0, 4.0, 5.0))
-    path = tmp_path_factory.mktemp("nifti") / "ct.nii"
-    sitk.WriteImage(image, str(path), useCompression=False)
-    return path.read_bytes()
+    return written_volume(tmp_path_factory.mktemp("nifti"), "ct.nii")
 
 
 def _changed(plain: bytes, changes: dict[int, tuple[str, object]]) -> bytes:
