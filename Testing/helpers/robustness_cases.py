@@ -206,8 +206,9 @@ CASES: dict[str, Case] = {
         "Testing/imageio/test_nifti_header.py",
     ),
     "file-cut-short": Case(
-        "an uncompressed NIfTI or MetaImage file (or a .mhd's voxel file) shorter than its header declares (a copy cut "
-        "short; RGB24 declared on int16 voxels crashed ITK's NIfTI reader in the long fuzzing run)",
+        "a NIfTI file (or its gzip stream), a MetaImage file or a .mhd's voxel file shorter than its header declares (a "
+        "copy cut short; RGB24 declared on int16 voxels crashed ITK's NIfTI reader in the long fuzzing run; ITK fills a "
+        "short gzip stream with zeros, silently)",
         "“ct.nii: the file holds 17,632 bytes but its NIfTI header declares 26,272 (the file is cut short or the "
         "header is wrong).”",
         r"the file holds [\d,]+ bytes but its (NIfTI|MetaImage) header declares [\d,]+",

@@ -67,6 +67,20 @@ def test_a_file_shorter_than_its_header_declares_is_refused(plain, tmp_path, dat
     assert f"{path.stat().st_size:,} bytes" in message
 
 
+def test_a_gzip_stream_cut_short_or_shorter_than_declared_is_refused(plain, tmp_path):
+    """ITK reads both silently, filling the missing voxels with zeros."""
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(gzip.compress(plain)[:-500])
+    with pytest.raises(SegNetsError, match="the compressed file is damaged or cut short"):
+        read_volume(cut)
+    longer = tmp_path / "longer.nii.gz"
+    longer.write_bytes(gzip.compress(_changed(plain, {44: ("h", 30000)})))  # dim[2]: 30000 rows declared
+    with pytest.raises(SegNetsError) as refusal:
+        read_volume(longer)
+    expect("file-cut-short", str(refusal.value))
+    assert f"holds {len(plain):,} bytes" in str(refusal.value)
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
