@@ -1,7 +1,8 @@
 """Run benchmark scripts one after another and print their Markdown output.
 
 Usage: ``python bench/run_all.py [script.py ...]``; without arguments every ``bench/*.py`` that runs as
-``__main__`` (not the parts others import) except this one, in name order. Each script is a plain ``python bench/x.py`` runnable printing Markdown.
+``__main__`` (not the parts others import) except this one, in name order. Each script is a plain
+``python bench/x.py`` runnable printing Markdown.
 Exit status: 0 if every script succeeded, else 1 (the others still run).
 """
 

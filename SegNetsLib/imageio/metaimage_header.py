@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.imageio.file_length import check_file_length
+from SegNetsLib.imageio.header_files import check_file_length, file_start
 
 SUFFIXES = (".mha", ".mhd")
 MAX_HEADER_BYTES = 1 << 16  # a header is a few hundred bytes; the data starts after ElementDataFile
@@ -30,11 +30,7 @@ MAX_MATRIX_ENTRY = 1e6  # direction cosines are at most 1; ITK never returns on 
 def _header(path: Path) -> tuple[dict[str, str], int]:
     """The header's fields (key -> value text; the last of a repeated key) and the byte where the data of
     ``ElementDataFile = LOCAL`` starts (the header's end)."""
-    try:
-        with open(path, "rb") as file:
-            start = file.read(MAX_HEADER_BYTES)
-    except OSError as error:
-        raise SegNetsError(f"{path}: not a readable image file ({error}).") from None
+    start, _ = file_start(path, MAX_HEADER_BYTES)
     fields, position = {}, 0
     for line in start.split(b"\n"):
         position += len(line) + 1
@@ -48,8 +44,9 @@ def _header(path: Path) -> tuple[dict[str, str], int]:
     )
 
 
-def _numbers(path: Path, fields: dict[str, str], key: str, count: int, integer: bool = False) -> list[float]:
-    """``count`` finite numbers of field ``key`` (integers when ``integer``), refused in one sentence otherwise."""
+def _numbers(path: Path, fields: dict[str, str], key: str, count: int, integer: bool = False) -> list:
+    """``count`` finite numbers (floats, or ints when ``integer``) of field ``key``, refused in one sentence
+    otherwise."""
     text = fields[key]
     try:
         values = [int(v) if integer else float(v) for v in text.split()]
@@ -75,7 +72,7 @@ def check_metaimage_header(path: str | os.PathLike) -> None:
     fields, data_start = _header(path)
     if "NDims" not in fields or "DimSize" not in fields:
         raise SegNetsError(f"{path}: the MetaImage header lacks NDims or DimSize.")
-    ndims = int(_numbers(path, fields, "NDims", 1, integer=True)[0])
+    ndims = _numbers(path, fields, "NDims", 1, integer=True)[0]
     if not 1 <= ndims <= MAX_DIMENSIONS:
         raise SegNetsError(f"{path}: the MetaImage header's NDims {ndims} is not from 1 to {MAX_DIMENSIONS}.")
     sizes = _numbers(path, fields, "DimSize", ndims, integer=True)
@@ -94,7 +91,7 @@ def check_metaimage_header(path: str | os.PathLike) -> None:
             f"{path}: the MetaImage header's ElementType {fields.get('ElementType', '')[:40]!r} is unknown."
         )
     channels = (
-        int(_numbers(path, fields, "ElementNumberOfChannels", 1, integer=True)[0])
+        _numbers(path, fields, "ElementNumberOfChannels", 1, integer=True)[0]
         if "ElementNumberOfChannels" in fields
         else 1
     )
@@ -102,7 +99,7 @@ def check_metaimage_header(path: str | os.PathLike) -> None:
         raise SegNetsError(
             f"{path}: the MetaImage header's ElementNumberOfChannels {channels} is not from 1 to {MAX_CHANNELS}."
         )
-    skip = int(_numbers(path, fields, "HeaderSize", 1, integer=True)[0]) if "HeaderSize" in fields else 0
+    skip = _numbers(path, fields, "HeaderSize", 1, integer=True)[0] if "HeaderSize" in fields else 0
     if skip < -1:
         raise SegNetsError(f"{path}: the MetaImage header's HeaderSize {skip} is below -1.")
     if _true(fields, "BinaryData") and not _true(fields, "CompressedData"):

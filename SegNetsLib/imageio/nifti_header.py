@@ -17,9 +17,8 @@ import zlib
 from pathlib import Path
 
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.imageio.file_length import check_file_length
+from SegNetsLib.imageio.header_files import check_file_length, file_start
 
-GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_BYTES = 1 << 20
 # NIfTI datatype code -> bits per voxel (the standard's DT_* codes; DT_BINARY, 1 bit, included)
 DATATYPE_BITS = {1: 1, 2: 8, 4: 16, 8: 32, 16: 32, 32: 64, 64: 64, 128: 24, 256: 8, 512: 16, 768: 32, 1024: 64,
@@ -36,17 +35,6 @@ VOX_OFFSET = (108, "f")
 CODES = (252, "2h")  # qform_code, sform_code
 QUATERN = (256, "6f")  # quatern_b, c, d, qoffset_x, y, z
 SROW = (280, "12f")  # srow_x, srow_y, srow_z (4 values each)
-
-
-def _header_bytes(path: Path) -> tuple[bytes, bool]:
-    """The first 348 bytes of the file (decompressed when it is gzip) and whether it is gzip."""
-    try:
-        with open(path, "rb") as file:
-            compressed = file.read(len(GZIP_MAGIC)) == GZIP_MAGIC
-        with gzip.open(path, "rb") if compressed else open(path, "rb") as file:
-            return file.read(HEADER_BYTES), compressed
-    except (OSError, EOFError) as error:
-        raise SegNetsError(f"{path}: not a readable image file ({error}).") from None
 
 
 def _byte_order(header: bytes) -> str | None:
@@ -68,7 +56,7 @@ def check_nifti_header(path: str | os.PathLike) -> None:
     (or a gzip stream cut short).
     """
     path = Path(path)
-    header, compressed = _header_bytes(path)
+    header, compressed = file_start(path, HEADER_BYTES, gunzip=True)
     order = _byte_order(header)
     if order is None:
         return
@@ -83,10 +71,11 @@ def check_nifti_header(path: str | os.PathLike) -> None:
     datatype = read(DATATYPE)[0]
     if datatype not in DATATYPE_BITS:
         raise SegNetsError(f"{path}: the NIfTI header's datatype {datatype} is not a NIfTI data type.")
+    qform_code, sform_code = read(CODES)
     must_be_finite = {
         "pixdim (voxel spacing)": read(PIXDIM)[1 : min(dim[0], 3) + 1],
-        "quatern_b/c/d and qoffset (qform)": read(QUATERN) if read(CODES)[0] > 0 else (),
-        "srow_x/y/z (sform)": read(SROW) if read(CODES)[1] > 0 else (),
+        "quatern_b/c/d and qoffset (qform)": read(QUATERN) if qform_code > 0 else (),
+        "srow_x/y/z (sform)": read(SROW) if sform_code > 0 else (),
     }
     for field, values in must_be_finite.items():
         if not all(map(math.isfinite, values)):

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.imageio.header_files import file_start
 from SegNetsLib.imageio.spacing import check_spacing
 
 SUFFIXES = (".nrrd", ".nhdr")
@@ -22,11 +22,7 @@ VECTOR = re.compile(r"\(([^()]*)\)|none")
 
 def _space_directions(path: Path) -> str | None:
     """The text of the header's ``space directions`` field, or None where it has none."""
-    try:
-        with open(path, "rb") as file:
-            start = file.read(MAX_HEADER_BYTES)
-    except OSError as error:
-        raise SegNetsError(f"{path}: not a readable image file ({error}).") from None
+    start, _ = file_start(path, MAX_HEADER_BYTES)
     for line in start.split(b"\n")[1:]:  # the first line is the NRRD magic
         if not line.strip():
             return None  # the header's end
