@@ -200,6 +200,7 @@ def main(argv=None) -> int:
                 save,
                 args.device,
                 args.pretrained_library,
+                results / "labelmaps",
             )
             print("\n### Pretrained on two BraTS patients, fine-tuned on the third (whole tumour)\n")
             print(table(pre_rows, ["base", "tuned", "tuned-unet-only", *baselines]))

@@ -21,10 +21,12 @@ def pretrained_bench(
     save=None,
     device="cpu",
     library_folder: str | None = None,
+    labelmaps: Path | None = None,
 ):
     """Leave-one-out on BraTS whole tumour: pretrain on the two others (dense), fine-tune on k slices.
 
-    library_folder: keep the pretrained models there, and reuse one found there instead of pretraining again."""
+    library_folder: keep the pretrained models there, and reuse one found there instead of pretraining again.
+    labelmaps: a folder for each fine-tune's network labelmap and result (``CASE_whole_tumour_kK.npz``)."""
     import tempfile
 
     from SegNetsLib.models.library import ModelLibrary
@@ -69,6 +71,13 @@ def pretrained_bench(
                     "iterations": result.iterations,
                 }
             )
+            if labelmaps:  # for studying the refinement without training again
+                labelmaps.mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(
+                    labelmaps / f"{held_out}_whole_tumour_k{k}.npz",
+                    network=result.network_labelmap,
+                    refined=result.labelmap.array,
+                )
             d2, h2 = metrics(result.network_labelmap > 0, truth, spacing_kji)
             rows.append(
                 {

@@ -114,6 +114,12 @@ def make_card(
     return card
 
 
+def volume_sha256(volume: Volume) -> str:
+    """sha256 (hex) of ``volume``'s voxel array and its dtype: the same voxels give the same digest."""
+    array = np.ascontiguousarray(volume.array)
+    return hashlib.sha256(array.dtype.str.encode() + array.tobytes()).hexdigest()
+
+
 def volume_record(
     volume: Volume,
     name: str = "",
@@ -122,11 +128,10 @@ def volume_record(
 ) -> dict[str, Any]:
     """Identity of a training volume for ``Provenance.trained_on``: name, sha256 of its voxel array,
     shape [k, j, i], spacing (i, j, k) mm, annotated slices per axis and labeled voxel count."""
-    array = np.ascontiguousarray(volume.array)
     record: dict[str, Any] = {
         "name": name,
-        "sha256": hashlib.sha256(array.dtype.str.encode() + array.tobytes()).hexdigest(),
-        "shape": [int(s) for s in array.shape],
+        "sha256": volume_sha256(volume),
+        "shape": [int(s) for s in volume.array.shape],
         "spacing": [float(s) for s in volume.spacing],
     }
     if annotated_slices is not None:

@@ -28,7 +28,7 @@ from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.loop import FinetuneCallback
 from SegNetsLib.finetune.options import FinetuneOptions, FinetuneResult
 from SegNetsLib.finetune.run import finetune
-from SegNetsLib.finetune.start import is_architecture, painted_lineage, round_of
+from SegNetsLib.finetune.start import is_architecture, painted_lineage, round_of, trained_on_volume
 from SegNetsLib.finetune.suggest import DEFAULT_MEASURE, SliceSuggestion, distance_to_painted, suggest_slice
 from SegNetsLib.models.library import ModelLibrary, load
 
@@ -131,7 +131,7 @@ def finetune_round(
     if not is_architecture(start):
         net, card = start if isinstance(start, tuple) else load(start)
         start = (net, card)
-        if round_of(card) >= 1:
+        if round_of(card) >= 1 and trained_on_volume(card, volume):  # rounds on this volume
             labels = ann.embed_in_image_grid(volume, annotation).array
             now = ann.annotated_slices(labels, options.ignore_value, options.slices)
             added = added_slices(card_slices(card), now)

@@ -131,7 +131,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
             options.scratch_build_args,
         )
     else:
-        begin = model_start(start, classes, options.extend_head)
+        begin = model_start(start, classes, options.extend_head, volume)
         patch = patch or tuple(min(p, m) for p, m in zip(begin.card.patch_size, (32, 96, 96)))
     card = begin.card
     value_to_class = {label.value: index + 1 for index, label in enumerate(card.labels)}

@@ -38,7 +38,7 @@ def result_card(
         card.provenance.notes = SCRATCH_NOTES
         card.provenance.round = 1
         return card
-    number = round_of(begin.card) + 1  # a model never fine-tuned on painted slices: this is round 1
+    number = round_of(begin.card) + 1 if begin.same_volume else 1  # round 1: the first on this volume
     notes = FINETUNED_NOTES
     if number > 1:
         before = {int(a): set(s) for a, s in begin.card.provenance.annotated_slices.items()}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from SegNetsLib.card.card import LabelInfo, ModelCard, Normalization, Postprocessing, RoiSettings
-from SegNetsLib.card.factory import make_card
+from SegNetsLib.card.factory import make_card, volume_sha256
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.models.library import load
@@ -40,6 +40,8 @@ class Start:
     card: ModelCard
     base_id: str | None
     base_version: str | None
+    same_volume: bool = False
+    """The model's weights were last trained on the volume about to be fine-tuned on (:func:`trained_on_volume`)."""
 
     @property
     def from_scratch(self) -> bool:
@@ -47,9 +49,10 @@ class Start:
 
     @property
     def continued(self) -> bool:
-        """A model from an earlier round on painted slices: it has seen nothing but painted slices of one
-        volume, so its result needs the clean-up and range limits of a new network's."""
-        return not self.from_scratch and painted_lineage(self.card)
+        """A model from an earlier round on painted slices of this volume: it has seen nothing but those
+        slices, so its result needs the clean-up and range limits of a new network's. A model trained on
+        painted slices of other volumes (every slice of other patients, say) is a pretrained model here."""
+        return not self.from_scratch and self.same_volume and painted_lineage(self.card)
 
     @property
     def painted_only(self) -> bool:
@@ -68,6 +71,12 @@ def painted_lineage(card: ModelCard) -> bool:
     """Whether ``card``'s weights began as a new network trained on painted slices (its description says so;
     fine-tuned versions keep it), rather than as a model trained on whole volumes."""
     return card.description == SCRATCH_DESCRIPTION or card.provenance.notes.startswith(SCRATCH_NOTES)
+
+
+def trained_on_volume(card: ModelCard, volume: Volume) -> bool:
+    """Whether ``card``'s weights were last trained on ``volume`` (the same voxels: ``Provenance.trained_on``)."""
+    records = card.provenance.trained_on
+    return bool(records) and records[-1].get("sha256") == volume_sha256(volume)
 
 
 def round_of(card: ModelCard) -> int:
@@ -139,10 +148,13 @@ def scratch_start(
 
 
 def model_start(
-    reference: str | os.PathLike | tuple[nn.Module, ModelCard], classes: Sequence[int], extend_head_ok: bool
+    reference: str | os.PathLike | tuple[nn.Module, ModelCard],
+    classes: Sequence[int],
+    extend_head_ok: bool,
+    volume: Volume,
 ) -> Start:
-    """The model to fine-tune (loaded, or an in-memory (net, card) pair); check it knows every annotated
-    class (or extend its head)."""
+    """The model to fine-tune on ``volume`` (loaded, or an in-memory (net, card) pair); check it knows every
+    annotated class (or extend its head)."""
     net, card = reference if isinstance(reference, tuple) else load(reference)
     if card.multi_label:
         raise SegNetsError(f"model {card.id!r} is multi-label (sigmoid); fine-tuning supports softmax models only.")
@@ -155,7 +167,7 @@ def model_start(
                 f"(it has {sorted(known)}); add --extend-head to add them as new classes."
             )
         net, card = extend_head(net, card, missing)
-    return Start(net, card, card.id, card.version)
+    return Start(net, card, card.id, card.version, trained_on_volume(card, volume))
 
 
 def extend_head(net: nn.Module, card: ModelCard, new_values: Sequence[int]) -> tuple[nn.Module, ModelCard]:

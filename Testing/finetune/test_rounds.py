@@ -108,15 +108,37 @@ def test_each_round_is_a_new_version_and_the_user_can_step_back(model_library):
     assert previous_round(library, library.card("r1-ts-phantom", history[0].version)) is None
 
 
+def test_a_model_trained_on_painted_slices_of_another_volume_is_a_pretrained_model_there():
+    """Every slice of one volume painted (how the sparse benchmark pretrains on BraTS patients), then another
+    volume: the model is pretrained for it, not a round continued on it. Its fine-tuning there is round 1 and
+    segments the whole volume: a long box painted on two slices near its middle is found from end to end,
+    where a new network's clean-up keeps only the slices near the painted ones. On the first volume the same
+    model continues as round 2."""
+    image, truth = _phantom()
+    both = truth.copy()
+    both[20:27, 5:15, 5:15] = 1  # every bright box is the structure
+    options = dataclasses.replace(TINY, iterations=60)
+    dense = finetune_round(image, image.with_array(both), "unet3d", options)  # every slice painted
+    other_truth = np.zeros(truth.shape, np.uint8)
+    other_truth[2:27, 5:15, 5:15] = 1
+    noise = np.random.default_rng(1).normal(0, 5, truth.shape).astype(np.float32)
+    other = Volume(noise + 100.0 * other_truth, spacing=image.spacing)
+    tuned = finetune_round(other, _painted(other, other_truth, (12, 14)), (dense.net, dense.card), options)
+    assert tuned.round == 1 and tuned.card.provenance.round == 1
+    assert tuned.labelmap.array[3:26, 10, 10].all()  # far beyond the painted range (11-15 for a new network)
+    again = finetune_round(image, _painted(image, both, (3, 8)), (dense.net, dense.card), options)
+    assert again.round == 2
+
+
 def test_a_model_trained_on_whole_volumes_gets_no_scratch_clean_up_but_its_fine_tuning_is_a_round():
     image, truth = _phantom()
     first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=2))
     card = first.card
-    assert round_of(card) == 1 and Start(first.net, card, card.id, card.version).painted_only
+    assert round_of(card) == 1 and Start(first.net, card, card.id, card.version, same_volume=True).painted_only
     card.provenance.round, card.provenance.notes = 0, "trained by segnets train"
     card.description = "a model trained on whole volumes"
     assert round_of(card) == 0
-    assert not Start(first.net, card, card.id, card.version).painted_only
+    assert not Start(first.net, card, card.id, card.version, same_volume=True).painted_only
     tuned = finetune_round(
         image, _painted(image, truth, (3, 8)), (first.net, card), dataclasses.replace(TINY, iterations=2)
     )
