@@ -53,6 +53,18 @@ def run_network(image, annotation, start, time_limit, device):
     return result.labelmap.array > 0, time.monotonic() - began, result
 
 
+def save_labelmaps(folder: Path, name: str, k: int, result, slices: list[int]) -> None:
+    """A fine-tune's network labelmap and result, with its painted ``slices``, in ``folder`` as ``NAME_kK.npz``
+    (``:`` of ``name`` as ``_``): for studying the steps after the network without training again."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        folder / f"{name.replace(':', '_')}_k{k}.npz",
+        network=result.network_labelmap,
+        refined=result.labelmap.array,
+        slices=np.array(slices),
+    )
+
+
 def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelmaps: Path | None = None, device="cpu"):
     """Each method on k bin-centre slices of ``truth``; rows appended, the network's labelmaps kept in ``labelmaps``."""
     spacing_kji = image.spacing[::-1]
@@ -62,14 +74,8 @@ def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelm
         extra = {}
         if method == "network":
             prediction, seconds, result = run_network(image, image.with_array(annotation), "unet3d", time_limit, device)
-            if labelmaps:  # for studying the clean-up and refinement steps without training again
-                labelmaps.mkdir(parents=True, exist_ok=True)
-                np.savez_compressed(
-                    labelmaps / f"{name.replace(':', '_')}_k{k}.npz",
-                    network=result.network_labelmap,
-                    refined=result.labelmap.array,
-                    slices=np.array(slices),
-                )
+            if labelmaps:
+                save_labelmaps(labelmaps, name, k, result, slices)
             dice, hd95 = metrics(result.network_labelmap > 0, truth, spacing_kji)
             extra = {"iterations": result.iterations}
             rows.append(

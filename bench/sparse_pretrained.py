@@ -7,7 +7,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sparse_methods import BRATS, BRATS_WHOLE_TUMOUR, evaluate, metrics, read_case, run_network, sparse_annotation
+from sparse_methods import (
+    BRATS,
+    BRATS_WHOLE_TUMOUR,
+    evaluate,
+    metrics,
+    read_case,
+    run_network,
+    save_labelmaps,
+    sparse_annotation,
+)
 
 
 def pretrained_bench(
@@ -71,13 +80,8 @@ def pretrained_bench(
                     "iterations": result.iterations,
                 }
             )
-            if labelmaps:  # for studying the refinement without training again
-                labelmaps.mkdir(parents=True, exist_ok=True)
-                np.savez_compressed(
-                    labelmaps / f"{held_out}_whole_tumour_k{k}.npz",
-                    network=result.network_labelmap,
-                    refined=result.labelmap.array,
-                )
+            if labelmaps:
+                save_labelmaps(labelmaps, f"{held_out}:whole_tumour", k, result, slices)
             d2, h2 = metrics(result.network_labelmap > 0, truth, spacing_kji)
             rows.append(
                 {
