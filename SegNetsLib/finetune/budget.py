@@ -3,7 +3,8 @@ boundary refinement after it will not need.
 
 Both are estimated before training, on this machine and this volume:
 - segmentation: the preprocessing this run already timed, plus one timed forward pass of a full window
-  times the number of sliding windows over the network grid;
+  times the number of sliding windows over what the segmentation will cover (:func:`segmented_regions`: the
+  whole network grid, or with RoI localization the coarse pass and the painted structure's extended box);
 - refinement (random walker on a band around the result, :mod:`SegNetsLib.finetune.refine`): the refinement itself,
   timed at half resolution on a stand-in result made from the painted slices, times REFINEMENT_SCALE.
 """
@@ -17,9 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from SegNetsLib.card.card import RoiSettings
 from SegNetsLib.core.annotation import painting_axis
+from SegNetsLib.core.box import Box
 from SegNetsLib.finetune.cleanup import annotated_range
 from SegNetsLib.finetune.refine import refine_with_random_walker
+from SegNetsLib.inference.locate import extend_roi
 from SegNetsLib.inference.predictor import window_count, window_size
 from SegNetsLib.runtime.cpu_conv import fast_cpu_convolutions
 from SegNetsLib.runtime.devices import synchronize
@@ -60,18 +64,41 @@ def window_seconds(net: nn.Module, in_channels: int, window: Sequence[int], devi
         net.train(was_training)
 
 
+def segmented_regions(
+    roi: RoiSettings, grid_shape: Sequence[int], expected: Box | None, spacing_kji: Sequence[float]
+) -> list[tuple[int, int, int]]:
+    """The shapes (d, h, w) the segmentation slides windows over on a network grid of ``grid_shape``.
+
+    With RoI localization by the network's own coarse pass (``roi`` mode "auto", locator "self") and an
+    ``expected`` box on the grid (where the painted structure lies): the coarse grid (``roi.coarse_factor``
+    times smaller, as :meth:`SegNetsLib.inference.preprocess.Preprocessed.coarse_input` makes it) and that
+    box extended by the card's rule (spacing_kji: grid spacing, mm). Otherwise the whole grid: a structure
+    found elsewhere, or an RU-Net or locator-model pass, is not foreseen, and the whole grid bounds it."""
+    grid = tuple(int(n) for n in grid_shape)
+    if roi.mode != "auto" or roi.locator != "self" or expected is None:
+        return [grid]
+    coarse = tuple(max(1, round(n / roi.coarse_factor)) for n in grid)
+    return [coarse, extend_roi(expected, grid, spacing_kji, roi).shape]
+
+
 def segmentation_seconds(
     net: nn.Module,
     in_channels: int,
     patch_size: Sequence[int],
-    grid_shape: Sequence[int],
+    regions: Sequence[Sequence[int]],
     device: torch.device,
     preprocessing_s: float,
 ) -> float:
-    """Seconds to segment the whole network grid ``grid_shape`` (d, h, w) with windows of the card's
-    ``patch_size`` (shrunk to the grid), after ``preprocessing_s`` of preparing the input."""
-    window = window_size(patch_size, grid_shape)
-    return preprocessing_s + window_count(grid_shape, window) * window_seconds(net, in_channels, window, device)
+    """Seconds to segment ``regions`` (shapes d, h, w on the network grid, :func:`segmented_regions`) with windows of
+    the card's ``patch_size`` (shrunk to each region), after ``preprocessing_s`` of preparing the input."""
+    timed: dict[tuple[int, int, int], float] = {}
+    seconds = preprocessing_s
+    for region in regions:
+        window = window_size(patch_size, region)
+        if window not in timed:
+            timed[window] = window_seconds(net, in_channels, window, device)
+        seconds += window_count(region, window) * timed[window]
+    return seconds
 
 
 def refinement_seconds(

@@ -32,6 +32,7 @@ from SegNetsLib.finetune.budget import (
     refinement_reserve,
     refinement_seconds,
     segmentation_seconds,
+    segmented_regions,
     training_budget_s,
 )
 from SegNetsLib.finetune.calibrate import classical_inputs
@@ -187,9 +188,14 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     if time_limit:  # the budget is the whole run's: keep what segmenting and refining will take
         segmenting = refining = 0.0
         if options.segment:
-            segmented = pre.shape if known is None else _grid_part(known, labels.shape, pre.shape)
+            if known is not None:  # segmented inside the known box, without RoI localization
+                regions = [_grid_box(known, labels.shape, pre.shape).shape]
+            else:  # where the painted structure lies is where RoI localization should find it
+                expected = known_box(labels.shape, slices, painted, volume.spacing)
+                grid_expected = None if expected is None else _grid_box(expected, labels.shape, pre.shape)
+                regions = segmented_regions(card.roi, pre.shape, grid_expected, pre.grid.spacing[::-1])
             segmenting = segmentation_seconds(
-                net, len(card.in_channels), card.patch_size, segmented, device, preprocessing_s
+                net, len(card.in_channels), card.patch_size, regions, device, preprocessing_s
             )
             if options.refine:
                 refining = refinement_reserve(
@@ -344,9 +350,11 @@ def choose_kept(base_dice: float | None, tuned_dice: float | None) -> str:
     return "fine-tuned"
 
 
-def _grid_part(box: Box, source_shape: Sequence[int], grid_shape: Sequence[int]) -> tuple[int, int, int]:
-    """The shape (d, h, w) on the network grid ``grid_shape`` of ``box`` of the source grid ``source_shape``."""
-    return tuple(max(1, math.ceil(b * g / s)) for b, g, s in zip(box.shape, grid_shape, source_shape))
+def _grid_box(box: Box, source_shape: Sequence[int], grid_shape: Sequence[int]) -> Box:
+    """``box`` of the source grid ``source_shape`` [k, j, i] as the network-grid voxels (d, h, w) it covers."""
+    starts = [min(g - 1, math.floor(b * g / s)) for b, g, s in zip(box.start, grid_shape, source_shape)]
+    stops = [max(a + 1, min(g, math.ceil(b * g / s))) for a, b, g, s in zip(starts, box.stop, grid_shape, source_shape)]
+    return Box(*starts, *stops)
 
 
 def _to_grid(targets: np.ndarray, weight: np.ndarray, pre: Preprocessed) -> tuple[np.ndarray, np.ndarray]:

@@ -80,7 +80,7 @@ def _located_boxes(
         for component in components[:MAX_ROIS_PER_LABEL]:
             if component.area < smallest:
                 break
-            boxes.append(_extend(to_network(component.box), shape, spacing_kji, settings))
+            boxes.append(extend_roi(to_network(component.box), shape, spacing_kji, settings))
     return merge_overlapping(boxes)
 
 
@@ -91,7 +91,8 @@ def _to_fine(box: Box, ratio: Sequence[float], shape: Sequence[int]) -> Box:
     return Box(*starts, *stops)
 
 
-def _extend(box: Box, shape: Sequence[int], spacing_kji: Sequence[float], settings: RoiSettings) -> Box:
+def extend_roi(box: Box, shape: Sequence[int], spacing_kji: Sequence[float], settings: RoiSettings) -> Box:
+    """``box`` on a network grid of ``shape`` (d, h, w; spacing ``spacing_kji`` mm) extended by the card's RoI rule."""
     rule = settings.extension
     if rule == "padding":
         padding = tuple(math.ceil(settings.padding_mm / s) for s in spacing_kji)

@@ -5,10 +5,13 @@ import pytest
 import torch
 
 from SegNetsLib import nets
+from SegNetsLib.card.card import RoiSettings
+from SegNetsLib.core.box import Box
 from SegNetsLib.finetune.budget import (
     MINIMUM_TRAINING_S,
     refinement_seconds,
     segmentation_seconds,
+    segmented_regions,
     stand_in_result,
     training_budget_s,
     window_seconds,
@@ -26,11 +29,29 @@ def test_timing_a_window_leaves_the_network_training_and_unchanged():
     seconds = window_seconds(net, 1, (8, 16, 16), torch.device("cpu"))
     assert seconds > 0 and net.training
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # batch-norm statistics untouched
-    one_window = segmentation_seconds(net, 1, (8, 16, 16), (8, 16, 16), torch.device("cpu"), 0.0)
+    one_window = segmentation_seconds(net, 1, (8, 16, 16), [(8, 16, 16)], torch.device("cpu"), 0.0)
     assert one_window > 0
     assert (
-        segmentation_seconds(net, 1, (8, 16, 16), (8, 16, 16), torch.device("cpu"), 5.0) > 5.0
+        segmentation_seconds(net, 1, (8, 16, 16), [(8, 16, 16)], torch.device("cpu"), 5.0) > 5.0
     )  # preprocessing counts
+
+
+def test_with_roi_localization_the_estimate_covers_the_coarse_pass_and_the_painted_structures_box():
+    grid, spacing = (155, 240, 240), (1.0, 1.0, 1.0)
+    painted = Box(40, 100, 90, 90, 160, 150)  # (d, h, w) starts, then stops
+    regions = segmented_regions(RoiSettings(), grid, painted, spacing)
+    assert regions == [(78, 120, 120), (70, 80, 80)]  # half the grid; the box and 10 mm on each side
+    assert sum(map(np.prod, regions)) < 0.2 * np.prod(grid)  # where the whole grid was counted before
+    fixed = RoiSettings(extension="fixed", fixed_size=(64, 96, 96))
+    assert segmented_regions(fixed, grid, painted, spacing)[1] == (64, 96, 96)
+
+
+def test_the_whole_grid_is_estimated_where_the_regions_cannot_be_foreseen():
+    grid, painted = (155, 240, 240), Box(40, 100, 90, 90, 160, 150)
+    assert segmented_regions(RoiSettings(mode="off"), grid, painted, (1.0, 1.0, 1.0)) == [grid]
+    assert segmented_regions(RoiSettings(locator="runet"), grid, painted, (1.0, 1.0, 1.0)) == [grid]
+    assert segmented_regions(RoiSettings(locator="liver-locator"), grid, painted, (1.0, 1.0, 1.0)) == [grid]
+    assert segmented_regions(RoiSettings(), grid, None, (1.0, 1.0, 1.0)) == [grid]  # painted along several axes
 
 
 def test_stand_in_result_copies_the_nearest_painted_slice_through_the_annotated_range():
