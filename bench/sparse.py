@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 sys.path.insert(0, str(BENCH))
 import sparse_methods  # noqa: E402
-from sparse_methods import BRATS, BRATS_WHOLE_TUMOUR, evaluate, metrics, read_case, sparse_annotation  # noqa: E402
+from sparse_methods import BRATS, BRATS_REGIONS, evaluate, metrics, read_case, sparse_annotation  # noqa: E402
 from sparse_sets import SETS, STRUCTURES  # noqa: E402
 from sparse_tables import merge, plot, table  # noqa: E402
 
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         "--structures",
         default="ts_ct_full:liver",
         help=f"comma-separated folder:structure from {', '.join(STRUCTURES)} "
-        "(or brats_pat000N_1:whole_tumour), or 'all', or 'none'",
+        "(or brats_pat000N_1:whole_tumour or :tumour_core), or 'all', or 'none'",
     )
     parser.add_argument(
         "--set",
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
         if not (data / folder).is_dir():
             print(f"<!-- {name}: {data / folder} is absent, skipped -->")
             continue
-        image, truth = read_case(data / folder, {**STRUCTURES, **BRATS_WHOLE_TUMOUR}[name])
+        image, truth = read_case(data / folder, {**STRUCTURES, **BRATS_REGIONS}[name])
         for k in ks:
             evaluate(name, image, truth, k, methods, args.time_limit, rows, save, results / "labelmaps", args.device)
     where = (

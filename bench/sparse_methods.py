@@ -20,6 +20,9 @@ THREADS: int | None = None  # torch CPU threads of every fine-tune (--threads); 
 BRATS = ("brats_pat0001_1", "brats_pat0002_1", "brats_pat0003_1")
 # whole tumour of each BraTS case as a structure of its own (for the classical baselines of the pretrained setting)
 BRATS_WHOLE_TUMOUR = {f"{case}:whole_tumour": [1, 2, 3, 4] for case in BRATS}
+# both regions of each case (necrosis, non-enhancing and enhancing tumour form the core), for runs from scratch on the
+# kind of structure neither set holds; BraTS's licence keeps them out of the sets' numbers and out of the project
+BRATS_REGIONS = {**BRATS_WHOLE_TUMOUR, **{f"{case}:tumour_core": [1, 3, 4] for case in BRATS}}
 
 
 def metrics(prediction: np.ndarray, truth: np.ndarray, spacing_kji) -> tuple[float, float]:
