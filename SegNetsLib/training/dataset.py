@@ -24,6 +24,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from reprlib import repr as brief  # values of an untrusted file, shortened for an error message
 
 import numpy as np
 import SimpleITK as sitk
@@ -76,9 +77,9 @@ def _parse_channels(spec: dict, path: Path) -> list[str]:
     try:
         indices = sorted(int(key) for key in channels)
     except ValueError:
-        raise SegNetsError(f"{path}: channel keys must be 0, 1, ...; got {sorted(channels)}.") from None
+        raise SegNetsError(f"{path}: channel keys must be 0, 1, ...; got {brief(sorted(channels))}.") from None
     if indices != list(range(len(indices))):
-        raise SegNetsError(f"{path}: channel keys must be 0..{len(indices) - 1} without gaps; got {indices}.")
+        raise SegNetsError(f"{path}: channel keys must be 0..{len(indices) - 1} without gaps; got {brief(indices)}.")
     return [str(channels[str(index)]) for index in indices]
 
 
@@ -90,13 +91,15 @@ def _parse_labels(spec: dict, path: Path) -> tuple[dict[int, str], int | None]:
     values: dict[str, int] = {}
     for key, value in raw.items():
         if isinstance(value, (list, tuple)):
-            raise SegNetsError(f"{path}: label {key!r} is a region (a list of labels); SegNets trains plain labels.")
+            raise SegNetsError(
+                f"{path}: label {brief(key)} is a region (a list of labels); SegNets trains plain labels."
+            )
         try:
             # nnU-Net v2: name -> value; MSD and nnU-Net v1: "value" -> name.
             name, number = (str(key), int(value)) if isinstance(value, int) else (str(value), int(key))
         except (TypeError, ValueError):
             raise SegNetsError(
-                f'{path}: label entry {key!r}: {value!r} is neither name: value nor "value": name.'
+                f'{path}: label entry {brief(key)}: {brief(value)} is neither name: value nor "value": name.'
             ) from None
         values[name] = number
     by_value = {number: name for name, number in values.items()}
@@ -108,7 +111,7 @@ def _parse_labels(spec: dict, path: Path) -> tuple[dict[int, str], int | None]:
         raise SegNetsError(f"{path}: the labels name no foreground structure.")
     if sorted(foreground) != list(range(1, len(foreground) + 1)):
         raise SegNetsError(
-            f"{path}: foreground label values must be 1..{len(foreground)} without gaps; got {sorted(foreground)}."
+            f"{path}: foreground label values must be 1..{len(foreground)} without gaps; got {brief(sorted(foreground))}."
         )
     if ignore_value is not None and ignore_value <= len(foreground):
         raise SegNetsError(f"{path}: the ignore label ({ignore_value}) must be larger than every other label.")
@@ -138,8 +141,8 @@ def _find_cases(root: Path, channels: list[str]) -> list[Case]:
             files = (images[name],)
         elif any(per_channel):
             index = per_channel.index(None)
-            raise SegNetsError(
-                f"{root / 'imagesTr'}: case {name} lacks channel {index} ({channels[index]}): no {name}_{index:04d} image."
+            raise SegNetsError(  # the channel's name shortened, without repr's quotes
+                f"{root / 'imagesTr'}: case {name} lacks channel {index} ({brief(channels[index])[1:-1]}): no {name}_{index:04d} image."
             )
         else:
             missing = next(f"{name}_{index:04d}" for index, path in enumerate(per_channel) if path is None)

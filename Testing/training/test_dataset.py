@@ -113,6 +113,22 @@ def test_bad_dataset_json_labels_and_channels(nnunet_dataset, tmp_path):
         load_dataset(root)
 
 
+def test_an_error_shows_a_huge_value_of_dataset_json_shortened(nnunet_dataset, tmp_path):
+    """A label entry of thousands of numbers is named in a short sentence, not echoed whole (found by fuzzing)."""
+    root = _copy(nnunet_dataset, tmp_path)
+    huge = {"x" * 5000: None, "0": [1e14] * 5000}
+    _edit_json(root, labels={"background": 0, "liver": 1, "spleen": 2, ":": huge})
+    with pytest.raises(SegNetsError, match="label entry ':'") as raised:
+        load_dataset(root)
+    assert len(str(raised.value)) < len(str(root)) + 400
+    _edit_json(
+        root, labels={"background": 0, "liver": 1, "spleen": 2}, channel_names={str(i): "CT" for i in range(1, 3000)}
+    )
+    with pytest.raises(SegNetsError, match="without gaps") as raised:
+        load_dataset(root)
+    assert len(str(raised.value)) < len(str(root)) + 400
+
+
 def test_undeclared_label_values_and_size_mismatch(nnunet_dataset, tmp_path):
     root = _copy(nnunet_dataset, tmp_path)
     _edit_json(root, labels={"background": 0, "liver": 1})
