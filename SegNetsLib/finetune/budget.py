@@ -25,6 +25,7 @@ from SegNetsLib.finetune.cleanup import annotated_range
 from SegNetsLib.finetune.refine import refine_with_random_walker
 from SegNetsLib.inference.locate import extend_roi
 from SegNetsLib.inference.predictor import window_count, window_size
+from SegNetsLib.inference.preprocess import coarse_grid_shape
 from SegNetsLib.runtime.cpu_conv import fast_cpu_convolutions
 from SegNetsLib.runtime.devices import synchronize
 
@@ -71,14 +72,13 @@ def segmented_regions(
 
     With RoI localization by the network's own coarse pass (``roi`` mode "auto", locator "self") and an
     ``expected`` box on the grid (where the painted structure lies): the coarse grid (``roi.coarse_factor``
-    times smaller, as :meth:`SegNetsLib.inference.preprocess.Preprocessed.coarse_input` makes it) and that
+    times smaller: :func:`SegNetsLib.inference.preprocess.coarse_grid_shape`) and that
     box extended by the card's rule (spacing_kji: grid spacing, mm). Otherwise the whole grid: a structure
     found elsewhere, or an RU-Net or locator-model pass, is not foreseen, and the whole grid bounds it."""
     grid = tuple(int(n) for n in grid_shape)
     if roi.mode != "auto" or roi.locator != "self" or expected is None:
         return [grid]
-    coarse = tuple(max(1, round(n / roi.coarse_factor)) for n in grid)
-    return [coarse, extend_roi(expected, grid, spacing_kji, roi).shape]
+    return [coarse_grid_shape(grid, roi.coarse_factor), extend_roi(expected, grid, spacing_kji, roi).shape]
 
 
 def segmentation_seconds(

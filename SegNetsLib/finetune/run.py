@@ -178,7 +178,8 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
         time_limit = DEFAULT_TIME_LIMIT_S["cuda" if device.type == "cuda" else "cpu"]
     deadline = began + time_limit if time_limit else None
     painted = np.where(weight > 0, labels, 0)
-    known = known_box(labels.shape, slices, painted, volume.spacing) if begin.painted_only else None
+    painted_box = known_box(labels.shape, slices, painted, volume.spacing)  # where the painted structure lies
+    known = painted_box if begin.painted_only else None
     classical = None  # the random walker from the painted slices alone, for the refinement to weigh in
     outline_weight = INTERPOLATION_WEIGHT
     if known is not None and options.segment and options.refine:
@@ -191,8 +192,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
             if known is not None:  # segmented inside the known box, without RoI localization
                 regions = [_grid_box(known, labels.shape, pre.shape).shape]
             else:  # where the painted structure lies is where RoI localization should find it
-                expected = known_box(labels.shape, slices, painted, volume.spacing)
-                grid_expected = None if expected is None else _grid_box(expected, labels.shape, pre.shape)
+                grid_expected = None if painted_box is None else _grid_box(painted_box, labels.shape, pre.shape)
                 regions = segmented_regions(card.roi, pre.shape, grid_expected, pre.grid.spacing[::-1])
             segmenting = segmentation_seconds(
                 net, len(card.in_channels), card.patch_size, regions, device, preprocessing_s

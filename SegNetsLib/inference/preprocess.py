@@ -10,6 +10,7 @@ grid (oblique directions included) by SimpleITK resampling through physical (LPS
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,11 @@ from SegNetsLib.imageio.volumes import check_volume, volume_from_sitk, volume_to
 _SLAB = 16  # slices per chunk when computing z-score statistics of large volumes, and when resampling from the source
 MAX_GRID_VOXELS = 2**30  # network-grid voxels: 4 GiB per channel as float32, beyond any scan
 _TOUCH = 1e-6  # voxels: cells that only touch (up to round-off of the grid transforms) do not overlap
+
+
+def coarse_grid_shape(shape: Sequence[int], factor: float) -> tuple[int, int, int]:
+    """The shape (d, h, w) of a network grid of ``shape`` down-sampled ``factor`` times (RoI localization's coarse pass)."""
+    return tuple(max(1, round(s / factor)) for s in shape)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class Preprocessed:
         grid is already float32); only the coarse array is allocated.
         """
         shape = self.shape
-        coarse_shape = tuple(max(1, round(s / factor)) for s in shape)
+        coarse_shape = coarse_grid_shape(shape, factor)
         ratio = tuple(s / c for s, c in zip(shape, coarse_shape))
         if self.lazy:
             return self._coarse_from_source(coarse_shape, ratio), ratio  # type: ignore[return-value]
