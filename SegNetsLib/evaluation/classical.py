@@ -6,7 +6,9 @@
   (``python -m SegNetsLib.evaluation.classical --mci IN.npy OUT.npy``) because importing ``itk`` and
   ``SimpleITK`` in one process has corrupted the heap here; needs ``itk-morphologicalcontourinterpolation``.
 - A seeded random walker (scikit-image), the nearest pip analogue of Slicer's "Grow from seeds":
-  every voxel of the annotated slices is a seed (its class, or background).
+  every voxel of the annotated slices is a seed (its class, or background). Its edges are measured as a
+  user of scikit-image would (intensities z-scored, beta 130: :func:`walker_input` "std"); the fine-tuning
+  pipeline's own walker measures them against the image's noise ("noise").
 
 Arrays are [k, j, i]; annotations hold class values, 0 = background inside annotated slices.
 """
@@ -89,16 +91,59 @@ def fill_between_slices(annotation: np.ndarray, timeout_s: float = 600.0, attemp
     raise RuntimeError(f"Fill between slices failed: {job.error}")
 
 
+STD_BETA = 130.0
+"""scikit-image's default beta: on z-scored intensities, an edge between neighbours weighs exp(-13 (difference /
+standard deviation)^2)."""
+
+NOISE_BETA = 1.0
+"""An edge between neighbours weighs exp(-NOISE_BETA (difference / noise)^2) for the pipeline's walker. Chosen on
+the 24 first TUNE structures of bench/sparse_sets.py (the walker alone from k bin-centre slices in the known box,
+mean Dice k = 2 / k = 3): z-scored with beta 130 0.717 / 0.797; 0.5: 0.760 / 0.841; **1: 0.783 / 0.849**; 2:
+0.794 / 0.849; 4: 0.767 / 0.832 (docs/benchmarks/sparse.md)."""
+
+
+def noise_level(data: np.ndarray, channel_axis: int | None = None) -> float:
+    """The image noise of ``data`` (intensity units): the median absolute difference of neighbouring voxels
+    along every axis (not ``channel_axis``), over the differences that are not 0 (a region of one value,
+    air clipped in a CT or the zeros around a skull-stripped brain, says nothing about noise); 1.0 where every
+    difference is 0. Edges are few, so the median is the noise of the tissue."""
+    skip = None if channel_axis is None else channel_axis % data.ndim
+    axes = [axis for axis in range(data.ndim) if axis != skip]
+    differences = np.concatenate([np.abs(np.diff(data, axis=axis)).ravel() for axis in axes])
+    differences = differences[differences > 0]
+    return float(np.median(differences)) if differences.size else 1.0
+
+
+def walker_input(data: np.ndarray, edges: str, channel_axis: int | None = None) -> tuple[np.ndarray, float]:
+    """``data`` (any shape; channels on ``channel_axis``) as float64 for scikit-image's random walker, and the
+    beta to pass with it. ``edges="std"``: z-scored, beta :data:`STD_BETA`. ``edges="noise"``: centred and in
+    units of :func:`noise_level`, with the beta that makes scikit-image weigh an edge exp(-:data:`NOISE_BETA`
+    (difference / noise)^2) (it divides beta by 10 x the data's standard deviation, and by the square root of
+    the channel count); never softer than "std" (a noise-free image's differences are all edges, and its
+    median difference an edge's height)."""
+    data = data.astype(np.float64)
+    std = max(float(data.std()), 1e-6)
+    if edges == "std":
+        return (data - data.mean()) / std, STD_BETA
+    if edges != "noise":
+        raise ValueError(f"edges must be 'std' or 'noise', not {edges!r}.")
+    noise = min(noise_level(data, channel_axis), std * float(np.sqrt(10.0 * NOISE_BETA / STD_BETA)))
+    scaled = (data - data.mean()) / max(noise, 1e-6)
+    channels = 1 if channel_axis is None else data.shape[channel_axis]
+    return scaled, NOISE_BETA * 10.0 * max(float(scaled.std()), 1e-6) * float(np.sqrt(channels))
+
+
 def random_walker(
     image: np.ndarray,
     annotation: np.ndarray,
     slices: Mapping[int, Sequence[int]],
-    beta: float = 130.0,
     seed: int = 0,
     mode: str = "cg",
+    edges: str = "std",
 ) -> np.ndarray:
     """Seeded random walker on ``image`` [k, j, i]: seeds are all voxels of the annotated slices. ``mode``:
-    scikit-image's solver ("cg_j", Jacobi-preconditioned, reaches the same tolerance faster).
+    scikit-image's solver ("cg_j", Jacobi-preconditioned, reaches the same tolerance faster); ``edges``: how
+    intensities are scaled (:func:`walker_input`).
 
     Returns a labelmap with the annotation's class values (0 = background).
     """
@@ -108,8 +153,7 @@ def random_walker(
     seeds = np.zeros(image.shape, dtype=np.int32)
     annotated = slices_mask(image.shape, slices)
     seeds[annotated] = annotation[annotated].astype(np.int32) + 1
-    data = image.astype(np.float64)
-    data = (data - data.mean()) / max(float(data.std()), 1e-6)
+    data, beta = walker_input(image, edges)
     values = np.unique(seeds[seeds > 0])  # background seeds = 1, class c = c + 1
     ranks = np.searchsorted(values, seeds).astype(np.int32) + 1
     ranks[seeds == 0] = 0  # scikit-image labels consecutively: seeds 1..n, back to values after

@@ -23,9 +23,15 @@ from skimage.segmentation import random_walker as skimage_random_walker
 
 from SegNetsLib.core.box import Box
 from SegNetsLib.core.progress import CancelToken
-from SegNetsLib.evaluation.classical import random_walker
+from SegNetsLib.evaluation.classical import random_walker, walker_input
 from SegNetsLib.finetune.cleanup import keep_annotated_components, limit_to_annotated_range
 from SegNetsLib.finetune.interpolate import INTERPOLATION_WEIGHT, interpolated_distances, with_interpolation
+
+WALKER_EDGES = "noise"
+"""How the pipeline's random walker (the walker alone, the held-out calibration, the band) measures the image's
+edges: against the noise of the part it runs on (:func:`evaluation.classical.walker_input`), so that a structure's
+own contrast does not soften them, as z-scoring a box mostly made of it does. Chosen on the TUNE set
+(docs/benchmarks/sparse.md)."""
 
 NETWORK_WEIGHT = 0.2
 """Weight of the network's labelmap against the random walker's probabilities in the band. Chosen on saved
@@ -93,7 +99,7 @@ def walker_alone(image: np.ndarray, painted: np.ndarray, slices: Mapping[int, Se
     }
     out = np.zeros(painted.shape, dtype=painted.dtype)
     if any(local.values()):
-        out[box.slices] = random_walker(scalar[box.slices], painted[box.slices], local, mode="cg_j")
+        out[box.slices] = random_walker(scalar[box.slices], painted[box.slices], local, mode="cg_j", edges=WALKER_EDGES)
     return out
 
 
@@ -106,7 +112,7 @@ def refine_with_random_walker(
     inner_mm: float = 15.0,
     inner_fraction: float = 0.65,
     outer_mm: float = 24.0,
-    beta: float = 130.0,
+    edges: str = WALKER_EDGES,
     network_weight: float | None = None,
     cancel: CancelToken | None = None,
     classical: np.ndarray | None = None,
@@ -124,7 +130,8 @@ def refine_with_random_walker(
     between the painted slices (:func:`finetune.interpolate.interpolated_distances`), or None; background is then
     seeded only far from it too, and wherever it reaches the result is blended with it
     (:func:`finetune.interpolate.with_interpolation`), ``interpolation_weight`` against the rest (a fine-tuning run
-    asks :func:`finetune.calibrate.interpolation_weight` for it).
+    asks :func:`finetune.calibrate.interpolation_weight` for it). ``edges``: how the walker measures the image's
+    edges (:data:`WALKER_EDGES`, :func:`evaluation.classical.walker_input`).
 
     Everything farther than ``outer_mm`` from every result is a background seed, so the work is done inside the box
     reaching that far around them (:func:`reach_box`) and the rest keeps its seeds: the same labels in a fraction of
@@ -152,7 +159,7 @@ def refine_with_random_walker(
         anything[box],
         values,
         sampling,
-        (inner_mm, inner_fraction, outer_mm, beta, network_weight),
+        (inner_mm, inner_fraction, outer_mm, edges, network_weight),
         cancel,
         None if classical is None else classical[box],
         classical_weight,
@@ -188,8 +195,8 @@ def _refine_inside(
     interpolation_weight,
 ) -> np.ndarray:
     """:func:`refine_with_random_walker` inside its box (arrays cropped to it; ``anything``: where any result or
-    outline reaches; ``constants``: inner_mm, inner_fraction, outer_mm, beta, network_weight)."""
-    inner_mm, inner_fraction, outer_mm, beta, network_weight = constants
+    outline reaches; ``constants``: inner_mm, inner_fraction, outer_mm, edges, network_weight)."""
+    inner_mm, inner_fraction, outer_mm, edges, network_weight = constants
     seeds = np.zeros(labelmap.shape, dtype=np.int32)
     far = (
         ndimage.distance_transform_edt(~anything, sampling=sampling) > outer_mm
@@ -213,8 +220,8 @@ def _refine_inside(
         cancel.raise_if_cancelled()
     box = tuple(slice(max(0, int(c.min()) - 1), int(c.max()) + 2) for c in np.nonzero(undecided))
     data = image[(slice(None), *box)] if image.ndim == 4 else image[box]
-    data = data.astype(np.float64)
-    data = (data - data.mean()) / max(float(data.std()), 1e-6)
+    channel_axis = 0 if image.ndim == 4 else None
+    data, beta = walker_input(data, edges, channel_axis)
     with warnings.catch_warnings():  # scikit-image warns about solver tolerances; the labels are still right
         warnings.simplefilter("ignore", UserWarning)
         probabilities = skimage_random_walker(
@@ -223,7 +230,7 @@ def _refine_inside(
             beta=beta,
             mode="cg_j",
             tol=1e-3,
-            channel_axis=0 if image.ndim == 4 else None,
+            channel_axis=channel_axis,
             return_full_prob=True,
         )
     present = [int(index) for index in np.unique(seeds[box]) if index > 0]  # the walker's channels, in order

@@ -30,12 +30,13 @@ def test_where_the_image_has_no_edge_the_network_places_the_boundary():
     """An image that only ramps up with the distance from the centre: no edge anywhere. Seeds are the
     network ball's core (deeper than 2 mm) and everything 10 mm outside it; the walker alone puts the
     boundary where its probability crosses 0.5, a radius of about 9; weighted with the network's labelmap
-    it keeps the network's ball of radius 8."""
+    it keeps the network's ball of radius 8. Intensities z-scored (``edges="std"``): the ramp's steps are then
+    far below any edge (scaled by the noise, a noise-free ramp would be all edge)."""
     z, y, x = np.indices((48, 48, 48)) - 24
     radius = np.sqrt(z**2 + y**2 + x**2)
     network = (radius <= 8).astype(np.uint8) * 2
     nothing = np.zeros(network.shape, np.uint8)
-    kwargs = dict(spacing=(1, 1, 1), inner_mm=2, outer_mm=10)
+    kwargs = dict(spacing=(1, 1, 1), inner_mm=2, outer_mm=10, edges="std")
     image = radius.astype(np.float32)
     walker_alone = refine_with_random_walker(
         image, network, nothing, nothing.astype(np.float32), network_weight=0.0, **kwargs
