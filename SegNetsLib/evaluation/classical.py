@@ -127,10 +127,9 @@ def walker_input(data: np.ndarray, edges: str, channel_axis: int | None = None) 
         return (data - data.mean()) / std, STD_BETA
     if edges != "noise":
         raise ValueError(f"edges must be 'std' or 'noise', not {edges!r}.")
-    noise = min(noise_level(data, channel_axis), std * float(np.sqrt(10.0 * NOISE_BETA / STD_BETA)))
-    scaled = (data - data.mean()) / max(noise, 1e-6)
-    channels = 1 if channel_axis is None else data.shape[channel_axis]
-    return scaled, NOISE_BETA * 10.0 * max(float(scaled.std()), 1e-6) * float(np.sqrt(channels))
+    noise = max(min(noise_level(data, channel_axis), std * float(np.sqrt(10.0 * NOISE_BETA / STD_BETA))), 1e-6)
+    channels = 1 if channel_axis is None else data.shape[channel_axis]  # the scaled data's spread is std / noise
+    return (data - data.mean()) / noise, NOISE_BETA * 10.0 * (std / noise) * float(np.sqrt(channels))
 
 
 def random_walker(
