@@ -12,170 +12,47 @@ module refuses an older Slicer with a message instead of its panel.
 
 SegNetsLib is found next to this file when the extension is installed (CMake copies it into
 qt-scripted-modules/), or one folder up when a clone's ``SegNets/`` folder is added to Slicer's
-additional module paths; in that case the repository root is added to ``sys.path``.
+additional module paths; in that case the repository root is added to ``sys.path``. The package
+``SegNetsPanel`` beside this file holds the rest of the module's Qt side: the dependencies, the parameter node
+and logic, the model-library and correction-round controls.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
-import logging
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Annotated
 
 import qt
 import slicer
 import vtk
-from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
 
 MODULE_DIR = Path(__file__).resolve().parent
-TORCH_REQUIREMENT = ">=2.1"
-SETTINGS_DEVICE = "SegNets/device"
-SETTINGS_LIBRARY = "SegNets/libraryFolder"
 POLL_INTERVAL_MS = 200
-MIN_SLICER_VERSION = (5, 10)  # the first Slicer with Python 3.12; Slicer 5.8 ships Python 3.9
-MIN_PYTHON_VERSION = (3, 10)  # what SegNetsLib needs (pyproject.toml: requires-python)
 
+if importlib.util.find_spec("SegNetsPanel") is None:  # a clone's SegNets/ folder: the package beside this file
+    sys.path.insert(0, str(MODULE_DIR))
 
-def unsupportedReason(slicerVersion: tuple[int, int], pythonVersion: tuple[int, int]) -> str | None:
-    """Why this Slicer cannot run SegNets (one sentence), or None when it can."""
-    slicerVersion, pythonVersion = tuple(slicerVersion[:2]), tuple(pythonVersion[:2])
-    if slicerVersion >= MIN_SLICER_VERSION and pythonVersion >= MIN_PYTHON_VERSION:
-        return None
-    return _(
-        "SegNets needs 3D Slicer {minimum} or newer (Python {python} or newer), but this is Slicer {slicer} "
-        "with Python {running}; install a newer Slicer from download.slicer.org."
-    ).format(
-        minimum="{}.{}".format(*MIN_SLICER_VERSION),
-        python="{}.{}".format(*MIN_PYTHON_VERSION),
-        slicer="{}.{}".format(*slicerVersion),
-        running="{}.{}".format(*pythonVersion),
-    )
-
-
-def runningVersions() -> tuple[tuple[int, int], tuple[int, int]]:
-    """(Slicer major.minor, Python major.minor) of the running application."""
-    return (int(slicer.app.majorVersion), int(slicer.app.minorVersion)), tuple(sys.version_info[:2])
-
-
-def resourcesDir() -> Path:
-    """Resources/ beside this file (installed extension) or at the repository root (a clone)."""
-    installed = MODULE_DIR / "Resources"
-    return installed if (installed / "UI" / "SegNets.ui").is_file() else MODULE_DIR.parent / "Resources"
-
-
-def ensureSegNetsLibOnPath() -> None:
-    """Make ``import SegNetsLib`` work from a clone (the repository root holds SegNetsLib/)."""
-    if importlib.util.find_spec("SegNetsLib") is None:
-        sys.path.insert(0, str(MODULE_DIR.parent))
-
+from SegNetsPanel.dependencies import (  # noqa: E402
+    ensureDependencies,
+    ensureSegNetsLibOnPath,
+    resourcesDir,
+    runningVersions,
+    unsupportedReason,
+)
+from SegNetsPanel.library_controls import ModelLibraryControls  # noqa: E402
+from SegNetsPanel.logic import SETTINGS_DEVICE, SETTINGS_LIBRARY, SegNetsLogic, SegNetsParameterNode  # noqa: E402
+from SegNetsPanel.round_controls import CorrectionRoundControls  # noqa: E402
+from SegNetsPanel.selftest import SegNetsTest  # noqa: E402, F401  (Slicer finds the module's test by this name)
 
 ensureSegNetsLibOnPath()
-
-
-#
-# Dependencies: torch through the PyTorch extension, the rest from Resources/requirements.txt
-#
-
-
-def _missingRequirements(requirementsFile: Path) -> list[str]:
-    """Requirement lines of ``requirementsFile`` that are not installed in Slicer's Python."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from packaging.requirements import Requirement
-
-    missing = []
-    for line in requirementsFile.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        requirement = Requirement(line)
-        try:
-            if not requirement.specifier.contains(version(requirement.name), prereleases=True):
-                missing.append(line)
-        except PackageNotFoundError:
-            missing.append(line)
-    return missing
-
-
-def ensureDependencies(askConfirmation: bool = True) -> bool:
-    """Install what SegNets needs after asking; False if the user declined, an install failed, or when testing.
-
-    torch comes from the PyTorch extension (it picks the CUDA build matching the driver); nothing is
-    installed while Slicer runs tests. ``slicer.packaging.pip_ensure`` raises RuntimeError when the
-    user declines and CalledProcessError when pip fails, and ``installTorch`` raises rather than
-    returning None: each becomes one message, and the panel stays usable.
-    """
-    try:
-        return _installDependencies(askConfirmation)
-    except (RuntimeError, subprocess.CalledProcessError, OSError) as error:
-        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        logging.error("SegNets: the dependencies were not installed: %s", error)
-        if not slicer.app.testingEnabled():
-            slicer.util.errorDisplay(
-                _("SegNets could not install what it needs ({error}). See the Python console for details.").format(
-                    error=text
-                )
-            )
-        return False
-
-
-def _installDependencies(askConfirmation: bool) -> bool:
-    testing = slicer.app.testingEnabled()
-    try:
-        import PyTorchUtils
-    except ImportError:
-        if not testing:
-            slicer.util.errorDisplay(_("SegNets needs the PyTorch extension: install it from the Extensions Manager."))
-        return False
-    torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-    if not torchLogic.torchInstalled():
-        if testing or (
-            askConfirmation
-            and not slicer.util.confirmOkCancelDisplay(
-                _("SegNets needs PyTorch. Install it now? This can take several minutes.")
-            )
-        ):
-            return False
-        if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT) is None:
-            raise RuntimeError(_("PyTorch could not be installed; see the Python console for details."))
-    requirementsFile = resourcesDir() / "requirements.txt"
-    if importlib.util.find_spec("slicer.packaging") is not None:
-        packaging = importlib.import_module("slicer.packaging")  # a plain import would make `slicer` local here
-
-        if hasattr(packaging, "pip_ensure"):
-            packaging.pip_ensure(
-                packaging.load_requirements(str(requirementsFile)),
-                requester="SegNets",
-                prompt_install=askConfirmation,
-            )
-            return not _missingRequirements(requirementsFile)
-    missing = _missingRequirements(requirementsFile)
-    if missing:
-        if testing or (
-            askConfirmation
-            and not slicer.util.confirmOkCancelDisplay(
-                _("SegNets needs these Python packages: {packages}. Install them now?").format(
-                    packages=", ".join(missing)
-                )
-            )
-        ):
-            return False
-        slicer.util.pip_install(missing)
-    return True
 
 
 #
@@ -202,40 +79,11 @@ class SegNets(ScriptedLoadableModule):
 
 
 #
-# Parameter node
+# SegNetsWidget (its model-library and correction-round controls: SegNetsPanel)
 #
 
 
-@parameterNodeWrapper
-class SegNetsParameterNode:
-    """The panel's state, saved with the scene.
-
-    inputVolume: volume to segment; modelReference: "id@version" in the library; device: "auto", "cpu",
-    "cuda:N"; outputSegmentation: segmentation to replace (None = a new one each run); roiMode: the
-    model's RoI localization on or off; useRoiNode/roiNode: segment only inside this ROI;
-    annotationSegmentation/annotationSegmentIds: what Fine-tune learns from; finetuneStart:
-    "model" or "arch:<architecture>"; timeBudgetMinutes: fine-tuning time limit.
-    """
-
-    inputVolume: vtkMRMLScalarVolumeNode
-    modelReference: str = ""
-    device: str = "auto"
-    outputSegmentation: vtkMRMLSegmentationNode
-    roiMode: Annotated[str, Choice(["Auto", "Off"])] = "Auto"
-    useRoiNode: bool = False
-    roiNode: vtkMRMLMarkupsROINode
-    annotationSegmentation: vtkMRMLSegmentationNode
-    annotationSegmentIds: list[str]
-    finetuneStart: str = "model"
-    timeBudgetMinutes: Annotated[float, WithinRange(0.5, 600.0)] = 5.0
-
-
-#
-# SegNetsWidget
-#
-
-
-class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelLibraryControls, CorrectionRoundControls):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -249,6 +97,12 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._poll)
+
+    def onReload(self) -> None:
+        """Reload the SegNetsPanel package too: Slicer's Reload reads SegNets.py again, not what it imported."""
+        for name in [name for name in sys.modules if name.split(".")[0] == "SegNetsPanel"]:
+            del sys.modules[name]
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -397,32 +251,7 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         combo.setCurrentIndex(max(combo.findData(self._parameterNode.finetuneStart), 0))
         combo.blockSignals(wasBlocked)
 
-    def _refreshModels(self, select: str | None = None) -> None:
-        """Fill the model list from the library (newest version of each model first)."""
-        combo = self.ui.modelComboBox
-        wasBlocked = combo.blockSignals(True)
-        combo.clear()
-        from SegNetsLib.card.versions import version_key
-
-        entries = sorted(self.logic.listModels(), key=lambda e: version_key(e.version), reverse=True)
-        for entry in sorted(entries, key=lambda e: e.id):  # stable: newest version of each id first
-            combo.addItem(f"{entry.card.name}  ({entry.id} {entry.version})", f"{entry.id}@{entry.version}")
-        wanted = select or self._parameterNode.modelReference
-        combo.setCurrentIndex(max(combo.findData(wanted), 0) if entries else -1)
-        combo.blockSignals(wasBlocked)
-        self.onModelChanged()
-
     # --- reactions --------------------------------------------------------------------------------
-    def onModelChanged(self, _index: int = 0) -> None:
-        reference = self.ui.modelComboBox.currentData or ""
-        if self._parameterNode:
-            self._parameterNode.modelReference = reference
-        self.ui.modelCardLabel.text = (
-            self.logic.describeModel(reference).replace("\n", "<br>")
-            if reference
-            else _("No model in the library. Import one in the Models section.")
-        )
-        self._updateButtons()
 
     def onDeviceChanged(self, _index: int) -> None:
         spec = self.ui.deviceComboBox.currentData or "auto"
@@ -438,28 +267,6 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.annotationSegmentation = self.ui.annotationSelector.currentNode()
             self._parameterNode.annotationSegmentIds = list(self.ui.annotationSelector.selectedSegmentIDs())
         self._updateButtons()
-
-    def _connectLibraryPath(self) -> None:
-        """Follow the library folder once its editing is finished: ``currentPathChanged`` fires on every
-        keystroke, so typing only counts on Enter or leaving the field; the browse button counts at once."""
-        pathEdit = self.ui.libraryPathLineEdit
-        pathEdit.comboBox().lineEdit().connect("editingFinished()", self.onLibraryFolderEdited)
-        pathEdit.connect("currentPathChanged(QString)", self.onLibraryPathChanged)
-
-    def onLibraryPathChanged(self, path: str) -> None:
-        if not self.ui.libraryPathLineEdit.comboBox().lineEdit().hasFocus():  # browsed, not typed
-            self.onLibraryFolderChanged(path)
-
-    def onLibraryFolderEdited(self) -> None:
-        self.onLibraryFolderChanged(self.ui.libraryPathLineEdit.currentPath)
-
-    def onLibraryFolderChanged(self, path: str) -> None:
-        if (path or None) == self.logic.libraryFolderSetting():
-            return
-        qt.QSettings().setValue(SETTINGS_LIBRARY, path)
-        self.logic.setLibraryFolder(path or None)
-        if self.logic.ready:
-            self._refreshModels()
 
     def _updateButtons(self, caller=None, event=None) -> None:
         params = self._parameterNode
@@ -523,59 +330,7 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 )
             )
 
-    # --- the correction loop: Update, Go to suggested slice, Back one round ------------------------
-    def onUpdateButton(self) -> None:
-        """Continue the last round's model on every painted slice (the suggested one counts as reviewed)."""
-        last, params = self._round, self._parameterNode
-        reviewed = {last.suggestion.axis: [last.suggestion.index]} if last.suggestion is not None else None
-        with slicer.util.tryWithErrorDisplay(_("Update could not start."), waitCursor=True):
-            self._start(
-                self.logic.startFinetune(
-                    params.inputVolume,
-                    params.annotationSegmentation,
-                    list(params.annotationSegmentIds),
-                    f"{last.model.id}@{last.model.version}",
-                    params.timeBudgetMinutes * 60.0,
-                    params.device,
-                    reviewed=reviewed,
-                )
-            )
-
-    def onSuggestedSliceButton(self) -> None:
-        """Move the slice views to the slice the last result suggests painting next."""
-        from SegNetsLib.app.correction import node_ijk_to_ras, suggestion_ras
-
-        volumeNode = self._parameterNode.inputVolume
-        if volumeNode is None or self._round is None or self._round.suggestion is None:
-            return
-        shape = tuple(reversed(volumeNode.GetImageData().GetDimensions()))
-        r, a, s = suggestion_ras(node_ijk_to_ras(volumeNode), shape, self._round.suggestion)
-        slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
-
-    def onPreviousRoundButton(self) -> None:
-        """Step back to the previous round: select its model and show its segmentation (nothing is deleted)."""
-        from SegNetsLib.app.correction import step_back
-
-        last = self._round
-        with slicer.util.tryWithErrorDisplay(_("Could not step back."), waitCursor=True):
-            entry = step_back(self.logic.core().library, f"{last.model.id}@{last.model.version}")
-            if entry is None:
-                return
-            for reference, nodeId in self._roundNodes.items():
-                node = slicer.mrmlScene.GetNodeByID(nodeId)
-                if node is not None and node.GetDisplayNode() is not None:
-                    node.GetDisplayNode().SetVisibility(reference == entry.reference)
-            self._refreshModels(select=entry.reference)
-            library = self.logic.core().library
-            model = type(last.model)(
-                entry.id, entry.version, library.find(entry.id, entry.version), library.card(entry.id, entry.version)
-            )
-            self._round = dataclasses.replace(last, model=model, round=entry.round, suggestion=None)
-            self.ui.roundLabel.text = _("Back at round {n} ({reference}); Update continues from it.").format(
-                n=entry.round, reference=entry.reference
-            )
-        self._updateButtons()
-
+    # --- running a job (the correction loop's Update too: SegNetsPanel.round_controls) --------------
     def _start(self, job) -> None:
         self._job = job
         self.ui.progressBar.value = 0
@@ -622,228 +377,6 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.roiNode = result.roi_node
         result.segmentation_node.CreateClosedSurfaceRepresentation()
 
-    def _showFinetuneResult(self, result) -> None:
-        if result is None:
-            return
-        from SegNetsLib.app.correction import describe_round
-
-        reference = f"{result.model.id}@{result.model.version}"
-        self._refreshModels(select=reference)
-        self.ui.stageLabel.text = _("New model {id} {version}; segmentation {name}.").format(
-            id=result.model.id, version=result.model.version, name=result.segmentation.segmentation_node.GetName()
-        )
-        self._round = result
-        self._roundNodes[reference] = result.segmentation.segmentation_node.GetID()
-        self.ui.roundLabel.text = describe_round(result.round, result.suggestion, result.model.card.provenance.seconds)
-        self.ui.suggestedSliceButton.text = (
-            _("Go to slice {index}").format(index=result.suggestion.index)
-            if result.suggestion is not None
-            else _("Go to suggested slice")
-        )
-
-    # --- Models -----------------------------------------------------------------------------------
-    def onImportModel(self) -> None:
-        path = qt.QFileDialog.getOpenFileName(
-            self.parent, _("Import model"), "", _("Models (*.zip card.json);;Weights (*.safetensors *.pt *.pth)")
-        )
-        if not path:
-            return
-        with slicer.util.tryWithErrorDisplay(_("The model could not be imported."), waitCursor=True):
-            entry = self.logic.importModel(path)
-            self._refreshModels(select=f"{entry.id}@{entry.version}")
-
-    def onExportModel(self) -> None:
-        reference = self._parameterNode.modelReference
-        if not reference:
-            return
-        path = qt.QFileDialog.getSaveFileName(
-            self.parent, _("Export model"), reference.replace("@", "-") + ".zip", "*.zip"
-        )
-        if path:
-            with slicer.util.tryWithErrorDisplay(_("The model could not be exported."), waitCursor=True):
-                self.logic.exportModel(reference, path)
-
-    def onDeleteModel(self) -> None:
-        reference = self._parameterNode.modelReference
-        if reference and slicer.util.confirmYesNoDisplay(
-            _("Delete model {ref} from the library?").format(ref=reference)
-        ):
-            with slicer.util.tryWithErrorDisplay(_("The model could not be deleted."), waitCursor=True):
-                self.logic.deleteModel(reference)
-                self._refreshModels()
-
-    def onOpenLibrary(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("The library folder could not be opened.")):
-            folder = self.logic.libraryFolder()
-            folder.mkdir(parents=True, exist_ok=True)
-            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(folder)))
-
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-#
-# SegNetsLogic
-#
-
-
-class SegNetsLogic(ScriptedLoadableModuleLogic):
-    """Delegates to ``SegNetsLib.app.logic.SegmentationLogic``; usable without the widget:
-
-    >>> logic = SegNetsLogic()                                      # doctest: +SKIP
-    >>> result = logic.process(volumeNode, "liver-ct")              # doctest: +SKIP
-    """
-
-    def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self._core = None
-        self._libraryFolder = qt.QSettings().value(SETTINGS_LIBRARY, "") or None
-
-    def getParameterNode(self) -> SegNetsParameterNode:
-        return SegNetsParameterNode(super().getParameterNode())
-
-    @property
-    def ready(self) -> bool:
-        """True once SegNetsLib's dependencies (torch and Resources/requirements.txt) are installed."""
-        if self._core is not None:
-            return True
-        return importlib.util.find_spec("torch") is not None and not _missingRequirements(
-            resourcesDir() / "requirements.txt"
-        )
-
-    def core(self):
-        """The SegNetsLib logic (created on first use, after the dependencies are installed); its model work
-        runs in a warm child process of Slicer's Python, started on the first job."""
-        if self._core is None:
-            from SegNetsLib.app.logic import SegmentationLogic
-            from SegNetsLib.app.process_worker import ProcessWorker
-            from SegNetsLib.models.library import ModelLibrary
-
-            self._core = SegmentationLogic(slicer.mrmlScene, ModelLibrary(self._libraryFolder), ProcessWorker())
-        return self._core
-
-    def shutdown(self) -> None:
-        """Stop the worker process (cancelling its job); a later job starts a fresh one."""
-        if self._core is not None:
-            self._core.worker.shutdown()
-            self._core = None
-
-    def libraryFolderSetting(self) -> str | None:
-        """The library folder chosen in the panel (None: the default)."""
-        return self._libraryFolder
-
-    def setLibraryFolder(self, folder: str | None) -> None:
-        self._libraryFolder = folder
-        if self._core is not None:
-            from SegNetsLib.models.library import ModelLibrary
-
-            self._core.library = ModelLibrary(folder)
-
-    def libraryFolder(self) -> Path:
-        return self.core().library.root
-
-    def listModels(self):
-        return self.core().library.list()
-
-    def describeModel(self, reference: str) -> str:
-        from SegNetsLib.app.logic import card_summary
-        from SegNetsLib.card.versions import split_reference
-
-        return card_summary(self.core().library.card(*split_reference(reference)))
-
-    def importModel(self, path: str):
-        path = Path(path)
-        return self.core().library.import_path(path.parent if path.name == "card.json" else path)
-
-    def exportModel(self, reference: str, path: str) -> Path:
-        from SegNetsLib.card.versions import split_reference
-
-        modelId, version = split_reference(reference)
-        return self.core().library.export(modelId, path, version)
-
-    def deleteModel(self, reference: str) -> list[str]:
-        from SegNetsLib.card.versions import split_reference
-
-        modelId, version = split_reference(reference)
-        return self.core().library.remove(modelId, version)
-
-    def startSegment(self, volumeNode, modelReference: str, device: str = "auto", roi: str = "auto", roiNode=None):
-        from SegNetsLib.card.versions import split_reference
-
-        modelId, version = split_reference(modelReference)
-        return self.core().start_segment(volumeNode, modelId, version=version, device=device, roi=roi, roi_node=roiNode)
-
-    def finishSegment(self, job, outputSegmentation=None):
-        return self.core().finish_segment(job, output_node=outputSegmentation)
-
-    def startFinetune(
-        self,
-        volumeNode,
-        annotationNode,
-        segmentIds: list[str],
-        start: str,
-        timeLimitSeconds: float,
-        device: str = "auto",
-        reviewed: dict[int, list[int]] | None = None,
-    ):
-        """Fine-tune; a ``start`` made by an earlier round continues it warm (a correction round). reviewed:
-        {axis: slices} the user checked and painted in full, even with nothing on them."""
-        return self.core().start_finetune(
-            volumeNode, annotationNode, segmentIds, start, timeLimitSeconds, device=device, reviewed=reviewed
-        )
-
-    def finishFinetune(self, job):
-        return self.core().finish_finetune(job)
-
-    def process(
-        self, inputVolume, modelReference: str, device: str = "auto", roi: str = "auto", outputSegmentation=None
-    ):
-        """Segment without the widget, keeping Slicer responsive; returns a SegmentResult."""
-        job = self.startSegment(inputVolume, modelReference, device, roi)
-        while not job.wait(0.05):
-            slicer.app.processEvents()
-        return self.finishSegment(job, outputSegmentation)
-
-
-#
-# SegNetsTest
-#
-
-
-class SegNetsTest(ScriptedLoadableModuleTest):
-    """Runs the bodies in ``SegNetsLib.app.selftest`` (the same ones pytest runs under slicer-core) on the CPU."""
-
-    def setUp(self) -> None:
-        slicer.mrmlScene.Clear()
-
-    def runTest(self) -> None:
-        self.setUp()
-        self.test_SegmentAndFinetune()
-
-    @staticmethod
-    def skipReason() -> str | None:
-        """Why the self-test cannot run here (an unsupported Slicer, a missing dependency), or None."""
-        reason = unsupportedReason(*runningVersions())
-        if reason:
-            return reason
-        if not SegNetsLogic().ready:
-            return "PyTorch or a package of requirements.txt is missing; nothing is installed during tests."
-        return None
-
-    def test_SegmentAndFinetune(self) -> None:
-        reason = self.skipReason()
-        if reason:  # Reload and Test shows a raised SkipTest as an error: report and return
-            logging.warning("SegNets self-test skipped: %s", reason)
-            self.delayDisplay(_("SegNets self-test skipped: {reason}").format(reason=reason))
-            return
-        from SegNetsLib.app import selftest
-
-        dataDir = selftest.find_test_data(MODULE_DIR)
-        with tempfile.TemporaryDirectory(prefix="segnets-selftest-") as folder:
-            report = selftest.run_all(slicer.mrmlScene, Path(folder), dataDir)
-        for line in report.lines():
-            logging.info(line)
-        self.assertTrue(report.annotation_unchanged, "the annotation segmentation was modified")
-        self.assertGreaterEqual(report.finetuned_dice, selftest.MIN_FINETUNED_DICE)
-        self.delayDisplay(_("SegNets self-test passed"))

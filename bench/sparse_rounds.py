@@ -3,7 +3,7 @@
 Round 1: k0 bin-centre slices (bench/sparse.py's protocol), from scratch for ``--time-limit`` s or
 ``--iterations``. Round r > 1: the user paints the suggested slice fully (the reference on it), the model of
 round r - 1 continues warm (``finetune.rounds.finetune_round``) and the result on screen changes where the added
-slice reaches (``finetune.rounds.local_update``; ``global_dice``: the round's whole result). Per round: Dice
+slice reaches (``finetune.rounds.local_update``; the walkers run only there). Per round: Dice
 against the full reference, wall and CPU seconds of the round and of the suggestion, beside Fill between slices
 (``mci``) and the random walker (``rw``) given the same slices. At rounds 2 and 3 (k0 -> k0 + 1 -> k0 + 2) the
 same previous model also continues with the slice the fixed bin rule would add (of the k + 1 bin centres, the one
@@ -66,14 +66,20 @@ def random_slice(truth: np.ndarray, slices: list[int], seed: int) -> int | None:
     return int(np.random.default_rng(seed).choice(free)) if free else None
 
 
-def continue_round(image, truth, slices, previous, options):
-    """Continue ``previous`` (FinetuneResult) on ``slices`` painted; (result, seconds)."""
+def continue_round(image, truth, slices, previous, options, shown):
+    """Continue ``previous`` (FinetuneResult) on ``slices`` painted, the labelmap ``shown`` on screen (the result
+    then changes it where the added slice reaches); (result, seconds)."""
     from SegNetsLib.finetune.rounds import finetune_round
 
     chosen = dataclasses.replace(options, slices={0: sorted(slices)})  # all-background slices count too
     began, cpu = time.monotonic(), time.process_time()
     result = finetune_round(
-        image, image.with_array(painted(truth, sorted(slices))), (previous.net, previous.card), chosen, measure=None
+        image,
+        image.with_array(painted(truth, sorted(slices))),
+        (previous.net, previous.card),
+        chosen,
+        measure=None,
+        previous=shown,
     )
     result.cpu_seconds = time.process_time() - cpu
     return result, time.monotonic() - began
@@ -82,7 +88,7 @@ def continue_round(image, truth, slices, previous, options):
 def structure_rounds(name, image, truth, args, rows, save) -> None:
     """Rounds 1..args.rounds on one structure; rows appended (see the module docstring)."""
     from SegNetsLib.finetune.options import FinetuneOptions
-    from SegNetsLib.finetune.rounds import finetune_round, local_update, suggest_for
+    from SegNetsLib.finetune.rounds import finetune_round, suggest_for
 
     options = FinetuneOptions(device=args.device, threads=args.threads)
     slices = bin_centre_slices(truth, args.k0)
@@ -106,8 +112,8 @@ def structure_rounds(name, image, truth, args, rows, save) -> None:
                 print(f"<!-- {name}: no slice left to paint after round {number - 1} -->", flush=True)
                 return
             previous, before_shown = result, shown
-            result, seconds = continue_round(image, truth, slices + [index], previous, options)
-            shown = local_update(shown, result.labelmap.array, slices, [index], 0, painting=truth)
+            result, seconds = continue_round(image, truth, slices + [index], previous, options, shown)
+            shown = np.asarray(result.labelmap.array)
             if number in COMPARED_ROUNDS:
                 for choice, other in (
                     ("bin rule", bin_rule_slice(truth, slices)),
@@ -115,8 +121,10 @@ def structure_rounds(name, image, truth, args, rows, save) -> None:
                 ):
                     if other is None:
                         continue
-                    alternative, alt_seconds = continue_round(image, truth, slices + [other], previous, options)
-                    seen = local_update(before_shown, alternative.labelmap.array, slices, [other], 0, painting=truth)
+                    alternative, alt_seconds = continue_round(
+                        image, truth, slices + [other], previous, options, before_shown
+                    )
+                    seen = np.asarray(alternative.labelmap.array)
                     method = f"network ({choice})"
                     rows.append(row(name, number, method, alternative, truth, alt_seconds, slices + [other], seen))
                     rows[-1]["before"] = dice(before_shown > 0, truth)
@@ -195,14 +203,13 @@ def fill_between_rounds(cases: dict, rows: list[dict]) -> None:
 
 def row(name, number, method, result, truth, seconds, slices, shown, how=None) -> dict:
     """A network row: ``dice`` of what the user sees (``shown``: the round's update where the added slice reaches,
-    ``finetune.rounds.local_update``, the previous result elsewhere), ``global_dice`` of the round's whole result."""
+    ``finetune.rounds.local_update``, the previous result elsewhere)."""
     out = {
         "structure": name,
         "round": number,
         "k": len(slices),
         "method": method,
         "dice": dice(shown > 0, truth),
-        "global_dice": dice(result.labelmap.array > 0, truth),
         "unet_dice": dice(result.network_labelmap > 0, truth) if result.network_labelmap is not None else None,
         "seconds": seconds,
         "cpu_seconds": getattr(result, "cpu_seconds", None),

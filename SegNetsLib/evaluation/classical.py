@@ -114,20 +114,32 @@ def noise_level(data: np.ndarray, channel_axis: int | None = None) -> float:
     return float(np.median(differences)) if differences.size else 1.0
 
 
-def walker_input(data: np.ndarray, edges: str, channel_axis: int | None = None) -> tuple[np.ndarray, float]:
+def edge_noise(data: np.ndarray, channel_axis: int | None = None) -> float:
+    """The intensity step (intensity units) against which the "noise" edges of :func:`walker_input` are measured:
+    :func:`noise_level`, but never above the standard deviation times sqrt(10 :data:`NOISE_BETA` /
+    :data:`STD_BETA`), so that edges are never softer than "std" makes them (a noise-free image's differences are
+    all edges, and its median difference an edge's height)."""
+    data = np.asarray(data, dtype=np.float64)  # differences of unsigned integers would wrap around
+    std = max(float(data.std()), 1e-6)
+    return max(min(noise_level(data, channel_axis), std * float(np.sqrt(10.0 * NOISE_BETA / STD_BETA))), 1e-6)
+
+
+def walker_input(
+    data: np.ndarray, edges: str, channel_axis: int | None = None, noise: float | None = None
+) -> tuple[np.ndarray, float]:
     """``data`` (any shape; channels on ``channel_axis``) as float64 for scikit-image's random walker, and the
     beta to pass with it. ``edges="std"``: z-scored, beta :data:`STD_BETA`. ``edges="noise"``: centred and in
-    units of :func:`noise_level`, with the beta that makes scikit-image weigh an edge exp(-:data:`NOISE_BETA`
-    (difference / noise)^2) (it divides beta by 10 x the data's standard deviation, and by the square root of
-    the channel count); never softer than "std" (a noise-free image's differences are all edges, and its
-    median difference an edge's height)."""
+    units of ``noise`` (default :func:`edge_noise` of ``data``; give that of a larger region this part belongs to,
+    and the part's edges weigh what they weigh there), with the beta that makes scikit-image weigh an edge
+    exp(-:data:`NOISE_BETA` (difference / noise)^2) (it divides beta by 10 x the data's standard deviation, and by
+    the square root of the channel count)."""
     data = data.astype(np.float64)
     std = max(float(data.std()), 1e-6)
     if edges == "std":
         return (data - data.mean()) / std, STD_BETA
     if edges != "noise":
         raise ValueError(f"edges must be 'std' or 'noise', not {edges!r}.")
-    noise = max(min(noise_level(data, channel_axis), std * float(np.sqrt(10.0 * NOISE_BETA / STD_BETA))), 1e-6)
+    noise = edge_noise(data, channel_axis) if noise is None else noise
     channels = 1 if channel_axis is None else data.shape[channel_axis]  # the scaled data's spread is std / noise
     return (data - data.mean()) / noise, NOISE_BETA * 10.0 * (std / noise) * float(np.sqrt(channels))
 
@@ -139,10 +151,11 @@ def random_walker(
     seed: int = 0,
     mode: str = "cg",
     edges: str = "std",
+    noise: float | None = None,
 ) -> np.ndarray:
     """Seeded random walker on ``image`` [k, j, i]: seeds are all voxels of the annotated slices. ``mode``:
-    scikit-image's solver ("cg_j", Jacobi-preconditioned, reaches the same tolerance faster); ``edges``: how
-    intensities are scaled (:func:`walker_input`).
+    scikit-image's solver ("cg_j", Jacobi-preconditioned, reaches the same tolerance faster); ``edges``, ``noise``:
+    how intensities are scaled (:func:`walker_input`).
 
     Returns a labelmap with the annotation's class values (0 = background).
     """
@@ -152,7 +165,7 @@ def random_walker(
     seeds = np.zeros(image.shape, dtype=np.int32)
     annotated = slices_mask(image.shape, slices)
     seeds[annotated] = annotation[annotated].astype(np.int32) + 1
-    data, beta = walker_input(image, edges)
+    data, beta = walker_input(image, edges, noise=noise)
     values = np.unique(seeds[seeds > 0])  # background seeds = 1, class c = c + 1
     ranks = np.searchsorted(values, seeds).astype(np.int32) + 1
     ranks[seeds == 0] = 0  # scikit-image labels consecutively: seeds 1..n, back to values after

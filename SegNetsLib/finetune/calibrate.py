@@ -96,11 +96,13 @@ def classical_inputs(
     slices: Mapping[int, Sequence[int]],
     box: Box | None,
     spacing: Sequence[float],
+    within: Box | None = None,
 ) -> tuple[np.ndarray | None, float]:
     """What :func:`finetune.refine.refine_result` weighs beside a network trained on the painted slices alone: the
-    random walker's own result inside ``box`` (:func:`finetune.refine.walker_alone`, [k, j, i]) and the outlines'
-    weight (:func:`interpolation_weight`); without a box (slices along several axes) (None,
-    :data:`INTERPOLATION_WEIGHT`)."""
+    random walker's own result inside ``box`` (:func:`finetune.refine.walker_alone`, [k, j, i]; only inside
+    ``within`` when given) and the outlines' weight (:func:`interpolation_weight`); without a box (slices along
+    several axes) (None, :data:`INTERPOLATION_WEIGHT`)."""
     if box is None:
         return None, INTERPOLATION_WEIGHT
-    return walker_alone(image, painted, slices, box), interpolation_weight(image, painted, slices, box, spacing)
+    walker = walker_alone(image, painted, slices, box, within)
+    return walker, interpolation_weight(image, painted, slices, box, spacing)

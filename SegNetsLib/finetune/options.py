@@ -10,6 +10,7 @@ from torch import nn
 
 from SegNetsLib.card.card import ModelCard
 from SegNetsLib.core import annotation as ann
+from SegNetsLib.core.box import Box
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.sampling import Slice
 from SegNetsLib.finetune.suggest import SliceSuggestion
@@ -39,6 +40,9 @@ class FinetuneOptions:
     where several OpenMP threads mostly wait for each other (measured 6x slower here), else torch's default.
     segment: False skips the whole-volume segmentation (``labelmap`` is then the annotation itself).
     refine: settle the network's boundaries with a seeded random walker (:mod:`SegNetsLib.finetune.refine`).
+    changing: the only box [k, j, i] of the result the caller will use (a correction round keeps the rest of the
+    previous result, :func:`SegNetsLib.finetune.rounds.changing_box`): the random walkers run only there, and
+    elsewhere the result is the network's labelmap; None: everywhere.
     seed: the random draws of a new network's weights, the patches and the augmentation (with the same
     seed, threads and iterations a run repeats itself exactly).
     """
@@ -64,6 +68,7 @@ class FinetuneOptions:
     threads: int | None = None
     refine: bool = True
     segment: bool = True
+    changing: Box | None = None
 
 
 @dataclass

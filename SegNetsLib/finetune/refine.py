@@ -23,7 +23,7 @@ from skimage.segmentation import random_walker as skimage_random_walker
 
 from SegNetsLib.core.box import Box
 from SegNetsLib.core.progress import CancelToken
-from SegNetsLib.evaluation.classical import random_walker, walker_input
+from SegNetsLib.evaluation.classical import edge_noise, random_walker, walker_input
 from SegNetsLib.finetune.cleanup import keep_annotated_components, limit_to_annotated_range
 from SegNetsLib.finetune.interpolate import INTERPOLATION_WEIGHT, interpolated_distances, with_interpolation
 
@@ -59,9 +59,10 @@ def refine_result(
     cancel: CancelToken | None = None,
     classical: np.ndarray | None = None,
     interpolation_weight: float = INTERPOLATION_WEIGHT,
+    within: Box | None = None,
 ) -> np.ndarray:
     """The fine-tuning result's last step: :func:`refine_with_random_walker` (``classical``,
-    ``interpolation_weight``: see there), and for a network trained from scratch on ``scratch_slices`` (axis ->
+    ``interpolation_weight``, ``within``: see there), and for a network trained from scratch on ``scratch_slices`` (axis ->
     indices) the annotated range its labelmap was limited to, which the random walker must not leave either (it
     spread a 3-slice lesion over 13 slices once), and only the components holding a painted voxel. Annotated voxels
     keep the user's label: they are seeds, and the range holds every annotated structure."""
@@ -79,6 +80,7 @@ def refine_result(
         classical=classical,
         interpolated=interpolated,
         interpolation_weight=interpolation_weight,
+        within=within,
     )
     if scratch_slices is not None:
         limit_to_annotated_range(out, scratch_slices, painted, spacing)
@@ -88,18 +90,34 @@ def refine_result(
     return out
 
 
-def walker_alone(image: np.ndarray, painted: np.ndarray, slices: Mapping[int, Sequence[int]], box: Box) -> np.ndarray:
+def walker_alone(
+    image: np.ndarray,
+    painted: np.ndarray,
+    slices: Mapping[int, Sequence[int]],
+    box: Box,
+    within: Box | None = None,
+) -> np.ndarray:
     """The seeded random walker of :mod:`evaluation.classical` (every voxel of the annotated ``slices`` a seed)
     inside ``box`` of ``image`` [k, j, i] (a [c, k, j, i] image: its first channel), 0 outside: what the user's
-    own tool makes of the painted labels ``painted`` [k, j, i] (0 elsewhere)."""
+    own tool makes of the painted labels ``painted`` [k, j, i] (0 elsewhere). ``within``: run only on the part of
+    ``box`` inside it, with the edges measured as over all of ``box``; bounded by painted slices (seeds) or the
+    volume's ends, that part comes out as from a run over all of ``box``, up to the solver's tolerance."""
     scalar = image if image.ndim == 3 else image[0]
+    noise = None
+    if within is not None:
+        noise = edge_noise(scalar[box.slices]) if WALKER_EDGES == "noise" else None
+        start = [max(a, b) for a, b in zip(box.start, within.start)]
+        stop = [max(lo, min(a, b)) for lo, a, b in zip(start, box.stop, within.stop)]
+        box = Box(*start, *stop)
     local = {
         axis: [i - box.start[axis] for i in indices if box.start[axis] <= i < box.stop[axis]]
         for axis, indices in slices.items()
     }
     out = np.zeros(painted.shape, dtype=painted.dtype)
     if any(local.values()):
-        out[box.slices] = random_walker(scalar[box.slices], painted[box.slices], local, mode="cg_j", edges=WALKER_EDGES)
+        out[box.slices] = random_walker(
+            scalar[box.slices], painted[box.slices], local, mode="cg_j", edges=WALKER_EDGES, noise=noise
+        )
     return out
 
 
@@ -119,6 +137,7 @@ def refine_with_random_walker(
     classical_weight: float = CLASSICAL_WEIGHT,
     interpolated: Mapping[int, np.ndarray] | None = None,
     interpolation_weight: float = INTERPOLATION_WEIGHT,
+    within: Box | None = None,
 ) -> np.ndarray:
     """The refined labelmap (same values and dtype as ``labelmap``); annotated voxels keep the user's label.
     ``network_weight`` blends the network's labelmap into the band (default :data:`NETWORK_WEIGHT`, or
@@ -131,7 +150,10 @@ def refine_with_random_walker(
     seeded only far from it too, and wherever it reaches the result is blended with it
     (:func:`finetune.interpolate.with_interpolation`), ``interpolation_weight`` against the rest (a fine-tuning run
     asks :func:`finetune.calibrate.interpolation_weight` for it). ``edges``: how the walker measures the image's
-    edges (:data:`WALKER_EDGES`, :func:`evaluation.classical.walker_input`).
+    edges (:data:`WALKER_EDGES`, :func:`evaluation.classical.walker_input`). ``within``: a box [k, j, i] outside
+    which the band is not decided by the walker but takes the network's labels (seeds are set as before, and the
+    edges measured over the whole band): bounded by painted slices or the volume's ends, the part inside comes out
+    as from a walk over the whole band (up to the solver's tolerance) in a fraction of its time.
 
     Everything farther than ``outer_mm`` from every result is a background seed, so the work is done inside the box
     reaching that far around them (:func:`reach_box`) and the rest keeps its seeds: the same labels in a fraction of
@@ -165,8 +187,16 @@ def refine_with_random_walker(
         classical_weight,
         None if interpolated is None else {value: distance[box] for value, distance in interpolated.items()},
         interpolation_weight,
+        None if within is None else _relative(within, Box.from_slices(box)),
     )
     return out
+
+
+def _relative(inner: Box, outer: Box) -> Box:
+    """``inner`` in the coordinates of ``outer``'s content, clipped to it (possibly empty)."""
+    start = [min(max(a - o, 0), n) for a, o, n in zip(inner.start, outer.start, outer.shape)]
+    stop = [max(lo, min(b - o, n)) for lo, b, o, n in zip(start, inner.stop, outer.start, outer.shape)]
+    return Box(*start, *stop)
 
 
 def reach_box(mask: np.ndarray, sampling: Sequence[float], reach_mm: float) -> Box:
@@ -193,9 +223,11 @@ def _refine_inside(
     classical_weight,
     interpolated,
     interpolation_weight,
+    within,
 ) -> np.ndarray:
     """:func:`refine_with_random_walker` inside its box (arrays cropped to it; ``anything``: where any result or
-    outline reaches; ``constants``: inner_mm, inner_fraction, outer_mm, edges, network_weight)."""
+    outline reaches; ``constants``: inner_mm, inner_fraction, outer_mm, edges, network_weight; ``within``: the
+    only part the walker decides, in the box's coordinates, or None)."""
     inner_mm, inner_fraction, outer_mm, edges, network_weight = constants
     seeds = np.zeros(labelmap.shape, dtype=np.int32)
     far = (
@@ -213,15 +245,21 @@ def _refine_inside(
     seeds[annotated] = 1  # annotated background (and any value not in ``values``)
     for index, value in enumerate(values, start=2):
         seeds[annotated & (annotation == value)] = index
+    channel_axis = 0 if image.ndim == 4 else None
+    noise = None
+    if within is not None and (seeds == 0).any():  # the rest takes the network's labels, edges as over all
+        noise = edge_noise(_walked(image, seeds), channel_axis) if edges == "noise" else None
+        outside = np.ones(seeds.shape, dtype=bool)
+        outside[within.slices] = False
+        for index, value in enumerate([0, *values], start=1):
+            seeds[outside & (seeds == 0) & (labelmap == value)] = index
     undecided = seeds == 0
     if not undecided.any():
         return _labels_from_seeds(seeds, values, labelmap.dtype)
     if cancel:
         cancel.raise_if_cancelled()
-    box = tuple(slice(max(0, int(c.min()) - 1), int(c.max()) + 2) for c in np.nonzero(undecided))
-    data = image[(slice(None), *box)] if image.ndim == 4 else image[box]
-    channel_axis = 0 if image.ndim == 4 else None
-    data, beta = walker_input(data, edges, channel_axis)
+    box = _undecided_box(seeds)
+    data, beta = walker_input(_walked(image, seeds), edges, channel_axis, noise)
     with warnings.catch_warnings():  # scikit-image warns about solver tolerances; the labels are still right
         warnings.simplefilter("ignore", UserWarning)
         probabilities = skimage_random_walker(
@@ -247,6 +285,17 @@ def _refine_inside(
     result = seeds.copy()
     result[box] = np.argmax(scores, axis=0) + 1
     return _labels_from_seeds(result, values, labelmap.dtype)
+
+
+def _undecided_box(seeds: np.ndarray) -> tuple[slice, ...]:
+    """The box around the voxels without a seed (``seeds`` 0; some must be), widened by one voxel."""
+    return tuple(slice(max(0, int(c.min()) - 1), int(c.max()) + 2) for c in np.nonzero(seeds == 0))
+
+
+def _walked(image: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """The part of ``image`` ([k, j, i] or [c, k, j, i]) the walker runs on: :func:`_undecided_box` of ``seeds``."""
+    box = _undecided_box(seeds)
+    return image[(slice(None), *box)] if image.ndim == 4 else image[box]
 
 
 def _with_priors(

@@ -23,6 +23,7 @@ from torch import nn
 
 from SegNetsLib.card.card import ModelCard
 from SegNetsLib.core import annotation as ann
+from SegNetsLib.core.box import Box
 from SegNetsLib.core.progress import CancelToken, ProgressFn
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.loop import FinetuneCallback
@@ -137,13 +138,14 @@ def finetune_round(
             added = added_slices(card_slices(card), now)
             options = round_options(card, sum(len(s) for s in added.values()), options)
             number = round_of(card) + 1
+    update = previous is not None and number >= 2 and bool(added)
+    if update:  # the walkers need to run only where the update may change the result
+        options = dataclasses.replace(options, changing=changing_box(labels.shape, card_slices(start[1]), added))
     result = finetune(volume, annotation, start, options, progress, cancel, callback)
     if number == 1:
         added = {a: list(s) for a, s in result.slices.items() if s}
     result.round, result.added_slices = number, added
-    if measure:  # None: no suggestion (a caller that times it apart)
-        result.suggestion = suggest_for(result, volume, measure, options.device)
-    if previous is not None and number >= 2 and added:
+    if update:
         before = card_slices(start[1])
         axis = ann.painting_axis(added)
         merged = local_update(
@@ -156,7 +158,24 @@ def finetune_round(
             ignore_value=options.ignore_value,
         )
         result.labelmap = result.labelmap.with_array(merged.astype(result.labelmap.array.dtype))
+    if measure:  # None: no suggestion (a caller that times it apart); of the result the user will see
+        result.suggestion = suggest_for(result, volume, measure, options.device)
     return result
+
+
+def changing_box(shape: Sequence[int], painted: Mapping[int, Sequence[int]], added: Mapping[int, Sequence[int]]) -> Box:
+    """The box of an array of ``shape`` [k, j, i] that :func:`local_update` may change when ``added`` slices join
+    those ``painted`` before ({axis: indices}): along the added slices' axis, from the nearest slice painted before
+    below them to the nearest above (or the array's ends), both included: painted, every voxel of those two is a
+    seed, so what lies between them is settled without the rest."""
+    axis = ann.painting_axis(added)
+    first, last = min(added[axis]), max(added[axis])
+    below = [int(i) for i in painted.get(axis, []) if i < first]
+    above = [int(i) for i in painted.get(axis, []) if i > last]
+    start, stop = [0, 0, 0], [int(n) for n in shape]
+    start[axis] = max(below) if below else 0
+    stop[axis] = min(above) + 1 if above else stop[axis]
+    return Box(*start, *stop)
 
 
 def local_update(

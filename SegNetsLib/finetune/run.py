@@ -184,7 +184,9 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     outline_weight = INTERPOLATION_WEIGHT
     if known is not None and options.segment and options.refine:
         progress(0.03, "random walker from the painted slices")
-        classical, outline_weight = classical_inputs(volume.array, painted, slices, known, volume.spacing)
+        classical, outline_weight = classical_inputs(
+            volume.array, painted, slices, known, volume.spacing, options.changing
+        )
         log.info("The interpolated outlines weigh %.2f in the refinement's band.", outline_weight)
     if time_limit:  # the budget is the whole run's: keep what segmenting and refining will take
         segmenting = refining = 0.0
@@ -316,6 +318,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
             cancel,
             classical,
             outline_weight,
+            options.changing,
         )
     annotated = weight > 0
     for array in (network_out, out):

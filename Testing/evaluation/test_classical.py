@@ -63,3 +63,20 @@ def test_fill_between_slices_interpolates_between_annotated_slices():
     assert np.array_equal(result[slices], annotation[slices])
     assert dice(result[between] > 0, truth[between]) > 0.9
     assert not result[: slices[0]].any() and not result[slices[-1] + 1 :].any()  # never beyond the end slices
+
+
+def test_a_part_scaled_by_the_noise_of_the_whole_weighs_its_edges_as_the_whole_does():
+    """scikit-image weighs an edge exp(-beta / (10 x the data's std) x difference^2): with the whole's noise, the
+    part's beta makes that exp(-NOISE_BETA (difference / noise)^2), whatever the part's own spread."""
+    from SegNetsLib.evaluation.classical import NOISE_BETA, edge_noise, walker_input
+
+    whole = (100.0 + 1000.0 * _ball() + np.random.default_rng(0).normal(0, 10, _ball().shape)).astype(np.uint16)
+    noise = edge_noise(whole)
+    assert noise == pytest.approx(edge_noise(whole.astype(np.float64)))  # unsigned differences do not wrap
+    assert 5.0 < noise < 20.0
+    part = whole[:3]  # outside the ball: noise only, a far smaller spread than the whole's
+    data, beta = walker_input(part, "noise", noise=noise)
+    assert np.allclose(np.diff(data, axis=0), np.diff(part.astype(np.float64), axis=0) / noise)
+    assert beta / (10.0 * data.std()) == pytest.approx(NOISE_BETA)
+    own, own_beta = walker_input(part, "noise")
+    assert own_beta / (10.0 * own.std()) == pytest.approx(NOISE_BETA) and edge_noise(part) != pytest.approx(noise)

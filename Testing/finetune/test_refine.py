@@ -219,3 +219,40 @@ def test_every_voxel_outside_the_reach_box_lies_farther_than_the_reach():
         outside = np.ones(mask.shape, bool)
         outside[box.slices] = False
         assert outside.any() and distance[outside].min() > reach_mm  # a box smaller than the volume, far enough
+
+
+def _noisy_ball_painted(slices=(4, 10, 16)):
+    """A bright ball in noise, every voxel of ``slices`` painted (the ball 1, the rest 0)."""
+    truth = _ball()
+    image = (100.0 * truth + np.random.default_rng(3).normal(0, 20, truth.shape)).astype(np.float32)
+    annotation, weight = np.zeros(truth.shape, np.uint8), np.zeros(truth.shape, np.float32)
+    for index in slices:
+        annotation[index], weight[index] = truth[index], 1.0
+    return truth, image, annotation, weight
+
+
+def test_walker_alone_within_a_part_between_painted_slices_is_the_whole_run_there():
+    """Every voxel of a painted slice is a seed, so the part between two of them comes out of a run on that part
+    alone as out of the run on the whole box, when the edges are measured over the whole box."""
+    from SegNetsLib.core.box import Box
+    from SegNetsLib.finetune.refine import walker_alone
+
+    truth, image, painted, _ = _noisy_ball_painted()
+    box, within = Box(0, 2, 2, 20, 30, 30), Box(10, 0, 0, 17, 32, 32)  # painted slice 10 to painted slice 16
+    whole = walker_alone(image, painted, {0: [4, 10, 16]}, box)
+    part = walker_alone(image, painted, {0: [4, 10, 16]}, box, within)
+    assert np.array_equal(part[10:17], whole[10:17]) and whole[12].any()
+    assert not part[:10].any() and not part[17:].any()
+
+
+def test_a_band_refined_within_a_part_is_the_whole_refinement_there_and_the_network_elsewhere():
+    from SegNetsLib.core.box import Box
+
+    truth, image, annotation, weight = _noisy_ball_painted()
+    network = _ball(radius=6.0).astype(np.uint8)  # the network missed the ball's rim
+    kwargs = dict(spacing=(1, 1, 1), inner_mm=2, outer_mm=6)
+    whole = refine_with_random_walker(image, network, annotation, weight, **kwargs)
+    part = refine_with_random_walker(image, network, annotation, weight, within=Box(4, 0, 0, 11, 32, 32), **kwargs)
+    assert np.array_equal(part[4:11], whole[4:11]) and not np.array_equal(whole[5:10], network[5:10])
+    elsewhere = np.r_[0:4, 11:20]
+    assert np.array_equal(part[elsewhere], np.where(weight > 0, annotation, network)[elsewhere])

@@ -13,6 +13,7 @@ from SegNetsLib.finetune.rounds import (
     CONFIRMED_DICE,
     ROUND_MAX_ITERATIONS,
     added_slices,
+    changing_box,
     finetune_round,
     local_update,
     previous_round,
@@ -210,3 +211,26 @@ def test_a_round_given_the_previous_result_keeps_it_away_from_the_added_slice():
     shown[5] = truth[5]  # the result already as the user paints slice 5: the correction confirms it
     confirmed = finetune_round(image, _painted(image, truth, (3, 5, 8)), (first.net, first.card), TINY, previous=shown)
     assert np.array_equal(confirmed.labelmap.array, shown)  # nothing beyond slice 5 changes, and 5 is as painted
+
+
+def test_the_changing_box_runs_from_the_painted_slice_below_the_added_one_to_the_one_above():
+    painted = {0: [3, 8, 15]}
+    assert changing_box((28, 20, 20), painted, {0: [5]}) == (3, 0, 0, 9, 20, 20)
+    assert changing_box((28, 20, 20), painted, {0: [20]}) == (15, 0, 0, 28, 20, 20)  # beyond: to the end
+    assert changing_box((28, 20, 20), painted, {0: [1, 10]}) == (0, 0, 0, 16, 20, 20)
+    assert changing_box((28, 20, 20), painted, {1: [4]}) == (0, 0, 0, 28, 20, 20)  # across: nothing painted on it
+
+
+def test_a_correction_refined_only_where_it_changes_the_result_is_the_full_correction_there():
+    """Given the result on screen, the walkers run only between the painted slices beside the added one; the
+    update equals the whole round's result merged by :func:`local_update`."""
+    image, truth = _phantom()
+    refined = dataclasses.replace(TINY, refine=True)
+    first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", refined)
+    shown = np.zeros(truth.shape, np.uint8)  # on screen: nothing near slice 5, so the correction changes it
+    annotation = _painted(image, truth, (3, 5, 8))
+    full = finetune_round(image, annotation, (first.net, first.card), refined)
+    windowed = finetune_round(image, annotation, (first.net, first.card), refined, previous=shown)
+    merged = local_update(shown, full.labelmap.array, [3, 8], [5], 0, painting=annotation.array)
+    assert np.array_equal(windowed.network_labelmap, full.network_labelmap)  # the same network
+    assert np.array_equal(windowed.labelmap.array, merged) and not np.array_equal(merged, shown)

@@ -1,4 +1,4 @@
-"""The extension's CMake installs SegNets.py, the whole SegNetsLib package (subfolders and data) and the resources.
+"""The extension's CMake installs SegNets.py and its SegNetsPanel package, the whole SegNetsLib package (subfolders and data) and the resources.
 
 Slicer's SDK cannot be built here, so a stand-in SlicerConfig.cmake gives the variables and the two macros the
 extension calls, each installing what it is handed the way Slicer's and CTK's macros do (scripts keep their path
@@ -28,7 +28,8 @@ set(BUILD_TESTING OFF)
 function(slicerMacroBuildScriptedModule)
   cmake_parse_arguments(ARG "WITH_GENERIC_TESTS" "NAME" "SCRIPTS;RESOURCES" ${{ARGN}})
   foreach(script ${{ARG_SCRIPTS}})
-    install(FILES "${{CMAKE_CURRENT_SOURCE_DIR}}/${{script}}" DESTINATION "{MODULES_DIR}")
+    get_filename_component(folder "${{script}}" DIRECTORY)
+    install(FILES "${{CMAKE_CURRENT_SOURCE_DIR}}/${{script}}" DESTINATION "{MODULES_DIR}/${{folder}}")
   endforeach()
 endfunction()
 
@@ -61,6 +62,8 @@ def test_install_holds_the_module_the_whole_library_and_its_resources(tmp_path):
     assert expected - found == set(), "library files missing from the installed module"
     assert Path("SegNetsLib/card/card.schema.json") in found
     assert (installed / "SegNets.py").is_file()
+    panel = {p.name for p in (ROOT / "SegNets" / "SegNetsPanel").glob("*.py")}
+    assert panel and panel == {p.name for p in (installed / "SegNetsPanel").glob("*.py")}, "SegNetsPanel incomplete"
     assert (installed / "SegNetsScripts" / "segnets_batch.py").is_file()
     for resource in ("Resources/UI/SegNets.ui", "Resources/Icons/SegNets.png", "Resources/requirements.txt"):
         assert (installed / resource).is_file(), resource

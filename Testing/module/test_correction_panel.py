@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+import panel_source
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,9 +18,8 @@ BUTTONS["previousRoundButton"] = "onPreviousRoundButton"
 
 
 def test_each_correction_button_is_connected_to_a_handler_of_the_widget():
-    source = MODULE.read_text()
-    widget = next(n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "SegNetsWidget")
-    methods = {f.name for f in widget.body if isinstance(f, ast.FunctionDef)}
+    source = panel_source.source()
+    methods = panel_source.class_methods("SegNetsWidget")
     for button, handler in BUTTONS.items():
         assert re.search(rf'self\.ui\.{button}\.connect\("clicked\(bool\)", self\.{handler}\)', source), button
         assert handler in methods, handler
@@ -27,7 +27,7 @@ def test_each_correction_button_is_connected_to_a_handler_of_the_widget():
 
 
 def test_the_update_passes_the_suggested_slice_as_reviewed_and_continues_the_last_model():
-    source = MODULE.read_text()
+    source = panel_source.source()
     body = source[source.index("def onUpdateButton") : source.index("def onSuggestedSliceButton")]
     assert "reviewed=reviewed" in body and "last.model.id" in body
     assert "JumpSlicesToLocation" in source[source.index("def onSuggestedSliceButton") :]
@@ -57,11 +57,10 @@ def test_the_correction_controls_start_disabled_in_the_loaded_ui():
 
 
 def _handler(name: str, namespace: dict):
-    """SegNetsWidget.<name> from SegNets.py's source, compiled into ``namespace``."""
+    """SegNetsWidget.<name> from the module's source (its correction-round controls), compiled into ``namespace``."""
     import __future__
 
-    widget = next(n for n in ast.parse(MODULE.read_text()).body if getattr(n, "name", "") == "SegNetsWidget")
-    node = next(n for n in widget.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    node = panel_source.class_methods("SegNetsWidget")[name]
     code = compile(
         ast.Module(body=[node], type_ignores=[]), str(MODULE), "exec", flags=__future__.annotations.compiler_flag
     )

@@ -16,19 +16,17 @@ import sys
 import types
 from pathlib import Path
 
+import panel_source
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULE = ROOT / "SegNets" / "SegNets.py"
-_TREE = ast.parse(MODULE.read_text())
+MODULE = panel_source.MODULE
 
 
 def module_function(qualname: str, namespace: dict):
-    """Compile one function (``name`` or ``Class.name``) of SegNets.py into ``namespace``; return it."""
-    body, node = _TREE.body, None
-    for part in qualname.split("."):
-        node = next(n for n in body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == part)
-        body = node.body
+    """Compile one function (``name`` or ``Class.name``, a method of a base in SegNetsPanel included) of the
+    module's source into ``namespace``; return it."""
+    node = panel_source.find(qualname)
     code = compile(
         ast.Module(body=[node], type_ignores=[]),
         str(MODULE),
@@ -72,8 +70,7 @@ def settings(qt_app, tmp_path):
 def _namespace(**names) -> dict:
     base = {"_": lambda text: text, "sys": sys, "subprocess": subprocess, "logging": __import__("logging")}
     for name in ("SETTINGS_DEVICE", "SETTINGS_LIBRARY", "MIN_SLICER_VERSION", "MIN_PYTHON_VERSION"):
-        assign = next(n for n in _TREE.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == name)
-        base[name] = ast.literal_eval(assign.value)
+        base[name] = panel_source.constant(name)
     base.update(names)
     return base
 

@@ -16,10 +16,10 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import panel_source
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULE = ROOT / "SegNets" / "SegNets.py"
 UI = ROOT / "Resources" / "UI" / "SegNets.ui"
 SCREENSHOT = ROOT / "Resources" / "Screenshots" / "panel.png"
 
@@ -33,22 +33,22 @@ def _object_names() -> set[str]:
 
 
 def _parameter_fields() -> dict[str, ast.expr]:
-    """Annotated fields of the @parameterNodeWrapper class in SegNets.py."""
-    tree = ast.parse(MODULE.read_text())
-    for node in tree.body:
+    """Annotated fields of the @parameterNodeWrapper class of the module (SegNetsPanel/logic.py)."""
+    for node in panel_source.top_level():
         if isinstance(node, ast.ClassDef) and any(
             isinstance(d, ast.Name) and d.id == "parameterNodeWrapper" for d in node.decorator_list
         ):
             return {s.target.id: s.annotation for s in node.body if isinstance(s, ast.AnnAssign)}
-    raise AssertionError("SegNets.py has no @parameterNodeWrapper class")
+    raise AssertionError("the module has no @parameterNodeWrapper class")
 
 
 def test_module_byte_compiles(tmp_path):
-    py_compile.compile(str(MODULE), cfile=str(tmp_path / "SegNets.pyc"), doraise=True)
+    for path in panel_source.FILES:
+        py_compile.compile(str(path), cfile=str(tmp_path / f"{path.stem}.pyc"), doraise=True)
 
 
 def test_every_ui_reference_exists_in_the_ui_file():
-    used = set(re.findall(r"self\.ui\.(\w+)", MODULE.read_text()))
+    used = set(re.findall(r"self\.ui\.(\w+)", panel_source.source()))
     assert used, "SegNets.py uses no self.ui.<name>; the check would be empty"
     missing = sorted(used - _object_names())
     assert not missing, f"SegNets.py uses widgets the .ui does not define: {missing}"
@@ -68,7 +68,7 @@ def test_every_bound_widget_names_a_parameter_node_field():
 
 def test_choice_combo_items_match_the_parameter_choices():
     choices = ast.literal_eval(
-        re.search(r"roiMode: Annotated\[str, Choice\((\[.*?\])\)\]", MODULE.read_text()).group(1)
+        re.search(r"roiMode: Annotated\[str, Choice\((\[.*?\])\)\]", panel_source.source()).group(1)
     )
     combo = next(w for w in _ui_tree().iter("widget") if w.get("name") == "roiModeComboBox")
     items = [item.find("property/string").text for item in combo.findall("item")]
@@ -147,7 +147,7 @@ def test_ui_loads_with_base_class_fallbacks(qt_app):
     from PySide6.QtWidgets import QWidget
 
     widget = _load()
-    for name in re.findall(r"self\.ui\.(\w+)", MODULE.read_text()):
+    for name in re.findall(r"self\.ui\.(\w+)", panel_source.source()):
         assert widget.findChild(QWidget, name) is not None, name
     selector = widget.findChild(QWidget, "inputVolumeSelector")
     assert selector.property("nodeTypes") == ["vtkMRMLScalarVolumeNode"]

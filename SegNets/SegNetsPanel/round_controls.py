@@ -1,0 +1,83 @@
+"""The panel's correction loop: Update after correction, Go to suggested slice, Back one round."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import slicer
+from slicer.i18n import tr as _
+
+
+class CorrectionRoundControls:
+    """Methods of the SegNets widget (``self.ui``, ``self.logic``, ``self._round``) for correction rounds."""
+
+    def onUpdateButton(self) -> None:
+        """Continue the last round's model on every painted slice (the suggested one counts as reviewed)."""
+        last, params = self._round, self._parameterNode
+        reviewed = {last.suggestion.axis: [last.suggestion.index]} if last.suggestion is not None else None
+        with slicer.util.tryWithErrorDisplay(_("Update could not start."), waitCursor=True):
+            self._start(
+                self.logic.startFinetune(
+                    params.inputVolume,
+                    params.annotationSegmentation,
+                    list(params.annotationSegmentIds),
+                    f"{last.model.id}@{last.model.version}",
+                    params.timeBudgetMinutes * 60.0,
+                    params.device,
+                    reviewed=reviewed,
+                )
+            )
+
+    def onSuggestedSliceButton(self) -> None:
+        """Move the slice views to the slice the last result suggests painting next."""
+        from SegNetsLib.app.correction import node_ijk_to_ras, suggestion_ras
+
+        volumeNode = self._parameterNode.inputVolume
+        if volumeNode is None or self._round is None or self._round.suggestion is None:
+            return
+        shape = tuple(reversed(volumeNode.GetImageData().GetDimensions()))
+        r, a, s = suggestion_ras(node_ijk_to_ras(volumeNode), shape, self._round.suggestion)
+        slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
+
+    def onPreviousRoundButton(self) -> None:
+        """Step back to the previous round: select its model and show its segmentation (nothing is deleted)."""
+        from SegNetsLib.app.correction import step_back
+
+        last = self._round
+        with slicer.util.tryWithErrorDisplay(_("Could not step back."), waitCursor=True):
+            entry = step_back(self.logic.core().library, f"{last.model.id}@{last.model.version}")
+            if entry is None:
+                return
+            for reference, nodeId in self._roundNodes.items():
+                node = slicer.mrmlScene.GetNodeByID(nodeId)
+                if node is not None and node.GetDisplayNode() is not None:
+                    node.GetDisplayNode().SetVisibility(reference == entry.reference)
+            self._refreshModels(select=entry.reference)
+            library = self.logic.core().library
+            model = type(last.model)(
+                entry.id, entry.version, library.find(entry.id, entry.version), library.card(entry.id, entry.version)
+            )
+            self._round = dataclasses.replace(last, model=model, round=entry.round, suggestion=None)
+            self.ui.roundLabel.text = _("Back at round {n} ({reference}); Update continues from it.").format(
+                n=entry.round, reference=entry.reference
+            )
+        self._updateButtons()
+
+    def _showFinetuneResult(self, result) -> None:
+        if result is None:
+            return
+        from SegNetsLib.app.correction import describe_round
+
+        reference = f"{result.model.id}@{result.model.version}"
+        self._refreshModels(select=reference)
+        self.ui.stageLabel.text = _("New model {id} {version}; segmentation {name}.").format(
+            id=result.model.id, version=result.model.version, name=result.segmentation.segmentation_node.GetName()
+        )
+        self._round = result
+        self._roundNodes[reference] = result.segmentation.segmentation_node.GetID()
+        self.ui.roundLabel.text = describe_round(result.round, result.suggestion, result.model.card.provenance.seconds)
+        self.ui.suggestedSliceButton.text = (
+            _("Go to slice {index}").format(index=result.suggestion.index)
+            if result.suggestion is not None
+            else _("Go to suggested slice")
+        )
