@@ -63,6 +63,12 @@ class Box(NamedTuple):
         """True when the two boxes share at least one voxel."""
         return all(max(a0, b0) < min(a1, b1) for a0, a1, b0, b1 in zip(self.start, self.stop, other.start, other.stop))
 
+    def intersection(self, other: Box) -> Box:
+        """The voxels both boxes hold (empty, stop = start along some axis, when they share none)."""
+        start = [max(a, b) for a, b in zip(self.start, other.start)]
+        stop = [max(low, min(a, b)) for low, a, b in zip(start, self.stop, other.stop)]
+        return Box(*start, *stop)
+
     @classmethod
     def from_slices(cls, slices: Sequence[slice]) -> Box:
         z, y, x = slices

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import random_walker as skimage_random_walker
 
-from SegNetsLib.core.box import Box
+from SegNetsLib.core.box import Box, crop
 from SegNetsLib.core.progress import CancelToken
 from SegNetsLib.evaluation.classical import edge_noise, random_walker, walker_input
 from SegNetsLib.finetune.cleanup import keep_annotated_components, limit_to_annotated_range
@@ -106,9 +106,7 @@ def walker_alone(
     noise = None
     if within is not None:
         noise = edge_noise(scalar[box.slices]) if WALKER_EDGES == "noise" else None
-        start = [max(a, b) for a, b in zip(box.start, within.start)]
-        stop = [max(lo, min(a, b)) for lo, a, b in zip(start, box.stop, within.stop)]
-        box = Box(*start, *stop)
+        box = box.intersection(within)
     local = {
         axis: [i - box.start[axis] for i in indices if box.start[axis] <= i < box.stop[axis]]
         for axis, indices in slices.items()
@@ -193,10 +191,9 @@ def refine_with_random_walker(
 
 
 def _relative(inner: Box, outer: Box) -> Box:
-    """``inner`` in the coordinates of ``outer``'s content, clipped to it (possibly empty)."""
-    start = [min(max(a - o, 0), n) for a, o, n in zip(inner.start, outer.start, outer.shape)]
-    stop = [max(lo, min(b - o, n)) for lo, b, o, n in zip(start, inner.stop, outer.start, outer.shape)]
-    return Box(*start, *stop)
+    """The part of ``inner`` inside ``outer``, in the coordinates of ``outer``'s content (possibly empty)."""
+    common = inner.intersection(outer)
+    return Box(*(a - o for a, o in zip(common.start, outer.start)), *(b - o for b, o in zip(common.stop, outer.start)))
 
 
 def reach_box(mask: np.ndarray, sampling: Sequence[float], reach_mm: float) -> Box:
@@ -246,20 +243,21 @@ def _refine_inside(
     for index, value in enumerate(values, start=2):
         seeds[annotated & (annotation == value)] = index
     channel_axis = 0 if image.ndim == 4 else None
-    noise = None
-    if within is not None and (seeds == 0).any():  # the rest takes the network's labels, edges as over all
-        noise = edge_noise(_walked(image, seeds), channel_axis) if edges == "noise" else None
+    undecided, noise = seeds == 0, None
+    if within is not None and undecided.any():  # the rest takes the network's labels, edges as over all
+        noise = edge_noise(crop(image, _around(undecided)), channel_axis) if edges == "noise" else None
         outside = np.ones(seeds.shape, dtype=bool)
         outside[within.slices] = False
         for index, value in enumerate([0, *values], start=1):
-            seeds[outside & (seeds == 0) & (labelmap == value)] = index
-    undecided = seeds == 0
+            seeds[outside & undecided & (labelmap == value)] = index
+        undecided = seeds == 0
     if not undecided.any():
         return _labels_from_seeds(seeds, values, labelmap.dtype)
     if cancel:
         cancel.raise_if_cancelled()
-    box = _undecided_box(seeds)
-    data, beta = walker_input(_walked(image, seeds), edges, channel_axis, noise)
+    region = _around(undecided)
+    box = region.slices
+    data, beta = walker_input(crop(image, region), edges, channel_axis, noise)
     with warnings.catch_warnings():  # scikit-image warns about solver tolerances; the labels are still right
         warnings.simplefilter("ignore", UserWarning)
         probabilities = skimage_random_walker(
@@ -287,15 +285,10 @@ def _refine_inside(
     return _labels_from_seeds(result, values, labelmap.dtype)
 
 
-def _undecided_box(seeds: np.ndarray) -> tuple[slice, ...]:
-    """The box around the voxels without a seed (``seeds`` 0; some must be), widened by one voxel."""
-    return tuple(slice(max(0, int(c.min()) - 1), int(c.max()) + 2) for c in np.nonzero(seeds == 0))
-
-
-def _walked(image: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """The part of ``image`` ([k, j, i] or [c, k, j, i]) the walker runs on: :func:`_undecided_box` of ``seeds``."""
-    box = _undecided_box(seeds)
-    return image[(slice(None), *box)] if image.ndim == 4 else image[box]
+def _around(mask: np.ndarray) -> Box:
+    """The box around ``mask``'s True voxels (some must be), widened by one voxel (its stop may pass the array's
+    end: slicing clips it)."""
+    return Box.from_slices([slice(max(0, int(c.min()) - 1), int(c.max()) + 2) for c in np.nonzero(mask)])
 
 
 def _with_priors(

@@ -140,13 +140,13 @@ def finetune_round(
             number = round_of(card) + 1
     update = previous is not None and number >= 2 and bool(added)
     if update:  # the walkers need to run only where the update may change the result
-        options = dataclasses.replace(options, changing=changing_box(labels.shape, card_slices(start[1]), added))
+        before = card_slices(start[1])
+        options = dataclasses.replace(options, changing=changing_box(labels.shape, before, added))
     result = finetune(volume, annotation, start, options, progress, cancel, callback)
     if number == 1:
         added = {a: list(s) for a, s in result.slices.items() if s}
     result.round, result.added_slices = number, added
     if update:
-        before = card_slices(start[1])
         axis = ann.painting_axis(added)
         merged = local_update(
             np.asarray(previous),

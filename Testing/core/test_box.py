@@ -110,3 +110,14 @@ def test_union_merge_and_crop():
     assert crop(torch.from_numpy(arr), Box(1, 2, 3, 3, 4, 6))[0, 0, 0, 0].item() == arr[0, 1, 2, 3]
     assert Box(1, 2, 3, 3, 4, 6).scaled((2, 4, 4)) == Box(2, 8, 12, 6, 16, 24)
     assert Box(1, 2, 3, 3, 4, 6).size == 2 * 2 * 3
+
+
+def test_the_intersection_of_two_boxes_holds_the_voxels_both_hold():
+    a, b = Box(0, 2, 4, 10, 8, 9), Box(5, 0, 6, 20, 4, 7)
+    common = a.intersection(b)
+    assert common == Box(5, 2, 6, 10, 4, 7) == b.intersection(a)
+    inside = np.zeros((20, 10, 10), bool)
+    inside[a.slices] = True
+    assert inside[common.slices].all() and inside[b.slices].sum() == common.size
+    apart = a.intersection(Box(12, 0, 0, 15, 3, 3))
+    assert apart.size == 0 and not a.intersects(Box(12, 0, 0, 15, 3, 3))

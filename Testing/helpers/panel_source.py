@@ -4,6 +4,7 @@ its functions without Slicer."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,18 +17,20 @@ def source() -> str:
     return "\n".join(path.read_text() for path in FILES)
 
 
-def top_level() -> list[ast.stmt]:
-    """The top-level statements of every file, SegNets.py first."""
-    return [node for path in FILES for node in ast.parse(path.read_text()).body]
+@functools.cache
+def top_level() -> tuple[ast.stmt, ...]:
+    """The top-level statements of every file, SegNets.py first (parsed once)."""
+    return tuple(node for path in FILES for node in ast.parse(path.read_text()).body)
 
 
-def _class(name: str, body: list[ast.stmt]) -> ast.ClassDef:
+def _class(name: str, body: tuple[ast.stmt, ...]) -> ast.ClassDef:
     return next(n for n in body if isinstance(n, ast.ClassDef) and n.name == name)
 
 
 def class_methods(name: str) -> dict[str, ast.FunctionDef]:
     """The methods of class ``name``, those of its bases defined in the module's files included (its own first)."""
     body = top_level()
+    names = {n.name for n in body if isinstance(n, ast.ClassDef)}
     found: dict[str, ast.FunctionDef] = {}
     pending = [_class(name, body)]
     while pending:
@@ -35,7 +38,6 @@ def class_methods(name: str) -> dict[str, ast.FunctionDef]:
         for node in cls.body:
             if isinstance(node, ast.FunctionDef):
                 found.setdefault(node.name, node)
-        names = {n.name for n in body if isinstance(n, ast.ClassDef)}
         pending += [_class(b.id, body) for b in cls.bases if isinstance(b, ast.Name) and b.id in names]
     return found
 
