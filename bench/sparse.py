@@ -6,8 +6,9 @@ axis 0 (the protocol of ../shared/data/README.md). Per structure and k: Dice, 95
 - ``network``: ``segnets finetune`` from scratch (3D U-Net sized for the budget, ``--time-limit`` s);
 - ``mci``: 3D Slicer's Fill between slices (ITK MorphologicalContourInterpolator, in a subprocess);
 - ``rw``: scikit-image's seeded random walker (stand-in for Slicer's Grow from seeds);
-- ``--pretrained``: BraTS whole tumour, leave one out: a model trained on the two other patients
-  (dense labels, ``--pretrain-time`` s each), then alone (``base``) and fine-tuned from k slices (``tuned``).
+- ``--pretrained``: BraTS whole tumour (``--pretrained-region tumour_core``: the setting's tune structure), leave
+  one out: a model trained on the two other patients (dense labels, ``--pretrain-time`` s each), then alone
+  (``base``) and fine-tuned from k slices (``tuned``).
 ``--device`` fine-tunes and pretrains there (e.g. ``cuda`` with ``--time-limit 20``).
 
 Usage: python bench/sparse.py [--structures ts_ct_full:liver,...] [--k 2,3,5] [--time-limit 120]
@@ -114,6 +115,12 @@ def main(argv=None) -> int:
     parser.add_argument("--brats-cases", default=",".join(BRATS), help="held-out BraTS cases to evaluate")
     parser.add_argument("--pretrain-time", type=float, default=240.0, help="pretraining seconds per BraTS case")
     parser.add_argument(
+        "--pretrained-region",
+        choices=("whole_tumour", "tumour_core"),
+        default="whole_tumour",
+        help="the BraTS region of the pretrained setting (tumour_core: the setting's tune structure)",
+    )
+    parser.add_argument(
         "--pretrained-library",
         help="folder keeping the pretrained BraTS models; models found there are reused instead of pretraining again",
     )
@@ -201,8 +208,10 @@ def main(argv=None) -> int:
                 args.device,
                 args.pretrained_library,
                 results / "labelmaps",
+                args.pretrained_region,
             )
-            print("\n### Pretrained on two BraTS patients, fine-tuned on the third (whole tumour)\n")
+            region = args.pretrained_region.replace("_", " ")
+            print(f"\n### Pretrained on two BraTS patients, fine-tuned on the third ({region})\n")
             print(table(pre_rows, ["base", "tuned", "tuned-unet-only", *baselines]))
     all_rows = rows + pre_rows
     if all_rows:

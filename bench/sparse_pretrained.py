@@ -1,5 +1,6 @@
-"""The pretrained setting of the sparse-annotation benchmark (bench/sparse.py --pretrained): BraTS whole tumour,
-leave one out, a model trained on the two other patients' dense labels, alone and fine-tuned from k slices."""
+"""The pretrained setting of the sparse-annotation benchmark (bench/sparse.py --pretrained): a BraTS region (whole
+tumour; tumour core as the setting's tune structure), leave one out, a model trained on the two other patients' dense
+labels, alone and fine-tuned from k slices."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sparse_methods import (
     BRATS,
-    BRATS_WHOLE_TUMOUR,
+    BRATS_REGIONS,
     evaluate,
     metrics,
     read_case,
@@ -31,19 +32,21 @@ def pretrained_bench(
     device="cpu",
     library_folder: str | None = None,
     labelmaps: Path | None = None,
+    region: str = "whole_tumour",
 ):
-    """Leave-one-out on BraTS whole tumour: pretrain on the two others (dense), fine-tune on k slices.
+    """Leave-one-out on a BraTS ``region`` (``whole_tumour`` or ``tumour_core``): pretrain on the two others
+    (dense), fine-tune on k slices.
 
     library_folder: keep the pretrained models there, and reuse one found there instead of pretraining again.
-    labelmaps: a folder for each fine-tune's network labelmap and result (``CASE_whole_tumour_kK.npz``)."""
+    labelmaps: a folder for each fine-tune's network labelmap and result (``CASE_REGION_kK.npz``)."""
     import tempfile
 
     from SegNetsLib.models.library import ModelLibrary
 
-    volumes = {case: read_case(data / case, BRATS_WHOLE_TUMOUR[f"{case}:whole_tumour"]) for case in BRATS}
+    volumes = {case: read_case(data / case, BRATS_REGIONS[f"{case}:{region}"]) for case in BRATS}
     library = ModelLibrary(library_folder or tempfile.mkdtemp(prefix="segnets-bench-models-"))
     for held_out in cases:
-        start = pretrained_model(library, held_out, volumes, pretrain_time, device)
+        start = pretrained_model(library, held_out, volumes, pretrain_time, device, region)
         image, truth = volumes[held_out]
         spacing_kji = image.spacing[::-1]
         from SegNetsLib.inference.predictor import Predictor
@@ -56,7 +59,7 @@ def pretrained_bench(
         for k in ks:
             rows.append(
                 {
-                    "structure": f"{held_out}:whole_tumour",
+                    "structure": f"{held_out}:{region}",
                     "k": k,
                     "method": "base",
                     "dice": dice,
@@ -70,7 +73,7 @@ def pretrained_bench(
             d, h = metrics(prediction, truth, spacing_kji)
             rows.append(
                 {
-                    "structure": f"{held_out}:whole_tumour",
+                    "structure": f"{held_out}:{region}",
                     "k": k,
                     "method": "tuned",
                     "dice": d,
@@ -81,11 +84,11 @@ def pretrained_bench(
                 }
             )
             if labelmaps:
-                save_labelmaps(labelmaps, f"{held_out}:whole_tumour", k, result, slices)
+                save_labelmaps(labelmaps, f"{held_out}:{region}", k, result, slices)
             d2, h2 = metrics(result.network_labelmap > 0, truth, spacing_kji)
             rows.append(
                 {
-                    "structure": f"{held_out}:whole_tumour",
+                    "structure": f"{held_out}:{region}",
                     "k": k,
                     "method": "tuned-unet-only",
                     "dice": d2,
@@ -98,18 +101,19 @@ def pretrained_bench(
             print(f"<!-- {held_out} k={k}: base {dice:.3f}, tuned {d:.3f} (kept {result.kept}) -->", flush=True)
             if save:
                 save()
-            evaluate(f"{held_out}:whole_tumour", image, truth, k, baseline_methods, time_limit, rows, save)
+            evaluate(f"{held_out}:{region}", image, truth, k, baseline_methods, time_limit, rows, save)
 
 
-def pretrained_model(library, held_out: str, volumes: dict, pretrain_time: float, device: str) -> str:
-    """Path of the model pretrained on every BraTS case but ``held_out``: found in ``library``, or trained from
-    scratch on one case's dense label and then fine-tuned on the next one's (``pretrain_time`` s each)."""
+def pretrained_model(library, held_out: str, volumes: dict, pretrain_time: float, device: str, region: str) -> str:
+    """Path of the model of ``region`` pretrained on every BraTS case but ``held_out``: found in ``library``, or
+    trained from scratch on one case's dense label and then fine-tuned on the next one's (``pretrain_time`` s each)."""
     from SegNetsLib.card.factory import slug
     from SegNetsLib.finetune.options import FinetuneOptions
     from SegNetsLib.finetune.run import finetune
     from SegNetsLib.finetune.save import save_result
 
-    model_id = slug(f"brats-wt-without-{held_out}")  # the id save_result gives this name
+    short = {"whole_tumour": "wt", "tumour_core": "tc"}[region]
+    model_id = slug(f"brats-{short}-without-{held_out}")  # the id save_result gives this name
     versions = library.versions(model_id)
     if len(versions) == len(BRATS) - 1:  # complete: one version per pretraining case
         return str(library.find(model_id))
