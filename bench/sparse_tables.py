@@ -66,7 +66,8 @@ def merge(folders: list[str], results: Path) -> None:
         shown = ["network", "unet-only", "rw-range", "interp", "mci", "rw", "best-classical"]
         print(table(scratch, [m for m in shown if any(r["method"] == m for r in scratch)]))
     if tuned:
-        print("\n### Pretrained on two BraTS patients, fine-tuned on the third (whole tumour)\n")
+        regions = sorted({r["structure"].partition(":")[2].replace("_", " ") for r in tuned})
+        print(f"\n### Pretrained on two BraTS patients, fine-tuned on the third ({', '.join(regions)})\n")
         print(table(tuned, ["base", "tuned", "tuned-unet-only", "mci", "rw", "best-classical"]))
     results.mkdir(parents=True, exist_ok=True)
     (results / "sparse.json").write_text(json.dumps(rows, indent=1))
