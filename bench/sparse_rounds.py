@@ -34,7 +34,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
-from sparse_methods import read_case  # noqa: E402
+from sparse_methods import BRATS_REGIONS, read_case  # noqa: E402
 from sparse_sets import SETS  # noqa: E402
 
 from SegNetsLib.core.annotation import bin_centre_slices  # noqa: E402
@@ -347,7 +347,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = list(SETS[args.set]) if args.set else args.structures.split(",")
-    every = {name: value for chosen in SETS.values() for name, value in chosen.items()}
+    every = {**{name: value for chosen in SETS.values() for name, value in chosen.items()}, **BRATS_REGIONS}
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
@@ -376,7 +376,11 @@ def run(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", choices=sorted(SETS), help="bench/sparse_sets.py's tune or report set")
-    parser.add_argument("--structures", default="ts_ct_full:kidney_right", help="comma-separated folder:structure")
+    parser.add_argument(
+        "--structures",
+        default="ts_ct_full:kidney_right",
+        help="comma-separated folder:structure (or brats_pat000N_1:whole_tumour or :tumour_core)",
+    )
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds of round 1 (from scratch)")
     parser.add_argument("--device", default="cpu")
@@ -392,7 +396,7 @@ def main(argv=None) -> int:
         rows = [r for folder in args.merge.split(",") for r in json.loads((Path(folder) / "rounds.json").read_text())]
         results = Path(args.results)
         results.mkdir(parents=True, exist_ok=True)
-        every = {name: value for chosen in SETS.values() for name, value in chosen.items()}
+        every = {**{name: value for chosen in SETS.values() for name, value in chosen.items()}, **BRATS_REGIONS}
         missing = {r["structure"] for r in rows} - {r["structure"] for r in rows if r["method"] == "mci"}
         if missing:  # a run stopped before its Fill between slices: run it now
             fill_between_rounds({n: read_case(Path(args.data) / n.partition(":")[0], every[n]) for n in missing}, rows)
