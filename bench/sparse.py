@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 sys.path.insert(0, str(BENCH))
 import sparse_methods  # noqa: E402
-from sparse_methods import BRATS, BRATS_REGIONS, evaluate, metrics, read_case, sparse_annotation  # noqa: E402
+from sparse_methods import BRATS, LABEL_VALUES, evaluate, metrics, read_case, sparse_annotation  # noqa: E402
 from sparse_sets import SETS, STRUCTURES  # noqa: E402
 from sparse_tables import merge, plot, table  # noqa: E402
 
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
         if not (data / folder).is_dir():
             print(f"<!-- {name}: {data / folder} is absent, skipped -->")
             continue
-        image, truth = read_case(data / folder, {**STRUCTURES, **BRATS_REGIONS}[name])
+        image, truth = read_case(data / folder, LABEL_VALUES[name])
         for k in ks:
             evaluate(name, image, truth, k, methods, args.time_limit, rows, save, results / "labelmaps", args.device)
     where = (

@@ -12,6 +12,8 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
+from sparse_sets import STRUCTURES  # noqa: E402
+
 from SegNetsLib.core.annotation import bin_centre_slices  # noqa: E402
 from SegNetsLib.evaluation.classical import fill_between_slices, random_walker  # noqa: E402
 from SegNetsLib.evaluation.metrics import dice, hausdorff95  # noqa: E402
@@ -23,6 +25,7 @@ BRATS_WHOLE_TUMOUR = {f"{case}:whole_tumour": [1, 2, 3, 4] for case in BRATS}
 # both regions of each case (necrosis, non-enhancing and enhancing tumour form the core), for runs from scratch on the
 # kind of structure neither set holds; BraTS's licence keeps them out of the sets' numbers and out of the project
 BRATS_REGIONS = {**BRATS_WHOLE_TUMOUR, **{f"{case}:tumour_core": [1, 3, 4] for case in BRATS}}
+LABEL_VALUES = {**STRUCTURES, **BRATS_REGIONS}  # folder:structure -> its label values, every structure known here
 
 
 def metrics(prediction: np.ndarray, truth: np.ndarray, spacing_kji) -> tuple[float, float]:

@@ -34,7 +34,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
-from sparse_methods import BRATS_REGIONS, read_case  # noqa: E402
+from sparse_methods import LABEL_VALUES, read_case  # noqa: E402
 from sparse_sets import SETS  # noqa: E402
 
 from SegNetsLib.core.annotation import bin_centre_slices  # noqa: E402
@@ -347,7 +347,6 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = list(SETS[args.set]) if args.set else args.structures.split(",")
-    every = {**{name: value for chosen in SETS.values() for name, value in chosen.items()}, **BRATS_REGIONS}
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
@@ -361,7 +360,7 @@ def run(args) -> int:
         if not folder.is_dir():
             print(f"<!-- {name}: {folder} is absent, skipped -->")
             continue
-        image, truth = read_case(folder, every[name])
+        image, truth = read_case(folder, LABEL_VALUES[name])
         structure_rounds(name, image, truth, args, rows, save)
         cases[name] = (image, truth)
     if cases:
@@ -396,10 +395,11 @@ def main(argv=None) -> int:
         rows = [r for folder in args.merge.split(",") for r in json.loads((Path(folder) / "rounds.json").read_text())]
         results = Path(args.results)
         results.mkdir(parents=True, exist_ok=True)
-        every = {**{name: value for chosen in SETS.values() for name, value in chosen.items()}, **BRATS_REGIONS}
         missing = {r["structure"] for r in rows} - {r["structure"] for r in rows if r["method"] == "mci"}
         if missing:  # a run stopped before its Fill between slices: run it now
-            fill_between_rounds({n: read_case(Path(args.data) / n.partition(":")[0], every[n]) for n in missing}, rows)
+            fill_between_rounds(
+                {n: read_case(Path(args.data) / n.partition(":")[0], LABEL_VALUES[n]) for n in missing}, rows
+            )
         (results / "rounds.json").write_text(json.dumps(rows, indent=1))
         print(tables(rows))
         plot(rows, results / "sparse_rounds.png")
