@@ -109,7 +109,7 @@ def evaluate(name, image, truth, k, methods, time_limit, rows, save=None, labelm
             from SegNetsLib.finetune.refine import walker_alone
 
             box = known_box(truth.shape, {0: slices}, annotation, image.spacing)
-            prediction = walker_alone(image.array, annotation, {0: slices}, box) > 0
+            prediction = walker_alone(image.array, annotation, {0: slices}, box, image.spacing) > 0
             seconds = time.monotonic() - began
         elif method == "interp":  # the pipeline's own interpolation of the painted outlines, alone
             from SegNetsLib.finetune.interpolate import interpolate_slices

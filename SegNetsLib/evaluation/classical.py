@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from SegNetsLib.core.annotation import slices_mask
+from SegNetsLib.evaluation.walker_grid import solve_random_walker
 
 
 class FillBetweenSlices:
@@ -152,10 +153,13 @@ def random_walker(
     mode: str = "cg",
     edges: str = "std",
     noise: float | None = None,
+    sampling: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Seeded random walker on ``image`` [k, j, i]: seeds are all voxels of the annotated slices. ``mode``:
     scikit-image's solver ("cg_j", Jacobi-preconditioned, reaches the same tolerance faster); ``edges``, ``noise``:
-    how intensities are scaled (:func:`walker_input`).
+    how intensities are scaled (:func:`walker_input`). ``sampling``: None runs scikit-image as a user of it
+    would; the voxel size (k, j, i) mm runs :func:`evaluation.walker_grid.solve_random_walker` instead (a large
+    system on a coarser grid; ``mode`` is then "cg_j").
 
     Returns a labelmap with the annotation's class values (0 = background).
     """
@@ -169,7 +173,10 @@ def random_walker(
     values = np.unique(seeds[seeds > 0])  # background seeds = 1, class c = c + 1
     ranks = np.searchsorted(values, seeds).astype(np.int32) + 1
     ranks[seeds == 0] = 0  # scikit-image labels consecutively: seeds 1..n, back to values after
-    result = skimage_random_walker(data, ranks, beta=beta, mode=mode, tol=1e-3)
+    if sampling is None:
+        result = skimage_random_walker(data, ranks, beta=beta, mode=mode, tol=1e-3)
+    else:
+        result = np.argmax(solve_random_walker(data, ranks, beta, sampling), axis=0) + 1
     return (values[result - 1] - 1).astype(annotation.dtype)
 
 

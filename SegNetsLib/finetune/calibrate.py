@@ -68,7 +68,9 @@ def held_out_scores(
     start[axis], stop[axis] = max(start[axis], before) - before, min(stop[axis], after + 1) - before
     ends = [0, after - before]
     image_part = image[(slice(None), *between)] if image.ndim == 4 else image[between]
-    walker = np.take(walker_alone(image_part, part, {axis: ends}, Box(*start, *stop)), held - before, axis=axis)
+    walker = np.take(
+        walker_alone(image_part, part, {axis: ends}, Box(*start, *stop), spacing), held - before, axis=axis
+    )
     walker_dice, outline_dice = [], []
     for value in values:
         outline = np.take(interpolated_distance(part, value, axis, ends, spacing), held - before, axis=axis) > 0
@@ -104,5 +106,5 @@ def classical_inputs(
     several axes) (None, :data:`INTERPOLATION_WEIGHT`)."""
     if box is None:
         return None, INTERPOLATION_WEIGHT
-    walker = walker_alone(image, painted, slices, box, within)
+    walker = walker_alone(image, painted, slices, box, spacing, within)
     return walker, interpolation_weight(image, painted, slices, box, spacing)

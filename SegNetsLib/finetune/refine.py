@@ -14,16 +14,15 @@ Arrays are [k, j, i] (image may be [c, k, j, i]); spacing is (i, j, k) mm.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
-from skimage.segmentation import random_walker as skimage_random_walker
 
 from SegNetsLib.core.box import Box, crop
 from SegNetsLib.core.progress import CancelToken
 from SegNetsLib.evaluation.classical import edge_noise, random_walker, walker_input
+from SegNetsLib.evaluation.walker_grid import solve_random_walker
 from SegNetsLib.finetune.cleanup import keep_annotated_components, limit_to_annotated_range
 from SegNetsLib.finetune.interpolate import INTERPOLATION_WEIGHT, interpolated_distances, with_interpolation
 
@@ -95,11 +94,13 @@ def walker_alone(
     painted: np.ndarray,
     slices: Mapping[int, Sequence[int]],
     box: Box,
+    spacing: Sequence[float],
     within: Box | None = None,
 ) -> np.ndarray:
     """The seeded random walker of :mod:`evaluation.classical` (every voxel of the annotated ``slices`` a seed)
     inside ``box`` of ``image`` [k, j, i] (a [c, k, j, i] image: its first channel), 0 outside: what the user's
-    own tool makes of the painted labels ``painted`` [k, j, i] (0 elsewhere). ``within``: run only on the part of
+    own tool makes of the painted labels ``painted`` [k, j, i] (0 elsewhere); ``spacing``: (i, j, k) mm, for
+    :func:`evaluation.walker_grid.solve_random_walker`. ``within``: run only on the part of
     ``box`` inside it, with the edges measured as over all of ``box``; bounded by painted slices (seeds) or the
     volume's ends, that part comes out as from a run over all of ``box``, up to the solver's tolerance."""
     scalar = image if image.ndim == 3 else image[0]
@@ -114,7 +115,13 @@ def walker_alone(
     out = np.zeros(painted.shape, dtype=painted.dtype)
     if any(local.values()):
         out[box.slices] = random_walker(
-            scalar[box.slices], painted[box.slices], local, mode="cg_j", edges=WALKER_EDGES, noise=noise
+            scalar[box.slices],
+            painted[box.slices],
+            local,
+            mode="cg_j",
+            edges=WALKER_EDGES,
+            noise=noise,
+            sampling=tuple(float(s) for s in spacing)[::-1],
         )
     return out
 
@@ -258,18 +265,10 @@ def _refine_inside(
     region = _around(undecided)
     box = region.slices
     data, beta = walker_input(crop(image, region), edges, channel_axis, noise)
-    with warnings.catch_warnings():  # scikit-image warns about solver tolerances; the labels are still right
-        warnings.simplefilter("ignore", UserWarning)
-        probabilities = skimage_random_walker(
-            data,
-            seeds[box],
-            beta=beta,
-            mode="cg_j",
-            tol=1e-3,
-            channel_axis=channel_axis,
-            return_full_prob=True,
-        )
     present = [int(index) for index in np.unique(seeds[box]) if index > 0]  # the walker's channels, in order
+    ranks = np.searchsorted(present, seeds[box]).astype(np.int32) + 1  # consecutive, as scikit-image numbers them
+    ranks[seeds[box] == 0] = 0
+    probabilities = solve_random_walker(data, ranks, beta, sampling, channel_axis)
     priors = [(labelmap[box], network_weight)]
     if classical is not None:
         priors.append((classical[box], classical_weight))

@@ -159,7 +159,7 @@ def test_walker_alone_stays_inside_its_box_and_follows_the_painted_slices():
     painted = np.zeros(truth.shape, np.uint8)
     painted[[7, 13]] = 4 * truth[[7, 13]]
     box = Box(4, 4, 4, 17, 29, 29)
-    out = walker_alone(image, painted, {0: [7, 13]}, box)
+    out = walker_alone(image, painted, {0: [7, 13]}, box, (1.0, 1.0, 1.0))
     assert set(np.unique(out)) == {0, 4}
     outside = np.ones(truth.shape, bool)
     outside[box.slices] = False
@@ -239,8 +239,8 @@ def test_walker_alone_within_a_part_between_painted_slices_is_the_whole_run_ther
 
     truth, image, painted, _ = _noisy_ball_painted()
     box, within = Box(0, 2, 2, 20, 30, 30), Box(10, 0, 0, 17, 32, 32)  # painted slice 10 to painted slice 16
-    whole = walker_alone(image, painted, {0: [4, 10, 16]}, box)
-    part = walker_alone(image, painted, {0: [4, 10, 16]}, box, within)
+    whole = walker_alone(image, painted, {0: [4, 10, 16]}, box, (1.0, 1.0, 1.0))
+    part = walker_alone(image, painted, {0: [4, 10, 16]}, box, (1.0, 1.0, 1.0), within)
     assert np.array_equal(part[10:17], whole[10:17]) and whole[12].any()
     assert not part[:10].any() and not part[17:].any()
 

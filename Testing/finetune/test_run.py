@@ -101,7 +101,7 @@ def test_refinement_that_would_overrun_the_time_limit_is_skipped_and_said():
 
     painted = _annotation(image, truth, (4, 8, 12)).array
     box = known_box(truth.shape, result.slices, painted, image.spacing)
-    assert np.array_equal(result.labelmap.array, walker_alone(image.array, painted, result.slices, box))
+    assert np.array_equal(result.labelmap.array, walker_alone(image.array, painted, result.slices, box, image.spacing))
 
 
 def test_progress_reports_iteration_loss_and_validation():
