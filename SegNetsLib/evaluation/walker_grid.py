@@ -38,12 +38,16 @@ def solve_random_walker(
     sampling: Sequence[float],
     channel_axis: int | None = None,
     max_unknowns: int | None = MAX_UNKNOWNS,
+    stands_for: int = 1,
 ) -> np.ndarray:
     """The walker's probabilities [n, k, j, i] of the n seed indices present in ``seeds`` [k, j, i] (0 = unknown,
     1..n consecutive), in their order; each seed has probability 1 for its own index. ``data`` and ``beta`` as
     scikit-image takes them (:func:`evaluation.classical.walker_input`); ``sampling``: voxel size (k, j, i) mm;
-    Jacobi-preconditioned conjugate gradients to 1e-3. ``max_unknowns``: see the module (None: the full grid)."""
-    grid = _coarse_grid(seeds, sampling, max_unknowns)
+    Jacobi-preconditioned conjugate gradients to 1e-3. ``max_unknowns``: see the module (None: the full grid).
+    ``stands_for``: n when this grid is every n-th voxel of the one whose solve it times
+    (:func:`finetune.budget.refinement_seconds`); it is then coarsened by the factors that one would be, so that
+    the two solves' times keep their ratio."""
+    grid = _coarse_grid(seeds, sampling, max_unknowns, stands_for)
     if grid is not None:
         factors, coarse_seeds = grid
         coarse = _coarse_data(data, channel_axis, factors)
@@ -60,15 +64,17 @@ def solve_random_walker(
 
 
 def _coarse_grid(
-    seeds: np.ndarray, sampling: Sequence[float], max_unknowns: int | None
+    seeds: np.ndarray, sampling: Sequence[float], max_unknowns: int | None, stands_for: int = 1
 ) -> tuple[tuple[int, int, int], np.ndarray] | None:
     """The factors (k, j, i) and the seeds of the coarser grid to walk on, or None for the full grid (few enough
     unknowns, nothing to coarsen within :data:`MAX_COARSE_MM`, or a class that would lose all its seeds). The
-    axis left at full resolution is the one keeping the most seeds: across painted slices, their axis."""
-    unknowns = int(np.count_nonzero(seeds == 0))
+    axis left at full resolution is the one keeping the most seeds: across painted slices, their axis.
+    ``stands_for``: see :func:`solve_random_walker`."""
+    unknowns = int(np.count_nonzero(seeds == 0)) * stands_for**3
     if max_unknowns is None or unknowns <= max_unknowns:
         return None
-    candidates = [_factors(unknowns / max_unknowns, sampling, kept) for kept in range(3)]
+    fine = [float(s) / stands_for for s in sampling]
+    candidates = [_factors(unknowns / max_unknowns, fine, kept) for kept in range(3)]
     coarse = [_coarse_seeds(seeds, factors) for factors in candidates]
     best = int(np.argmax([np.count_nonzero(c) for c in coarse]))
     if max(candidates[best]) == 1 or set(np.unique(coarse[best])) != set(np.unique(seeds)) | {0}:

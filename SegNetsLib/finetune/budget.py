@@ -126,6 +126,7 @@ def refinement_seconds(
         weight[half],
         [2.0 * s for s in spacing],
         classical=None if classical is None else classical[half],
+        stands_for=2,  # a system the full grid would solve on a coarser grid is coarsened alike
     )
     return REFINEMENT_SCALE * (time.perf_counter() - start)
 

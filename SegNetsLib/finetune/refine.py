@@ -143,6 +143,7 @@ def refine_with_random_walker(
     interpolated: Mapping[int, np.ndarray] | None = None,
     interpolation_weight: float = INTERPOLATION_WEIGHT,
     within: Box | None = None,
+    stands_for: int = 1,
 ) -> np.ndarray:
     """The refined labelmap (same values and dtype as ``labelmap``); annotated voxels keep the user's label.
     ``network_weight`` blends the network's labelmap into the band (default :data:`NETWORK_WEIGHT`, or
@@ -158,7 +159,9 @@ def refine_with_random_walker(
     edges (:data:`WALKER_EDGES`, :func:`evaluation.classical.walker_input`). ``within``: a box [k, j, i] outside
     which the band is not decided by the walker but takes the network's labels (seeds are set as before, and the
     edges measured over the whole band): bounded by painted slices or the volume's ends, the part inside comes out
-    as from a walk over the whole band (up to the solver's tolerance) in a fraction of its time.
+    as from a walk over the whole band (up to the solver's tolerance) in a fraction of its time. ``stands_for``: n
+    when the arrays take every n-th voxel of the ones whose refinement this one times
+    (:func:`evaluation.walker_grid.solve_random_walker`).
 
     Everything farther than ``outer_mm`` from every result is a background seed, so the work is done inside the box
     reaching that far around them (:func:`reach_box`) and the rest keeps its seeds: the same labels in a fraction of
@@ -186,7 +189,7 @@ def refine_with_random_walker(
         anything[box],
         values,
         sampling,
-        (inner_mm, inner_fraction, outer_mm, edges, network_weight),
+        (inner_mm, inner_fraction, outer_mm, edges, network_weight, stands_for),
         cancel,
         None if classical is None else classical[box],
         classical_weight,
@@ -230,9 +233,9 @@ def _refine_inside(
     within,
 ) -> np.ndarray:
     """:func:`refine_with_random_walker` inside its box (arrays cropped to it; ``anything``: where any result or
-    outline reaches; ``constants``: inner_mm, inner_fraction, outer_mm, edges, network_weight; ``within``: the
+    outline reaches; ``constants``: inner_mm, inner_fraction, outer_mm, edges, network_weight, stands_for; ``within``: the
     only part the walker decides, in the box's coordinates, or None)."""
-    inner_mm, inner_fraction, outer_mm, edges, network_weight = constants
+    inner_mm, inner_fraction, outer_mm, edges, network_weight, stands_for = constants
     seeds = np.zeros(labelmap.shape, dtype=np.int32)
     far = (
         ndimage.distance_transform_edt(~anything, sampling=sampling) > outer_mm
@@ -268,7 +271,7 @@ def _refine_inside(
     present = [int(index) for index in np.unique(seeds[box]) if index > 0]  # the walker's channels, in order
     ranks = np.searchsorted(present, seeds[box]).astype(np.int32) + 1  # consecutive, as scikit-image numbers them
     ranks[seeds[box] == 0] = 0
-    probabilities = solve_random_walker(data, ranks, beta, sampling, channel_axis)
+    probabilities = solve_random_walker(data, ranks, beta, sampling, channel_axis, stands_for=stands_for)
     priors = [(labelmap[box], network_weight)]
     if classical is not None:
         priors.append((classical[box], classical_weight))

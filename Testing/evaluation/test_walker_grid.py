@@ -111,3 +111,17 @@ def test_seeds_everywhere_give_each_seed_its_own_class():
     assert probabilities.shape == (2, 4, 6, 8)
     np.testing.assert_array_equal(probabilities[1], seeds == 2)
     np.testing.assert_array_equal(probabilities[0], seeds == 1)
+
+
+def test_a_half_resolution_timing_is_coarsened_as_the_full_grid_would_be():
+    """The refinement's time estimate runs on every second voxel (``stands_for=2``): a system whose full grid is
+    coarsened 2 x 2 is coarsened 2 x 2 there too, so that the two times keep the ratio of uncoarsened solves."""
+    truth = np.zeros((40, 64, 64), bool)
+    truth[8:32, 16:48, 16:48] = True
+    seeds = _seeds(truth, [10, 20, 30])
+    half_seeds = seeds[::2, ::2, ::2]
+    full_limit = int(np.count_nonzero(seeds == 0)) // 3
+    full, _ = _coarse_grid(seeds, (1.0, 1.0, 1.0), full_limit)
+    half, _ = _coarse_grid(half_seeds, (2.0, 2.0, 2.0), full_limit, stands_for=2)
+    assert full == half == (1, 2, 2)
+    assert _coarse_grid(half_seeds, (2.0, 2.0, 2.0), full_limit) is None  # on its own it is small enough
