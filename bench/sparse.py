@@ -57,7 +57,7 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
             if row["method"] in ("network", "unet-only"):
                 name, k = row["structure"], row["k"]
                 if name not in cases:  # one read per structure, not per k
-                    cases[name] = read_case(data / name.partition(":")[0], STRUCTURES[name])
+                    cases[name] = read_case(data / name.partition(":")[0], LABEL_VALUES[name])
                 image, truth = cases[name]
                 saved = np.load(Path(folder) / "labelmaps" / f"{name.replace(':', '_')}_k{k}.npz")
                 annotation, _ = sparse_annotation(truth, k)
