@@ -68,18 +68,23 @@ def _coarse_grid(
 ) -> tuple[tuple[int, int, int], np.ndarray] | None:
     """The factors (k, j, i) and the seeds of the coarser grid to walk on, or None for the full grid (few enough
     unknowns, nothing to coarsen within :data:`MAX_COARSE_MM`, or a class that would lose all its seeds). The
-    axis left at full resolution is the one keeping the most seeds: across painted slices, their axis.
-    ``stands_for``: see :func:`solve_random_walker`."""
+    axis left at full resolution is the one whose grid keeps the most of the seeds (in voxels of the full grid;
+    then the coarser grid): across painted slices, their axis. ``stands_for``: see :func:`solve_random_walker`."""
     unknowns = int(np.count_nonzero(seeds == 0)) * stands_for**3
     if max_unknowns is None or unknowns <= max_unknowns:
         return None
     fine = [float(s) / stands_for for s in sampling]
-    candidates = [_factors(unknowns / max_unknowns, fine, kept) for kept in range(3)]
-    coarse = [_coarse_seeds(seeds, factors) for factors in candidates]
-    best = int(np.argmax([np.count_nonzero(c) for c in coarse]))
-    if max(candidates[best]) == 1 or set(np.unique(coarse[best])) != set(np.unique(seeds)) | {0}:
-        return None
-    return candidates[best], coarse[best]
+    grids = []
+    for kept in range(3):
+        factors = _factors(unknowns / max_unknowns, fine, kept)
+        coarse = _coarse_seeds(seeds, factors)
+        blocks = math.prod(factors)
+        grids.append((np.count_nonzero(coarse) * blocks, blocks, -kept, factors, coarse))
+    classes = set(np.unique(seeds)) | {0}
+    for _, blocks, _, factors, coarse in sorted(grids, key=lambda grid: grid[:3], reverse=True):
+        if blocks > 1 and set(np.unique(coarse)) == classes:
+            return factors, coarse
+    return None
 
 
 def _walk(data: np.ndarray, seeds: np.ndarray, beta: float, channel_axis: int | None) -> np.ndarray:
