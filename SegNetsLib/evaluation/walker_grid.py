@@ -41,35 +41,38 @@ def solve_random_walker(
     stands_for: int = 1,
 ) -> np.ndarray:
     """The walker's probabilities [n, k, j, i] of the n seed indices present in ``seeds`` [k, j, i] (0 = unknown,
-    1..n consecutive), in their order; each seed has probability 1 for its own index. ``data`` and ``beta`` as
+    any positive integers, as scikit-image takes them), in increasing order; each seed has probability 1 for its
+    own index. ``data`` and ``beta`` as
     scikit-image takes them (:func:`evaluation.classical.walker_input`); ``sampling``: voxel size (k, j, i) mm;
     Jacobi-preconditioned conjugate gradients to 1e-3. ``max_unknowns``: see the module (None: the full grid).
     ``stands_for``: n when this grid is every n-th voxel of the one whose solve it times
     (:func:`finetune.budget.refinement_seconds`); it is then coarsened by the factors that one would be, so that
     the two solves' times keep their ratio."""
-    grid = _coarse_grid(seeds, sampling, max_unknowns, stands_for)
+    present = [int(index) for index in np.unique(seeds) if index > 0]
+    grid = _coarse_grid(seeds, present, sampling, max_unknowns, stands_for)
     if grid is not None:
         factors, coarse_seeds = grid
         coarse = _coarse_data(data, channel_axis, factors)
         # scikit-image divides beta by 10 x the data's standard deviation: an edge keeps its weight
         coarse_beta = beta * max(float(coarse.std()), 1e-12) / max(float(data.std()), 1e-12)
-        probabilities = _walk(coarse, coarse_seeds, coarse_beta, channel_axis)
+        probabilities = _walk(coarse, coarse_seeds, present, coarse_beta, channel_axis)
         fine = ndimage.zoom(probabilities, (1.0, *map(float, factors)), order=1, mode="nearest", grid_mode=True)
         fine = fine[(slice(None), *(slice(0, n) for n in seeds.shape))]
-        for index in range(1, fine.shape[0] + 1):  # seeds keep their class
+        for channel, index in enumerate(present):  # seeds keep their class
             fine[:, seeds == index] = 0.0
-            fine[index - 1, seeds == index] = 1.0
+            fine[channel, seeds == index] = 1.0
         return fine
-    return _walk(data, seeds, beta, channel_axis)
+    return _walk(data, seeds, present, beta, channel_axis)
 
 
 def _coarse_grid(
-    seeds: np.ndarray, sampling: Sequence[float], max_unknowns: int | None, stands_for: int = 1
+    seeds: np.ndarray, present: Sequence[int], sampling: Sequence[float], max_unknowns: int | None, stands_for: int = 1
 ) -> tuple[tuple[int, int, int], np.ndarray] | None:
     """The factors (k, j, i) and the seeds of the coarser grid to walk on, or None for the full grid (few enough
     unknowns, nothing to coarsen within :data:`MAX_COARSE_MM`, or a class that would lose all its seeds). The
     axis left at full resolution is the one whose grid keeps the most of the seeds (in voxels of the full grid;
-    then the coarser grid): across painted slices, their axis. ``stands_for``: see :func:`solve_random_walker`."""
+    then the coarser grid): across painted slices, their axis. ``present``: the seed indices in ``seeds``;
+    ``stands_for``: see :func:`solve_random_walker`."""
     unknowns = int(np.count_nonzero(seeds == 0)) * stands_for**3
     if max_unknowns is None or unknowns <= max_unknowns:
         return None
@@ -80,16 +83,17 @@ def _coarse_grid(
         coarse = _coarse_seeds(seeds, factors)
         blocks = math.prod(factors)
         grids.append((np.count_nonzero(coarse) * blocks, blocks, -kept, factors, coarse))
-    classes = set(np.unique(seeds)) | {0}
+    classes = {0, *present}
     for _, blocks, _, factors, coarse in sorted(grids, key=lambda grid: grid[:3], reverse=True):
         if blocks > 1 and set(np.unique(coarse)) == classes:
             return factors, coarse
     return None
 
 
-def _walk(data: np.ndarray, seeds: np.ndarray, beta: float, channel_axis: int | None) -> np.ndarray:
-    """scikit-image's probabilities [n, k, j, i] of the n seed indices in ``seeds`` (1..n)."""
-    present = [int(index) for index in np.unique(seeds) if index > 0]
+def _walk(
+    data: np.ndarray, seeds: np.ndarray, present: Sequence[int], beta: float, channel_axis: int | None
+) -> np.ndarray:
+    """scikit-image's probabilities [n, k, j, i] of the n seed indices ``present`` in ``seeds``, in their order."""
     with warnings.catch_warnings():  # scikit-image warns about solver tolerances; the labels are still right
         warnings.simplefilter("ignore", UserWarning)
         out = skimage_random_walker(

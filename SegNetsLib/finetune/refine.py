@@ -269,9 +269,7 @@ def _refine_inside(
     box = region.slices
     data, beta = walker_input(crop(image, region), edges, channel_axis, noise)
     present = [int(index) for index in np.unique(seeds[box]) if index > 0]  # the walker's channels, in order
-    ranks = np.searchsorted(present, seeds[box]).astype(np.int32) + 1  # consecutive, as scikit-image numbers them
-    ranks[seeds[box] == 0] = 0
-    probabilities = solve_random_walker(data, ranks, beta, sampling, channel_axis, stands_for=stands_for)
+    probabilities = solve_random_walker(data, seeds[box], beta, sampling, channel_axis, stands_for=stands_for)
     priors = [(labelmap[box], network_weight)]
     if classical is not None:
         priors.append((classical[box], classical_weight))

@@ -89,7 +89,7 @@ def test_the_axis_across_painted_slices_stays_at_full_resolution(axis):
     truth = np.zeros((37, 37, 37), bool)
     truth[10:27, 10:27, 10:27] = True
     seeds = _seeds(truth, [0, 18, 36], axis)
-    factors, coarse = _coarse_grid(seeds, (1.0, 1.0, 1.0), int(np.count_nonzero(seeds == 0)) // 4 + 1)
+    factors, coarse = _coarse_grid(seeds, [1, 2], (1.0, 1.0, 1.0), int(np.count_nonzero(seeds == 0)) // 4 + 1)
     assert factors[axis] == 1 and sorted(factors) == [1, 2, 2]
     seeded = np.moveaxis(coarse, axis, 0).any(axis=(1, 2))
     assert np.flatnonzero(seeded).tolist() == [0, 18, 36]  # every painted slice still seeds, nothing else
@@ -126,10 +126,10 @@ def test_a_half_resolution_timing_is_coarsened_as_the_full_grid_would_be():
     seeds = _seeds(truth, [10, 20, 30])
     half_seeds = seeds[::2, ::2, ::2]
     full_limit = int(np.count_nonzero(seeds == 0)) // 3
-    full, _ = _coarse_grid(seeds, (1.0, 1.0, 1.0), full_limit)
-    half, _ = _coarse_grid(half_seeds, (2.0, 2.0, 2.0), full_limit, stands_for=2)
+    full, _ = _coarse_grid(seeds, [1, 2], (1.0, 1.0, 1.0), full_limit)
+    half, _ = _coarse_grid(half_seeds, [1, 2], (2.0, 2.0, 2.0), full_limit, stands_for=2)
     assert full == half == (1, 2, 2)
-    assert _coarse_grid(half_seeds, (2.0, 2.0, 2.0), full_limit) is None  # on its own it is small enough
+    assert _coarse_grid(half_seeds, [1, 2], (2.0, 2.0, 2.0), full_limit) is None  # on its own it is small enough
 
 
 def test_with_thick_slices_the_painted_axis_stays_whole_and_the_plane_is_coarsened():
@@ -138,7 +138,7 @@ def test_with_thick_slices_the_painted_axis_stays_whole_and_the_plane_is_coarsen
     seeds = np.zeros((20, 60, 60), np.int32)
     seeds[::5] = 1
     seeds[::5, 20:40, 20:40] = 2
-    factors, _ = _coarse_grid(seeds, (5.0, 1.0, 1.0), int(np.count_nonzero(seeds == 0)) // 4)
+    factors, _ = _coarse_grid(seeds, [1, 2], (5.0, 1.0, 1.0), int(np.count_nonzero(seeds == 0)) // 4)
     assert factors == (1, 2, 2)
 
 
@@ -150,7 +150,7 @@ def test_the_probabilities_come_back_on_the_block_centres():
     seeds = np.zeros(data.shape, np.int32)
     seeds[:, :, :2], seeds[:, :, -2:] = 1, 2
     limit = int(np.count_nonzero(seeds == 0)) // 3
-    assert _coarse_grid(seeds, (1.0, 1.0, 1.0), limit)[0] == (1, 2, 2)  # the ramp's axis coarsened
+    assert _coarse_grid(seeds, [1, 2], (1.0, 1.0, 1.0), limit)[0] == (1, 2, 2)  # the ramp's axis coarsened
     full = solve_random_walker(data, seeds, 1e-6, (1.0, 1.0, 1.0), max_unknowns=None)[1]
     coarse = solve_random_walker(data, seeds, 1e-6, (1.0, 1.0, 1.0), max_unknowns=limit)[1]
     ramp = np.clip((np.arange(62) - 1) / 59, 0, 1)
@@ -193,3 +193,19 @@ def test_the_refinement_band_on_a_coarser_grid_keeps_each_label_and_the_channels
     assert dice(out == 2, truth == 2) > 0.95 > dice(network == 2, truth == 2)
     assert dice(out == 5, truth == 5) > 0.95 > dice(network == 5, truth == 5)
     assert np.array_equal(out[20], truth[20])
+
+
+def test_seed_indices_need_not_be_consecutive():
+    """Seed indices 1 and 3 (as the refinement's band has when a label holds no seed there): two probability maps,
+    in the indices' order, on the coarser grid as on the full one."""
+    image, truth = _liver()
+    seeds = _seeds(truth, bin_centre_slices(truth, 3))
+    seeds[seeds == 2] = 3
+    data, beta = walker_input(image, "noise")
+    full = solve_random_walker(data, seeds, beta, (1.5, 1.5, 1.5), max_unknowns=None)
+    coarse = solve_random_walker(
+        data, seeds, beta, (1.5, 1.5, 1.5), max_unknowns=int(np.count_nonzero(seeds == 0)) // 3
+    )
+    assert full.shape == coarse.shape == (2, *truth.shape)
+    assert np.all(coarse[1][seeds == 3] == 1.0) and np.all(coarse[0][seeds == 1] == 1.0)
+    assert dice(coarse[1] > 0.5, full[1] > 0.5) > 0.93
