@@ -52,7 +52,7 @@ def solve_random_walker(
     grid = _coarse_grid(seeds, present, sampling, max_unknowns, stands_for)
     if grid is not None:
         factors, coarse_seeds = grid
-        coarse = _coarse_data(data, channel_axis, factors)
+        coarse = block_means(data, channel_axis, factors)
         # scikit-image divides beta by 10 x the data's standard deviation: an edge keeps its weight
         coarse_beta = beta * max(float(coarse.std()), 1e-12) / max(float(data.std()), 1e-12)
         probabilities = _walk(coarse, coarse_seeds, present, coarse_beta, channel_axis)
@@ -81,11 +81,11 @@ def _coarse_grid(
     for kept in range(3):
         factors = _factors(unknowns / max_unknowns, fine, kept)
         coarse = _coarse_seeds(seeds, factors)
-        blocks = math.prod(factors)
-        grids.append((np.count_nonzero(coarse) * blocks, blocks, -kept, factors, coarse))
+        block = math.prod(factors)
+        grids.append((np.count_nonzero(coarse) * block, block, -kept, factors, coarse))
     classes = {0, *present}
-    for _, blocks, _, factors, coarse in sorted(grids, key=lambda grid: grid[:3], reverse=True):
-        if blocks > 1 and set(np.unique(coarse)) == classes:
+    for _, block, _, factors, coarse in sorted(grids, key=lambda grid: grid[:3], reverse=True):
+        if block > 1 and set(np.unique(coarse)) == classes:
             return factors, coarse
     return None
 
@@ -112,7 +112,7 @@ def _factors(reduction: float, sampling: Sequence[float], kept: int) -> tuple[in
     return tuple(1 if axis == kept else min(wanted, limits[axis]) for axis in range(3))
 
 
-def _blocks(array: np.ndarray, factors: Sequence[int], mode: str) -> np.ndarray:
+def blocks(array: np.ndarray, factors: Sequence[int], mode: str) -> np.ndarray:
     """``array`` [k, j, i] padded at the ends (numpy's pad ``mode``) to whole blocks of ``factors`` voxels and
     reshaped to [k', fk, j', fj, i', fi]."""
     shape = [-(-n // f) for n, f in zip(array.shape, factors)]
@@ -123,15 +123,15 @@ def _blocks(array: np.ndarray, factors: Sequence[int], mode: str) -> np.ndarray:
 def _coarse_seeds(seeds: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     """A coarse voxel is a seed where its whole block is one seed index (a block reaching past the end is not):
     across painted slices, each shares its blocks with unknown voxels."""
-    blocks = _blocks(seeds, factors, "constant")
-    low, high = blocks.min(axis=(1, 3, 5)), blocks.max(axis=(1, 3, 5))
+    grouped = blocks(seeds, factors, "constant")
+    low, high = grouped.min(axis=(1, 3, 5)), grouped.max(axis=(1, 3, 5))
     return np.where(low == high, low, 0).astype(seeds.dtype)
 
 
-def _coarse_data(data: np.ndarray, channel_axis: int | None, factors: Sequence[int]) -> np.ndarray:
+def block_means(data: np.ndarray, channel_axis: int | None, factors: Sequence[int]) -> np.ndarray:
     """Block means of ``data`` (each channel's)."""
     if channel_axis is None:
-        return _blocks(data.astype(np.float64), factors, "edge").mean(axis=(1, 3, 5))
+        return blocks(data.astype(np.float64), factors, "edge").mean(axis=(1, 3, 5))
     channels = np.moveaxis(data, channel_axis, 0)
-    coarse = [_blocks(channel.astype(np.float64), factors, "edge").mean(axis=(1, 3, 5)) for channel in channels]
+    coarse = [blocks(channel.astype(np.float64), factors, "edge").mean(axis=(1, 3, 5)) for channel in channels]
     return np.moveaxis(np.stack(coarse), 0, channel_axis)

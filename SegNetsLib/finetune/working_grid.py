@@ -1,0 +1,134 @@
+"""The grid the random walkers of a fine-tuning run work on: a large, finely sampled volume coarsened in-plane.
+
+The walker alone, its held-out calibration and the refinement band cost about 3 s per million voxels of the
+painted structure's known box at full resolution on 2 CPU cores (distance transforms, the noise estimate, the
+solve's probabilities interpolated back), whatever the solver's own grid. On a clinical CT (0.75 mm in-plane) a
+liver's box holds 14 million voxels: those steps took 39 s, and a 60 s run left its network one iteration.
+Where the known box holds more than :data:`MAX_WORKING_VOXELS`, they run on a grid coarsened by integer factors
+along the two axes across the painted slices, as near as those allow to
+:data:`SegNetsLib.evaluation.walker_grid.MAX_COARSE_MM` (the voxel size the walkers' constants were chosen at; below
+it, the solves themselves grow long again), and their labelmap comes back to the full grid by linear interpolation of each label's share. The painted slices'
+axis stays whole, so every painted slice is a slice of the working grid. Arrays are [k, j, i] (an image may be
+[c, k, j, i]); spacing is (i, j, k) mm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from scipy import ndimage
+
+from SegNetsLib.core.annotation import painting_axis
+from SegNetsLib.core.box import Box
+from SegNetsLib.evaluation.walker_grid import MAX_COARSE_MM, block_means, blocks
+
+MAX_WORKING_VOXELS = 2_000_000
+"""Known-box voxels above which the walkers work on a coarser grid. Chosen from times on 2 CPU cores, not from
+Dice (docs/benchmarks/sparse.md): every structure of the benchmark's sets and the BraTS folds (at most 1.8 million)
+stays at full resolution."""
+
+
+class Walked(NamedTuple):
+    """What the walkers see: image [k, j, i] or [c, k, j, i], labels and weight [k, j, i], spacing (i, j, k) mm."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    weight: np.ndarray
+    spacing: tuple[float, float, float]
+
+    @property
+    def painted(self) -> np.ndarray:
+        """The painted labels, 0 elsewhere."""
+        return np.where(self.weight > 0, self.labels, 0)
+
+
+@dataclass(frozen=True)
+class WorkingGrid:
+    """The full grid's ``shape`` [k, j, i] coarsened by integer ``factors`` (k, j, i); all ones: the full grid itself,
+    every method then returning its input."""
+
+    shape: tuple[int, int, int]
+    factors: tuple[int, int, int] = (1, 1, 1)
+
+    @property
+    def coarse(self) -> bool:
+        return any(f > 1 for f in self.factors)
+
+    def spacing(self, spacing: Sequence[float]) -> tuple[float, float, float]:
+        """Voxel size (i, j, k) mm on this grid of a full grid of ``spacing`` (i, j, k) mm."""
+        return tuple(float(s) * f for s, f in zip(spacing, self.factors[::-1]))
+
+    def walked(self, image: np.ndarray, labels: np.ndarray, weight: np.ndarray, spacing: Sequence[float]) -> Walked:
+        """The full grid's ``image``, ``labels``, ``weight`` and ``spacing`` on this grid."""
+        return Walked(self.image(image), self.labels(labels), self.weight(weight), self.spacing(spacing))
+
+    def image(self, image: np.ndarray) -> np.ndarray:
+        """Block means (float32) of ``image`` [k, j, i] or [c, k, j, i]."""
+        if not self.coarse:
+            return image
+        return block_means(image, 0 if image.ndim == 4 else None, self.factors).astype(np.float32)
+
+    def labels(self, labels: np.ndarray) -> np.ndarray:
+        """Each block's most frequent label (the lowest of equals), ``labels``' dtype."""
+        if not self.coarse:
+            return labels
+        values = np.unique(labels)
+        shares = [blocks(labels == value, self.factors, "edge").mean(axis=(1, 3, 5)) for value in values]
+        return values[np.argmax(np.stack(shares), axis=0)].astype(labels.dtype)
+
+    def weight(self, weight: np.ndarray) -> np.ndarray:
+        """Each block's smallest weight: a coarse voxel is annotated only where its whole block is."""
+        if not self.coarse:
+            return weight
+        return blocks(weight, self.factors, "edge").min(axis=(1, 3, 5))
+
+    def box(self, box: Box | None) -> Box | None:
+        """The coarse voxels ``box`` (full grid) touches."""
+        if box is None or not self.coarse:
+            return box
+        start = [b // f for b, f in zip(box.start, self.factors)]
+        stop = [-(-b // f) for b, f in zip(box.stop, self.factors)]
+        return Box(*start, *stop)
+
+    def full(self, labels: np.ndarray) -> np.ndarray:
+        """``labels`` of this grid on the full grid: each label's share of a block interpolated linearly between
+        block centres, the largest share winning (background first among equals)."""
+        if not self.coarse:
+            return labels
+        out = np.zeros(self.shape, dtype=labels.dtype)
+        foreground = labels != 0
+        if not foreground.any():
+            return out
+        coords = np.nonzero(foreground)
+        low = [max(0, int(c.min()) - 1) for c in coords]
+        high = [min(n, int(c.max()) + 2) for c, n in zip(coords, labels.shape)]
+        part = labels[tuple(slice(a, b) for a, b in zip(low, high))]
+        values = [0, *(int(v) for v in np.unique(part) if v != 0)]
+        shares = [
+            ndimage.zoom((part == v).astype(np.float32), self.factors, order=1, mode="nearest", grid_mode=True)
+            for v in values
+        ]
+        region = tuple(slice(a * f, min(n, b * f)) for a, b, f, n in zip(low, high, self.factors, self.shape))
+        winner = np.argmax(np.stack(shares), axis=0)[tuple(slice(0, r.stop - r.start) for r in region)]
+        out[region] = np.asarray(values, dtype=labels.dtype)[winner]
+        return out
+
+
+def working_grid(
+    shape: Sequence[int], spacing: Sequence[float], slices: Mapping[int, Sequence[int]], box: Box | None
+) -> WorkingGrid:
+    """The grid the walkers work on for a full grid of ``shape`` [k, j, i] and ``spacing`` (i, j, k) mm whose painted
+    structure's known ``box`` is given (None: slices along several axes; the full grid): the full grid while the box
+    holds at most :data:`MAX_WORKING_VOXELS`, else coarsened along the two axes across the painted ``slices``
+    ({axis: indices}) by the largest integer factors keeping each within MAX_COARSE_MM."""
+    full = WorkingGrid(tuple(int(n) for n in shape))
+    if box is None or box.size <= MAX_WORKING_VOXELS:
+        return full
+    axis = painting_axis(slices)
+    spacing_kji = tuple(float(s) for s in spacing)[::-1]
+    factors = tuple(1 if a == axis else max(1, math.floor(MAX_COARSE_MM / spacing_kji[a] + 1e-9)) for a in range(3))
+    return WorkingGrid(full.shape, factors)

@@ -1,0 +1,114 @@
+"""The walkers' working grid (SegNetsLib.finetune.working_grid): when it coarsens, by how much, and the way back."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import SegNetsLib.finetune.working_grid as working
+from SegNetsLib.core.box import Box
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.evaluation.metrics import dice
+from SegNetsLib.finetune.options import FinetuneOptions
+from SegNetsLib.finetune.run import finetune
+from SegNetsLib.finetune.working_grid import WorkingGrid, working_grid
+
+
+def test_a_box_within_the_limit_keeps_the_full_grid_and_its_arrays():
+    grid = working_grid((60, 400, 400), (0.75, 0.75, 1.5), {0: [10, 30, 50]}, Box(0, 0, 0, 20, 200, 200))
+    image = np.zeros((60, 400, 400), np.float32)
+    assert not grid.coarse
+    assert grid.image(image) is image and grid.labels(image) is image and grid.full(image) is image
+
+
+def test_a_large_box_is_coarsened_across_the_painted_slices_within_the_cap():
+    box = Box(0, 0, 0, 100, 400, 400)  # 16 million voxels: to 3 mm in-plane
+    assert working_grid((100, 400, 400), (0.75, 0.75, 1.5), {0: [20, 50, 80]}, box).factors == (1, 4, 4)
+    assert working_grid((100, 400, 400), (0.8, 1.0, 1.5), {0: [20, 50, 80]}, box).factors == (1, 3, 3)
+    # painted across axis 1: axes 0 (1.5 mm: 2) and 2 are coarsened
+    assert working_grid((100, 400, 400), (0.75, 0.75, 1.5), {1: [20, 50, 80]}, box).factors == (2, 1, 4)
+    # a 3 mm volume is already as coarse as the walkers' constants were chosen at
+    assert not working_grid((100, 400, 400), (3.0, 3.0, 3.0), {0: [20, 50, 80]}, box).coarse
+    assert not working_grid((100, 400, 400), (0.75, 0.75, 1.5), {0: [20, 50, 80]}, None).coarse
+
+
+def test_images_average_labels_vote_and_weights_need_the_whole_block():
+    grid = WorkingGrid((2, 4, 5), (1, 2, 2))
+    image = np.arange(40, dtype=np.float32).reshape(2, 4, 5)
+    coarse = grid.image(image)
+    assert coarse.shape == (2, 2, 3)
+    assert coarse[0, 0, 0] == pytest.approx(image[0, :2, :2].mean())
+    assert coarse[1, 1, 2] == pytest.approx(image[1, 2:4, 4].mean())  # the last block: the edge repeated
+    labels = np.zeros((2, 4, 5), np.uint8)
+    labels[0, :2, :2] = [[3, 3], [3, 0]]
+    labels[0, 2:, :2] = [[3, 0], [0, 0]]
+    assert grid.labels(labels)[0, :, 0].tolist() == [3, 0]
+    weight = np.ones((2, 4, 5), np.float32)
+    weight[1, 0, 0] = 0.0
+    assert grid.weight(weight)[1, 0, 0] == 0.0 and grid.weight(weight)[1, 0, 1] == 1.0
+    channels = np.stack([image, 2 * image])
+    assert grid.image(channels).shape == (2, 2, 2, 3)
+    assert np.allclose(grid.image(channels)[1], 2 * coarse)
+
+
+def test_the_way_back_places_a_boundary_where_it_was():
+    shape, factors = (4, 64, 64), (1, 4, 4)
+    grid = WorkingGrid(shape, factors)
+    x = np.indices(shape)[2]
+    for edge in (20, 22, 30):  # on a block's border, inside one, on another border
+        labels = (x >= edge).astype(np.uint8) * 2
+        back = grid.full(grid.labels(labels))
+        assert back.shape == shape and set(np.unique(back)) == {0, 2}
+        found = int(np.argmax(back[0, 0] > 0))
+        assert abs(found - edge) <= 2, (edge, found)
+
+
+def test_a_ball_comes_back_from_a_coarser_grid_nearly_whole():
+    shape = (20, 80, 80)
+    z, y, x = np.indices(shape)
+    ball = (((z - 10) / 8.0) ** 2 + ((y - 40) / 25.0) ** 2 + ((x - 38) / 20.0) ** 2 <= 1).astype(np.uint8)
+    grid = WorkingGrid(shape, (1, 4, 4))
+    back = grid.full(grid.labels(ball))
+    blocky = np.repeat(np.repeat(grid.labels(ball), 4, axis=1), 4, axis=2)  # each block its vote
+    assert dice(back > 0, ball > 0) > 0.95 and dice(back > 0, ball > 0) > dice(blocky > 0, ball > 0)
+    assert not grid.full(np.zeros((20, 20, 20), np.uint8)).any()
+
+
+def test_a_fine_tune_whose_walkers_work_coarser_keeps_the_painting_and_finds_the_structure(monkeypatch):
+    """A 0.75 mm phantom whose known box exceeds a lowered limit: the walkers work on a 4x coarser grid, and the
+    result is on the full grid, every painted voxel the user's, the structure found between the painted slices."""
+    rng = np.random.default_rng(0)
+    shape = (12, 96, 96)
+    z, y, x = np.indices(shape)
+    truth = (((z - 6) / 5.0) ** 2 + ((y - 48) / 30.0) ** 2 + ((x - 46) / 26.0) ** 2 <= 1).astype(np.uint8)
+    image = Volume((100.0 * truth + rng.normal(0, 10, shape)).astype(np.float32), spacing=(0.75, 0.75, 2.0))
+    painted = np.full(shape, 255, np.uint8)
+    for index in (3, 6, 9):
+        painted[index] = truth[index]
+    annotation = image.with_array(painted)
+    before = painted.copy()
+    grids = []
+    real = working.working_grid
+
+    def spy(*args):
+        grids.append(real(*args))
+        return grids[-1]
+
+    monkeypatch.setattr(working, "MAX_WORKING_VOXELS", 10_000)
+    monkeypatch.setattr("SegNetsLib.finetune.run.working_grid", spy)
+    options = FinetuneOptions(
+        iterations=3,
+        device="cpu",
+        patch_size=(8, 16, 16),
+        batch_size=1,
+        scratch_build_args={"base_channels": 2, "levels": 2},
+    )
+    result = finetune(image, annotation, "unet3d", dataclasses.replace(options, validation=False))
+    assert grids and grids[0].factors == (1, 4, 4)
+    out = np.asarray(result.labelmap.array)
+    assert out.shape == shape
+    assert np.array_equal(painted, before)
+    assert np.array_equal(out[[3, 6, 9]], truth[[3, 6, 9]])
+    assert dice(out > 0, truth > 0) > 0.85
