@@ -192,7 +192,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     walk = working_grid(labels.shape, volume.spacing, slices, painted_box)  # the walkers' grid
     walking_began = time.monotonic()
     walked = walk.walked(volume.array, labels, weight, volume.spacing)
-    way_there_s = time.monotonic() - walking_began  # the way back and the full grid's clean-up take about as long
+    way_there_s = time.monotonic() - walking_began  # kept again for the way back and the full grid's clean-up
     if known is not None and options.segment and options.refine:
         progress(0.03, "random walker from the painted slices")
         classical, outline_weight = classical_inputs(
@@ -299,8 +299,10 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
         network_out = np.where(weight > 0, labels, 0)
     out = network_out
     refine = options.refine and options.segment
+    walked_out = walk.labels(network_out) if refine else None  # the network's result on the walkers' grid
     if refine and deadline is not None:  # the estimate made before training can fall short: check on the result
-        needed = refinement_seconds(*walked, result=walk.labels(network_out), classical=classical)
+        needed = refinement_seconds(*walked, result=walked_out, classical=classical)
+        needed += way_there_s if walk.coarse else 0.0  # the labelmap's way back to the full grid
         left = deadline - time.monotonic()
         if needed > left:
             refine = False
@@ -317,7 +319,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
         out = walk.full(
             refine_result(
                 walked.image,
-                walk.labels(network_out),
+                walked_out,
                 walked.labels,
                 walked.weight,
                 walked.spacing,
@@ -328,9 +330,9 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
                 walk.box(options.changing),
             )
         )
-        if walk.coarse and begin.painted_only:  # the clean-up again on the full grid: the walkers worked coarser
-            limit_to_annotated_range(out, slices, painted, volume.spacing)
-            keep_annotated_components(out, labels, weight)
+    if out is not network_out and walk.coarse and begin.painted_only:  # the walkers worked coarser: clean up again
+        limit_to_annotated_range(out, slices, painted, volume.spacing)
+        keep_annotated_components(out, labels, weight)
     annotated = weight > 0
     for array in (network_out, out):
         array[annotated] = labels[annotated]  # every annotated voxel keeps exactly the user's label

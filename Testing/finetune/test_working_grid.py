@@ -26,11 +26,17 @@ def test_a_box_within_the_limit_keeps_the_full_grid_and_its_arrays():
 def test_a_large_box_is_coarsened_across_the_painted_slices_within_the_cap():
     box = Box(0, 0, 0, 100, 400, 400)  # 16 million voxels: to 3 mm in-plane
     assert working_grid((100, 400, 400), (0.75, 0.75, 1.5), {0: [20, 50, 80]}, box).factors == (1, 4, 4)
-    assert working_grid((100, 400, 400), (0.8, 1.0, 1.5), {0: [20, 50, 80]}, box).factors == (1, 3, 3)
+    half = Box(0, 0, 0, 50, 400, 400)  # 8 million voxels
+    assert working_grid((100, 400, 400), (0.8, 1.0, 1.5), {0: [20, 50, 80]}, half).factors == (1, 3, 3)
     # painted across axis 1: axes 0 (1.5 mm: 2) and 2 are coarsened
-    assert working_grid((100, 400, 400), (0.75, 0.75, 1.5), {1: [20, 50, 80]}, box).factors == (2, 1, 4)
-    # a 3 mm volume is already as coarse as the walkers' constants were chosen at
-    assert not working_grid((100, 400, 400), (3.0, 3.0, 3.0), {0: [20, 50, 80]}, box).coarse
+    assert working_grid((100, 400, 400), (0.75, 0.75, 1.5), {1: [20, 50, 80]}, half).factors == (2, 1, 4)
+    # a box of 40 million voxels (a CT colon): coarser than 3 mm until at most a million voxels are left
+    colon = Box(0, 0, 0, 224, 366, 484)
+    assert working_grid((224, 366, 484), (0.75, 0.75, 1.5), {0: [42, 115, 187]}, colon).factors == (1, 7, 7)
+    # a 3 mm volume is already as coarse as the walkers' constants were chosen at, unless its box is huge
+    assert not working_grid((100, 400, 400), (3.0, 3.0, 3.0), {0: [20, 50, 80]}, Box(0, 0, 0, 84, 150, 150)).coarse
+    huge = Box(0, 0, 0, 100, 150, 150)  # 2.25 million voxels: to 6 mm
+    assert working_grid((100, 400, 400), (3.0, 3.0, 3.0), {0: [20, 50, 80]}, huge).factors == (1, 2, 2)
     assert not working_grid((100, 400, 400), (0.75, 0.75, 1.5), {0: [20, 50, 80]}, None).coarse
 
 
@@ -57,12 +63,25 @@ def test_the_way_back_places_a_boundary_where_it_was():
     shape, factors = (4, 64, 64), (1, 4, 4)
     grid = WorkingGrid(shape, factors)
     x = np.indices(shape)[2]
-    for edge in (20, 22, 30):  # on a block's border, inside one, on another border
+    # on a block's border: exact; a block half filled votes background, the edge moving to the block's end
+    for edge, expected in ((20, 20), (21, 20), (22, 24), (23, 24), (30, 32)):
         labels = (x >= edge).astype(np.uint8) * 2
         back = grid.full(grid.labels(labels))
         assert back.shape == shape and set(np.unique(back)) == {0, 2}
-        found = int(np.argmax(back[0, 0] > 0))
-        assert abs(found - edge) <= 2, (edge, found)
+        assert int(np.argmax(back[0, 0] > 0)) == expected, edge
+
+
+def test_the_way_back_fills_a_grid_the_factors_do_not_divide_and_keeps_neighbouring_labels_apart():
+    shape = (3, 30, 30)  # coarse 3 x 8 x 8, the last blocks half outside the grid
+    grid = WorkingGrid(shape, (1, 4, 4))
+    x = np.indices(shape)[2]
+    labels = np.where(x < 15, 1, 2).astype(np.uint8)  # two labels touching, no background between them
+    labels[:, :, 26:] = 3  # a third label up to the far edge
+    back = grid.full(grid.labels(labels))
+    assert back.shape == shape and set(np.unique(back)) == {1, 2, 3}
+    row = back[1, 10].tolist()
+    assert row[:15] == [1] * 15 and row[17:24] == [2] * 7 and row[28:] == [3, 3]
+    assert row.index(2) in (15, 16) and row.index(3) in (24, 25, 26, 27, 28)
 
 
 def test_a_ball_comes_back_from_a_coarser_grid_nearly_whole():
