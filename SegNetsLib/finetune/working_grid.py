@@ -115,12 +115,16 @@ class WorkingGrid:
         high = [min(n, int(c.max()) + 2) for c, n in zip(coords, labels.shape)]
         part = labels[tuple(slice(a, b) for a, b in zip(low, high))]
         values = [0, *(int(v) for v in np.unique(part) if v != 0)]
-        shares = [
-            ndimage.zoom((part == v).astype(np.float32), self.factors, order=1, mode="nearest", grid_mode=True)
-            for v in values
-        ]
+        shares = np.stack(
+            [
+                ndimage.zoom((part == v).astype(np.float32), self.factors, order=1, mode="nearest", grid_mode=True)
+                for v in values[1:]
+            ]
+        )
+        background = 1.0 - shares.sum(axis=0)  # linear interpolation keeps the shares summing to one
         region = tuple(slice(a * f, min(n, b * f)) for a, b, f, n in zip(low, high, self.factors, self.shape))
-        winner = np.argmax(np.stack(shares), axis=0)[tuple(slice(0, r.stop - r.start) for r in region)]
+        winner = np.argmax(np.concatenate([background[None], shares]), axis=0)
+        winner = winner[tuple(slice(0, r.stop - r.start) for r in region)]
         out[region] = np.asarray(values, dtype=labels.dtype)[winner]
         return out
 
