@@ -114,7 +114,7 @@ def structure_rounds(name, image, truth, args, rows, save) -> None:
             previous, before_shown = result, shown
             result, seconds = continue_round(image, truth, slices + [index], previous, options, shown)
             shown = np.asarray(result.labelmap.array)
-            if number in COMPARED_ROUNDS:
+            if number in COMPARED_ROUNDS and not args.network_only:
                 for choice, other in (
                     ("bin rule", bin_rule_slice(truth, slices)),
                     ("random", random_slice(truth, slices, seed + number)),
@@ -137,13 +137,16 @@ def structure_rounds(name, image, truth, args, rows, save) -> None:
         rows[-1]["suggestion_seconds"] = time.monotonic() - suggestion_began
         rows[-1]["suggestion_cpu_seconds"] = time.process_time() - cpu
         rows[-1]["suggested"] = None if result.suggestion is None else result.suggestion.index
-        began = time.monotonic()
-        prediction = random_walker(image.array, painted(truth, slices), {0: slices}) > 0
-        rows.append(classical_row(name, number, slices, "rw", dice(prediction, truth), time.monotonic() - began))
-        network = rows[-2]
+        network = rows[-1]
+        if not args.network_only:
+            began = time.monotonic()
+            prediction = random_walker(image.array, painted(truth, slices), {0: slices}) > 0
+            rows.append(classical_row(name, number, slices, "rw", dice(prediction, truth), time.monotonic() - began))
         print(
             f"<!-- {name} round {number} (k={len(slices)}): network {network['dice']:.3f} in {network['seconds']:.1f} s"
-            f" (+{network['suggestion_seconds']:.1f} s suggesting), rw {rows[-1]['dice']:.3f} -->",
+            f" (+{network['suggestion_seconds']:.1f} s suggesting)"
+            + ("" if args.network_only else f", rw {rows[-1]['dice']:.3f}")
+            + " -->",
             flush=True,
         )
         save()
@@ -363,7 +366,7 @@ def run(args) -> int:
         image, truth = read_case(folder, LABEL_VALUES[name])
         structure_rounds(name, image, truth, args, rows, save)
         cases[name] = (image, truth)
-    if cases:
+    if cases and not args.network_only:
         fill_between_rounds(cases, rows)
     save()
     print(tables(rows))
@@ -390,6 +393,11 @@ def main(argv=None) -> int:
     parser.add_argument("--k0", type=int, default=2, help="bin-centre slices painted before round 1")
     parser.add_argument("--measure", default=DEFAULT_MEASURE, help="uncertainty measure of the suggestion")
     parser.add_argument("--iterations", type=int, help="round 1 trains this many iterations instead of --time-limit")
+    parser.add_argument(
+        "--network-only",
+        action="store_true",
+        help="the suggested slices alone: no compared slices, Fill between slices or random walker (large volumes)",
+    )
     args = parser.parse_args(argv)
     if args.merge:
         rows = [r for folder in args.merge.split(",") for r in json.loads((Path(folder) / "rounds.json").read_text())]
