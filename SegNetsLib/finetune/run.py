@@ -191,7 +191,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     outline_weight = INTERPOLATION_WEIGHT
     walk = working_grid(labels.shape, volume.spacing, slices, painted_box)  # the walkers' grid
     walking_began = time.monotonic()
-    walked = walk.walked(volume.array, labels, weight, volume.spacing)
+    walked = walk.walked(volume.array, labels, weight, volume.spacing) if options.segment and options.refine else None
     way_there_s = time.monotonic() - walking_began  # kept again for the way back and the full grid's clean-up
     if known is not None and options.segment and options.refine:
         progress(0.03, "random walker from the painted slices")
