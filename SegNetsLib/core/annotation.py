@@ -48,6 +48,8 @@ def annotated_slices(
     labelled = _labelled(labels, ignore_value)
     slices = merge_slices(given or {})
     uncovered = labelled & ~slices_mask(labels.shape, slices)
+    if not uncovered.any():  # ``given`` covers every labelled voxel
+        return {axis: sorted(indices) for axis, indices in slices.items()}
     other_axes = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
     near = [_has_neighbour(labelled, axis) for axis in range(3)]
     in_region = [labelled & near[a] & near[b] for a, b in other_axes.values()]

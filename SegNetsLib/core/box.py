@@ -75,6 +75,18 @@ class Box(NamedTuple):
         return cls(int(z.start), int(y.start), int(x.start), int(z.stop), int(y.stop), int(x.stop))
 
 
+def mask_box(mask: np.ndarray) -> Box | None:
+    """The smallest box holding ``mask``'s True voxels ([k, j, i]), None when there are none."""
+    start, stop = [], []
+    for axis in range(3):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if not present.size:
+            return None
+        start.append(int(present[0]))
+        stop.append(int(present[-1]) + 1)
+    return Box(*start, *stop)
+
+
 class Component(NamedTuple):
     """One connected component of a mask: its tight bounding box and its area (voxel count)."""
 

@@ -116,7 +116,8 @@ def blocks(array: np.ndarray, factors: Sequence[int], mode: str) -> np.ndarray:
     """``array`` [k, j, i] padded at the ends (numpy's pad ``mode``) to whole blocks of ``factors`` voxels and
     reshaped to [k', fk, j', fj, i', fi]."""
     shape = [-(-n // f) for n, f in zip(array.shape, factors)]
-    padded = np.pad(array, [(0, c * f - n) for n, c, f in zip(array.shape, shape, factors)], mode=mode)
+    widths = [(0, c * f - n) for n, c, f in zip(array.shape, shape, factors)]
+    padded = np.pad(array, widths, mode=mode) if any(w for _, w in widths) else array  # whole blocks: no copy
     return padded.reshape(shape[0], factors[0], shape[1], factors[1], shape[2], factors[2])
 
 

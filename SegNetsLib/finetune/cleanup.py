@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from SegNetsLib.card.card import ModelCard, Postprocessing
-from SegNetsLib.core.box import Box
+from SegNetsLib.core.box import Box, mask_box
 from SegNetsLib.inference.postprocess import postprocess
 
 SINGLE_SLICE_MARGIN = 3  # slices kept on each side of a lone annotated slice (no spacing to go by)
@@ -104,9 +104,14 @@ def keep_annotated_components(labelmap: np.ndarray, labels: np.ndarray, weight: 
     for value in np.unique(labels[weight > 0]):
         if value == 0:
             continue
-        mask = labelmap == value
+        box = mask_box(labelmap == value)  # its components lie inside: label only there
+        if box is None:
+            continue
+        around = box.slices
+        part = labelmap[around]  # a view: cleared in place
+        mask = part == value
         components, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-        touched = np.unique(components[(weight > 0) & (labels == value) & mask])
+        touched = np.unique(components[(weight[around] > 0) & (labels[around] == value) & mask])
         touched = touched[touched > 0]
         if count > 1 and touched.size:
-            labelmap[mask & ~np.isin(components, touched)] = 0
+            part[mask & ~np.isin(components, touched)] = 0

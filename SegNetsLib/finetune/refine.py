@@ -37,6 +37,9 @@ NETWORK_WEIGHT = 0.2
 k = 3 network labelmaps of the sparse benchmark's cases (BraTS pretrained folds: mean Dice 0.866 with 0, 0.891
 with 0.2, 0.888 with 0.3; the 10 from-scratch structures: 0.900 with 0, 0.897 with 0.2, 0.888 with 0.3; README)."""
 
+REFINEMENT_REACH_MM = 24.0
+"""How far (mm) from every result the refinement's band reaches: background is seeded beyond it."""
+
 CLASSICAL_WEIGHT = 0.3
 NETWORK_WEIGHT_WITH_CLASSICAL = 0.1
 """Weights of the random walker's own result (from the painted slices alone, inside the range a network trained on
@@ -134,7 +137,7 @@ def refine_with_random_walker(
     spacing: Sequence[float],
     inner_mm: float = 15.0,
     inner_fraction: float = 0.65,
-    outer_mm: float = 24.0,
+    outer_mm: float = REFINEMENT_REACH_MM,
     edges: str = WALKER_EDGES,
     network_weight: float | None = None,
     cancel: CancelToken | None = None,

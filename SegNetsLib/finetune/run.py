@@ -46,7 +46,7 @@ from SegNetsLib.finetune.cleanup import (
 from SegNetsLib.finetune.interpolate import INTERPOLATION_WEIGHT
 from SegNetsLib.finetune.loop import FinetuneCallback, LoopSettings, run_loop
 from SegNetsLib.finetune.options import DEFAULT_TIME_LIMIT_S, FinetuneOptions, FinetuneResult
-from SegNetsLib.finetune.refine import refine_result
+from SegNetsLib.finetune.refine import REFINEMENT_REACH_MM, refine_result
 from SegNetsLib.finetune.sampling import Slice, SlicePatchSampler, list_slices, split_validation, training_box
 from SegNetsLib.finetune.save import result_card
 from SegNetsLib.finetune.start import is_architecture, model_start, scratch_start
@@ -190,13 +190,16 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     classical = None  # the random walker from the painted slices alone, for the refinement to weigh in
     outline_weight = INTERPOLATION_WEIGHT
     walk = working_grid(labels.shape, volume.spacing, slices, painted_box)  # the walkers' grid
+    if known is not None:  # the network results inside the known box, and nothing is refined beyond its reach
+        walk = walk.within(known, REFINEMENT_REACH_MM, volume.spacing)
+    walked_slices = walk.slices(slices)
     walking_began = time.monotonic()
     walked = walk.walked(volume.array, labels, weight, volume.spacing) if options.segment and options.refine else None
     way_there_s = time.monotonic() - walking_began  # kept again for the way back and the full grid's clean-up
     if known is not None and options.segment and options.refine:
         progress(0.03, "random walker from the painted slices")
         classical, outline_weight = classical_inputs(
-            walked.image, walked.painted, slices, walk.box(known), walked.spacing, walk.box(options.changing)
+            walked.image, walked.painted, walked_slices, walk.box(known), walked.spacing, walk.box(options.changing)
         )
         log.info("The interpolated outlines weigh %.2f in the refinement's band.", outline_weight)
     if time_limit:  # the budget is the whole run's: keep what segmenting and refining will take
@@ -212,7 +215,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
             )
             if options.refine:
                 refining = refinement_reserve(
-                    refinement_seconds(*walked, slices=slices, classical=classical), time_limit
+                    refinement_seconds(*walked, slices=walked_slices, classical=classical), time_limit
                 )
         time_limit = training_budget_s(time_limit, time.monotonic() - began, segmenting + refining)
         log.info(
@@ -323,7 +326,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
                 walked.labels,
                 walked.weight,
                 walked.spacing,
-                slices if begin.painted_only else None,
+                walked_slices if begin.painted_only else None,
                 cancel,
                 classical,
                 outline_weight,

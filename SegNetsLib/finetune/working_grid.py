@@ -9,12 +9,15 @@ along the two axes across the painted slices, as near as those allow to
 :data:`SegNetsLib.evaluation.walker_grid.MAX_COARSE_MM` (the voxel size the walkers' constants were chosen at; below
 it, the solves themselves grow long again), or coarser still where that grid would hold more than
 :data:`MAX_WALKED_VOXELS` of the box. Their labelmap comes back to the full grid by linear interpolation of each
-label's share. The painted slices' axis stays whole, so every painted slice is a slice of the working grid. Arrays are [k, j, i] (an image may be
-[c, k, j, i]); spacing is (i, j, k) mm.
+label's share. The painted slices' axis is not coarsened, so every painted slice is a slice of the working grid.
+A network trained on painted slices alone results only inside their known box, and the walkers then read only that
+box and the refinement's reach around it: the working grid covers only that region (:meth:`WorkingGrid.within`), the
+rest of a large volume is never averaged. Arrays are [k, j, i] (an image may be [c, k, j, i]); spacing is (i, j, k) mm.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,10 +59,12 @@ class Walked(NamedTuple):
 @dataclass(frozen=True)
 class WorkingGrid:
     """The full grid's ``shape`` [k, j, i] coarsened by integer ``factors`` (k, j, i); all ones: the full grid itself,
-    every method then returning its input."""
+    every method then returning its input. ``region``: the part of the full grid it covers (its start, and its stop
+    unless at the grid's end, a multiple of the factors: the blocks are those of the whole grid), None: all of it."""
 
     shape: tuple[int, int, int]
     factors: tuple[int, int, int] = (1, 1, 1)
+    region: Box | None = None
 
     @property
     def coarse(self) -> bool:
@@ -69,6 +74,35 @@ class WorkingGrid:
         """Voxel size (i, j, k) mm on this grid of a full grid of ``spacing`` (i, j, k) mm."""
         return tuple(float(s) * f for s, f in zip(spacing, self.factors[::-1]))
 
+    def within(self, box: Box, reach_mm: float, spacing: Sequence[float]) -> WorkingGrid:
+        """This grid cut to ``box`` (full grid) widened on every side by more than ``reach_mm`` (``spacing``: (i, j, k)
+        mm of the full grid) and three of its voxels, outward to whole blocks: where every walker reads when all it
+        labels lies inside ``box`` and nothing reaches farther than ``reach_mm`` from it."""
+        if not self.coarse:
+            return self
+        mm = self.spacing(spacing)[::-1]
+        start, stop = [], []
+        for low, high, n, f, s in zip(box.start, box.stop, self.shape, self.factors, mm):
+            widen = (math.ceil(reach_mm / s) + 3) * f
+            start.append(max(0, (low - widen) // f * f))
+            stop.append(min(n, -(-(high + widen) // f) * f))
+        return dataclasses.replace(self, region=Box(*start, *stop))
+
+    def slices(self, slices: Mapping[int, Sequence[int]]) -> dict[int, list[int]]:
+        """Painted ``slices`` {axis: indices of the full grid} as slices of this grid (those it covers)."""
+        start, stop, factors = self._origin(), self.region.stop if self.region else self.shape, self.factors
+        return {
+            axis: [(int(i) - start[axis]) // factors[axis] for i in indices if start[axis] <= int(i) < stop[axis]]
+            for axis, indices in slices.items()
+        }
+
+    def _origin(self) -> tuple[int, int, int]:
+        return self.region.start if self.region is not None else (0, 0, 0)
+
+    def _cut(self, array: np.ndarray) -> np.ndarray:
+        """``array`` [k, j, i] or [c, k, j, i] of the full grid cut to the region."""
+        return array if self.region is None else array[(..., *self.region.slices)]
+
     def walked(self, image: np.ndarray, labels: np.ndarray, weight: np.ndarray, spacing: Sequence[float]) -> Walked:
         """The full grid's ``image``, ``labels``, ``weight`` and ``spacing`` on this grid."""
         return Walked(self.image(image), self.labels(labels), self.weight(weight), self.spacing(spacing))
@@ -77,12 +111,13 @@ class WorkingGrid:
         """Block means (float32) of ``image`` [k, j, i] or [c, k, j, i]."""
         if not self.coarse:
             return image
-        return block_means(image, 0 if image.ndim == 4 else None, self.factors).astype(np.float32)
+        return block_means(self._cut(image), 0 if image.ndim == 4 else None, self.factors).astype(np.float32)
 
     def labels(self, labels: np.ndarray) -> np.ndarray:
         """Each block's most frequent label (the lowest of equals), ``labels``' dtype."""
         if not self.coarse:
             return labels
+        labels = self._cut(labels)
         values = np.unique(labels)
         shares = [blocks(labels == value, self.factors, "edge").mean(axis=(1, 3, 5)) for value in values]
         return values[np.argmax(np.stack(shares), axis=0)].astype(labels.dtype)
@@ -91,14 +126,17 @@ class WorkingGrid:
         """Each block's smallest weight: a coarse voxel is annotated only where its whole block is."""
         if not self.coarse:
             return weight
-        return blocks(weight, self.factors, "edge").min(axis=(1, 3, 5))
+        return blocks(self._cut(weight), self.factors, "edge").min(axis=(1, 3, 5))
 
     def box(self, box: Box | None) -> Box | None:
-        """The coarse voxels ``box`` (full grid) touches."""
+        """The voxels of this grid ``box`` (full grid) touches (within its region)."""
         if box is None or not self.coarse:
             return box
-        start = [b // f for b, f in zip(box.start, self.factors)]
-        stop = [-(-b // f) for b, f in zip(box.stop, self.factors)]
+        if self.region is not None:
+            box = box.intersection(self.region)
+        origin = self._origin()
+        start = [(b - o) // f for b, o, f in zip(box.start, origin, self.factors)]
+        stop = [-(-(b - o) // f) for b, o, f in zip(box.stop, origin, self.factors)]
         return Box(*start, *stop)
 
     def full(self, labels: np.ndarray) -> np.ndarray:
@@ -110,6 +148,7 @@ class WorkingGrid:
         foreground = labels != 0
         if not foreground.any():
             return out
+        covered = out[self.region.slices] if self.region is not None else out  # a view: filled in place
         coords = np.nonzero(foreground)
         low = [max(0, int(c.min()) - 1) for c in coords]
         high = [min(n, int(c.max()) + 2) for c, n in zip(coords, labels.shape)]
@@ -122,10 +161,10 @@ class WorkingGrid:
             ]
         )
         background = 1.0 - shares.sum(axis=0)  # linear interpolation keeps the shares summing to one
-        region = tuple(slice(a * f, min(n, b * f)) for a, b, f, n in zip(low, high, self.factors, self.shape))
+        region = tuple(slice(a * f, min(n, b * f)) for a, b, f, n in zip(low, high, self.factors, covered.shape))
         winner = np.argmax(np.concatenate([background[None], shares]), axis=0)
         winner = winner[tuple(slice(0, r.stop - r.start) for r in region)]
-        out[region] = np.asarray(values, dtype=labels.dtype)[winner]
+        covered[region] = np.asarray(values, dtype=labels.dtype)[winner]
         return out
 
 

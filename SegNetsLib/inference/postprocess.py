@@ -6,6 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 from SegNetsLib.card.card import Postprocessing
+from SegNetsLib.core.box import mask_box
 
 _FULL_CONNECTIVITY = ndimage.generate_binary_structure(3, 3)  # 26-neighbourhood
 
@@ -37,10 +38,10 @@ def postprocess(labelmap: np.ndarray, values: list[int], settings: Postprocessin
     if not (settings.keep_largest_component or settings.fill_holes):
         return labelmap
     for value in values:
-        found = ndimage.find_objects((labelmap == value).astype(np.uint8))
-        if not found or found[0] is None:
+        box = mask_box(labelmap == value)
+        if box is None:
             continue
-        region = labelmap[found[0]]  # a view: edits land in labelmap
+        region = labelmap[box.slices]  # a view: edits land in labelmap
         if settings.keep_largest_component:
             keep_largest_component(region, value)
         if settings.fill_holes:

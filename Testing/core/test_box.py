@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.measure import label, regionprops
 
-from SegNetsLib.core.box import Box, box_union, crop, extend_box, find_components, merge_overlapping
+from SegNetsLib.core.box import Box, box_union, crop, extend_box, find_components, mask_box, merge_overlapping
 from SegNetsLib.core.errors import SegNetsError
 
 
@@ -121,3 +121,10 @@ def test_the_intersection_of_two_boxes_holds_the_voxels_both_hold():
     assert inside[common.slices].all() and inside[b.slices].sum() == common.size
     apart = a.intersection(Box(12, 0, 0, 15, 3, 3))
     assert apart.size == 0 and not a.intersects(Box(12, 0, 0, 15, 3, 3))
+
+
+def test_mask_box_is_the_tightest_box_around_a_mask_and_none_for_an_empty_one():
+    mask = np.zeros((6, 7, 8), bool)
+    assert mask_box(mask) is None
+    mask[1, 2, 3] = mask[4, 5, 3] = True
+    assert mask_box(mask) == Box(1, 2, 3, 5, 6, 4)

@@ -95,6 +95,35 @@ def test_a_ball_comes_back_from_a_coarser_grid_nearly_whole():
     assert not grid.full(np.zeros((20, 20, 20), np.uint8)).any()
 
 
+def test_a_grid_cut_to_a_region_sees_what_the_whole_grid_sees_there():
+    """Cut to a box and the refinement's reach around it, in whole blocks, the grid averages, votes, places boxes
+    and comes back exactly as the whole grid does inside that region."""
+    rng = np.random.default_rng(1)
+    shape, spacing = (30, 90, 86), (0.75, 0.75, 1.5)
+    whole = WorkingGrid(shape, (1, 4, 4))
+    box = Box(12, 30, 28, 20, 50, 48)
+    cut = whole.within(box, 6.0, spacing)  # 6 mm: 2 coarse voxels in-plane (+3), 4 slices (+3)
+    region = cut.region
+    assert region.start[1] % 4 == 0 and region.start[2] % 4 == 0
+    assert all(stop % 4 == 0 or stop == n for stop, n in zip(region.stop[1:], shape[1:]))
+    assert region.start == (5, 8, 8) and region.stop == (27, 72, 68)
+    image = rng.normal(size=(2, *shape)).astype(np.float32)
+    labels = np.zeros(shape, np.uint8)
+    labels[14:19, 33:47, 30:45] = rng.integers(0, 3, size=(5, 14, 15))
+    weight = (rng.random(shape) > 0.3).astype(np.float32)
+    inside = (slice(None), *whole.box(region).slices)
+    assert np.array_equal(cut.image(image), whole.image(image)[inside])
+    assert np.array_equal(cut.labels(labels), whole.labels(labels)[inside[1:]])
+    assert np.array_equal(cut.weight(weight), whole.weight(weight)[inside[1:]])
+    origin = whole.box(region).start
+    assert cut.box(box) == Box(
+        *(a - o for a, o in zip(whole.box(box).start, origin)), *(b - o for b, o in zip(whole.box(box).stop, origin))
+    )
+    assert np.array_equal(cut.full(cut.labels(labels)), whole.full(whole.labels(labels)))
+    assert cut.slices({0: [14, 16, 18]}) == {0: [9, 11, 13]}
+    assert WorkingGrid(shape).within(box, 6.0, spacing).region is None  # the full grid is never cut
+
+
 def test_a_fine_tune_whose_walkers_work_coarser_keeps_the_painting_and_finds_the_structure(monkeypatch):
     """A 0.75 mm phantom whose known box exceeds a lowered limit: the walkers work on a 4x coarser grid, and the
     result is on the full grid, every painted voxel the user's, the structure found between the painted slices."""
