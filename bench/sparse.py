@@ -47,9 +47,8 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
     through the current steps after the network (clean-up, then ``refine_result``): for changes after the
     network, without training again. Seconds stay those of the original run; rescored rows are marked."""
     from SegNetsLib.core import annotation as ann
-    from SegNetsLib.finetune.calibrate import classical_inputs
     from SegNetsLib.finetune.cleanup import clean_scratch_prediction, known_box
-    from SegNetsLib.finetune.refine import refine_result
+    from SegNetsLib.finetune.walkers import prepare_walkers
 
     rows, cases = [], {}
     for folder in folders:
@@ -66,20 +65,11 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
                 network = saved["network"]  # a fresh array per access of the .npz
                 clean_scratch_prediction(network, slices, annotation, weight, image.spacing, [1])
                 out = network
-                if row["method"] == "network":  # refine_result returns a new labelmap
-                    painted = np.where(weight > 0, annotation, 0)
-                    box = known_box(network.shape, slices, painted, image.spacing)
-                    classical, outline_weight = classical_inputs(image.array, painted, slices, box, image.spacing)
-                    out = refine_result(
-                        image.array,
-                        network,
-                        annotation,
-                        weight,
-                        image.spacing,
-                        slices,
-                        classical=classical,
-                        interpolation_weight=outline_weight,
-                    )
+                if row["method"] == "network":  # as the pipeline refines: on its walkers' grid, a new labelmap
+                    box = known_box(network.shape, slices, np.where(weight > 0, annotation, 0), image.spacing)
+                    walkers = prepare_walkers(image.array, annotation, weight, image.spacing, slices, box, True)
+                    out = walkers.refine(walkers.on_grid(network))
+                    out[weight > 0] = annotation[weight > 0]  # every painted voxel keeps the user's label
                 dice, hd95 = metrics(out > 0, truth, image.spacing[::-1])
                 print(
                     f"<!-- {name} k={k} {row['method']} rescored: Dice {row['dice']:.3f} -> {dice:.3f} -->", flush=True

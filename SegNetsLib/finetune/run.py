@@ -35,23 +35,18 @@ from SegNetsLib.finetune.budget import (
     segmented_regions,
     training_budget_s,
 )
-from SegNetsLib.finetune.calibrate import classical_inputs
 from SegNetsLib.finetune.cleanup import (
     clean_scratch_prediction,
-    keep_annotated_components,
     known_box,
-    limit_to_annotated_range,
     without_postprocessing,
 )
-from SegNetsLib.finetune.interpolate import INTERPOLATION_WEIGHT
 from SegNetsLib.finetune.loop import FinetuneCallback, LoopSettings, run_loop
 from SegNetsLib.finetune.options import DEFAULT_TIME_LIMIT_S, FinetuneOptions, FinetuneResult
-from SegNetsLib.finetune.refine import REFINEMENT_REACH_MM, refine_result
 from SegNetsLib.finetune.sampling import Slice, SlicePatchSampler, list_slices, split_validation, training_box
 from SegNetsLib.finetune.save import result_card
 from SegNetsLib.finetune.start import is_architecture, model_start, scratch_start
 from SegNetsLib.finetune.validation import slices_dice
-from SegNetsLib.finetune.working_grid import working_grid
+from SegNetsLib.finetune.walkers import prepare_walkers
 from SegNetsLib.imageio.volumes import check_volume, volume_to_sitk
 from SegNetsLib.inference.predictor import Predictor
 from SegNetsLib.inference.preprocess import Preprocessed, preprocess
@@ -187,21 +182,14 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     painted = np.where(weight > 0, labels, 0)
     painted_box = known_box(labels.shape, slices, painted, volume.spacing)  # where the painted structure lies
     known = painted_box if begin.painted_only else None
-    classical = None  # the random walker from the painted slices alone, for the refinement to weigh in
-    outline_weight = INTERPOLATION_WEIGHT
-    walk = working_grid(labels.shape, volume.spacing, slices, painted_box)  # the walkers' grid
-    if known is not None:  # the network results inside the known box, and nothing is refined beyond its reach
-        walk = walk.within(known, REFINEMENT_REACH_MM, volume.spacing)
-    walked_slices = walk.slices(slices)
-    walking_began = time.monotonic()
-    walked = walk.walked(volume.array, labels, weight, volume.spacing) if options.segment and options.refine else None
-    way_there_s = time.monotonic() - walking_began  # kept again for the way back and the full grid's clean-up
-    if known is not None and options.segment and options.refine:
+    walkers = None  # the random walkers on their working grid
+    if options.segment and options.refine:
         progress(0.03, "random walker from the painted slices")
-        classical, outline_weight = classical_inputs(
-            walked.image, walked.painted, walked_slices, walk.box(known), walked.spacing, walk.box(options.changing)
+        walkers = prepare_walkers(
+            volume.array, labels, weight, volume.spacing, slices, painted_box, begin.painted_only, options.changing
         )
-        log.info("The interpolated outlines weigh %.2f in the refinement's band.", outline_weight)
+        log.info("The interpolated outlines weigh %.2f in the refinement's band.", walkers.outline_weight)
+    way_there_s = walkers.way_there_s if walkers is not None else 0.0  # kept again for the way back
     if time_limit:  # the budget is the whole run's: keep what segmenting and refining will take
         segmenting = refining = 0.0
         if options.segment:
@@ -215,7 +203,10 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
             )
             if options.refine:
                 refining = refinement_reserve(
-                    refinement_seconds(*walked, slices=walked_slices, classical=classical), time_limit
+                    refinement_seconds(
+                        *walkers.walked, slices=walkers.grid.slices(slices), classical=walkers.classical
+                    ),
+                    time_limit,
                 )
         time_limit = training_budget_s(time_limit, time.monotonic() - began, segmenting + refining)
         log.info(
@@ -301,41 +292,26 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     else:
         network_out = np.where(weight > 0, labels, 0)
     out = network_out
-    refine = options.refine and options.segment
-    walked_out = walk.labels(network_out) if refine else None  # the network's result on the walkers' grid
+    refine = walkers is not None
+    walked_out = walkers.on_grid(network_out) if refine else None  # the network's result on the walkers' grid
     if refine and deadline is not None:  # the estimate made before training can fall short: check on the result
-        needed = refinement_seconds(*walked, result=walked_out, classical=classical)
-        needed += way_there_s if walk.coarse else 0.0  # the labelmap's way back to the full grid
+        needed = refinement_seconds(*walkers.walked, result=walked_out, classical=walkers.classical)
+        needed += way_there_s if walkers.grid.coarse else 0.0  # the labelmap's way back to the full grid
         left = deadline - time.monotonic()
         if needed > left:
             refine = False
+            alone = walkers.alone()  # better than a network cut short (tune set: Dice 0.88 against 0.68 at k = 3)
             notes.append(
                 f"boundary refinement skipped: it would take about {needed:.0f} s, and {max(left, 0):.0f} s "
                 "of the time limit were left"
-                + ("; the result is the random walker's own from the painted slices" if classical is not None else "")
+                + ("; the result is the random walker's own from the painted slices" if alone is not None else "")
             )
-            if classical is not None:  # better than a network cut short (tune set: Dice 0.88 against 0.68 at k = 3)
-                out = walk.full(classical).copy()
+            if alone is not None:
+                out = alone
             log.info("Boundary refinement skipped: about %.1f s needed, %.1f s left of the time limit.", needed, left)
     if refine:
         progress(0.93, "refining boundaries (random walker)")
-        out = walk.full(
-            refine_result(
-                walked.image,
-                walked_out,
-                walked.labels,
-                walked.weight,
-                walked.spacing,
-                walked_slices if begin.painted_only else None,
-                cancel,
-                classical,
-                outline_weight,
-                walk.box(options.changing),
-            )
-        )
-    if out is not network_out and walk.coarse and begin.painted_only:  # the walkers worked coarser: clean up again
-        limit_to_annotated_range(out, slices, painted, volume.spacing)
-        keep_annotated_components(out, labels, weight)
+        out = walkers.refine(walked_out, cancel)
     annotated = weight > 0
     for array in (network_out, out):
         array[annotated] = labels[annotated]  # every annotated voxel keeps exactly the user's label

@@ -145,7 +145,7 @@ def test_a_fine_tune_whose_walkers_work_coarser_keeps_the_painting_and_finds_the
         return grids[-1]
 
     monkeypatch.setattr(working, "MAX_WORKING_VOXELS", 10_000)
-    monkeypatch.setattr("SegNetsLib.finetune.run.working_grid", spy)
+    monkeypatch.setattr("SegNetsLib.finetune.walkers.working_grid", spy)
     options = FinetuneOptions(
         iterations=3,
         device="cpu",
