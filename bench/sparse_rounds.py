@@ -292,9 +292,9 @@ def tables(rows: list[dict]) -> str:
         hit = [r["dice"] for r in rows if r["structure"] == n and r["round"] == number and r["method"] == method]
         return hit[0] if hit else None
 
-    compared = {r["method"] for r in rows} - {"network", "mci", "rw"}  # the bin rule's and random slices
+    measured = {r["method"] for r in rows}
     for choice in ("suggested", "bin rule", "random"):
-        if choice != "suggested" and f"network ({choice})" not in compared:
+        if choice != "suggested" and f"network ({choice})" not in measured:
             continue  # not measured (--network-only)
         cells, wins = [], []
         for number in COMPARED_ROUNDS:

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
-from SegNetsLib.core.box import Box, crop
+from SegNetsLib.core.box import Box, crop, mask_box
 from SegNetsLib.core.progress import CancelToken
 from SegNetsLib.evaluation.classical import edge_noise, random_walker, walker_input
 from SegNetsLib.evaluation.walker_grid import solve_random_walker
@@ -212,10 +212,10 @@ def _relative(inner: Box, outer: Box) -> Box:
 def reach_box(mask: np.ndarray, sampling: Sequence[float], reach_mm: float) -> Box:
     """The box around ``mask``'s True voxels ([k, j, i], not empty) widened on every side by more than
     ``reach_mm`` (sampling: (k, j, i) mm), clipped to the array: every voxel outside lies farther than that."""
-    coords = np.nonzero(mask)
+    around = mask_box(mask)
     widen = [int(np.ceil(reach_mm / s)) + 1 for s in sampling]
-    low = [max(0, int(c.min()) - w) for c, w in zip(coords, widen)]
-    high = [min(n, int(c.max()) + 1 + w) for c, w, n in zip(coords, widen, mask.shape)]
+    low = [max(0, a - w) for a, w in zip(around.start, widen)]
+    high = [min(n, b + w) for b, w, n in zip(around.stop, widen, mask.shape)]
     return Box(*low, *high)
 
 
@@ -291,7 +291,8 @@ def _refine_inside(
 def _around(mask: np.ndarray) -> Box:
     """The box around ``mask``'s True voxels (some must be), widened by one voxel (its stop may pass the array's
     end: slicing clips it)."""
-    return Box.from_slices([slice(max(0, int(c.min()) - 1), int(c.max()) + 2) for c in np.nonzero(mask)])
+    around = mask_box(mask)
+    return Box(*(max(0, a - 1) for a in around.start), *(b + 1 for b in around.stop))
 
 
 def _with_priors(

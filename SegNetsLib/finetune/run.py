@@ -203,9 +203,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
             )
             if options.refine:
                 refining = refinement_reserve(
-                    refinement_seconds(
-                        *walkers.walked, slices=walkers.grid.slices(slices), classical=walkers.classical
-                    ),
+                    refinement_seconds(*walkers.walked, slices=walkers.walked_slices, classical=walkers.classical),
                     time_limit,
                 )
         time_limit = training_budget_s(time_limit, time.monotonic() - began, segmenting + refining)

@@ -45,6 +45,11 @@ class Walkers:
     changing: Box | None = None
     way_there_s: float = 0.0
 
+    @property
+    def walked_slices(self) -> dict[int, list[int]]:
+        """The painted slices as slices of the walkers' grid."""
+        return self.grid.slices(self.slices)
+
     def on_grid(self, labelmap: np.ndarray) -> np.ndarray:
         """A labelmap [k, j, i] of the full grid on the walkers' grid."""
         return self.grid.labels(labelmap)
@@ -58,7 +63,7 @@ class Walkers:
             self.walked.labels,
             self.walked.weight,
             self.walked.spacing,
-            self.grid.slices(self.slices) if self.painted_only else None,
+            self.walked_slices if self.painted_only else None,
             cancel,
             self.classical,
             self.outline_weight,
@@ -106,6 +111,6 @@ def prepare_walkers(
     walkers.way_there_s = time.monotonic() - began
     if known is not None:
         walkers.classical, walkers.outline_weight = classical_inputs(
-            walked.image, walked.painted, grid.slices(slices), grid.box(known), walked.spacing, grid.box(changing)
+            walked.image, walked.painted, walkers.walked_slices, grid.box(known), walked.spacing, grid.box(changing)
         )
     return walkers

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from SegNetsLib.core.annotation import painting_axis
-from SegNetsLib.core.box import Box
+from SegNetsLib.core.box import Box, mask_box
 from SegNetsLib.evaluation.walker_grid import MAX_COARSE_MM, block_means, blocks
 
 MAX_WORKING_VOXELS = 2_000_000
@@ -145,13 +145,12 @@ class WorkingGrid:
         if not self.coarse:
             return labels
         out = np.zeros(self.shape, dtype=labels.dtype)
-        foreground = labels != 0
-        if not foreground.any():
+        around = mask_box(labels != 0)
+        if around is None:
             return out
         covered = out[self.region.slices] if self.region is not None else out  # a view: filled in place
-        coords = np.nonzero(foreground)
-        low = [max(0, int(c.min()) - 1) for c in coords]
-        high = [min(n, int(c.max()) + 2) for c, n in zip(coords, labels.shape)]
+        low = [max(0, a - 1) for a in around.start]
+        high = [min(n, b + 1) for b, n in zip(around.stop, labels.shape)]
         part = labels[tuple(slice(a, b) for a, b in zip(low, high))]
         values = [0, *(int(v) for v in np.unique(part) if v != 0)]
         shares = np.stack(
