@@ -290,6 +290,7 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelLibr
         last = self._round
         self.ui.updateButton.enabled = bool(not running and last is not None and canFinetune)
         self.ui.suggestedSliceButton.enabled = bool(last is not None and last.suggestion is not None)
+        self.ui.suggestedEmptyCheckBox.enabled = bool(self.ui.updateButton.enabled and last.suggestion is not None)
         self.ui.previousRoundButton.enabled = bool(not running and last is not None and last.round >= 2)
         for button in (self.ui.importModelButton, self.ui.exportModelButton, self.ui.deleteModelButton):
             button.enabled = not running

@@ -12,9 +12,11 @@ class CorrectionRoundControls:
     """Methods of the SegNets widget (``self.ui``, ``self.logic``, ``self._round``) for correction rounds."""
 
     def onUpdateButton(self) -> None:
-        """Continue the last round's model on every painted slice (the suggested one counts as reviewed)."""
+        """Continue the last round's model on every painted slice, and on the suggested one painted all background
+        when the user checked that it holds none of the structure."""
         last, params = self._round, self._parameterNode
-        reviewed = {last.suggestion.axis: [last.suggestion.index]} if last.suggestion is not None else None
+        empty = last.suggestion is not None and self.ui.suggestedEmptyCheckBox.checked
+        reviewed = {last.suggestion.axis: [last.suggestion.index]} if empty else None
         with slicer.util.tryWithErrorDisplay(_("Update could not start."), waitCursor=True):
             self._start(
                 self.logic.startFinetune(
@@ -27,6 +29,7 @@ class CorrectionRoundControls:
                     reviewed=reviewed,
                 )
             )
+            self.ui.suggestedEmptyCheckBox.checked = False  # a new round suggests a new slice
 
     def onSuggestedSliceButton(self) -> None:
         """Move the slice views to the slice the last result suggests painting next."""

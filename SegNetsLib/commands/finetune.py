@@ -90,7 +90,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
-    from SegNetsLib.core.annotation import merge_slices, parse_slices
+    from SegNetsLib.core.annotation import check_annotation, embed_in_image_grid, merge_slices, parse_slices
     from SegNetsLib.finetune.options import FinetuneOptions
     from SegNetsLib.finetune.rounds import finetune_round
     from SegNetsLib.finetune.save import save_result
@@ -112,7 +112,11 @@ def run(args: argparse.Namespace) -> int:
     def report(fraction: float, stage: str) -> None:
         print(f"[{fraction * 100:5.1f}%] {stage}", file=sys.stderr, flush=True)
 
-    previous = read_labelmap(args.previous).array if args.previous else None
+    previous = None
+    if args.previous:  # on the image's grid (a Slicer export may be cropped to the segments), or refused
+        shown = embed_in_image_grid(image, read_labelmap(args.previous))
+        check_annotation(image, shown, name=f"the previous result {args.previous}")
+        previous = shown.array
     result = finetune_round(image, annotation, args.model, options, progress=report, previous=previous)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)

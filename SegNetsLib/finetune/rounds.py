@@ -24,6 +24,7 @@ from torch import nn
 from SegNetsLib.card.card import ModelCard
 from SegNetsLib.core import annotation as ann
 from SegNetsLib.core.box import Box
+from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.progress import CancelToken, ProgressFn
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.loop import FinetuneCallback
@@ -84,6 +85,25 @@ def added_slices(before: Mapping[int, Sequence[int]], now: Mapping[int, Sequence
     return {a: s for a, s in added.items() if s}
 
 
+def repainted_slices(
+    previous: np.ndarray, labels: np.ndarray, painted: Mapping[int, Sequence[int]], ignore_value: int | None
+) -> dict[int, list[int]]:
+    """Slices painted before ({axis: indices}) on which the annotation's ``labels`` [k, j, i] now differ from the
+    ``previous`` result [k, j, i] at a painted voxel (not ``ignore_value``): there the previous result showed the
+    earlier painting, so the user has corrected it."""
+    out = {}
+    for axis, indices in painted.items():
+        differ = []
+        for k in indices:
+            now, shown = np.take(labels, k, axis), np.take(previous, k, axis)
+            known = np.ones(now.shape, dtype=bool) if ignore_value is None else now != ignore_value
+            if (now[known] != shown[known]).any():
+                differ.append(int(k))
+        if differ:
+            out[int(axis)] = differ
+    return out
+
+
 def round_iterations(added: int) -> int:
     """Training iterations of a correction round that adds ``added`` slices (a correction of painted ones: one)."""
     return min(ROUND_MAX_ITERATIONS, ROUND_BASE_ITERATIONS + ROUND_PER_SLICE_ITERATIONS * max(1, added))
@@ -138,26 +158,34 @@ def finetune_round(
             added = added_slices(card_slices(card), now)
             options = round_options(card, sum(len(s) for s in added.values()), options)
             number = round_of(card) + 1
-    update = previous is not None and number >= 2 and bool(added)
-    if update:  # the walkers need to run only where the update may change the result
+    changed, before = {}, {}
+    if previous is not None and number >= 2:  # slices added, or painted before and painted differently now
+        previous = np.asarray(previous)
         before = card_slices(start[1])
-        options = dataclasses.replace(options, changing=changing_box(labels.shape, before, added))
+        if previous.shape != labels.shape:
+            raise SegNetsError(
+                f"the previous result has {previous.shape[::-1]} voxels and the image {labels.shape[::-1]}; "
+                "give the result of the previous round on this image."
+            )
+        merged = ann.merge_slices(added, repainted_slices(previous, labels, before, options.ignore_value))
+        changed = {axis: indices for axis, indices in merged.items() if indices}
+    update = len(changed) == 1  # along one axis; slices changed along two: the whole new result
+    if update:  # the walkers need to run only where the update may change the result
+        axis = ann.painting_axis(changed)
+        kept = {axis: [i for i in before.get(axis, []) if i not in changed[axis]]}
+        options = dataclasses.replace(options, changing=changing_box(labels.shape, kept, changed))
     result = finetune(volume, annotation, start, options, progress, cancel, callback)
     if number == 1:
         added = {a: list(s) for a, s in result.slices.items() if s}
     result.round, result.added_slices = number, added
     if update:
-        axis = ann.painting_axis(added)
+        new = np.asarray(result.labelmap.array)
         merged = local_update(
-            np.asarray(previous),
-            np.asarray(result.labelmap.array),
-            before.get(axis, []),
-            added[axis],
-            axis,
-            painting=labels,
-            ignore_value=options.ignore_value,
+            previous, new, kept[axis], changed[axis], axis, painting=labels, ignore_value=options.ignore_value
         )
-        result.labelmap = result.labelmap.with_array(merged.astype(result.labelmap.array.dtype))
+        painted = ann.weight_map(labels, result.slices, options.ignore_value) > 0
+        merged[painted] = new[painted]  # every painted voxel keeps the user's label, a repainted one too
+        result.labelmap = result.labelmap.with_array(merged.astype(new.dtype))
     if measure:  # None: no suggestion (a caller that times it apart); of the result the user will see
         result.suggestion = suggest_for(result, volume, measure, options.device)
     return result
@@ -215,12 +243,21 @@ def local_update(
 
 
 def slice_agreement(result: np.ndarray, painting: np.ndarray, ignore_value: int | None) -> float:
-    """Dice of a result's labels against those painted on the same slice [j, i], over the painted voxels (those
-    not ``ignore_value``): a voxel counts when both give it the same label; 1.0 when both are empty there."""
+    """The lowest Dice, over the labels either gives, of a result's labels against those painted on the same slice
+    [j, i], over the painted voxels (those not ``ignore_value``): a label the result missed scores 0 however large the
+    others; 1.0 when both are empty there."""
     known = np.ones(painting.shape, dtype=bool) if ignore_value is None else painting != ignore_value
     ours, theirs = np.asarray(result)[known], np.asarray(painting)[known]
-    sizes = np.count_nonzero(ours) + np.count_nonzero(theirs)
-    return 1.0 if sizes == 0 else 2.0 * np.count_nonzero((ours == theirs) & (theirs > 0)) / sizes
+    values = set(np.unique(ours[ours != 0]).tolist()) | set(np.unique(theirs[theirs != 0]).tolist())
+    return min(
+        (
+            2.0
+            * np.count_nonzero((ours == v) & (theirs == v))
+            / (np.count_nonzero(ours == v) + np.count_nonzero(theirs == v))
+            for v in values
+        ),
+        default=1.0,
+    )
 
 
 def suggest_for(
@@ -259,7 +296,7 @@ def previous_round(library: ModelLibrary, card: ModelCard) -> RoundEntry | None:
     """The round ``card``'s weights continued from (its base version in ``library``), or None for round 1."""
     if round_of(card) <= 1 or not card.provenance.base_model_version:
         return None
-    for model_id in dict.fromkeys((card.id, card.provenance.base_model_id or card.id)):  # saved under a new name
+    for model_id in dict.fromkeys((card.provenance.base_model_id or card.id, card.id)):  # its base first
         for entry in round_history(library, model_id):
             if entry.version == card.provenance.base_model_version:
                 return entry

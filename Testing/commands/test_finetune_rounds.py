@@ -47,3 +47,35 @@ def test_a_second_run_from_the_saved_model_is_the_next_round(tmp_path, capsys, m
     out2 = read_labelmap(tmp_path / "round2.seg.nrrd").array
     assert np.array_equal(out1[:5], out2[:5]) and np.array_equal(out1[12:], out2[12:])  # changed only near slice 8
     assert np.array_equal(out2[8] > 0, truth[8] > 0)
+
+
+def test_a_previous_result_cropped_like_a_slicer_export_is_placed_and_one_of_another_grid_refused(
+    tmp_path, capsys, model_library
+):
+    """``--previous`` goes onto the image's grid as the annotation does: a file cropped to its segments (origin
+    shifted by whole voxels) is embedded; one on another grid is refused in one line before any training."""
+    z, y, x = np.indices((16, 40, 40))
+    truth = (((z - 8) / 6) ** 2 + ((y - 20) / 12) ** 2 + ((x - 20) / 10) ** 2 <= 1).astype(np.uint8)
+    image = Volume((100.0 * truth).astype(np.float32), spacing=(2.0, 2.0, 2.0))
+    write_volume(image, tmp_path / "image.nii.gz")
+    painted = np.zeros_like(truth)
+    painted[[4, 12]] = truth[[4, 12]]
+    write_volume(image.with_array(painted), tmp_path / "round1.nii.gz")
+    common = ["finetune", "--input", str(tmp_path / "image.nii.gz"), "--iterations", "2", "--device", "cpu"]
+    assert main([*common, "--annotations", str(tmp_path / "round1.nii.gz"), "--save-model", "crop"]) == 0
+    painted[8] = truth[8]
+    write_volume(image.with_array(painted), tmp_path / "round2.nii.gz")
+    shown = painted.copy()
+    shown[2:14, 8:32, 10:30] |= truth[2:14, 8:32, 10:30]
+    cropped = Volume(shown[:, 5:35, 5:35], spacing=(2.0, 2.0, 2.0), origin=(10.0, 10.0, 0.0))  # 5 voxels in
+    write_volume(cropped, tmp_path / "cropped.nii.gz")
+    other = Volume(shown, spacing=(1.0, 1.0, 1.0))
+    write_volume(other, tmp_path / "other.nii.gz")
+    round2 = [*common, "--annotations", str(tmp_path / "round2.nii.gz"), "--model", "crop", "--no-save"]
+    capsys.readouterr()
+    assert main([*round2, "--previous", str(tmp_path / "other.nii.gz")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the previous result" in err[0] and "other.nii.gz" in err[0] and "geometry" in err[0]
+    assert main([*round2, "--previous", str(tmp_path / "cropped.nii.gz"), "--output", str(tmp_path / "r2.nii.gz")]) == 0
+    out = read_labelmap(tmp_path / "r2.nii.gz").array
+    assert np.array_equal(out[:5], shown[:5])  # the cropped file, in place: slices far from 8 as on screen

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.options import FinetuneOptions
 from SegNetsLib.finetune.rounds import (
@@ -107,6 +108,12 @@ def test_each_round_is_a_new_version_and_the_user_can_step_back(model_library):
     back = previous_round(library, library.card("r1-ts-phantom", history[1].version))
     assert back is not None and back.reference == reference
     assert previous_round(library, library.card("r1-ts-phantom", history[0].version)) is None
+    # a round saved under a name that already holds a model of the base's version steps back to its base
+    save_result(finetune_round(image, _painted(image, truth, (2, 9)), "unet3d", options), "phantom fix", library)
+    third = finetune_round(image, _painted(image, truth, (3, 5, 8)), reference2, options)
+    reference3 = save_result(third, "phantom fix", library)
+    back = previous_round(library, library.card(*reference3.split("@")))
+    assert back is not None and back.reference == reference2
 
 
 def test_a_model_trained_on_painted_slices_of_another_volume_is_a_pretrained_model_there():
@@ -193,8 +200,14 @@ def test_a_correction_that_confirms_the_result_changes_only_its_own_slice():
 def test_slice_agreement_counts_painted_voxels_with_the_same_label():
     painting = np.array([[1, 1, 0, 255], [2, 2, 0, 255]], np.uint8)
     result = np.array([[1, 1, 0, 1], [2, 1, 0, 2]], np.uint8)  # 3 of 4 painted labels; the unpainted column ignored
-    assert slice_agreement(result, painting, 255) == pytest.approx(2 * 3 / (4 + 4))
-    assert slice_agreement(result, painting, None) == pytest.approx(2 * 3 / (6 + 6))  # 255 counted as a label
+    # label 1: 2 of the result's 3 against 2 painted; label 2: 1 of 1 against 2 painted: the lower counts
+    assert slice_agreement(result, painting, 255) == pytest.approx(min(2 * 2 / (3 + 2), 2 * 1 / (1 + 2)))
+    assert slice_agreement(result, painting, None) == 0.0  # 255 counted as a label the result never gives
+    large = np.zeros((40, 40), np.uint8)
+    large[5:35, 5:35] = 1
+    missed = large.copy()
+    missed[15:20, 15:20] = 2  # a small second label painted where the result has the first: not confirmed
+    assert slice_agreement(large, missed, 255) == 0.0
     assert slice_agreement(np.zeros((3, 3)), np.zeros((3, 3)), 255) == 1.0  # both empty: nothing to disagree on
     assert CONFIRMED_DICE == pytest.approx(0.90)
 
@@ -202,15 +215,61 @@ def test_slice_agreement_counts_painted_voxels_with_the_same_label():
 def test_a_round_given_the_previous_result_keeps_it_away_from_the_added_slice():
     image, truth = _phantom()
     first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=5))
-    shown = np.full(truth.shape, 1, np.uint8)  # a stand-in for what the user has on screen
+    shown = np.full(truth.shape, 1, np.uint8)  # a stand-in for what the user has on screen ...
+    shown[[3, 8]] = truth[[3, 8]]  # ... where the painted slices show the painting
     second = finetune_round(image, _painted(image, truth, (3, 5, 8)), (first.net, first.card), TINY, previous=shown)
     out = second.labelmap.array
-    assert (out[:5] == 1).all() and (out[7:] == 1).all()  # outside slices 5 and 6 (nearer 5 than 3 or 8): the previous
+    assert np.array_equal(out[:5], shown[:5]) and np.array_equal(out[7:], shown[7:])  # outside 5 and 6 (nearer 5
+    # than 3 or 8): the previous
     assert np.array_equal(out[5], truth[5])  # the painted slice keeps the user's labels
     assert not (out[6] == 1).all()  # slice 6 is the new result's
     shown[5] = truth[5]  # the result already as the user paints slice 5: the correction confirms it
     confirmed = finetune_round(image, _painted(image, truth, (3, 5, 8)), (first.net, first.card), TINY, previous=shown)
     assert np.array_equal(confirmed.labelmap.array, shown)  # nothing beyond slice 5 changes, and 5 is as painted
+
+
+def test_a_repainted_slice_keeps_the_new_painting_and_updates_the_slices_nearest_it():
+    """Round 2 adds slice 5 and also repaints slice 8 (painted in round 1): the shown result holds the new painting on
+    8, and the slices nearer 8 than 3 or 5 are the new result's; the rest keeps what was on screen."""
+    image, truth = _phantom()
+    first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=5))
+    shown = first.labelmap.array.copy()
+    shown[9:] = 3  # a stand-in for what the user has on screen beyond the painting
+    painting = _painted(image, truth, (3, 5, 8)).array
+    painting[8, 5:15, 10:15] = 0  # half of slice 8 erased
+    second = finetune_round(image, image.with_array(painting), (first.net, first.card), TINY, previous=shown)
+    out = second.labelmap.array
+    assert second.added_slices == {0: [5]}
+    assert np.array_equal(out[8], painting[8]) and np.array_equal(out[5], painting[5])
+    assert not (out[9:] == 3).any()  # beyond 8, nearer it than any slice left as it was: the new result
+    assert np.array_equal(out[:4], shown[:4])  # nearer 3: as on screen
+
+
+def test_slices_added_along_two_axes_show_the_whole_new_result_with_every_painted_voxel():
+    image, truth = _phantom()
+    first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=5))
+    shown = np.full(truth.shape, 3, np.uint8)
+    painting = _painted(image, truth, (3, 5, 8)).array
+    painting[:, :, 7] = truth[:, :, 7]  # and a sagittal slice
+    second = finetune_round(image, image.with_array(painting), (first.net, first.card), TINY, previous=shown)
+    assert second.added_slices == {0: [5], 2: [7]}
+    assert np.array_equal(second.labelmap.array[:, :, 7], truth[:, :, 7]) and not (second.labelmap.array == 3).any()
+
+
+def test_a_previous_result_of_another_size_is_refused_before_training():
+    image, truth = _phantom()
+    first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=1))
+    calls = []
+    with pytest.raises(SegNetsError, match="previous result has"):
+        finetune_round(
+            image,
+            _painted(image, truth, (3, 5, 8)),
+            (first.net, first.card),
+            TINY,
+            previous=np.zeros((28, 16, 16), np.uint8),
+            progress=lambda fraction, stage: calls.append(stage),
+        )
+    assert calls == []  # nothing ran
 
 
 def test_the_changing_box_runs_from_the_painted_slice_below_the_added_one_to_the_one_above():
@@ -228,6 +287,7 @@ def test_a_correction_refined_only_where_it_changes_the_result_is_the_full_corre
     refined = dataclasses.replace(TINY, refine=True)
     first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", refined)
     shown = np.zeros(truth.shape, np.uint8)  # on screen: nothing near slice 5, so the correction changes it
+    shown[[3, 8]] = truth[[3, 8]]  # and the painted slices as painted
     annotation = _painted(image, truth, (3, 5, 8))
     full = finetune_round(image, annotation, (first.net, first.card), refined)
     windowed = finetune_round(image, annotation, (first.net, first.card), refined, previous=shown)

@@ -26,10 +26,11 @@ def test_each_correction_button_is_connected_to_a_handler_of_the_widget():
         assert re.search(rf"self\.ui\.{button}\.enabled = ", source), f"{button} is never enabled or disabled"
 
 
-def test_the_update_passes_the_suggested_slice_as_reviewed_and_continues_the_last_model():
+def test_the_update_passes_the_suggested_slice_as_reviewed_only_when_checked_empty_and_continues_the_last_model():
     source = panel_source.source()
     body = source[source.index("def onUpdateButton") : source.index("def onSuggestedSliceButton")]
-    assert "reviewed=reviewed" in body and "last.model.id" in body
+    assert "reviewed=reviewed" in body and "last.model.id" in body and "suggestedEmptyCheckBox.checked" in body
+    assert re.search(r"self\.ui\.suggestedEmptyCheckBox\.enabled = ", source)
     assert "JumpSlicesToLocation" in source[source.index("def onSuggestedSliceButton") :]
 
 
@@ -49,6 +50,8 @@ def test_the_correction_controls_start_disabled_in_the_loaded_ui():
     for name in BUTTONS:
         button = panel.findChild(widgets.QPushButton, name)
         assert button is not None and not button.isEnabled() and button.text(), name
+    empty = panel.findChild(widgets.QCheckBox, "suggestedEmptyCheckBox")
+    assert empty is not None and not empty.isEnabled() and not empty.isChecked() and empty.text()
     assert panel.findChild(widgets.QLabel, "roundLabel") is not None
     assert app is not None
 
@@ -76,7 +79,8 @@ def _slicer_stand_in():
     return types.SimpleNamespace(util=util, mrmlScene=None)
 
 
-def test_update_continues_the_last_rounds_model_with_the_suggested_slice_reviewed():
+@pytest.mark.parametrize("checked", [False, True])
+def test_update_continues_the_last_rounds_model_with_the_suggested_slice_reviewed_when_checked_empty(checked):
     import types
 
     from SegNetsLib.finetune.suggest import SliceSuggestion
@@ -97,10 +101,13 @@ def test_update_continues_the_last_rounds_model_with_the_suggested_slice_reviewe
         ),  # fmt: skip
         logic=types.SimpleNamespace(startFinetune=lambda *args, **kwargs: calls.append((args, kwargs)) or "job"),
         _start=lambda job: calls.append(job),
+        ui=types.SimpleNamespace(suggestedEmptyCheckBox=types.SimpleNamespace(checked=checked)),
     )
     _handler("onUpdateButton", namespace)(widget)
     (args, kwargs), started = calls
-    assert args[3] == "liver-ct@1.2.0" and kwargs["reviewed"] == {0: [57]} and started == "job"
+    assert args[3] == "liver-ct@1.2.0" and started == "job"
+    assert kwargs["reviewed"] == ({0: [57]} if checked else None)  # never a hole where the user painted nothing
+    assert widget.ui.suggestedEmptyCheckBox.checked is False  # cleared for the next round
 
 
 def test_back_one_round_selects_the_previous_rounds_model_and_shows_its_segmentation(tmp_path):
