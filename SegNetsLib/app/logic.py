@@ -262,6 +262,7 @@ class SegmentationLogic:
             extend_head=extend,
             label_names={label.value: label.name for label in labels},
             volume_name=volume_node.GetName(),
+            annotation_name=f"the segmentation {annotation_node.GetName()!r}",
             slices=reviewed,
         )
         job = self.worker.submit(

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from SegNetsLib.commands.paths import refuse_overwriting_inputs
 from SegNetsLib.core.constants import ARCHITECTURES, DEVICE_CHOICES
 from SegNetsLib.core.errors import SegNetsError
 
@@ -82,6 +83,9 @@ def _check_args(args: argparse.Namespace) -> None:
         raise SegNetsError(f"{args.annotations}: unknown annotation file type; use .nii.gz, .nrrd or .seg.nrrd.")
     if args.output and not (is_segmentation_file(args.output) or is_volume_file(args.output)):
         raise SegNetsError(f"{args.output}: unknown output type; use .seg.nrrd or .nii.gz.")
+    if args.output:
+        inputs = {"--input": args.input, "--annotations": args.annotations, "--previous": args.previous}
+        refuse_overwriting_inputs(args.output, inputs)
     if args.time_limit is not None and not args.time_limit > 0:
         raise SegNetsError(f"--time-limit {args.time_limit} must be a positive number of seconds.")
     if args.iterations is not None and args.iterations < 1:
@@ -94,11 +98,11 @@ def run(args: argparse.Namespace) -> int:
     from SegNetsLib.finetune.options import FinetuneOptions
     from SegNetsLib.finetune.rounds import finetune_round
     from SegNetsLib.finetune.save import save_result
-    from SegNetsLib.imageio.segmentations import read_labelmap, write_segmentation
+    from SegNetsLib.imageio.segmentations import read_labelmap, read_labelmap_and_names, write_segmentation
     from SegNetsLib.imageio.volumes import read_volume
 
     image = read_volume(args.input)
-    annotation = read_labelmap(args.annotations)
+    annotation, names = read_labelmap_and_names(args.annotations)  # a .seg.nrrd's segments name the labels
     options = FinetuneOptions(
         iterations=args.iterations,
         time_limit_s=args.time_limit,
@@ -107,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         ignore_value=args.ignore_value,
         extend_head=args.extend_head,
         volume_name=Path(args.input).name,
+        label_names=names or None,
+        annotation_name=str(args.annotations),
     )
 
     def report(fraction: float, stage: str) -> None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from SegNetsLib.commands.paths import refuse_overwriting_inputs
 from SegNetsLib.core.constants import DEVICE_CHOICES, ROI_CHOICES, SEGMENTATION_SUFFIX, VOLUME_SUFFIXES
 from SegNetsLib.core.errors import SegNetsError
 
@@ -113,7 +114,7 @@ def _jobs(
         if output.exists() and not output.is_dir():
             raise SegNetsError(f"{output}: with a folder as --input, --output must be a folder.")
         probability_folder = Path(probabilities) if probabilities else None
-        return [
+        jobs = [
             (
                 p,
                 output / f"{_stem(p)}.{folder_format}",
@@ -121,6 +122,9 @@ def _jobs(
             )
             for p in volumes
         ]
+        for volume, target, _ in jobs:  # an output folder that is the input folder, in the inputs' format
+            refuse_overwriting_inputs(target, {"--input": volume})
+        return jobs
     if not source.exists():
         raise SegNetsError(f"{source}: no such file or folder.")
     if output.is_dir():
@@ -129,6 +133,9 @@ def _jobs(
         raise SegNetsError(f"{output}: unknown output type; use .seg.nrrd, .nii.gz, .nii, .nrrd or .mha.")
     if probabilities and not is_volume_file(probabilities):
         raise SegNetsError(f"{probabilities}: unknown probabilities file type; use .nii.gz, .nii, .nrrd or .mha.")
+    refuse_overwriting_inputs(output, {"--input": source})
+    if probabilities:
+        refuse_overwriting_inputs(probabilities, {"--input": source, "--output": output})
     return [(source, output, Path(probabilities) if probabilities else None)]
 
 

@@ -171,13 +171,34 @@ def check_annotation(image: Volume, annotation: Volume, name: str = "the annotat
         raise SegNetsError(f"{name} must be a single 3D labelmap; it has shape {annotation.array.shape}.")
     if not image.same_geometry(annotation):
         raise SegNetsError(
-            f"{name} has a different geometry (shape {annotation.shape_kji}, spacing {annotation.spacing}) "
-            f"from the image (shape {image.shape_kji}, spacing {image.spacing}); resample it onto the image first."
+            f"{name} has a different geometry from the image ({_differences(annotation, image)}); resample it onto "
+            "the image first."
         )
-    if not np.issubdtype(annotation.array.dtype, np.integer):
-        values = annotation.array
+    values = annotation.array
+    if not np.issubdtype(values.dtype, np.integer):
         if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)) or values.min() < 0:
             raise SegNetsError(f"{name} must hold non-negative integer labels.")
+    if values.size and (values.min() < 0 or values.max() > 255):
+        wrong = int(values.min() if values.min() < 0 else values.max())
+        raise SegNetsError(f"{name} holds the label value {wrong}; label values must lie between 0 and 255.")
+
+
+def _differences(volume: Volume, reference: Volume) -> str:
+    """How ``volume``'s grid differs from ``reference``'s, in words (x, y, z order, mm)."""
+
+    def rounded(values) -> tuple:
+        return tuple(float(f"{float(v):.4g}") for v in values)
+
+    parts = []
+    for what, mine, theirs in (
+        ("size", volume.shape_kji[::-1], reference.shape_kji[::-1]),
+        ("spacing", rounded(volume.spacing), rounded(reference.spacing)),
+        ("origin", rounded(volume.origin), rounded(reference.origin)),
+        ("direction", rounded(np.ravel(volume.direction)), rounded(np.ravel(reference.direction))),
+    ):
+        if tuple(mine) != tuple(theirs):
+            parts.append(f"{what} {tuple(mine)} against {tuple(theirs)}")
+    return "; ".join(parts) or "origin or direction within rounding"
 
 
 def annotation_classes(labels: np.ndarray, ignore_value: int | None = DEFAULT_IGNORE_VALUE) -> list[int]:
@@ -191,7 +212,19 @@ def is_dense(weight: np.ndarray) -> bool:
     return float(weight.mean()) >= DENSE_FRACTION
 
 
-def require_annotated(slices: Mapping[int, Sequence[int]], name: str = "the annotation") -> None:
+def require_annotated(
+    slices: Mapping[int, Sequence[int]],
+    name: str = "the annotation",
+    labels: np.ndarray | None = None,
+    ignore_value: int | None = DEFAULT_IGNORE_VALUE,
+) -> None:
+    """Raise unless some slice is annotated; ``labels`` (the annotation's values) tell a painting made wholly of
+    ``ignore_value`` apart from an empty one."""
+    if count_slices(slices) == 0 and labels is not None and ignore_value is not None and (labels == ignore_value).any():
+        raise SegNetsError(
+            f"{name} marks every painted voxel with {ignore_value}, the value of unlabeled voxels; paint the "
+            "structure with another value or choose another ignore value."
+        )
     if count_slices(slices) == 0:
         raise SegNetsError(
             f"{name} has no annotated slice: paint at least one slice (nonzero labels) or list "

@@ -1,6 +1,7 @@
 """Atomic file and folder writes: write under a temporary name beside the target, then rename.
 
-A crash or cancel in the middle never leaves a half-written file or folder at the target path.
+A crash or cancel in the middle never leaves a half-written file or folder at the target path. What lands there has
+the permissions a newly created file or folder gets (the process's umask), not the temporary one's private mode.
 """
 
 from __future__ import annotations
@@ -11,6 +12,17 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def _umask() -> int:
+    """The process's file mode creation mask (read without changing it where Linux tells it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _temporary_sibling(target: Path, suffix: str = "") -> Path:
@@ -32,6 +44,7 @@ def atomic_file(target: str | os.PathLike, keep_suffix: bool = True) -> Iterator
     temporary = _temporary_sibling(target, suffix)
     try:
         yield temporary
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
@@ -50,6 +63,7 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         yield temporary
+        os.chmod(temporary, 0o777 & ~_umask())
         os.rename(temporary, target)
     finally:
         if temporary.exists():

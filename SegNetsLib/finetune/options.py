@@ -43,6 +43,7 @@ class FinetuneOptions:
     changing: the only box [k, j, i] of the result the caller will use (a correction round keeps the rest of the
     previous result, :func:`SegNetsLib.finetune.rounds.changing_box`): the random walkers run only there, and
     elsewhere the result is the network's labelmap; None: everywhere.
+    annotation_name: how error messages name the annotation (its file, say).
     seed: the random draws of a new network's weights, the patches and the augmentation (with the same
     seed, threads and iterations a run repeats itself exactly).
     """
@@ -64,6 +65,7 @@ class FinetuneOptions:
     foreground_fraction: float = 0.5
     label_names: dict[int, str] | None = None
     volume_name: str = ""
+    annotation_name: str = "the annotation"
     seed: int = 0
     threads: int | None = None
     refine: bool = True

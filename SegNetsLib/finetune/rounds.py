@@ -104,6 +104,26 @@ def repainted_slices(
     return out
 
 
+def unpainted_slices(
+    labels: np.ndarray, slices: Mapping[int, Sequence[int]], ignore_value: int | None
+) -> dict[int, list[int]]:
+    """The ``slices`` ({axis: indices}) on which ``labels`` [k, j, i] hold no label (only 0 and ``ignore_value``)."""
+    out = {}
+    for axis, indices in slices.items():
+        empty = []
+        for k in indices:
+            values = np.take(labels, k, axis)
+            if not ((values != 0) & (values != (ignore_value if ignore_value is not None else 0))).any():
+                empty.append(int(k))
+        if empty:
+            out[int(axis)] = sorted(empty)
+    return out
+
+
+def _listed(slices: Mapping[int, Sequence[int]]) -> str:
+    return "; ".join(f"axis {axis}: {', '.join(map(str, indices))}" for axis, indices in slices.items())
+
+
 def round_iterations(added: int) -> int:
     """Training iterations of a correction round that adds ``added`` slices (a correction of painted ones: one)."""
     return min(ROUND_MAX_ITERATIONS, ROUND_BASE_ITERATIONS + ROUND_PER_SLICE_ITERATIONS * max(1, added))
@@ -148,7 +168,7 @@ def finetune_round(
     the result already agreed with its painting (:func:`local_update`), so a correction never undoes what the user
     already accepted elsewhere."""
     options = options or FinetuneOptions()
-    number, added, labels = 1, {}, None
+    number, added, labels, unpainted = 1, {}, None, {}
     if not is_architecture(start):
         net, card = start if isinstance(start, tuple) else load(start)
         start = (net, card)
@@ -156,6 +176,12 @@ def finetune_round(
             labels = ann.embed_in_image_grid(volume, annotation).array
             now = ann.annotated_slices(labels, options.ignore_value, options.slices)
             added = added_slices(card_slices(card), now)
+            unpainted = unpainted_slices(labels, card_slices(card), options.ignore_value)
+            if unpainted == {a: sorted(int(i) for i in s) for a, s in card_slices(card).items() if s}:
+                raise SegNetsError(
+                    f"{options.annotation_name} holds none of the painting of the earlier rounds ({_listed(unpainted)}); "
+                    "give the whole painting, every round's slices with the new one."
+                )
             options = round_options(card, sum(len(s) for s in added.values()), options)
             number = round_of(card) + 1
     changed, before = {}, {}
@@ -175,6 +201,15 @@ def finetune_round(
         kept = {axis: [i for i in before.get(axis, []) if i not in changed[axis]]}
         options = dataclasses.replace(options, changing=changing_box(labels.shape, kept, changed))
     result = finetune(volume, annotation, start, options, progress, cancel, callback)
+    if number >= 2 and unpainted:
+        result.notes.append(
+            f"slices painted in earlier rounds hold no paint now ({_listed(unpainted)}): learned as all background"
+        )
+    if previous is not None and number == 1:
+        result.notes.append(
+            "the previous result was not used: the model does not continue a round on this image, so the whole new "
+            "result is shown"
+        )
     if number == 1:
         added = {a: list(s) for a, s in result.slices.items() if s}
     result.round, result.added_slices = number, added

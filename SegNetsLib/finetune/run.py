@@ -99,10 +99,10 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     began = time.monotonic()
     check_volume(volume, "the image")
     annotation = ann.embed_in_image_grid(volume, annotation)
-    ann.check_annotation(volume, annotation)
+    ann.check_annotation(volume, annotation, options.annotation_name)
     labels = np.array(annotation.array, copy=True)  # never touch the caller's annotation
     slices = ann.annotated_slices(labels, options.ignore_value, options.slices)
-    ann.require_annotated(slices)
+    ann.require_annotated(slices, options.annotation_name, labels, options.ignore_value)
     weight = ann.weight_map(labels, slices, options.ignore_value)
     notes = []
     if ann.is_dense(weight):

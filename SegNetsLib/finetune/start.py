@@ -74,9 +74,18 @@ def painted_lineage(card: ModelCard) -> bool:
 
 
 def trained_on_volume(card: ModelCard, volume: Volume) -> bool:
-    """Whether ``card``'s weights were last trained on ``volume`` (the same voxels: ``Provenance.trained_on``)."""
+    """Whether ``card``'s weights were last trained on ``volume`` (``Provenance.trained_on``: the same voxels, shape
+    and spacing)."""
     records = card.provenance.trained_on
-    return bool(records) and records[-1].get("sha256") == volume_sha256(volume)
+    if not records:
+        return False
+    last = records[-1]
+    shape, spacing = last.get("shape"), last.get("spacing")
+    if shape is not None and [int(n) for n in shape] != [int(n) for n in volume.array.shape]:
+        return False
+    if spacing is not None and not np.allclose(spacing, volume.spacing, rtol=1e-4):
+        return False
+    return last.get("sha256") == volume_sha256(volume)
 
 
 def round_of(card: ModelCard) -> int:

@@ -85,8 +85,15 @@ def read_labelmap(path: str | os.PathLike) -> Volume:
     """Read a ``.seg.nrrd`` or a labelmap image as a labelmap Volume [k, j, i] (integer values).
 
     Segments of a ``.seg.nrrd`` get their label value; when layers (overlapping segments) reuse a value,
-    each segment gets its 1-based position in the file instead, later segments drawn over earlier ones.
+    each segment gets its 1-based position in the file instead, later segments drawn over earlier ones (a segment
+    they cover wholly is refused).
     """
+    return read_labelmap_and_names(path)[0]
+
+
+def read_labelmap_and_names(path: str | os.PathLike) -> tuple[Volume, dict[int, str]]:
+    """:func:`read_labelmap` and the names of a ``.seg.nrrd``'s segments by their label value ({} for a labelmap
+    image, which names none)."""
     path = Path(path)
     if not path.is_file():
         raise SegNetsError(f"{path}: no such file.")
@@ -100,7 +107,7 @@ def read_labelmap(path: str | os.PathLike) -> Volume:
         if not np.array_equal(volume.array, np.round(volume.array)):
             raise SegNetsError(f"{path}: the labelmap holds non-integer values.")
         volume = volume.with_array(volume.array.astype(np.int32))
-    return volume
+    return volume, {}
 
 
 def _slicerio_segmentation(labelmap: Volume, labels: list[LabelInfo]) -> dict:
@@ -139,7 +146,7 @@ def _segment_id(label: LabelInfo, used: set[str]) -> str:
     return segment_id
 
 
-def _read_seg_nrrd(path: Path) -> Volume:
+def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, str]]:
     check_declared_size(path, "segmentation")
     try:
         segmentation = slicerio.read_segmentation(str(path))
@@ -153,7 +160,17 @@ def _read_seg_nrrd(path: Path) -> Volume:
     labelmap = np.zeros(
         spatial[::-1], dtype=np.uint8 if len(segments) < 256 and max(label_values, default=0) < 256 else np.int32
     )
+    names, drawn = {}, []
     for index, segment in enumerate(segments):
         value = label_values[index] if unique else index + 1
-        labelmap[slicerio.segment_mask(segmentation, segment).transpose(2, 1, 0)] = value
-    return Volume.from_ijk_to_lps(labelmap, np.asarray(segmentation["ijkToLPS"], dtype=float))
+        mask = slicerio.segment_mask(segmentation, segment).transpose(2, 1, 0)
+        labelmap[mask] = value
+        names[value] = str(segment.get("name") or f"label {value}")
+        drawn.append((value, bool(mask.any())))
+    covered = [names[value] for value, painted in drawn if painted and not (labelmap == value).any()]
+    if covered:
+        raise SegNetsError(
+            f"{path}: segment {', '.join(repr(n) for n in covered)} lies wholly under later segments (overlapping "
+            "layers), and a labelmap holds one label per voxel; make the segments not overlap or save them apart."
+        )
+    return Volume.from_ijk_to_lps(labelmap, np.asarray(segmentation["ijkToLPS"], dtype=float)), names

@@ -224,6 +224,6 @@ def load(path_or_id: str | os.PathLike, device: str | torch.device = "cpu") -> t
             )
         return load_zip(path, device)
     model_id, version = split_reference(str(path_or_id))
-    if not _ID.match(model_id):
+    if not (_ID.match(model_id) or _ID.match(slug(model_id))):  # a name ("Liver (patient 12)") finds its id
         raise SegNetsError(f"{path_or_id}: no such model folder, zip or library model id.")
     return ModelLibrary().load(model_id, version, device)

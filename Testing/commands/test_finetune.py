@@ -66,3 +66,49 @@ def test_annotation_in_another_geometry_is_refused(files, capsys):
         capsys, "--input", paths["image"], "--annotations", paths["other"], "--output", folder / "o.nii.gz"
     )
     assert code == 1 and "different geometry" in err and not (folder / "o.nii.gz").exists()
+    assert "other.nii.gz" in err and "spacing (1.0, 1.0, 1.0) against (2.0, 2.0, 2.0)" in err
+
+
+@pytest.mark.parametrize("which", ["annotation", "image"])
+def test_an_output_that_would_overwrite_an_input_is_refused(files, capsys, which):
+    folder, paths = files
+    before = paths[which].read_bytes()
+    code, err = _run(
+        capsys, "--input", paths["image"], "--annotations", paths["annotation"], "--output", paths[which], "--no-save"
+    )
+    assert code == 1 and "would overwrite" in err and paths[which].read_bytes() == before
+
+
+def test_out_of_range_and_ignore_valued_paintings_are_refused_naming_the_file(files, capsys, model_library):
+    folder, paths = files
+    image_path = paths["image"]
+    labels = np.zeros((8, 16, 16), np.int16)
+    labels[4, 4:10, 4:10] = 300
+    big = write_volume(Volume(labels, spacing=(2, 2, 2)), folder / "big.nii.gz")
+    code, err = _run(capsys, "--input", image_path, "--annotations", big, "--no-save")
+    assert code == 1 and "big.nii.gz holds the label value 300" in err
+    labels[4, 4:10, 4:10] = 255
+    ignored = write_volume(Volume(labels.astype(np.uint8), spacing=(2, 2, 2)), folder / "ignored.nii.gz")
+    code, err = _run(capsys, "--input", image_path, "--annotations", ignored, "--no-save")
+    assert code == 1 and "ignored.nii.gz marks every painted voxel with 255" in err
+
+
+def test_segment_names_of_a_seg_nrrd_annotation_name_the_result(files, capsys, model_library):
+    import slicerio
+
+    from SegNetsLib.card.card import LabelInfo
+    from SegNetsLib.imageio.segmentations import write_segmentation
+
+    folder, paths = files
+    image = Volume(np.random.default_rng(0).normal(size=(8, 16, 16)).astype(np.float32), spacing=(2, 2, 2))
+    labels = np.zeros((8, 16, 16), np.uint8)
+    labels[4, 2:7, 2:7], labels[4, 9:14, 9:14] = 1, 2
+    painted = [LabelInfo(1, "Liver", (0.8, 0.4, 0.3)), LabelInfo(2, "Right kidney", (0.7, 0.5, 0.3))]
+    write_segmentation(image.with_array(labels), painted, folder / "painted.seg.nrrd")
+    out = folder / "result.seg.nrrd"
+    code, err = _run(
+        capsys, "--input", paths["image"], "--annotations", folder / "painted.seg.nrrd", "--output", out,
+        "--iterations", "1", "--device", "cpu", "--no-save",
+    )  # fmt: skip
+    assert code == 0, err
+    assert [s["name"] for s in slicerio.read_segmentation(str(out))["segments"]] == ["Liver", "Right kidney"]

@@ -138,3 +138,23 @@ def test_cancel_token_raises_once_set():
     assert token.cancelled
     with pytest.raises(Cancelled):
         token.raise_if_cancelled()
+
+
+def test_atomic_writes_land_with_the_permissions_of_a_new_file_not_the_temporary_ones(tmp_path):
+    """A result or model shared with colleagues is readable as any file the user writes (umask 022: 644 / 755)."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with atomic_file(tmp_path / "out.nii.gz") as temporary:
+            temporary.write_bytes(b"x")
+        with atomic_folder(tmp_path / "model") as folder:
+            (folder / "card.json").write_text("{}")
+        os.umask(0o077)  # a private user's files stay private
+        with atomic_file(tmp_path / "private.nrrd") as temporary:
+            temporary.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.nii.gz").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "private.nrrd").stat().st_mode & 0o777 == 0o600

@@ -24,8 +24,8 @@ from SegNetsLib.finetune.rounds import (
     slice_agreement,
 )
 from SegNetsLib.finetune.save import save_result
-from SegNetsLib.finetune.start import Start, round_of
-from SegNetsLib.models.library import ModelLibrary
+from SegNetsLib.finetune.start import Start, round_of, trained_on_volume
+from SegNetsLib.models.library import ModelLibrary, load
 
 TINY = FinetuneOptions(
     iterations=40,
@@ -164,6 +164,16 @@ def test_a_model_saved_under_a_name_is_found_by_that_name(model_library, name):
     assert library.find(name) == library.find("r1-ts-pulmonary")
     net, card = library.load(name)
     assert card.id == "r1-ts-pulmonary"
+    assert load(name)[1].id == "r1-ts-pulmonary"  # as --model gives it: the name the user saved it under
+    second = finetune_round(image, _painted(image, truth, (3, 5, 8)), name, dataclasses.replace(TINY, iterations=1))
+    assert second.round == 2
+
+
+def test_the_same_voxels_at_another_spacing_are_another_volume():
+    image, truth = _phantom()
+    first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=1))
+    assert trained_on_volume(first.card, image)
+    assert not trained_on_volume(first.card, Volume(image.array, spacing=(0.7, 0.7, 5.0)))
 
 
 def test_a_local_update_changes_the_result_only_where_the_added_slice_is_the_nearest_painting():
@@ -294,3 +304,20 @@ def test_a_correction_refined_only_where_it_changes_the_result_is_the_full_corre
     merged = local_update(shown, full.labelmap.array, [3, 8], [5], 0, painting=annotation.array)
     assert np.array_equal(windowed.network_labelmap, full.network_labelmap)  # the same network
     assert np.array_equal(windowed.labelmap.array, merged) and not np.array_equal(merged, shown)
+
+
+def test_a_round_whose_annotation_lost_the_earlier_painting_is_refused_or_noted():
+    """A round-2 file holding only the new slice would learn the earlier slices as background: refused, naming the
+    file; one earlier slice left empty is learned as background with a note; a previous result that cannot be
+    used (a new network) is noted too."""
+    image, truth = _phantom()
+    options = dataclasses.replace(TINY, iterations=2)
+    first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", options)
+    named = dataclasses.replace(options, annotation_name="round2.seg.nrrd")
+    with pytest.raises(SegNetsError, match=r"round2\.seg\.nrrd holds none of the painting of the earlier rounds"):
+        finetune_round(image, _painted(image, truth, (5,)), (first.net, first.card), named)
+    partly = finetune_round(image, _painted(image, truth, (3, 5)), (first.net, first.card), named)
+    assert any("axis 0: 8" in note and "all background" in note for note in partly.notes), partly.notes
+    assert not partly.labelmap.array[8].any()  # as the user's file says
+    fresh = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", options, previous=truth)
+    assert any("previous result was not used" in note for note in fresh.notes)

@@ -92,6 +92,20 @@ def test_overlapping_layers_flatten_by_label_value(tmp_path):
     assert np.array_equal(labelmap == 1, first.transpose(2, 1, 0) & ~second.transpose(2, 1, 0))
 
 
+def test_a_segment_wholly_under_a_later_one_is_refused_with_its_name(tmp_path):
+    segmentation = slicerio.create_segmentation((6, 5, 4), np.eye(4))
+    inner = np.zeros((6, 5, 4), bool)
+    inner[2:4, 2:4, 1:3] = True
+    outer = np.zeros((6, 5, 4), bool)
+    outer[1:5, 1:5, 0:4] = True  # covers the first wholly: drawn over it, nothing of "Liver" would be left
+    slicerio.add_segment(segmentation, inner, {"id": "liver", "name": "Liver"})
+    slicerio.add_segment(segmentation, outer, {"id": "abdomen", "name": "Upper abdomen"})
+    path = tmp_path / "covered.seg.nrrd"
+    slicerio.write_segmentation(str(path), segmentation)
+    with pytest.raises(SegNetsError, match=r"covered\.seg\.nrrd: segment 'Liver' lies wholly under later segments"):
+        read_labelmap(path)
+
+
 def test_unknown_label_value_and_suffix_are_refused_without_a_file(tmp_path):
     labelmap = Volume(np.full((3, 4, 5), 9, dtype=np.uint8))
     with pytest.raises(SegNetsError, match=r"label value\(s\) \[9\]"):

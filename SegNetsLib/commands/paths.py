@@ -1,0 +1,25 @@
+"""Checks on the command line's file arguments shared by its sub-commands."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from SegNetsLib.core.errors import SegNetsError
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (also through links or relative paths; either may not exist)."""
+    first, second = Path(a), Path(b)
+    if first.exists() and second.exists():
+        return os.path.samefile(first, second)
+    return first.resolve() == second.resolve()
+
+
+def refuse_overwriting_inputs(output: str | os.PathLike, inputs: Mapping[str, str | os.PathLike | None]) -> None:
+    """Raise when ``output`` names the same file as one of ``inputs`` ({flag: path or None}): a result never
+    replaces what it was made from."""
+    for flag, path in inputs.items():
+        if path is not None and same_file(output, path):
+            raise SegNetsError(f"{output}: writing there would overwrite {flag} {path}; give another output file.")
