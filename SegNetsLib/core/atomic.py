@@ -14,6 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def new_mode(folder: bool = False) -> int:
+    """The permissions a newly created file (or ``folder``) gets: 0o666 (0o777) less the process's umask."""
+    return (0o777 if folder else 0o666) & ~_umask()
+
+
 def _umask() -> int:
     """The process's file mode creation mask (read without changing it where Linux tells it)."""
     with contextlib.suppress(OSError, ValueError):
@@ -44,7 +49,7 @@ def atomic_file(target: str | os.PathLike, keep_suffix: bool = True) -> Iterator
     temporary = _temporary_sibling(target, suffix)
     try:
         yield temporary
-        os.chmod(temporary, 0o666 & ~_umask())
+        os.chmod(temporary, new_mode())
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
@@ -63,7 +68,7 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         yield temporary
-        os.chmod(temporary, 0o777 & ~_umask())
+        os.chmod(temporary, new_mode(folder=True))
         os.rename(temporary, target)
     finally:
         if temporary.exists():

@@ -20,6 +20,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from SegNetsLib.core.atomic import new_mode
 from SegNetsLib.core.errors import SegNetsError
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -40,6 +41,7 @@ def write_weights(net: nn.Module, path: Path) -> None:
     tensors = {name: tensor.detach().to("cpu").clone().contiguous() for name, tensor in net.state_dict().items()}
     try:
         safetensors.torch.save_file(tensors, str(path), metadata={"format": "pt"})
+        os.chmod(path, new_mode())  # safetensors writes it private
     except safetensors.SafetensorError as error:  # the file system's error (disk full, ...) as an OSError
         code = re.search(r"os error (\d+)", str(error))
         if code:

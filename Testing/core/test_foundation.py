@@ -158,3 +158,18 @@ def test_atomic_writes_land_with_the_permissions_of_a_new_file_not_the_temporary
     assert (tmp_path / "out.nii.gz").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "private.nrrd").stat().st_mode & 0o777 == 0o600
+
+
+def test_saved_weights_are_readable_as_any_new_file(tmp_path):
+    import os
+
+    from torch import nn
+
+    from SegNetsLib.models.weights import write_weights
+
+    old = os.umask(0o022)
+    try:
+        write_weights(nn.Linear(2, 2), tmp_path / "weights.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "weights.safetensors").stat().st_mode & 0o777 == 0o644
