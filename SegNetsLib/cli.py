@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segnets {args.command}: error: {error}", file=sys.stderr)
         return 1
     except Cancelled:
-        print(f"segnets {args.command}: cancelled; nothing was written.", file=sys.stderr)
+        print(f"segnets {args.command}: cancelled; no file was left half-written.", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print(f"segnets {args.command}: interrupted; nothing was written.", file=sys.stderr)
+        print(f"segnets {args.command}: interrupted; no file was left half-written.", file=sys.stderr)
         return 130
 
 

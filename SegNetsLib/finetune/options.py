@@ -81,7 +81,7 @@ class FinetuneResult:
     foreground Dice on the held-out annotated slices (None without held-out slices); network_labelmap:
     the network's own labelmap [k, j, i] before boundary refinement (annotated voxels kept too).
     round / added_slices / suggestion: set by :func:`SegNetsLib.finetune.rounds.finetune_round`: the interactive round
-    (1 from scratch, n + 1 continued from round n, 0 otherwise), the slices it added {axis: indices}, and the
+    (1 the first on this volume, n + 1 continued from round n; 0 when :func:`finetune` ran alone), the slices it added {axis: indices}, and the
     slice to paint next (:class:`SegNetsLib.finetune.suggest.SliceSuggestion`, None when no slice would add anything)."""
 
     net: nn.Module
