@@ -263,8 +263,9 @@ CASES: dict[str, Case] = {
     "fuzz-annotation": Case(
         "annotation labelmaps (.nrrd, .nii.gz, .mha) of every pixel type with labels -1, 70000, 2^31-1, 1.5, NaN, "
         "on other shapes, spacings, origins (whole and part voxels) and directions",
-        "placed on the image's grid when it is a crop of it, else e.g. “labels.nrrd has a different geometry (…) "
-        "from the image (…); resample it onto the image first.” / “… must hold non-negative integer labels.” / "
+        "placed on the image's grid when it is a crop of it, else e.g. “labels.nrrd has a different geometry from "
+        "the image (origin (…) against (…)); resample it onto the image first.” / “… must hold non-negative integer "
+        "labels.” / “… holds the label value 70000; label values must lie between 0 and 255.” / "
         "“… the labelmap holds non-integer values.”",
         r".",
         "Testing/fuzz/test_annotation_files.py",
