@@ -10,8 +10,10 @@ Closing stdin (the parent exited) cancels the running task and ends the process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import signal
 import sys
 import threading
 import traceback
@@ -137,11 +139,12 @@ def run_one(state, message: dict[str, Any], token: CancelToken, channel: Channel
     try:
         fn = task_function(message["task"])
         arguments = protocol.decode(message.get("arguments") or {}, folder)
-        result = fn(state, progress=progress, cancel=token, **arguments)
-        token.raise_if_cancelled()
+        result = fn(state, progress=progress, cancel=token, **arguments)  # done: a cancel arriving now is too late
         encoded = protocol.Encoder(folder, prefix="result").encode(result)
     except Cancelled:
         return {"type": "cancelled", "id": job_id}
+    except Stopped:
+        raise
     except BaseException as error:  # noqa: BLE001 - every failure becomes one reply; the child lives on
         return {
             "type": "failed",
@@ -184,12 +187,23 @@ def serve(source: BinaryIO, out: BinaryIO) -> None:
     channel.close()
 
 
+class Stopped(BaseException):
+    """SIGTERM from the parent (a cancel it gave up waiting for, or its exit): unwinds the running job, so that its
+    temporary files and folders (``core.atomic``) are removed, and ends the child."""
+
+
+def _stop(signum, frame) -> None:
+    raise Stopped()
+
+
 def main() -> None:
     # the protocol owns the original stdout; prints of any library go to stderr from here on
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    serve(sys.stdin.buffer, out)
+    signal.signal(signal.SIGTERM, _stop)
+    with contextlib.suppress(Stopped):
+        serve(sys.stdin.buffer, out)
     sys.stderr.flush()
     os._exit(0)  # skip interpreter teardown of torch's threads; the replies are flushed
 

@@ -179,6 +179,17 @@ def test_an_unanswered_cancel_terminates_the_child_within_2_s(mrml, worker, libr
     assert job.wait(120) and job.result()["pid"] != first and worker.starts == starts + 1
 
 
+def test_cancelling_a_queued_job_leaves_the_running_one_in_its_child(mrml, worker, library, large_ct):
+    logic = SegmentationLogic(mrml.scene, library, worker)
+    running = _start_segmenting(logic, large_ct)
+    pid, starts = worker.pid, worker.starts
+    queued = worker.submit("hello")
+    assert _cancel_and_time(queued) < CANCEL_LIMIT_S and queued.state is JobState.CANCELLED
+    assert running.wait(120) and running.state is JobState.DONE
+    assert worker.pid == pid and worker.starts == starts, "the running job's child was not stopped"
+    assert logic.finish_segment(running).segmentation_node is not None
+
+
 @pytest.mark.skipif(os.name == "nt", reason="SIGKILL is POSIX")
 def test_a_killed_child_is_one_clear_error_and_the_next_job_succeeds(mrml, worker, library, painted, large_ct):
     logic = SegmentationLogic(mrml.scene, library, worker)
