@@ -175,6 +175,7 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelLibr
     # --- parameter node ---------------------------------------------------------------------------
     def onSceneStartClose(self, caller, event) -> None:
         self._dropJob()  # its nodes are about to go; a result would land in the next scene
+        self._round, self._roundNodes = None, {}  # their nodes go too, and node IDs are given out again
         self.setParameterNode(None)
         self._updateButtons()
 

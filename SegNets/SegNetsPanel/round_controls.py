@@ -72,9 +72,13 @@ class CorrectionRoundControls:
         from SegNetsLib.app.correction import describe_round
 
         reference = f"{result.model.id}@{result.model.version}"
-        self._refreshModels(select=reference)
-        self.ui.stageLabel.text = _("New model {id} {version}; segmentation {name}.").format(
-            id=result.model.id, version=result.model.version, name=result.segmentation.segmentation_node.GetName()
+        library = self.logic.core().library
+        if result.in_library(library):
+            self._refreshModels(select=reference)
+        self.ui.stageLabel.text = (
+            result.summary(library)
+            + " "
+            + _("Segmentation {name}.").format(name=result.segmentation.segmentation_node.GetName())
         )
         self._round = result
         self._roundNodes[reference] = result.segmentation.segmentation_node.GetID()

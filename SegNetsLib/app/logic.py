@@ -54,6 +54,22 @@ class FinetuneOutcome:
     round: int = 0  # the interactive round: 1 first, n + 1 continued from round n (finetune.rounds)
     suggestion: Any = None  # finetune.suggest.SliceSuggestion: the slice to paint next, or None
 
+    def in_library(self, library: ModelLibrary) -> bool:
+        """Whether ``model`` is a version in ``library`` (not kept aside because the library could not take it)."""
+        return Path(self.model.path).resolve().is_relative_to(Path(library.root).resolve())
+
+    def summary(self, library: ModelLibrary) -> str:
+        """What the run made, for the panel and the web page: the new model, or the base model kept (no new
+        version), or a model kept outside ``library``; then the run's notes (a skipped refinement, say)."""
+        model = f"{self.model.id} {self.model.version}"
+        if self.kept != "fine-tuned":
+            text = f"The base model {model} did better on the held-out slices and was kept; no new model was saved."
+        elif not self.in_library(library):
+            text = f"New model {model}, kept outside the library."
+        else:
+            text = f"New model {model}."
+        return " ".join([text, *(f"Note: {note.rstrip('.')}." for note in self.notes)])
+
 
 def device_choices() -> list[tuple[str, str]]:
     """(label, device spec) pairs for a device picker: Auto, CPU, then each CUDA GPU by name and memory,
@@ -307,12 +323,14 @@ class SegmentationLogic:
 
     def round_segmentation(self, reference: str, volume_node, name: str | None = None) -> SegmentResult | None:
         """A new segmentation node of the result shown when the model ``reference`` ("id@version") was made in this
-        scene by this logic (None when it was not: nothing to show again)."""
+        scene by this logic on ``volume_node``'s voxels (None when it was not: nothing to show again)."""
+        from SegNetsLib.finetune.start import trained_on_volume
+
         model_id, version = split_reference(reference)
         labelmap = self._shown.get(str(self.library.find(model_id, version)))
-        if labelmap is None:
-            return None
         card = self.library.card(model_id, version)
+        if labelmap is None or not trained_on_volume(card, mrml.volume_from_node(volume_node)):
+            return None
         node = mrml.segmentation_from_labelmap(
             self.scene, labelmap, card.labels, volume_node, name or f"{volume_node.GetName()} {card.name} {version}"
         )

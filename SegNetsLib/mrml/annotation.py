@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from SegNetsLib.card.card import LabelInfo
+from SegNetsLib.core.annotation import DEFAULT_IGNORE_VALUE
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.mrml.terminology import terminology_from_slicer_string
@@ -35,8 +36,10 @@ def annotation_from_segmentation(segmentation_node, segment_ids: list[str], refe
     import vtk
 
     segment_ids = _checked_ids(segmentation_node, segment_ids)
-    if len(segment_ids) > 255:
-        raise SegNetsError(f"{len(segment_ids)} segments were chosen; at most 255 can be learned at once.")
+    if len(segment_ids) >= DEFAULT_IGNORE_VALUE:  # that value marks unlabeled voxels
+        raise SegNetsError(
+            f"{len(segment_ids)} segments were chosen; at most {DEFAULT_IGNORE_VALUE - 1} can be learned at once."
+        )
     scene = segmentation_node.GetScene()
     ids = vtk.vtkStringArray()
     for segment_id in segment_ids:

@@ -134,6 +134,7 @@ class PanelActions(RoundActions):
         except SegNetsError as error:
             self.data.error = str(error)
         self.data.volume_name = volume_node.GetName()
+        self._forget_rounds()  # the rounds were another volume's
         self.data.has_result = False
         self.data.result_name = ""
         self.data.annotated_slices = 0
@@ -323,11 +324,12 @@ class PanelActions(RoundActions):
             self.data.message = f"Segmented {self.data.volume_name!r} with {result.card.name} {result.card.version}."
             return
         self.refresh_models()
-        self.data.model_key = f"{new_model.id}@{new_model.version}"
+        if finetuned.in_library(self.logic.library):
+            self.data.model_key = f"{new_model.id}@{new_model.version}"
         dice = "-" if self.data.validation_dice is None else f"{self.data.validation_dice:.3f}"
         self.data.message = (
-            f"Fine-tuned: new model {new_model.id} {new_model.version} (validation Dice {dice}); "
-            "the volume was segmented with it."
+            f"Fine-tuned (validation Dice {dice}); the volume was segmented with the model kept. "
+            + finetuned.summary(self.logic.library)
         )
 
     def _replace_result(self, result) -> None:

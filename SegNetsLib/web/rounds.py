@@ -24,6 +24,10 @@ class RoundActions:
             "then Update", "then Fine-tune again"
         )
 
+    def _forget_rounds(self) -> None:
+        """No round on screen (a new volume): nothing to step back to or paint next."""
+        self.data.round, self.data.suggested_slice, self.data.suggested_axis, self.data.round_text = 0, None, 0, ""
+
     def back_one_round(self) -> None:
         """Step back to the previous round: select its model and show its result again (nothing is deleted; the
         next Fine-tune continues from that round)."""

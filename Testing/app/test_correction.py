@@ -96,6 +96,9 @@ def test_a_correction_round_continues_from_the_result_and_names_the_next_slice(s
     assert np.array_equal(segment_mask(again.segmentation_node, "Liver", volume_node), shown1)
     base = f"all-liver@{first.model.card.provenance.base_model_version}"
     assert logic.round_segmentation(base, volume_node) is None  # the model fine-tuned from: nothing to show again
+    other = bridge.volume_node_from_volume(volume_node.GetScene(), Volume(np.zeros_like(liver, np.float32)), "B")
+    assert logic.round_segmentation(reference1, other) is None  # a round of another volume is never shown on it
+    assert second.summary(logic.library).startswith(f"New model {second.model.id} {second.model.version}.")
 
 
 def test_the_suggested_slice_maps_to_its_place_in_the_volume(scene_case):

@@ -218,3 +218,27 @@ def test_a_finetuned_model_the_library_cannot_take_is_kept_and_the_result_still_
     kept = outcome.model.path
     assert logic.library.root not in kept.parents and (kept / "card.json").is_file()
     assert any(str(kept) in note and "segnets models import" in note for note in outcome.notes)
+
+
+def test_a_finetune_summary_says_which_model_was_kept_and_where_with_the_runs_notes(tmp_path):
+    from SegNetsLib.app.logic import FinetuneOutcome
+    from SegNetsLib.models.library import ModelEntry, ModelLibrary
+
+    library = ModelLibrary(tmp_path / "models")
+
+    def outcome(path, kept, notes=()):
+        return FinetuneOutcome(ModelEntry("liver", "1.1.0", path, None), None, 0.8, kept, list(notes))
+
+    inside = outcome(
+        tmp_path / "models" / "liver" / "1.1.0", "fine-tuned", ["refinement skipped: 9 s needed, 3 s left"]
+    )
+    assert inside.in_library(library)
+    assert inside.summary(library) == "New model liver 1.1.0. Note: refinement skipped: 9 s needed, 3 s left."
+    base = outcome(tmp_path / "models" / "liver" / "1.0.0", "base")
+    assert "base model liver 1.1.0 did better" in base.summary(library) and "no new model" in base.summary(library)
+    aside = outcome(tmp_path / "recovered" / "liver-1.1.0", "fine-tuned", ["the model is kept in /x/liver."])
+    assert not aside.in_library(library)
+    assert (
+        aside.summary(library)
+        == "New model liver 1.1.0, kept outside the library. Note: the model is kept in /x/liver."
+    )

@@ -318,6 +318,8 @@ def test_closing_the_scene_stops_polling_and_drops_the_job(qt_app):
         "SegNetsWidget._dropJob",
         _timer=timer,
         _job=job,
+        _round=object(),
+        _roundNodes={"liver@1.0.0": "vtkMRMLSegmentationNode1"},
         setParameterNode=parameter_nodes.append,
         _updateButtons=lambda *args: updates.append(True),
     )
@@ -325,6 +327,7 @@ def test_closing_the_scene_stops_polling_and_drops_the_job(qt_app):
     assert not timer.isActive() and widget._job is None
     assert job.cancel_token.cancelled
     assert parameter_nodes == [None] and updates
+    assert widget._round is None and widget._roundNodes == {}  # node IDs are given out again in the next scene
 
 
 def test_cleanup_shuts_the_worker_process_down(qt_app):
