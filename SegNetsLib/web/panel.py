@@ -15,6 +15,7 @@ from trame.widgets.vuetify3 import (
     VCard,
     VCardText,
     VCardTitle,
+    VCheckbox,
     VDivider,
     VProgressLinear,
     VSelect,
@@ -287,6 +288,18 @@ class SegNetsPanel(FlexContainer):
                 prepend_icon="mdi-target",
                 classes="ml-2",
                 click=self._actions.go_to_suggestion,
+            )
+            VCheckbox(
+                v_model=(name.suggested_empty,),
+                label="Slice is empty",
+                id="segnets-suggested-empty",
+                v_if=(f"{name.suggested_slice} !== null",),
+                disabled=(name.busy,),
+                density="compact",
+                hide_details=True,
+                title="Check when the suggested slice holds none of the structure: the next Fine-tune learns it "
+                "as painted all background (an unpainted slice is otherwise never taken as empty).",
+                classes="ml-2 flex-grow-0",
             )
             VBtn(
                 "Back one round",

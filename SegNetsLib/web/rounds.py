@@ -27,6 +27,7 @@ class RoundActions:
     def _forget_rounds(self) -> None:
         """No round on screen (a new volume): nothing to step back to or paint next."""
         self.data.round, self.data.suggested_slice, self.data.suggested_axis, self.data.round_text = 0, None, 0, ""
+        self.data.suggested_empty = False
 
     def back_one_round(self) -> None:
         """Step back to the previous round: select its model and show its result again (nothing is deleted; the

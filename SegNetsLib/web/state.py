@@ -44,6 +44,7 @@ class PanelState:
     round: int = 0  # the last Fine-tune's interactive round (1, then 2, 3, ... when continued)
     suggested_slice: int | None = None  # the slice to paint next after the last result (along suggested_axis)
     suggested_axis: int = 0
+    suggested_empty: bool = False  # the user says the suggested slice holds none of the structure (learned as such)
     round_text: str = ""  # the round, its time and the slice to paint next, in one sentence
 
     message: str = ""  # the last outcome, in one sentence

@@ -334,11 +334,13 @@ def test_upload_segment_paint_finetune_download(browser, server, case, tmp_path)
 
     # The user paints the liver there and clicks Fine-tune once more: the next round continues the new model.
     inside = binary_erosion(liver[k], iterations=BRUSH_VOXELS // 2)
-    if inside.any():  # a slice past the liver's end is corrected by painting nothing
+    if inside.any():
         page.click("#segnets-paint")
         server.wait_for(lambda s: s["active_effect"].endswith("Paint"), STEP_TIMEOUT, "the Paint effect")
         status = paint_slice(page, server, k, inside, ROW_STEP)
         page.click("#segnets-no-tool")
+    else:  # a slice past the liver's end: the user says it is empty
+        page.click("#segnets-suggested-empty")
     painted_now = status["annotation"]["voxels"][segment]
     first_model = status["model_key"]
     page.click("#segnets-finetune")
