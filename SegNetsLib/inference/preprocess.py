@@ -210,7 +210,8 @@ def to_source_grid(array: np.ndarray, pre: Preprocessed, *, labels: bool, box: B
     """Resample a network-grid array [k, j, i] onto the source grid (or onto source-voxel ``box`` of it).
 
     labels=True uses SimpleITK's label-linear interpolation (smooth boundaries, values stay labels);
-    otherwise linear (probabilities). Voxels outside the network grid get 0.
+    otherwise linear (probabilities). A source voxel beyond the network grid's last voxel (the grid's size is the
+    extent rounded to whole network voxels, so up to half of one can be missing) takes the nearest one's value.
     """
     box = Box(0, 0, 0, *pre.source.shape_kji) if box is None else Box(*box)
     if pre.same_grid_as_source():
@@ -227,6 +228,7 @@ def to_source_grid(array: np.ndarray, pre: Preprocessed, *, labels: bool, box: B
         tuple(pre.source.direction.ravel()),
         0,
         source.GetPixelID(),
+        True,  # nearest-neighbour extrapolation
     )
     return sitk.GetArrayFromImage(resampled)
 

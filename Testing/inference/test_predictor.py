@@ -115,10 +115,10 @@ def test_predictions_are_deterministic_and_probabilities_consistent(ct, unet):
     probs = first.probabilities
     assert probs.array.shape == (2, *ct.shape_kji) and probs.same_geometry(ct)
     total = probs.array.sum(axis=0)
-    covered = total > 0.5  # voxels whose interpolation reached the network grid
-    assert covered.mean() > 0.95 and np.allclose(total[covered], 1.0, atol=1e-4)
-    confident = np.abs(probs.array[1] - 0.5) > 0.2
-    assert np.mean((probs.array[1] > 0.5)[confident] == (first.labelmap.array == 5)[confident]) > 0.99
+    assert np.allclose(total, 1.0, atol=1e-4)  # every voxel, the last planes of the extent too
+    decided = np.abs(probs.array[1] - 0.5) > 1e-3
+    assert decided.sum() > 10_000
+    assert np.mean((probs.array[1] > 0.5)[decided] == (first.labelmap.array == 5)[decided]) > 0.99
 
 
 def test_multi_label_card_labels_each_voxel_with_its_most_probable_label(ct):

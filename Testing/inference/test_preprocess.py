@@ -236,3 +236,17 @@ def test_absurd_geometry_is_refused_naming_the_file(tmp_path, spacing, case):
     if case == "tiny-spacing":
         with pytest.raises(SegNetsError, match="is outside"):
             read_volume(path)
+
+
+def test_every_source_voxel_is_mapped_back_when_the_network_grid_does_not_divide_the_extent():
+    """61 x 60 x 40 voxels of 3 mm on a 6 mm grid: 30.5 network voxels along i round to 30; the source's last
+    column lies beyond the grid's last voxel and still takes its label (and probabilities summing to one)."""
+    noise = np.random.default_rng(0).normal(size=(40, 60, 61)).astype(np.float32)
+    volume = Volume(noise, spacing=(3.0, 3.0, 3.0), origin=(5.0, -3.0, 11.0))
+    pre = preprocess(volume, replace(CARD, target_spacing=(6.0, 6.0, 6.0), normalization=Normalization("none")))
+    grid_shape = pre.grid.array.shape[-3:]
+    assert grid_shape[2] * 6.0 < 61 * 3.0  # the grid is shorter than the extent along i
+    labels = to_source_grid(np.full(grid_shape, 5, np.uint8), pre, labels=True)
+    assert labels.shape == (40, 60, 61) and (labels == 5).all()
+    probabilities = to_source_grid(np.full(grid_shape, 1.0, np.float32), pre, labels=False)
+    assert np.allclose(probabilities, 1.0)
