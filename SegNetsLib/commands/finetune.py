@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from SegNetsLib.commands.paths import refuse_overwriting_inputs
+from SegNetsLib.commands.paths import check_place, refuse_overwriting_inputs
 from SegNetsLib.core.constants import ARCHITECTURES, DEVICE_CHOICES
 from SegNetsLib.core.errors import SegNetsError
 
@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from SegNetsLib.imageio.segmentations import is_segmentation_file
+    from SegNetsLib.imageio.segmentations import is_segmentation_file, is_written_segmentation_file
     from SegNetsLib.imageio.volumes import is_volume_file
 
     for path, what in ((args.input, "--input"), (args.annotations, "--annotations"), (args.previous, "--previous")):
@@ -81,9 +81,10 @@ def _check_args(args: argparse.Namespace) -> None:
             raise SegNetsError(f"{path}: no such file ({what}).")
     if not (is_volume_file(args.annotations) or is_segmentation_file(args.annotations)):
         raise SegNetsError(f"{args.annotations}: unknown annotation file type; use .nii.gz, .nrrd or .seg.nrrd.")
-    if args.output and not (is_segmentation_file(args.output) or is_volume_file(args.output)):
-        raise SegNetsError(f"{args.output}: unknown output type; use .seg.nrrd or .nii.gz.")
+    if args.output and not is_written_segmentation_file(args.output):
+        raise SegNetsError(f"{args.output}: unknown output type; use .seg.nrrd, .nii.gz, .nii, .nrrd or .mha.")
     if args.output:
+        check_place(args.output)
         inputs = {"--input": args.input, "--annotations": args.annotations, "--previous": args.previous}
         refuse_overwriting_inputs(args.output, inputs)
     if args.time_limit is not None and not args.time_limit > 0:

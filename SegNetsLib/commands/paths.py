@@ -23,3 +23,12 @@ def refuse_overwriting_inputs(output: str | os.PathLike, inputs: Mapping[str, st
     for flag, path in inputs.items():
         if path is not None and same_file(output, path):
             raise SegNetsError(f"{output}: writing there would overwrite {flag} {path}; give another output file.")
+
+
+def check_place(path: str | os.PathLike) -> None:
+    """Raise when ``path`` cannot be written because a file stands where one of its folders should be."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SegNetsError(f"{path}: {parent} is a file, not a folder; give another place to write to.")
+            return

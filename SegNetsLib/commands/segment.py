@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from SegNetsLib.commands.paths import refuse_overwriting_inputs
+from SegNetsLib.commands.paths import check_place, refuse_overwriting_inputs, same_file
 from SegNetsLib.core.constants import DEVICE_CHOICES, ROI_CHOICES, SEGMENTATION_SUFFIX, VOLUME_SUFFIXES
 from SegNetsLib.core.errors import SegNetsError
 
@@ -103,12 +103,15 @@ def _segment_one(
 def _jobs(
     source: Path, output: Path, probabilities: str | None, folder_format: str
 ) -> list[tuple[Path, Path, Path | None]]:
-    """(input, output, probabilities output) per volume; checks names before any work is done."""
-    from SegNetsLib.imageio.segmentations import is_segmentation_file
-    from SegNetsLib.imageio.volumes import is_volume_file
+    """(input, output, probabilities output) per volume; checks names and places before any work is done: a
+    result never lands on an input, on another result, or under a file."""
+    from SegNetsLib.imageio.segmentations import is_segmentation_file, is_written_segmentation_file
+    from SegNetsLib.imageio.volumes import check_written_volume_name, is_volume_file
 
     if source.is_dir():
-        volumes = sorted(p for p in source.iterdir() if p.is_file() and is_volume_file(p))
+        volumes = sorted(
+            p for p in source.iterdir() if p.is_file() and is_volume_file(p) and not is_segmentation_file(p)
+        )
         if not volumes:
             raise SegNetsError(f"{source}: the folder holds no volume files ({', '.join(VOLUME_SUFFIXES)}).")
         if output.exists() and not output.is_dir():
@@ -122,21 +125,37 @@ def _jobs(
             )
             for p in volumes
         ]
-        for volume, target, _ in jobs:  # an output folder that is the input folder, in the inputs' format
-            refuse_overwriting_inputs(target, {"--input": volume})
-        return jobs
-    if not source.exists():
-        raise SegNetsError(f"{source}: no such file or folder.")
-    if output.is_dir():
-        output = output / f"{_stem(source)}{SEGMENTATION_SUFFIX}"
-    if not (is_segmentation_file(output) or is_volume_file(output)):
-        raise SegNetsError(f"{output}: unknown output type; use .seg.nrrd, .nii.gz, .nii, .nrrd or .mha.")
-    if probabilities and not is_volume_file(probabilities):
-        raise SegNetsError(f"{probabilities}: unknown probabilities file type; use .nii.gz, .nii, .nrrd or .mha.")
-    refuse_overwriting_inputs(output, {"--input": source})
-    if probabilities:
-        refuse_overwriting_inputs(probabilities, {"--input": source, "--output": output})
-    return [(source, output, Path(probabilities) if probabilities else None)]
+    else:
+        if not source.exists():
+            raise SegNetsError(f"{source}: no such file or folder.")
+        if output.is_dir():
+            output = output / f"{_stem(source)}{SEGMENTATION_SUFFIX}"
+        if not is_written_segmentation_file(output):
+            raise SegNetsError(f"{output}: unknown output type; use .seg.nrrd, .nii.gz, .nii, .nrrd or .mha.")
+        if probabilities:
+            check_written_volume_name(probabilities, "probabilities")
+        jobs = [(source, output, Path(probabilities) if probabilities else None)]
+    _check_targets(jobs)
+    return jobs
+
+
+def _check_targets(jobs: list[tuple[Path, Path, Path | None]]) -> None:
+    """Refuse before any work a result that would overwrite an input or another result, or lie under a file."""
+    inputs = {volume: f"--input {volume}" for volume, _, _ in jobs}
+    written: dict[Path, Path] = {}
+    for volume, *targets in jobs:
+        for target in (t for t in targets if t is not None):
+            check_place(target)
+            refuse_overwriting_inputs(target, {flag: path for path, flag in inputs.items()})
+            earlier = next((other for other in written if same_file(other, target)), None)
+            if earlier is not None and written[earlier] == volume:
+                raise SegNetsError(f"{target}: the segmentation and the probabilities would both be written there.")
+            if earlier is not None:
+                raise SegNetsError(
+                    f"{target}: the results of {written[earlier]} and {volume} would both be written there; "
+                    "rename one of the two inputs."
+                )
+            written[target] = volume
 
 
 def _stem(path: Path) -> str:

@@ -14,6 +14,7 @@ ROI_CHOICES: tuple[str, ...] = ("auto", "off")
 
 # SegNetsLib.imageio.volumes: file name endings of the volume formats SegNets reads
 VOLUME_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+WRITTEN_VOLUME_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".mha")  # one file each: written atomically
 
 # SegNetsLib.imageio.segmentations: file name ending of a Slicer segmentation file
 SEGMENTATION_SUFFIX: str = ".seg.nrrd"

@@ -24,7 +24,8 @@ from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.imageio.volumes import (
     check_declared_size,
-    is_volume_file,
+    check_written_volume_name,
+    is_written_volume_file,
     read_image,
     volume_from_sitk,
     write_volume,
@@ -57,16 +58,20 @@ def write_segmentation(labelmap: Volume, labels: list[LabelInfo], path: str | os
                 str(temporary), _slicerio_segmentation(labelmap, labels), compression_level=_COMPRESSION_LEVEL
             )
         return path
-    if not is_volume_file(path):
+    if not is_written_volume_file(path):
         raise SegNetsError(f"{path}: unknown segmentation file type; use .seg.nrrd, .nii.gz, .nii, .nrrd or .mha.")
     return write_volume(labelmap, path)
+
+
+def is_written_segmentation_file(path: str | os.PathLike) -> bool:
+    """True when :func:`write_segmentation` writes to a file of this name."""
+    return is_segmentation_file(path) or is_written_volume_file(path)
 
 
 def write_probabilities(probabilities: Volume, path: str | os.PathLike) -> Path:
     """Write per-class probabilities [C, k, j, i] atomically as one vector image (C components per voxel)."""
     path = Path(path)
-    if not is_volume_file(path) or is_segmentation_file(path):
-        raise SegNetsError(f"{path}: probabilities are written as .nii.gz, .nii, .nrrd or .mha.")
+    check_written_volume_name(path, "probabilities")
     array = (
         np.ascontiguousarray(np.moveaxis(probabilities.array, 0, -1))
         if probabilities.array.ndim == 4

@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from SegNetsLib.core.atomic import atomic_file
-from SegNetsLib.core.constants import VOLUME_SUFFIXES
+from SegNetsLib.core.constants import SEGMENTATION_SUFFIX, VOLUME_SUFFIXES, WRITTEN_VOLUME_SUFFIXES
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.memory import available_memory_bytes
 from SegNetsLib.core.volume import Volume
@@ -37,6 +37,19 @@ def is_volume_file(path: str | os.PathLike) -> bool:
     """True when the file name ends in a volume format SegNets reads."""
     name = str(path).lower()
     return name.endswith(VOLUME_SUFFIXES)
+
+
+def is_written_volume_file(path: str | os.PathLike) -> bool:
+    """True when the file name ends in a single-file volume format SegNets writes (not a ``.seg.nrrd``)."""
+    name = str(path).lower()
+    return name.endswith(WRITTEN_VOLUME_SUFFIXES) and not name.endswith(SEGMENTATION_SUFFIX)
+
+
+def check_written_volume_name(path: str | os.PathLike, what: str = "a volume") -> None:
+    """Raise unless ``path`` names a single-file volume SegNets writes (a detached header would point at the
+    temporary name its voxels were written under)."""
+    if not is_written_volume_file(path):
+        raise SegNetsError(f"{path}: {what} can be written only as {', '.join(WRITTEN_VOLUME_SUFFIXES)}.")
 
 
 def volume_from_sitk(image: sitk.Image, voxels: bool = True) -> Volume:
@@ -150,8 +163,9 @@ def check_volume(volume: Volume, name: str) -> None:
 
 
 def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
-    """Write a single-channel volume atomically; the format follows the suffix."""
+    """Write a single-channel volume atomically; the format follows the suffix (a single-file one)."""
     path = Path(path)
+    check_written_volume_name(path)
     with atomic_file(path) as temporary:
         sitk.WriteImage(volume_to_sitk(volume), str(temporary), useCompression=True)
     return path

@@ -108,3 +108,38 @@ def test_unknown_output_type_is_refused_before_any_work(model, ct_path, tmp_path
     assert _segment(model, "--input", ct_path, "--output", tmp_path / "out.png") == 1
     assert "out.png: unknown output type" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (["--output", "{tmp}/out.mhd"], "out.mhd: unknown output type"),  # a detached header: voxels elsewhere
+        (
+            ["--output", "{tmp}/o.seg.nrrd", "--probabilities", "{tmp}/p.seg.nrrd"],
+            "p.seg.nrrd: probabilities can be written only as",
+        ),
+        (["--output", "{tmp}/a-file/o.seg.nrrd"], "a-file is a file, not a folder"),
+        (["--output", "{tmp}/o.nii.gz", "--probabilities", "{tmp}/o.nii.gz"], "would both be written there"),
+    ],
+)
+def test_unwritable_or_colliding_outputs_are_refused_before_any_work(model, ct_path, tmp_path, capsys, extra, problem):
+    (tmp_path / "a-file").write_text("x")
+    assert _segment(model, "--input", ct_path, *(e.format(tmp=tmp_path) for e in extra)) == 1
+    err = capsys.readouterr().err
+    assert problem in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing written
+
+
+def test_a_folder_whose_results_would_collide_or_overwrite_an_input_is_refused(model, data_dir, tmp_path, capsys):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(data_dir / "ts_ct_sm" / "image.nii.gz", folder / "a.nii.gz")
+    shutil.copy(data_dir / "ts_ct_sm" / "image.nii.gz", folder / "b.nii.gz")
+    sitk.WriteImage(sitk.ReadImage(str(folder / "a.nii.gz")), str(folder / "a.nrrd"))  # a.nii.gz's result's name
+    (folder / "old.seg.nrrd").write_bytes(b"NRRD0004\n")  # a result of an earlier run: never an input
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert _segment(model, "--input", folder, "--output", tmp_path / "out") == 1
+    assert "would both be written there" in capsys.readouterr().err
+    assert _segment(model, "--input", folder, "--output", folder, "--format", "nii.gz") == 1
+    assert "would overwrite --input" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before and not (tmp_path / "out").exists()
