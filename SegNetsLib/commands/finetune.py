@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from SegNetsLib.commands.paths import check_place, refuse_overwriting_inputs
+from SegNetsLib.commands.arguments import check_place, refuse_overwriting_inputs
 from SegNetsLib.core.constants import ARCHITECTURES, DEVICE_CHOICES
 from SegNetsLib.core.errors import SegNetsError
 

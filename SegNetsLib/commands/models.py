@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from SegNetsLib.commands.arguments import check_place, json_object
 from SegNetsLib.core.constants import ARCHITECTURES, PRESETS
 from SegNetsLib.core.constants import MODELS_ENV_VAR as ENV_VAR
 
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add.add_argument("--preset", choices=PRESETS, help="network preset of bare weights (default: default)")
     add.add_argument(
-        "--build-args", type=json.loads, help="constructor overrides as JSON, e.g. '{\"base_channels\": 8}'"
+        "--build-args", type=json_object, help="constructor overrides as JSON, e.g. '{\"base_channels\": 8}'"
     )
     add.add_argument("--id", help="id to import under (default: the card's)")
     add.add_argument("--version", help="version to import as (default: the card's)")
@@ -129,6 +129,7 @@ def export_model(args: argparse.Namespace) -> int:
     from SegNetsLib.models.library import ModelLibrary
 
     model_id, version = _reference(args)
+    check_place(args.path)
     path = ModelLibrary(args.library).export(model_id, args.path, version)
     print(f"Exported {model_id} to {path}")
     return 0
@@ -137,6 +138,7 @@ def export_model(args: argparse.Namespace) -> int:
 def remove_model(args: argparse.Namespace) -> int:
     from SegNetsLib.models.library import ModelLibrary
 
-    removed = ModelLibrary(args.library).remove(args.model, args.version)
-    print(f"Removed {args.model} version{'s' if len(removed) > 1 else ''} {', '.join(removed)}")
+    model_id, version = _reference(args)  # "id@version" as show and export take it
+    removed = ModelLibrary(args.library).remove(model_id, version)
+    print(f"Removed {model_id} version{'s' if len(removed) > 1 else ''} {', '.join(removed)}")
     return 0

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from SegNetsLib.commands.paths import check_place, refuse_overwriting_inputs, same_file
+from SegNetsLib.commands.arguments import check_place, refuse_overwriting_inputs, same_file
 from SegNetsLib.core.constants import DEVICE_CHOICES, ROI_CHOICES, SEGMENTATION_SUFFIX, VOLUME_SUFFIXES
 from SegNetsLib.core.errors import SegNetsError
 

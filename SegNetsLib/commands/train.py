@@ -7,9 +7,10 @@ nodes with torchrun's rendezvous); each rank trains on its shard of the cases, r
 from __future__ import annotations
 
 import argparse
-import json
+import math
 from pathlib import Path
 
+from SegNetsLib.commands.arguments import check_place, json_object
 from SegNetsLib.core.constants import ARCHITECTURES, PRESETS
 
 
@@ -28,9 +29,25 @@ def _seconds(text: str) -> float:
         value = float(number) * factor
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration (seconds, or e.g. 90m, 2h)") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite duration")
     return value
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite learning rate")
+    return value
+
+
+def _name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the model needs a name")
+    return text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"architecture to train from scratch ({', '.join(ARCHITECTURES)}; default unet3d) "
         "or a library model id / model folder to continue from",
     )
-    parser.add_argument("--save-model", required=True, metavar="NAME", help="name of the new model in the library")
+    parser.add_argument(
+        "--save-model", required=True, type=_name, metavar="NAME", help="name of the new model in the library"
+    )
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=_positive_int, help="number of epochs (default 50, or the resumed run's)")
     length.add_argument(
@@ -74,14 +93,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="patch size in voxels (default: the median case, at most 64 128 128 on a GPU, 32 64 64 on the CPU)",
     )
     parser.add_argument(
-        "--learning-rate", type=float, help="initial learning rate (default: the architecture's paper value)"
+        "--learning-rate", type=_learning_rate, help="initial learning rate (default: the architecture's paper value)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK)")
     parser.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA too")
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
     parser.add_argument("--preset", choices=PRESETS, default="default", help="network preset (default: default)")
     parser.add_argument("--base-channels", type=_positive_int, help="network width (channels of the first level)")
-    parser.add_argument("--build-args", type=json.loads, default={}, help="other constructor arguments as JSON")
+    parser.add_argument("--build-args", type=json_object, default={}, help="other constructor arguments as JSON")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--work-dir", type=Path, help="checkpoints and logs (default: beside the model library)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work folder")
@@ -90,6 +109,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from SegNetsLib.training.trainer import TrainOptions, train
+
+    if args.work_dir is not None:
+        check_place(args.work_dir, folder=True)
 
     build_args = dict(args.build_args)
     if args.base_channels:

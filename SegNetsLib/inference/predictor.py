@@ -13,9 +13,10 @@ CPU every 3D convolution runs oneDNN (:mod:`SegNetsLib.runtime.cpu_conv`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,14 +140,20 @@ class Predictor:
 
         boxes: list[Box] = []
         if locate:
-            boxes = self._locate(pre, tracker, cancel, name)
+            try:
+                boxes = self._locate(pre, tracker, cancel, name)
+            except ValueError as error:  # a coarse grid too small for the network: no localization
+                if "spatial element" not in str(error):
+                    raise
+                log.info("%s: the coarse pass's grid is too small for the network; segmenting the whole volume.", name)
             if not boxes:
                 log.info("%s: the coarse pass found no structure; segmenting the whole volume.", name)
         elif roi == "auto":
             log.info("%s: model %r does not use RoI localization; segmenting the whole volume.", name, self.card.id)
         fine_boxes = boxes or [Box(0, 0, 0, *pre.shape)]
 
-        labelmap, probs = self._fine_pass(pre, fine_boxes, tracker, cancel, probabilities)
+        with _fits_the_network(name, pre.shape):
+            labelmap, probs = self._fine_pass(pre, fine_boxes, tracker, cancel, probabilities)
         tracker.report(0.9, "post-processing")
         postprocess(labelmap, [label.value for label in self.card.labels], self.card.postprocessing)
         cancel.raise_if_cancelled()
@@ -325,6 +332,21 @@ class Predictor:
         if not self.card.multi_label:
             probs[0] = 1.0
         return probs
+
+
+@contextlib.contextmanager
+def _fits_the_network(name: str, shape: Sequence[int]) -> Iterator[None]:
+    """Turn the error of a normalization layer left with a single voxel into one naming the input."""
+    try:
+        yield
+    except ValueError as error:
+        if "spatial element" not in str(error):
+            raise
+        size = " x ".join(str(s) for s in shape)
+        raise SegNetsError(
+            f"{name}: at the model's spacing the volume is {size} voxels, too small for the network (its deepest "
+            "level would hold a single voxel)."
+        ) from None
 
 
 def window_size(patch_size: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int]:

@@ -63,6 +63,8 @@ class ModelLibrary:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root).expanduser() if root else default_root()
+        if self.root.exists() and not self.root.is_dir():
+            raise SegNetsError(f"{self.root}: the model library is a file, not a folder.")
 
     def __repr__(self) -> str:
         return f"ModelLibrary({str(self.root)!r})"
@@ -198,9 +200,11 @@ class ModelLibrary:
 
         Each folder is first renamed away, so a crash never leaves a half-deleted model visible.
         """
-        versions = [self.find(model_id, version).name] if version else self.versions(model_id)
-        if not versions:
-            raise SegNetsError(f"model {model_id!r} is not in the library at {self.root}.")
+        if not model_id or model_id.startswith(".") or any(sep in model_id for sep in "/\\"):
+            self._folder(model_id)  # a path, not an id or a name: refused as an invalid id
+        found = self.find(model_id, version)  # a name finds its id (``find``); refused when not in the library
+        model_id = found.parent.name
+        versions = [found.name] if version else self.versions(model_id)
         for name in versions:
             folder = self._folder(model_id, name)
             trash = Path(tempfile.mkdtemp(prefix=f".{model_id}-{name}.", suffix=".removing", dir=self.root))

@@ -11,6 +11,7 @@ import stat
 import tempfile
 import time
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 import torch
@@ -120,12 +121,17 @@ def load_folder(folder: str | os.PathLike, device: str | torch.device = "cpu") -
 
 
 def load_zip(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
-    """(network, card) from a model ``.zip``."""
+    """(network, card) from a model ``.zip``; errors name the zip, not the folder it was unpacked into."""
     with tempfile.TemporaryDirectory(prefix="segnets-model-") as scratch:
         folder = Path(scratch) / "model"
         folder.mkdir()
         extract_model_zip(path, folder)
-        return load_folder(folder, device)
+        try:
+            return load_folder(folder, device)
+        except SegNetsError as error:
+            name = Path(path).name
+            text = str(error).replace(f"{folder}/", f"{name}: ").replace(str(folder), name)
+            raise SegNetsError(text.replace(f"{folder.name}/", f"{name}: ")) from None
 
 
 def _zip_members(archive: zipfile.ZipFile, source: str) -> dict[str, zipfile.ZipInfo]:
@@ -182,7 +188,7 @@ def extract_model_zip(path: str | os.PathLike, folder: Path, max_bytes: int | No
                                 f"{path.name}: {name} unpacks to more than {limits[name]:,} bytes; the zip is refused."
                             )
                         target.write(chunk)
-            except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, NotImplementedError) as error:
+            except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, NotImplementedError, zlib.error) as error:
                 raise SegNetsError(f"{path.name}: entry {name} cannot be read ({error}).") from None
 
 

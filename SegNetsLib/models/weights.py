@@ -115,7 +115,16 @@ def read_torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
         with warnings.catch_warnings():  # torch's note on unusual pickle protocols is noise here
             warnings.simplefilter("ignore", UserWarning)
             checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as error:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+    ) as error:  # what a damaged pickle stream raises on the way
         raise SegNetsError(
             f"{path.name}: refused, it is not a plain PyTorch state dict of tensors ({_unpickling_reason(error)}; "
             "SegNets never runs code from model files)."

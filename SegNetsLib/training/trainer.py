@@ -35,6 +35,7 @@ from SegNetsLib.card.card import ModelCard
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.progress import CancelToken, ProgressFn, no_progress
 from SegNetsLib.models.library import ModelLibrary
+from SegNetsLib.models.store import meta_network
 from SegNetsLib.runtime import distributed
 from SegNetsLib.runtime.devices import resolve_device
 from SegNetsLib.training.augment import AugmentOptions, build_augmentation, input_size, training_batch
@@ -116,6 +117,8 @@ class _Trainer:
         )
         self.patch_size = tuple(self.card.patch_size)
         torch.manual_seed(options.seed)
+        if base_net is None:
+            meta_network(self.card)  # a width or depth no memory holds is refused before anything is allocated
         self.net = (
             base_net
             if base_net is not None

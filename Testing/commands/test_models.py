@@ -103,3 +103,17 @@ def test_segnets_command_runs_as_a_program(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert card.id in result.stdout and "1 model version" in result.stdout
+
+
+def test_a_library_or_export_place_that_is_a_file_and_build_args_that_are_not_an_object_are_refused(
+    tmp_path, model_library, capsys
+):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    code, out, err = run(capsys, "--library", str(afile), "list")
+    assert code == 1 and "afile: the model library is a file, not a folder." in err
+    code, out, err = run(capsys, "export", "anything", str(afile / "m.zip"))
+    assert code == 1 and "is a file, not a folder" in err
+    with pytest.raises(SystemExit):
+        run(capsys, "import", str(afile), "--architecture", "unet3d", "--labels", "liver", "--build-args", "[1, 2]")
+    assert "is not a JSON object" in capsys.readouterr().err

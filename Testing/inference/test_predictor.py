@@ -237,3 +237,23 @@ def test_trained_unet_finds_the_liver_with_and_without_roi(ct, reference):
     assert dice(roi.labelmap.array == 5, whole.labelmap.array == 5) > 0.85  # 0.92
     assert len(roi.rois) >= 1
     assert (liver & _inside(ct.shape_kji, roi.rois)).sum() > 0.95 * liver.sum()  # the RoIs hold the liver
+
+
+def test_a_volume_too_small_for_the_network_is_refused_naming_it_and_a_tiny_coarse_pass_is_skipped(ct, caplog):
+    """Instance normalization needs more than one voxel at the network's deepest level."""
+    from inference_helpers import TINY_CARD
+
+    build = {"preset": "default", "base_channels": 2, "levels": 3, "norm": "instance"}
+    torch.manual_seed(0)
+    net = nets.build("unet3d", 1, TINY_CARD.num_classes, **build).eval()
+    card = replace(TINY_CARD, build_args=build)
+    tiny = Volume(np.random.default_rng(0).normal(size=(3, 3, 3)).astype(np.float32), spacing=(6.0, 6.0, 6.0))
+    with pytest.raises(
+        SegNetsError, match=r"small\.nii: at the model's spacing the volume is 3 x 3 x 3 voxels, too small"
+    ):
+        Predictor(net, replace(card, roi=RoiSettings(mode="off")), device="cpu").predict(tiny, name="small.nii")
+    coarse = replace(card, roi=replace(card.roi, coarse_factor=16.0))  # the coarse grid: 2 x 6 x 8 voxels
+    with caplog.at_level(logging.INFO, logger="SegNetsLib"):
+        labels = Predictor(net, coarse, device="cpu").predict(ct, roi="auto").labelmap.array
+    assert "coarse pass's grid is too small" in caplog.text
+    assert labels.shape == ct.shape_kji  # segmented, the whole volume

@@ -148,3 +148,14 @@ def test_official_checkpoints_import_through_load_official(shared_dir, tmp_path)
     with pytest.raises(SegNetsError, match="import it as official"):
         library.import_path(golden / "runet_mini_b16_state.pt", architecture="runet", labels=["tumor"])
     assert [e.id for e in library.list()] == [card.id, "runet-mini"]
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [b"\x80\x02\x86.", b"\x80\x02h\x05.", b"\x80\x02}s."],  # TUPLE2 on an empty stack, a missing memo, SETITEM short
+)
+def test_a_damaged_pickle_stream_is_refused_in_one_sentence(tmp_path, library, stream):
+    path = tmp_path / "damaged.pt"
+    path.write_bytes(stream)
+    with pytest.raises(SegNetsError, match="damaged.pt: refused, it is not a plain PyTorch state dict"):
+        library.import_path(path, **BARE)

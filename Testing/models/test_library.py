@@ -76,3 +76,15 @@ def test_export_folder_and_remove(tmp_path):
     assert list(library.root.iterdir()) == []
     with pytest.raises(SegNetsError, match="is not in the library"):
         library.remove(card.id)
+
+
+def test_a_model_is_removed_by_the_name_it_was_saved_under(tmp_path):
+    library = ModelLibrary(tmp_path / "lib")
+    net, card = tiny_model()
+    card.id = "liver-patient-12"
+    library.add(net, card)
+    library.add(tiny_model(seed=3)[0], derive_card(card, version="1.1.0"))
+    assert library.remove("Liver (patient 12)", "1.0.0") == ["1.0.0"]
+    assert library.versions("liver-patient-12") == ["1.1.0"]
+    assert library.remove("liver_patient_12") == ["1.1.0"] and not (tmp_path / "lib" / "liver-patient-12").exists()
+    assert not [p for p in (tmp_path / "lib").iterdir() if p.name.endswith(".removing")]

@@ -122,8 +122,12 @@ def test_shape_mismatch_names_the_first_tensor(tmp_path):
         (lambda c: c.update(in_channels="CT"), "card.json: field 'in_channels' must be of type array"),
         (lambda c: c.update(architecture="unet2d"), "card.json: field 'architecture' is \"unet2d\" but must be one of"),
         (lambda c: c["build_args"].update(depth=3), "card.json: field 'build_args' does not fit unet3d"),
+        (
+            lambda c: c["roi"].update(coarse_factor=0.01),
+            "card.json: field 'roi.coarse_factor' is 0.01 but must be >= 1",
+        ),
     ],
-    ids=["missing-field", "wrong-type", "unknown-architecture", "unknown-build-arg"],
+    ids=["missing-field", "wrong-type", "unknown-architecture", "unknown-build-arg", "upsampling-coarse-pass"],
 )
 def test_bad_card_in_a_model_is_refused_and_library_unchanged(tmp_path, change, expected):
     net, card = tiny_model()
@@ -224,3 +228,22 @@ def test_zip_without_weights_or_not_a_zip(tmp_path):
     # a zip of a model folder (one folder level) imports fine
     nested = _zip(tmp_path / "nested.zip", {f"liver/{name}": data for name, data in files.items()})
     assert library.import_path(nested).version == "1.0.0"
+
+
+def test_a_damaged_or_wrong_zip_is_refused_naming_the_zip(tmp_path):
+    files = _model_bytes(tmp_path)
+    library = ModelLibrary(tmp_path / "lib")
+    good = _zip(tmp_path / "good.zip", files)
+    data = bytearray(good.read_bytes())
+    start = data.find(b"card.json") + len("card.json")
+    for index in range(start + 5, start + 40):
+        data[index] ^= 0xFF  # inside card.json's deflate stream
+    (tmp_path / "corrupt.zip").write_bytes(bytes(data))
+    with pytest.raises(SegNetsError, match="corrupt.zip: entry card.json cannot be read"):
+        library.import_path(tmp_path / "corrupt.zip")
+    broken = _zip(tmp_path / "badjson.zip", {**files, "card.json": b"{not json"})
+    with pytest.raises(SegNetsError) as caught:
+        library.import_path(broken)
+    assert str(caught.value).startswith("badjson.zip: card.json: not valid JSON") and "segnets-model-" not in str(
+        caught.value
+    )
