@@ -123,6 +123,11 @@ def validate_card(data: dict[str, Any], source: str = CARD_FILE) -> dict[str, An
             raise SegNetsError(
                 f"{source}: field 'labels[{index}].value' repeats label value {value}; values must be unique."
             )
+    window = (data.get("normalization") or {}).get("window")
+    if window is not None and not window[0] < window[1]:
+        raise SegNetsError(
+            f"{source}: field 'normalization.window' is {window} but must be [low, high] with low < high."
+        )
     return data
 
 

@@ -114,7 +114,7 @@ def _jobs(
         )
         if not volumes:
             raise SegNetsError(f"{source}: the folder holds no volume files ({', '.join(VOLUME_SUFFIXES)}).")
-        if output.exists() and not output.is_dir():
+        if (output.exists() and not output.is_dir()) or (not output.exists() and is_written_segmentation_file(output)):
             raise SegNetsError(f"{output}: with a folder as --input, --output must be a folder.")
         probability_folder = Path(probabilities) if probabilities else None
         jobs = [

@@ -108,7 +108,10 @@ class ModelLibrary:
                 except SegNetsError as error:
                     log.warning("skipping %s: %s", path, error)
                     continue
-                entries.append(ModelEntry(card.id, card.version, path, card))
+                if (card.id, card.version) != (folder.name, version):  # listed as found: by its folders
+                    log.warning("%s: its card names it %s %s; it is found as %s %s", path, card.id, card.version,
+                                folder.name, version)  # fmt: skip
+                entries.append(ModelEntry(folder.name, version, path, card))
         return entries
 
     def find(self, model_id: str, version: str | None = None) -> Path:

@@ -126,8 +126,19 @@ def test_shape_mismatch_names_the_first_tensor(tmp_path):
             lambda c: c["roi"].update(coarse_factor=0.01),
             "card.json: field 'roi.coarse_factor' is 0.01 but must be >= 1",
         ),
+        (
+            lambda c: c.update(normalization={"kind": "ct_window", "window": [100, 100], "nonzero_only": False}),
+            "card.json: field 'normalization.window' is [100, 100] but must be [low, high] with low < high.",
+        ),
     ],
-    ids=["missing-field", "wrong-type", "unknown-architecture", "unknown-build-arg", "upsampling-coarse-pass"],
+    ids=[
+        "missing-field",
+        "wrong-type",
+        "unknown-architecture",
+        "unknown-build-arg",
+        "upsampling-coarse-pass",
+        "window",
+    ],
 )
 def test_bad_card_in_a_model_is_refused_and_library_unchanged(tmp_path, change, expected):
     net, card = tiny_model()
