@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 import slicerio
 from inference_helpers import TINY_CARD, tiny_unet
+from robustness_cases import expect
 
 from SegNetsLib.cli import main
 from SegNetsLib.imageio.segmentations import read_labelmap
@@ -127,6 +128,7 @@ def test_unwritable_or_colliding_outputs_are_refused_before_any_work(model, ct_p
     assert _segment(model, "--input", ct_path, *(e.format(tmp=tmp_path) for e in extra)) == 1
     err = capsys.readouterr().err
     assert problem in err and len(err.strip().splitlines()) == 1, err
+    expect("output-over-input", err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing written
 
 
@@ -139,7 +141,11 @@ def test_a_folder_whose_results_would_collide_or_overwrite_an_input_is_refused(m
     (folder / "old.seg.nrrd").write_bytes(b"NRRD0004\n")  # a result of an earlier run: never an input
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert _segment(model, "--input", folder, "--output", tmp_path / "out") == 1
-    assert "would both be written there" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "would both be written there" in err
+    expect("output-over-input", err)
     assert _segment(model, "--input", folder, "--output", folder, "--format", "nii.gz") == 1
-    assert "would overwrite --input" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "would overwrite --input" in err
+    expect("output-over-input", err)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before and not (tmp_path / "out").exists()

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from robustness_cases import expect
 
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
@@ -314,8 +315,11 @@ def test_a_round_whose_annotation_lost_the_earlier_painting_is_refused_or_noted(
     options = dataclasses.replace(TINY, iterations=2)
     first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", options)
     named = dataclasses.replace(options, annotation_name="round2.seg.nrrd")
-    with pytest.raises(SegNetsError, match=r"round2\.seg\.nrrd holds none of the painting of the earlier rounds"):
+    with pytest.raises(
+        SegNetsError, match=r"round2\.seg\.nrrd holds none of the painting of the earlier rounds"
+    ) as lost:
         finetune_round(image, _painted(image, truth, (5,)), (first.net, first.card), named)
+    expect("round-lost-painting", str(lost.value))
     partly = finetune_round(image, _painted(image, truth, (3, 5)), (first.net, first.card), named)
     assert any("axis 0: 8" in note and "all background" in note for note in partly.notes), partly.notes
     assert not partly.labelmap.array[8].any()  # as the user's file says

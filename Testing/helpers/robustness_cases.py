@@ -121,6 +121,26 @@ CASES: dict[str, Case] = {
         r"is a header whose voxels are in another file",
         "Testing/web/test_loading.py",
     ),
+    "output-over-input": Case(
+        "`segnets segment` / `finetune` asked to write a result onto an input (the annotation, the image, a scan of "
+        "the input folder, probabilities over the segmentation), two inputs of a folder whose results share a name, "
+        "a detached header (`.mhd`, `.nhdr`) or a place under a file",
+        "refused before any work, nothing written: “painted.seg.nrrd: writing there would overwrite --annotations "
+        "painted.seg.nrrd; give another output file.” / “out/a.seg.nrrd: the results of a.nii.gz and a.nrrd would "
+        "both be written there; rename one of the two inputs.” / “out.mhd: unknown output type; …” / “…: ct.nii.gz "
+        "is a file, not a folder; …”",
+        r"would overwrite --|would both be written there|unknown output type|is a file, not a folder|"
+        r"can be written only as",
+        "Testing/commands/test_segment.py",
+    ),
+    "round-lost-painting": Case(
+        "a correction round whose annotation file holds only the new slice (the earlier rounds' painting missing)",
+        "refused before training: “round2.seg.nrrd holds none of the painting of the earlier rounds (axis 0: 3, 8); "
+        "give the whole painting, every round's slices with the new one.” (some of them empty: learned as "
+        "background, with a note)",
+        r"holds none of the painting of the earlier rounds",
+        "Testing/finetune/test_rounds.py",
+    ),
     "train-time-limit": Case(
         "`segnets train --time-limit` 20 s with a 100 000-iteration epoch, and 15 s with 15-iteration epochs (CPU)",
         "ends within 5 % (or 2 s): the epoch is cut short, validated and saved; the log says “Time limit of 20 s: "
