@@ -29,9 +29,7 @@ def _seconds(text: str) -> float:
         value = float(number) * factor
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration (seconds, or e.g. 90m, 2h)") from None
-    if not (0 < value < math.inf):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite duration")
-    return value
+    return _positive(value, text, "duration")
 
 
 def _learning_rate(text: str) -> float:
@@ -39,8 +37,12 @@ def _learning_rate(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (0 < value < math.inf):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite learning rate")
+    return _positive(value, text, "learning rate")
+
+
+def _positive(value: float, text: str, what: str) -> float:
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite {what}")
     return value
 
 

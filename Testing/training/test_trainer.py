@@ -158,6 +158,31 @@ def test_refuses_to_overwrite_a_run_and_bad_datasets(dataset, tmp_path, model_li
         train(tmp_path / "missing", "unet3d", _options(tmp_path, "unet3d"))
 
 
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (["--learning-rate", "nan"], "'nan' is not a positive, finite learning rate"),
+        (["--learning-rate", "-1"], "'-1' is not a positive, finite learning rate"),
+        (["--time-limit", "inf"], "'inf' is not a positive, finite duration"),
+        (["--save-model", " "], "the model needs a name"),
+        (["--work-dir", "{file}"], "is a file, not a folder"),
+        (["--base-channels", "100000"], "would take"),
+    ],
+)
+def test_segnets_train_refuses_unusable_arguments_before_training(
+    dataset, tmp_path, model_library, capsys, extra, problem
+):
+    (tmp_path / "afile").write_text("x")
+    arguments = ["train", "--dataset", str(dataset), "--save-model", "m", "--epochs", "1", "--iterations", "1"]
+    arguments += [e.format(file=tmp_path / "afile") for e in extra]
+    try:
+        code = segnets(arguments)
+    except SystemExit as exit:  # argparse's refusal of an option's value
+        code = exit.code
+    assert code in (1, 2) and problem in capsys.readouterr().err
+    assert ModelLibrary(model_library).list() == []
+
+
 def test_segnets_train_command_adds_a_model(dataset, tmp_path, model_library, capsys):
     code = segnets(
         [
