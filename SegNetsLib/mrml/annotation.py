@@ -19,7 +19,7 @@ def _checked_ids(segmentation_node, segment_ids: list[str]) -> list[str]:
     missing = [segment_id for segment_id in segment_ids if segmentation.GetSegment(segment_id) is None]
     if missing:
         raise SegNetsError(f"segmentation {segmentation_node.GetName()!r} has no segment with id {missing[0]!r}.")
-    return list(segment_ids)
+    return list(dict.fromkeys(segment_ids))  # each once: a repeated id would be a class without voxels
 
 
 def annotation_from_segmentation(segmentation_node, segment_ids: list[str], reference_volume_node):
@@ -44,6 +44,8 @@ def annotation_from_segmentation(segmentation_node, segment_ids: list[str], refe
     ids = vtk.vtkStringArray()
     for segment_id in segment_ids:
         ids.InsertNextValue(segment_id)
+    segmentation = segmentation_node.GetSegmentation()
+    had_labelmaps = segmentation.ContainsRepresentation("Binary labelmap")
     temporary = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__segnets_annotation__")
     try:
         if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
@@ -57,6 +59,8 @@ def annotation_from_segmentation(segmentation_node, segment_ids: list[str], refe
         annotation = Volume.from_ijk_to_ras(array, ijk_to_ras_of(temporary))
     finally:
         remove_temporary_node(temporary)
+        if not had_labelmaps and segmentation.ContainsRepresentation("Binary labelmap"):
+            segmentation.RemoveRepresentation("Binary labelmap")  # made for the export (from closed surfaces)
     return annotation, {index + 1: segment_id for index, segment_id in enumerate(segment_ids)}
 
 

@@ -15,12 +15,14 @@ def _label_segments(segmentation, labels: list[LabelInfo]) -> None:
     """Name, color and tag imported segments by label value; add empty segments for absent labels."""
     by_value = {label.value: label for label in labels}
     present: set[int] = set()
+    ids: dict[int, str] = {}  # label value -> segment id
     for index in range(segmentation.GetNumberOfSegments()):
         segment = segmentation.GetNthSegment(index)
         label = by_value.get(segment.GetLabelValue())
         if label is None:
             continue
         present.add(label.value)
+        ids[label.value] = segmentation.GetNthSegmentID(index)
         segment.SetName(label.name)
         segment.SetColor(*label.color)
         if label.terminology is not None:
@@ -29,14 +31,14 @@ def _label_segments(segmentation, labels: list[LabelInfo]) -> None:
         if label.value in present:
             continue
         segment_id = segmentation.AddEmptySegment("", label.name, list(label.color))
+        ids[label.value] = segment_id
         segment = segmentation.GetSegment(segment_id)
+        segment.SetColor(*label.color)  # (0.5, 0.5, 0.5) is "no colour" to AddEmptySegment, which picks one
         segment.SetLabelValue(label.value)
         if label.terminology is not None:
             segment.SetTerminology(label.terminology.as_slicer_string())
-    for index, label in enumerate(sorted(labels, key=lambda item: item.value)):
-        segment_id = segmentation.GetSegmentIdBySegmentName(label.name)
-        if segment_id:
-            segmentation.SetSegmentIndex(segment_id, index)
+    for index, value in enumerate(sorted(ids)):  # by label value; names may repeat
+        segmentation.SetSegmentIndex(ids[value], index)
 
 
 def segmentation_from_labelmap(
@@ -74,8 +76,9 @@ def segmentation_from_labelmap(
         temporary.SetAndObserveTransformNodeID(transform_id)
         if segmentation_node is None:
             segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-        else:
+        else:  # emptied, it takes labelmaps whatever it held (planar contours of an RT structure set, say)
             segmentation_node.GetSegmentation().RemoveAllSegments()
+            segmentation_node.GetSegmentation().SetSourceRepresentationName("Binary labelmap")
         segmentation_node.SetAndObserveTransformNodeID(transform_id)  # overlays the volume
         segmentation_node.CreateDefaultDisplayNodes()
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)

@@ -69,12 +69,28 @@ def _new_volume_node(scene, class_name: str, volume: Volume, name: str, display:
 
     if volume.array.ndim != 3:
         raise SegNetsError(f"volume {name!r} has {volume.array.ndim} dimensions; a volume node holds one 3D array.")
+    array = _vtk_array(volume.array, name)  # before the node exists: a refusal leaves nothing in the scene
     node = scene.AddNewNodeByClass(class_name, name)
     node.SetIJKToRASMatrix(numpy_to_matrix(volume.ijk_to_ras()))
-    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array))
+    slicer.util.updateVolumeFromArray(node, array)
     if display:
         node.CreateDefaultDisplayNodes()
     return node
+
+
+def _vtk_array(array: np.ndarray, name: str) -> np.ndarray:
+    """``array`` in a type VTK image data holds: bool as uint8, float16 as float32, 64-bit integers as 32-bit
+    ones when their values fit (refused otherwise)."""
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    elif array.dtype == np.float16:
+        array = array.astype(np.float32)
+    elif array.dtype.kind in "iu" and array.dtype.itemsize == 8:
+        narrower = np.int32 if array.dtype.kind == "i" else np.uint32
+        if array.size and (array.min() < np.iinfo(narrower).min or array.max() > np.iinfo(narrower).max):
+            raise SegNetsError(f"volume {name!r} holds values beyond 32-bit integers, which a volume node cannot.")
+        array = array.astype(narrower)
+    return np.ascontiguousarray(array)
 
 
 def volume_node_from_volume(scene, volume: Volume, name: str):

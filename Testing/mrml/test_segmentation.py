@@ -54,3 +54,50 @@ def test_no_helper_node_is_left_under_the_transform(mrml):
     labelmaps = mrml.scene.GetNodesByClass("vtkMRMLLabelMapVolumeNode")
     assert labelmaps.GetNumberOfItems() == 0
     assert mrml.scene.GetNumberOfNodes() > before  # the segmentation node (and its display node) only
+
+
+def test_labels_keep_their_colour_order_and_an_rt_structure_output_node_is_reused(mrml):
+    """A grey label (0.5, 0.5, 0.5: "no colour" to Slicer) keeps its grey, empty or not; segments follow the label
+    values even where names repeat; an output node holding planar contours takes the labelmap."""
+    import slicer
+    import vtk
+
+    volume = Volume(np.zeros((8, 9, 10), np.int16))
+    volume_node = mrml_bridge.volume_node_from_volume(mrml.scene, volume, "CT")
+    labels = np.zeros(volume.shape_kji, np.uint8)
+    labels[2:4, 2:4, 2:4], labels[5:7, 5:7, 5:7] = 2, 3
+    grey = (0.5, 0.5, 0.5)
+    card = [
+        LabelInfo(1, "X", grey),
+        LabelInfo(2, "Y", grey),
+        LabelInfo(3, "X", (1.0, 0.0, 0.0)),
+        LabelInfo(4, "Z", grey),
+    ]
+    node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "RTSTRUCT")
+    node.CreateDefaultDisplayNodes()
+    segmentation = node.GetSegmentation()
+    segmentation.SetSourceRepresentationName("Planar contour")
+    contour = slicer.vtkSegment()
+    contour.SetName("PTV")
+    contour.AddRepresentation("Planar contour", vtk.vtkPolyData())
+    segmentation.AddSegment(contour, "PTV")
+    out = mrml_bridge.segmentation_from_labelmap(
+        mrml.scene, volume.with_array(labels), card, volume_node, "result", segmentation_node=node
+    )
+    segments = [out.GetSegmentation().GetNthSegment(i) for i in range(out.GetSegmentation().GetNumberOfSegments())]
+    assert [(s.GetName(), s.GetLabelValue()) for s in segments] == [("X", 1), ("Y", 2), ("X", 3), ("Z", 4)]
+    assert [tuple(round(c, 3) for c in s.GetColor()) for s in segments] == [grey, grey, (1.0, 0.0, 0.0), grey]
+
+
+def test_a_volume_of_64_bit_or_boolean_voxels_becomes_a_node_and_too_wide_values_leave_nothing(mrml):
+    from SegNetsLib.core.errors import SegNetsError
+
+    before = mrml.scene.GetNumberOfNodes()
+    for dtype in (np.int64, np.bool_, np.float16):
+        node = mrml_bridge.volume_node_from_volume(mrml.scene, Volume(np.ones((3, 4, 5), dtype)), "v")
+        assert mrml_bridge.volume_from_node(node).array.sum() == 60
+    count = mrml.scene.GetNumberOfNodes()
+    assert count > before
+    with pytest.raises(SegNetsError, match="beyond 32-bit integers"):
+        mrml_bridge.volume_node_from_volume(mrml.scene, Volume(np.full((3, 4, 5), 2**40, np.int64)), "wide")
+    assert mrml.scene.GetNumberOfNodes() == count
