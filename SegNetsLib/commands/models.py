@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from SegNetsLib.commands.arguments import check_place, json_object
 from SegNetsLib.core.constants import ARCHITECTURES, PRESETS
@@ -98,8 +99,8 @@ def show_model(args: argparse.Namespace) -> int:
     library = ModelLibrary(args.library)
     model_id, version = _reference(args)
     folder = library.find(model_id, version)
-    print(card_to_json(read_card(folder / CARD_FILE)), end="")
-    print(f"# {folder}")
+    print(card_to_json(read_card(folder / CARD_FILE)), end="")  # stdout: the card alone, JSON a program can read
+    print(f"# {folder}", file=sys.stderr)
     return 0
 
 

@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         required=True,
         metavar="OUT",
-        help="OUT.seg.nrrd, OUT.nii.gz or OUT.nrrd for one volume; a folder when --input is a folder",
+        help="OUT.seg.nrrd, OUT.nii.gz, OUT.nii, OUT.nrrd or OUT.mha for one volume; a folder when --input is a folder",
     )
     parser.add_argument("--device", default="auto", help=f"{' | '.join(DEVICE_CHOICES)} (default: auto)")
     parser.add_argument(
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--probabilities",
         metavar="FILE",
-        help="also write per-class probabilities (a vector .nii.gz/.nrrd; a folder with a folder input)",
+        help="also write per-class probabilities (a vector .nii.gz, .nii, .nrrd or .mha; a folder with a folder input)",
     )
     parser.add_argument(
         "--format",

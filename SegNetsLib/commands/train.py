@@ -78,8 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--time-limit",
         type=_seconds,
         metavar="S",
-        help="train for this long (seconds, or 90m, 2h), held within a few percent: the epoch count is set "
-        "after epoch 1 and the last epoch may be cut short",
+        help="train for this long (seconds, or 90m, 2h), held within a few percent: the epoch count is planned "
+        "again after each epoch and the last epoch may be cut short",
     )
     parser.add_argument(
         "--iterations", type=_positive_int, help="iterations per epoch (default 250 on a GPU, 50 on the CPU)"

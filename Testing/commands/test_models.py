@@ -56,8 +56,9 @@ def test_import_list_show_export_remove(tmp_path, model_library, capsys):
     assert [line.split()[:3] for line in lines[1:3]] == [["liver", "1.0.0", "unet3d"], ["liver", "1.1.0", "unet3d"]]
     assert "liver, tumor" in lines[1] and "2 model versions" in lines[-1]
 
-    code, out, _ = run(capsys, "show", "liver@1.0.0")
-    shown = json.loads(out.split("\n# ")[0])
+    code, out, err = run(capsys, "show", "liver@1.0.0")
+    shown = json.loads(out)  # stdout is the card alone; the folder goes to stderr
+    assert err.startswith("# ") and err.strip().endswith("1.0.0")
     assert code == 0 and shown["name"] == "Liver CT" and [l["name"] for l in shown["labels"]] == ["liver", "tumor"]
     assert json.loads(run(capsys, "show", "liver")[1].split("\n# ")[0])["version"] == "1.1.0"
 
