@@ -38,6 +38,7 @@ class Terminology:
     type: Code
     type_modifier: Code | None = None
     anatomic_region: Code | None = None
+    anatomic_region_modifier: Code | None = None  # e.g. "Right" of "Lung"
     context: str = GENERAL_ANATOMY_CONTEXT
     anatomic_context: str = ANATOMIC_CONTEXT
 
@@ -55,7 +56,7 @@ class Terminology:
                 code(self.type_modifier),
                 self.anatomic_context,
                 code(self.anatomic_region),
-                EMPTY_CODE,
+                code(self.anatomic_region_modifier),
             ]
         )
 
@@ -179,6 +180,7 @@ class ModelCard:
                 type=code(d["type"]),
                 type_modifier=code(d.get("type_modifier")),
                 anatomic_region=code(d.get("anatomic_region")),
+                anatomic_region_modifier=code(d.get("anatomic_region_modifier")),
                 context=d.get("context", GENERAL_ANATOMY_CONTEXT),
                 anatomic_context=d.get("anatomic_context", ANATOMIC_CONTEXT),
             )

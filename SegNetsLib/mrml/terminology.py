@@ -28,6 +28,7 @@ def terminology_from_slicer_string(text: str) -> Terminology | None:
         type=type_,
         type_modifier=_code(fields[3]),
         anatomic_region=_code(fields[5]),
+        anatomic_region_modifier=_code(fields[6]),
         context=fields[0],
         anatomic_context=fields[4],
     )

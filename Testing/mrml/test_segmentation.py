@@ -101,3 +101,34 @@ def test_a_volume_of_64_bit_or_boolean_voxels_becomes_a_node_and_too_wide_values
     with pytest.raises(SegNetsError, match="beyond 32-bit integers"):
         mrml_bridge.volume_node_from_volume(mrml.scene, Volume(np.full((3, 4, 5), 2**40, np.int64)), "wide")
     assert mrml.scene.GetNumberOfNodes() == count
+
+
+def test_a_terminology_with_every_field_survives_slicers_tag_and_the_card():
+    """ "Mass in the right lung": the anatomic region's modifier ("Right") is kept through the segment's tag, the
+    card's JSON and back."""
+    import json
+
+    from SegNetsLib.card.card import ChannelInfo, Code, ModelCard, Terminology
+    from SegNetsLib.card.schema import validate_card
+    from SegNetsLib.mrml.terminology import terminology_from_slicer_string
+
+    term = Terminology(
+        Code("SCT", "49755003", "Morphologically Altered Structure"),
+        Code("SCT", "4147007", "Mass"),
+        None,
+        Code("SCT", "39607008", "Lung"),
+        Code("SCT", "24028007", "Right"),
+    )
+    tag = term.as_slicer_string()
+    assert tag.endswith("~SCT^39607008^Lung~SCT^24028007^Right")
+    assert terminology_from_slicer_string(tag) == term
+    card = ModelCard(
+        id="m",
+        name="m",
+        version="1.0.0",
+        architecture="unet3d",
+        in_channels=[ChannelInfo("CT", "CT")],
+        labels=[LabelInfo(1, "Mass", (1.0, 0.0, 0.0), term)],
+    )
+    again = ModelCard.from_dict(json.loads(json.dumps(validate_card(card.to_dict()))))
+    assert again.labels[0].terminology == term
