@@ -170,6 +170,30 @@ def test_annotation_refuses_unknown_or_no_segments(mrml, oblique_volume):
         mrml_bridge.annotation_from_segmentation(node, [], volume_node)
 
 
+def test_a_closed_surface_annotation_is_read_without_changing_it_and_a_repeated_id_counts_once(mrml):
+    import slicer
+    import vtk
+
+    volume = Volume(np.zeros((20, 22, 24), np.int16), spacing=(1.0, 1.2, 2.0), origin=(-10.0, 20.0, 30.0))
+    volume_node = mrml_bridge.volume_node_from_volume(mrml.scene, volume, "CT")
+    node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn")
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segmentation = node.GetSegmentation()
+    segmentation.SetSourceRepresentationName("Closed surface")
+    sphere = vtk.vtkSphereSource()
+    sphere.SetCenter(*(volume.ijk_to_ras() @ [12, 11, 10, 1])[:3])
+    sphere.SetRadius(8)
+    sphere.Update()
+    ball = slicer.vtkSegment()
+    ball.SetName("ball")
+    ball.AddRepresentation("Closed surface", sphere.GetOutput())
+    segmentation.AddSegment(ball, "ball")
+    annotation, mapping = mrml_bridge.annotation_from_segmentation(node, ["ball", "ball"], volume_node)
+    assert mapping == {1: "ball"} and annotation.array.max() == 1 and annotation.array.sum() > 500
+    assert segmentation.GetSegment("ball").GetRepresentation("Binary labelmap") is None  # the user's node as it was
+
+
 def test_segment_labels_carry_names_colors_terminology(mrml, oblique_volume):
     from SegNetsLib.mrml.annotation import labels_from_segments
 
