@@ -107,8 +107,11 @@ def test_a_terminology_with_every_field_survives_slicers_tag_and_the_card():
     """ "Mass in the right lung": the anatomic region's modifier ("Right") is kept through the segment's tag, the
     card's JSON and back."""
     import json
+    from dataclasses import replace
 
-    from SegNetsLib.card.card import ChannelInfo, Code, ModelCard, Terminology
+    from inference_helpers import LIVER_CARD
+
+    from SegNetsLib.card.card import Code, ModelCard, Terminology
     from SegNetsLib.card.schema import validate_card
     from SegNetsLib.mrml.terminology import terminology_from_slicer_string
 
@@ -122,13 +125,6 @@ def test_a_terminology_with_every_field_survives_slicers_tag_and_the_card():
     tag = term.as_slicer_string()
     assert tag.endswith("~SCT^39607008^Lung~SCT^24028007^Right")
     assert terminology_from_slicer_string(tag) == term
-    card = ModelCard(
-        id="m",
-        name="m",
-        version="1.0.0",
-        architecture="unet3d",
-        in_channels=[ChannelInfo("CT", "CT")],
-        labels=[LabelInfo(1, "Mass", (1.0, 0.0, 0.0), term)],
-    )
+    card = replace(LIVER_CARD, labels=[LabelInfo(1, "Mass", (1.0, 0.0, 0.0), term)])
     again = ModelCard.from_dict(json.loads(json.dumps(validate_card(card.to_dict()))))
     assert again.labels[0].terminology == term
