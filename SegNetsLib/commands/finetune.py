@@ -140,9 +140,25 @@ def run(args: argparse.Namespace) -> int:
         write_segmentation(result.labelmap, result.card.labels, args.output)
         print(f"segmentation -> {args.output}", file=sys.stderr)
     if not args.no_save:
+        if args.save_model and result.kept == "fine-tuned":
+            _note_a_name_taken(args.save_model, result.card)
         saved = save_result(result, args.save_model)
         print(
             f"model -> library {saved}" if saved else "model: the base model was kept; nothing new saved",
             file=sys.stderr,
         )
     return 0
+
+
+def _note_a_name_taken(name: str, card) -> None:
+    """Say so when ``name`` already names a model this one does not continue: it becomes that model's next version."""
+    from SegNetsLib.card.factory import slug
+    from SegNetsLib.models.library import ModelLibrary
+
+    model_id = slug(name)
+    if ModelLibrary().versions(model_id) and card.provenance.base_model_id != model_id:
+        print(
+            f"note: the library already holds a model {model_id!r} that this one does not continue; it is saved as "
+            f"that model's next version (give --save-model another name to keep them apart)",
+            file=sys.stderr,
+        )

@@ -79,3 +79,23 @@ def test_a_previous_result_cropped_like_a_slicer_export_is_placed_and_one_of_ano
     assert main([*round2, "--previous", str(tmp_path / "cropped.nii.gz"), "--output", str(tmp_path / "r2.nii.gz")]) == 0
     out = read_labelmap(tmp_path / "r2.nii.gz").array
     assert np.array_equal(out[:5], shown[:5])  # the cropped file, in place: slices far from 8 as on screen
+
+
+def test_a_new_model_saved_under_a_taken_name_is_noted(tmp_path, capsys, model_library):
+    z, y, x = np.indices((16, 40, 40))
+    truth = (((z - 8) / 6) ** 2 + ((y - 20) / 12) ** 2 + ((x - 20) / 10) ** 2 <= 1).astype(np.uint8)
+    image = Volume((100.0 * truth).astype(np.float32), spacing=(2.0, 2.0, 2.0))
+    write_volume(image, tmp_path / "image.nii.gz")
+    painted = np.zeros_like(truth)
+    painted[[4, 12]] = truth[[4, 12]]
+    write_volume(image.with_array(painted), tmp_path / "painted.nii.gz")
+    run = ["finetune", "--input", str(tmp_path / "image.nii.gz"), "--annotations", str(tmp_path / "painted.nii.gz")]
+    run += ["--iterations", "1", "--device", "cpu", "--save-model", "Liver (patient 12)"]
+    assert main(run) == 0
+    assert "note: the library already holds" not in capsys.readouterr().err
+    assert main([*run, "--model", "Liver (patient 12)"]) == 0  # continued: its own next version, no note
+    assert "note: the library already holds" not in capsys.readouterr().err
+    assert main(run) == 0  # a new network under the same name
+    err = capsys.readouterr().err
+    assert "note: the library already holds a model 'liver-patient-12' that this one does not continue" in err
+    assert ModelLibrary(model_library).versions("liver-patient-12") == ["1.0.0", "1.1.0", "1.2.0"]
