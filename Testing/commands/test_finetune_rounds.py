@@ -54,12 +54,7 @@ def test_a_previous_result_cropped_like_a_slicer_export_is_placed_and_one_of_ano
 ):
     """``--previous`` goes onto the image's grid as the annotation does: a file cropped to its segments (origin
     shifted by whole voxels) is embedded; one on another grid is refused in one line before any training."""
-    z, y, x = np.indices((16, 40, 40))
-    truth = (((z - 8) / 6) ** 2 + ((y - 20) / 12) ** 2 + ((x - 20) / 10) ** 2 <= 1).astype(np.uint8)
-    image = Volume((100.0 * truth).astype(np.float32), spacing=(2.0, 2.0, 2.0))
-    write_volume(image, tmp_path / "image.nii.gz")
-    painted = np.zeros_like(truth)
-    painted[[4, 12]] = truth[[4, 12]]
+    image, truth, painted = _ellipsoid(tmp_path)
     write_volume(image.with_array(painted), tmp_path / "round1.nii.gz")
     common = ["finetune", "--input", str(tmp_path / "image.nii.gz"), "--iterations", "2", "--device", "cpu"]
     assert main([*common, "--annotations", str(tmp_path / "round1.nii.gz"), "--save-model", "crop"]) == 0
@@ -82,12 +77,7 @@ def test_a_previous_result_cropped_like_a_slicer_export_is_placed_and_one_of_ano
 
 
 def test_a_new_model_saved_under_a_taken_name_is_noted(tmp_path, capsys, model_library):
-    z, y, x = np.indices((16, 40, 40))
-    truth = (((z - 8) / 6) ** 2 + ((y - 20) / 12) ** 2 + ((x - 20) / 10) ** 2 <= 1).astype(np.uint8)
-    image = Volume((100.0 * truth).astype(np.float32), spacing=(2.0, 2.0, 2.0))
-    write_volume(image, tmp_path / "image.nii.gz")
-    painted = np.zeros_like(truth)
-    painted[[4, 12]] = truth[[4, 12]]
+    image, truth, painted = _ellipsoid(tmp_path)
     write_volume(image.with_array(painted), tmp_path / "painted.nii.gz")
     run = ["finetune", "--input", str(tmp_path / "image.nii.gz"), "--annotations", str(tmp_path / "painted.nii.gz")]
     run += ["--iterations", "1", "--device", "cpu", "--save-model", "Liver (patient 12)"]
@@ -99,3 +89,15 @@ def test_a_new_model_saved_under_a_taken_name_is_noted(tmp_path, capsys, model_l
     err = capsys.readouterr().err
     assert "note: the library already holds a model 'liver-patient-12' that this one does not continue" in err
     assert ModelLibrary(model_library).versions("liver-patient-12") == ["1.0.0", "1.1.0", "1.2.0"]
+
+
+def _ellipsoid(tmp_path):
+    """(image, truth, painting on slices 4 and 12): a bright ellipsoid of 2 mm voxels; the image written to
+    image.nii.gz."""
+    z, y, x = np.indices((16, 40, 40))
+    truth = (((z - 8) / 6) ** 2 + ((y - 20) / 12) ** 2 + ((x - 20) / 10) ** 2 <= 1).astype(np.uint8)
+    image = Volume((100.0 * truth).astype(np.float32), spacing=(2.0, 2.0, 2.0))
+    write_volume(image, tmp_path / "image.nii.gz")
+    painted = np.zeros_like(truth)
+    painted[[4, 12]] = truth[[4, 12]]
+    return image, truth, painted
