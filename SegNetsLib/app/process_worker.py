@@ -292,11 +292,11 @@ class ProcessWorker:
                 self._end(job_id, JobState.CANCELLED)
                 return
             self._pump(0.0)  # replies already sent: a job that ended meanwhile is not the running one
-            if job_id in self._pending and job_id != min(self._pending):  # queued: the child runs jobs in order
+            if job_id not in self._pending:
+                return
+            if job_id != min(self._pending):  # queued: the child runs jobs in order
                 self._send(protocol.dumps({"type": "cancel", "id": job_id}))  # it skips this one at its turn
                 self._end(job_id, JobState.CANCELLED)
-                return
-            if job_id not in self._pending:
                 return
             pending.cancel_deadline = time.monotonic() + self.cancel_grace_s
             self._send(protocol.dumps({"type": "cancel", "id": job_id}))

@@ -131,16 +131,17 @@ def validate_card(data: dict[str, Any], source: str = CARD_FILE) -> dict[str, An
     return data
 
 
-def read_card(path: str | Path) -> ModelCard:
-    """Read and validate a card.json file."""
+def read_card(path: str | Path, source: str | None = None) -> ModelCard:
+    """Read and validate a card.json file; errors name it ``source`` (default: its path)."""
     path = Path(path)
+    source = source or str(path)
     if not path.is_file():
-        raise SegNetsError(f"{path}: the model has no card.json.")
+        raise SegNetsError(f"{source}: the model has no card.json.")
     if path.stat().st_size > MAX_CARD_BYTES:
         raise SegNetsError(
-            f"{path}: card.json is larger than {MAX_CARD_BYTES // 1024 // 1024} MiB; it is not a model card."
+            f"{source}: card.json is larger than {MAX_CARD_BYTES // 1024 // 1024} MiB; it is not a model card."
         )
-    return card_from_json(path.read_bytes(), str(path))
+    return card_from_json(path.read_bytes(), source)
 
 
 def card_from_json(text: bytes | str, source: str = CARD_FILE) -> ModelCard:

@@ -141,12 +141,12 @@ def _jobs(
 
 def _check_targets(jobs: list[tuple[Path, Path, Path | None]]) -> None:
     """Refuse before any work a result that would overwrite an input or another result, or lie under a file."""
-    inputs = {volume: f"--input {volume}" for volume, _, _ in jobs}
     written: dict[Path, Path] = {}
     for volume, *targets in jobs:
         for target in (t for t in targets if t is not None):
             check_place(target)
-            refuse_overwriting_inputs(target, {flag: path for path, flag in inputs.items()})
+            for source, _, _ in jobs:
+                refuse_overwriting_inputs(target, {"--input": source})
             earlier = next((other for other in written if same_file(other, target)), None)
             if earlier is not None and written[earlier] == volume:
                 raise SegNetsError(f"{target}: the segmentation and the probabilities would both be written there.")

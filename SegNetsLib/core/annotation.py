@@ -22,7 +22,8 @@ DEFAULT_IGNORE_VALUE = 255
 DENSE_FRACTION = 0.9  # weight covering this much of the volume: it is ordinary (dense) training
 
 
-def _labelled(labels: np.ndarray, ignore_value: int | None) -> np.ndarray:
+def labelled(labels: np.ndarray, ignore_value: int | None) -> np.ndarray:
+    """Bool like ``labels``: the voxels holding a label (neither 0 nor ``ignore_value``)."""
     mask = labels != 0
     if ignore_value is not None:
         mask &= labels != ignore_value
@@ -45,14 +46,14 @@ def annotated_slices(
     """
     if labels.ndim != 3:
         raise SegNetsError(f"the annotation must be a 3D labelmap; it has shape {labels.shape}.")
-    labelled = _labelled(labels, ignore_value)
+    painted = labelled(labels, ignore_value)
     slices = merge_slices(given or {})
-    uncovered = labelled & ~slices_mask(labels.shape, slices)
+    uncovered = painted & ~slices_mask(labels.shape, slices)
     if not uncovered.any():  # ``given`` covers every labelled voxel
         return {axis: sorted(indices) for axis, indices in slices.items()}
     other_axes = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
-    near = [_has_neighbour(labelled, axis) for axis in range(3)]
-    in_region = [labelled & near[a] & near[b] for a, b in other_axes.values()]
+    near = [_has_neighbour(painted, axis) for axis in range(3)]
+    in_region = [painted & near[a] & near[b] for a, b in other_axes.values()]
     while uncovered.any():
         counts = [(uncovered & in_region[axis]).sum(axis=other_axes[axis]) for axis in range(3)]
         if not max(c.max() for c in counts):
@@ -178,8 +179,9 @@ def check_annotation(image: Volume, annotation: Volume, name: str = "the annotat
     if not np.issubdtype(values.dtype, np.integer):
         if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)) or values.min() < 0:
             raise SegNetsError(f"{name} must hold non-negative integer labels.")
-    if values.size and (values.min() < 0 or values.max() > 255):
-        wrong = int(values.min() if values.min() < 0 else values.max())
+    low, high = (values.min(), values.max()) if values.size else (0, 0)
+    if low < 0 or high > 255:
+        wrong = int(low if low < 0 else high)
         raise SegNetsError(f"{name} holds the label value {wrong}; label values must lie between 0 and 255.")
 
 

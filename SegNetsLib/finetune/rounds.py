@@ -108,15 +108,12 @@ def unpainted_slices(
     labels: np.ndarray, slices: Mapping[int, Sequence[int]], ignore_value: int | None
 ) -> dict[int, list[int]]:
     """The ``slices`` ({axis: indices}) on which ``labels`` [k, j, i] hold no label (only 0 and ``ignore_value``)."""
+    painted = ann.labelled(labels, ignore_value)
     out = {}
     for axis, indices in slices.items():
-        empty = []
-        for k in indices:
-            values = np.take(labels, k, axis)
-            if not ((values != 0) & (values != (ignore_value if ignore_value is not None else 0))).any():
-                empty.append(int(k))
+        empty = sorted(int(k) for k in indices if not np.take(painted, k, axis).any())
         if empty:
-            out[int(axis)] = sorted(empty)
+            out[int(axis)] = empty
     return out
 
 
@@ -168,26 +165,26 @@ def finetune_round(
     the result already agreed with its painting (:func:`local_update`), so a correction never undoes what the user
     already accepted elsewhere."""
     options = options or FinetuneOptions()
-    number, added, labels, unpainted = 1, {}, None, {}
+    number, added, labels, unpainted, before = 1, {}, None, {}, {}
     if not is_architecture(start):
         net, card = start if isinstance(start, tuple) else load(start)
         start = (net, card)
         if round_of(card) >= 1 and trained_on_volume(card, volume):  # rounds on this volume
             labels = ann.embed_in_image_grid(volume, annotation).array
             now = ann.annotated_slices(labels, options.ignore_value, options.slices)
-            added = added_slices(card_slices(card), now)
-            unpainted = unpainted_slices(labels, card_slices(card), options.ignore_value)
-            if unpainted == {a: sorted(int(i) for i in s) for a, s in card_slices(card).items() if s}:
+            before = card_slices(card)  # the slices the earlier rounds were trained on
+            added = added_slices(before, now)
+            unpainted = unpainted_slices(labels, before, options.ignore_value)
+            if unpainted == {a: s for a, s in before.items() if s}:
                 raise SegNetsError(
                     f"{options.annotation_name} holds none of the painting of the earlier rounds ({_listed(unpainted)}); "
                     "give the whole painting, every round's slices with the new one."
                 )
             options = round_options(card, sum(len(s) for s in added.values()), options)
             number = round_of(card) + 1
-    changed, before = {}, {}
+    changed = {}
     if previous is not None and number >= 2:  # slices added, or painted before and painted differently now
         previous = np.asarray(previous)
-        before = card_slices(start[1])
         if previous.shape != labels.shape:
             raise SegNetsError(
                 f"the previous result has {previous.shape[::-1]} voxels and the image {labels.shape[::-1]}; "

@@ -172,7 +172,8 @@ def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, str]]:
         labelmap[mask] = value
         names[value] = str(segment.get("name") or f"label {value}")
         drawn.append((value, bool(mask.any())))
-    covered = [names[value] for value, painted in drawn if painted and not (labelmap == value).any()]
+    left = set(np.unique(labelmap).tolist())  # the values the drawing left, in one pass
+    covered = [names[value] for value, painted in drawn if painted and value not in left]
     if covered:
         raise SegNetsError(
             f"{path}: segment {', '.join(repr(n) for n in covered)} lies wholly under later segments (overlapping "

@@ -143,7 +143,7 @@ class Predictor:
             try:
                 boxes = self._locate(pre, tracker, cancel, name)
             except ValueError as error:  # a coarse grid too small for the network: no localization
-                if "spatial element" not in str(error):
+                if not _single_voxel_level(error):
                     raise
                 log.info("%s: the coarse pass's grid is too small for the network; segmenting the whole volume.", name)
             if not boxes:
@@ -334,13 +334,18 @@ class Predictor:
         return probs
 
 
+def _single_voxel_level(error: ValueError) -> bool:
+    """Whether ``error`` is a normalization layer's refusal of a single voxel (the region is too small)."""
+    return "spatial element" in str(error)
+
+
 @contextlib.contextmanager
 def _fits_the_network(name: str, shape: Sequence[int]) -> Iterator[None]:
     """Turn the error of a normalization layer left with a single voxel into one naming the input."""
     try:
         yield
     except ValueError as error:
-        if "spatial element" not in str(error):
+        if not _single_voxel_level(error):
             raise
         size = " x ".join(str(s) for s in shape)
         raise SegNetsError(

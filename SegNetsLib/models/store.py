@@ -103,15 +103,19 @@ def save(net: nn.Module, card: ModelCard, folder: str | os.PathLike) -> Path:
     return folder
 
 
-def load_folder(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+def load_folder(
+    folder: str | os.PathLike, device: str | torch.device = "cpu", name: str | None = None
+) -> tuple[nn.Module, ModelCard]:
     """(network in eval mode on ``device`` ("auto", "cpu", "cuda", "cuda:N"), card) from a model folder;
-    every tensor name and shape is checked against the card's architecture before loading."""
+    every tensor name and shape is checked against the card's architecture before loading. ``name``: what errors
+    call the model (a zip it was unpacked from), else its folder."""
     folder, target = Path(folder), resolve_device(device)
-    card = read_card(folder / CARD_FILE)
+    card = read_card(folder / CARD_FILE, None if name is None else f"{name}: {CARD_FILE}")
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
-        raise SegNetsError(f"{folder}: the model has no {WEIGHTS_FILE}.")
-    source, network = f"{folder.name}/{WEIGHTS_FILE}", describe_network(card)
+        raise SegNetsError(f"{name or folder}: the model has no {WEIGHTS_FILE}.")
+    source = f"{folder.name}/{WEIGHTS_FILE}" if name is None else f"{name}: {WEIGHTS_FILE}"
+    network = describe_network(card)
     shape_only = meta_network(card)  # no memory spent until names, shapes and size are checked
     check_shapes(safetensors_shapes(weights), shape_only, source, network)
     check_network_size(shape_only, source, network)
@@ -126,12 +130,7 @@ def load_zip(path: str | os.PathLike, device: str | torch.device = "cpu") -> tup
         folder = Path(scratch) / "model"
         folder.mkdir()
         extract_model_zip(path, folder)
-        try:
-            return load_folder(folder, device)
-        except SegNetsError as error:
-            name = Path(path).name
-            text = str(error).replace(f"{folder}/", f"{name}: ").replace(str(folder), name)
-            raise SegNetsError(text.replace(f"{folder.name}/", f"{name}: ")) from None
+        return load_folder(folder, device, Path(path).name)
 
 
 def _zip_members(archive: zipfile.ZipFile, source: str) -> dict[str, zipfile.ZipInfo]:
