@@ -293,8 +293,9 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelLibr
         self.ui.suggestedSliceButton.enabled = bool(last is not None and last.suggestion is not None)
         self.ui.suggestedEmptyCheckBox.enabled = bool(self.ui.updateButton.enabled and last.suggestion is not None)
         self.ui.previousRoundButton.enabled = bool(not running and last is not None and last.round >= 2)
-        for button in (self.ui.importModelButton, self.ui.exportModelButton, self.ui.deleteModelButton):
-            button.enabled = not running
+        libraryControls = (self.ui.importModelButton, self.ui.exportModelButton, self.ui.deleteModelButton)
+        for widget in (*libraryControls, self.ui.libraryPathLineEdit):  # a job saves into the library it started with
+            widget.enabled = not running
 
     # --- Segment and Fine-tune (button -> Cancel) -------------------------------------------------
     def onSegmentButton(self) -> None:

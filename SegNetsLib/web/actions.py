@@ -138,9 +138,7 @@ class PanelActions(RoundActions):
         self.data.has_result = False
         self.data.result_name = ""
         self.data.annotated_slices = 0
-        self.data.losses = []
-        self.data.iteration = 0
-        self.data.validation_dice = None
+        self._clear_training()
         self.data.message = f"Loaded {volume_node.GetName()!r}; pick a model and click Segment."
 
     def _label_annotation(self, card) -> None:
@@ -274,7 +272,7 @@ class PanelActions(RoundActions):
         self.data.busy, self.data.job_kind, self.data.cancelling = True, kind, False
         self.data.progress, self.data.stage, self.data.message = 0.0, "starting", ""
         if kind == "finetune":
-            self.data.losses, self.data.iteration, self.data.validation_dice = [], 0, None
+            self._clear_training()
         asyncio.ensure_future(self._poll(self._job, kind))
 
     async def _poll(self, job: Job, kind: str) -> None:
@@ -297,8 +295,14 @@ class PanelActions(RoundActions):
         if extra.get("dice") is not None:
             self.data.validation_dice = float(extra["dice"])
 
+    def _clear_training(self) -> None:
+        """Forget the loss curve, iteration and validation Dice shown for a Fine-tune."""
+        self.data.losses, self.data.iteration, self.data.validation_dice = [], 0, None
+
     def _finish(self, job: Job, kind: str) -> None:
         self.data.busy, self.data.job_kind, self.data.cancelling = False, "", False
+        if kind == "finetune" and job.state is not JobState.DONE:  # no model came of that curve
+            self._clear_training()
         if job.state is JobState.CANCELLED:
             self.data.message = f"{kind.capitalize()} cancelled; nothing was changed."
             return

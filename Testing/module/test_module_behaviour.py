@@ -254,6 +254,29 @@ def test_the_library_folder_changes_once_when_typing_is_finished(qt_app, setting
     path_edit.close()
 
 
+def _panel_buttons() -> types.SimpleNamespace:
+    names = (
+        "segmentButton finetuneButton updateButton suggestedSliceButton suggestedEmptyCheckBox previousRoundButton "
+        "importModelButton exportModelButton deleteModelButton libraryPathLineEdit"
+    )
+    return types.SimpleNamespace(**{name: types.SimpleNamespace(enabled=True, text="") for name in names.split()})
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_the_library_cannot_change_while_a_job_runs(qt_app, running):
+    from SegNetsLib.app.worker import Job
+
+    job = Job("Fine-tune") if running else None
+    if job is not None:
+        job.context["kind"] = "finetune"
+    ui = _panel_buttons()
+    widget = make(_namespace(), "SegNetsWidget._updateButtons", ui=ui, _job=job, _round=None, _parameterNode=None)
+    widget._updateButtons()
+    library = (ui.libraryPathLineEdit, ui.importModelButton, ui.exportModelButton, ui.deleteModelButton)
+    assert [w.enabled for w in library] == [not running] * 4
+    assert ui.finetuneButton.enabled == running and ui.finetuneButton.text == ("Cancel" if running else "Fine-tune")
+
+
 # --- 6: Reload and Test reports a skip instead of an error -----------------------------------------
 
 
