@@ -16,7 +16,7 @@ from SegNetsLib.imageio.header_files import check_file_length, file_start
 
 SUFFIXES = (".mha", ".mhd")
 MAX_HEADER_BYTES = 1 << 16  # a header is a few hundred bytes; the data starts after ElementDataFile
-MAX_DIMENSIONS = 4  # SegNets reads 3D volumes; ITK also reads 4D ones, then refused for their dimension
+MAX_DIMENSIONS = 4  # SegNets reads 3D volumes, and 4D ones whose last axis holds channels
 MAX_CHANNELS = 256
 MAX_SIZE = 2**31 - 1  # voxels along one axis
 ELEMENT_BYTES = {"CHAR": 1, "UCHAR": 1, "SHORT": 2, "USHORT": 2, "INT": 4, "UINT": 4, "LONG": 4, "ULONG": 4,

@@ -53,18 +53,24 @@ def check_written_volume_name(path: str | os.PathLike, what: str = "a volume") -
 
 
 def volume_from_sitk(image: sitk.Image, voxels: bool = True) -> Volume:
-    """Convert a SimpleITK image (3D, scalar or vector) to a :class:`Volume` ([k,j,i] or [c,k,j,i]).
+    """Convert a SimpleITK image to a :class:`Volume`: 3D scalar [k,j,i], 3D vector [c,k,j,i], or 4D with the
+    channels on its last axis, as the Medical Segmentation Decathlon stores them, [c,k,j,i] (a 4D vector image's
+    components follow each other within each 4th-axis index).
 
     ``voxels=False`` gives a zero-memory placeholder of the image's (first channel's) shape and geometry.
     """
-    direction = np.array(image.GetDirection()).reshape(3, 3)
+    dimension = image.GetDimension()
+    direction = np.array(image.GetDirection()).reshape(dimension, dimension)[:3, :3]
+    spacing, origin = image.GetSpacing()[:3], image.GetOrigin()[:3]
     if not voxels:
-        shape = tuple(image.GetSize())[::-1]
-        return Volume(np.broadcast_to(np.float32(0), shape), image.GetSpacing(), image.GetOrigin(), direction)
-    array = sitk.GetArrayFromImage(image)
+        shape = tuple(image.GetSize())[:3][::-1]
+        return Volume(np.broadcast_to(np.float32(0), shape), spacing, origin, direction)
+    array = sitk.GetArrayFromImage(image)  # [(t,) k, j, i(, components)]
     if image.GetNumberOfComponentsPerPixel() > 1:
-        array = np.moveaxis(array, -1, 0)
-    return Volume(array, image.GetSpacing(), image.GetOrigin(), direction)
+        array = np.moveaxis(array, -1, 1 if dimension == 4 else 0)
+    if dimension == 4:
+        array = array.reshape(-1, *array.shape[-3:])
+    return Volume(array, spacing, origin, direction)
 
 
 def volume_to_sitk(volume: Volume) -> sitk.Image:
@@ -130,17 +136,20 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
-    """Read a 3D volume from a NIfTI, NRRD or MHA file and check it is usable.
+    """Read a volume from a NIfTI, NRRD or MHA file and check it is usable: 3D [k,j,i], or [c,k,j,i] from a vector
+    image or a 4D one whose last axis holds the channels (see :func:`volume_from_sitk`).
 
-    Raises SegNetsError (one sentence naming the file) for unreadable files, images that are not 3D,
+    Raises SegNetsError (one sentence naming the file) for unreadable files, images that are neither 3D nor 4D,
     absurd spacing, NaN/Inf voxels and empty or constant volumes.
     """
     path = Path(path)
     if not path.is_file():
         raise SegNetsError(f"{path}: no such file.")
     image = read_image(path)
-    if image.GetDimension() != 3:
-        raise SegNetsError(f"{path}: a {image.GetDimension()}D image; SegNets segments 3D volumes.")
+    if image.GetDimension() not in (3, 4):
+        raise SegNetsError(
+            f"{path}: a {image.GetDimension()}D image; SegNets segments 3D volumes (4D ones with channels last)."
+        )
     volume = volume_from_sitk(image)
     check_volume(volume, str(path))
     return volume

@@ -228,15 +228,7 @@ def load_dataset(root: str | os.PathLike) -> LabeledDataset:
 
 def _read_channels(path: Path) -> Volume:
     """A 3D, vector or 4D (channels last) image file as a [c, k, j, i] float32 volume."""
-    image = sitk.ReadImage(str(path))
-    if image.GetDimension() == 4:
-        array = sitk.GetArrayFromImage(image)  # [t, k, j, i]
-        if array.ndim == 5:  # 4D vector image: [t, k, j, i, components]
-            array = np.moveaxis(array, -1, 1).reshape(-1, *array.shape[1:4])
-        direction = np.array(image.GetDirection()).reshape(4, 4)[:3, :3]
-        volume = Volume(array, image.GetSpacing()[:3], image.GetOrigin()[:3], direction)
-    else:
-        volume = volume_from_sitk(image)
+    volume = volume_from_sitk(sitk.ReadImage(str(path)))
     array = volume.array if volume.array.ndim == 4 else volume.array[None]
     return volume.with_array(array.astype(np.float32, copy=False))
 

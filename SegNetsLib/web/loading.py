@@ -79,7 +79,7 @@ def check_signature(head: bytes, shown_name: str) -> None:
 
 
 def check_volume_file(path: Path, shown_name: str) -> None:
-    """Raise SegNetsError with a one-sentence reason when ``path`` is not a usable 3D volume."""
+    """Raise SegNetsError with a one-sentence reason when ``path`` is not a usable single-channel 3D volume."""
     if not is_volume_file(shown_name):
         raise SegNetsError(
             f"{shown_name!r} is not a volume file SegNets reads (use one of {', '.join(VOLUME_SUFFIXES)})."
@@ -87,10 +87,15 @@ def check_volume_file(path: Path, shown_name: str) -> None:
     with open(path, "rb") as handle:
         check_signature(handle.read(_HEAD_BYTES), shown_name)
     try:
-        read_volume(path)
+        volume = read_volume(path)
     except SegNetsError as error:
         reason = str(error).replace(f"{path}: ", "").replace(str(path), shown_name)
         raise SegNetsError(f"{shown_name!r} cannot be used: {reason}") from error
+    if volume.array.ndim == 4:  # Slicer's views and the segment editor take one value per voxel
+        raise SegNetsError(
+            f"{shown_name!r} holds {volume.array.shape[0]} channels; SegNets Web shows single-channel volumes "
+            "(segnets segment takes several)."
+        )
 
 
 class VolumeLoader:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -103,6 +104,31 @@ def test_bad_input_exits_1_with_one_line_and_no_output(model, tmp_path, capsys, 
     assert len(lines) == 1 and lines[0].startswith("segnets segment: error: ") and name in lines[0]
     assert re.search(problem, lines[0])
     assert not output.exists() and not [p for p in tmp_path.iterdir() if "result" in p.name]
+
+
+def test_a_4d_nifti_holds_the_channels_of_a_multi_channel_model(tmp_path, data_dir):
+    """A Medical Segmentation Decathlon image (4D NIfTI, channels on the last axis) gives the same probabilities
+    as the same channels in a vector image, in the same order, on its 3D grid."""
+    from SegNetsLib.card.card import ChannelInfo
+    from SegNetsLib.nets import build
+
+    card = replace(TINY_CARD, id="tiny-two", in_channels=[ChannelInfo("T1", "MR"), ChannelInfo("T2", "MR")])
+    build_args = dict(card.build_args)
+    net = build(card.architecture, 2, card.num_classes, build_args.pop("preset"), **build_args).eval()
+    model = save(net, card, tmp_path / "two")
+    ct = sitk.ReadImage(str(data_dir / "ts_ct_sm" / "image.nii.gz"), sitk.sitkFloat32)
+    channels = [ct, sitk.InvertIntensity(ct, 2000.0)]
+    sitk.WriteImage(sitk.JoinSeries(channels), str(tmp_path / "msd.nii.gz"))
+    for name, order in (("vector.nrrd", channels), ("swapped.nrrd", channels[::-1])):
+        sitk.WriteImage(sitk.Compose(order), str(tmp_path / name))
+    probabilities = {}
+    for name in ("msd.nii.gz", "vector.nrrd", "swapped.nrrd"):
+        output, probability = tmp_path / f"{name}.seg.nrrd", tmp_path / f"{name}-p.nii.gz"
+        assert _segment(model, "--input", tmp_path / name, "--output", output, "--probabilities", probability) == 0
+        assert read_labelmap(output).same_geometry(read_volume(data_dir / "ts_ct_sm" / "image.nii.gz"))
+        probabilities[name] = sitk.GetArrayFromImage(sitk.ReadImage(str(probability)))
+    assert np.array_equal(probabilities["msd.nii.gz"], probabilities["vector.nrrd"])
+    assert not np.allclose(probabilities["msd.nii.gz"], probabilities["swapped.nrrd"], atol=1e-3)
 
 
 def test_unknown_output_type_is_refused_before_any_work(model, ct_path, tmp_path, capsys):

@@ -121,6 +121,14 @@ CASES: dict[str, Case] = {
         r"is a header whose voxels are in another file",
         "Testing/web/test_loading.py",
     ),
+    "upload-channels": Case(
+        "a SegNets Web upload of several channels: a 4D NIfTI (channels last, as the Medical Segmentation Decathlon "
+        "stores them) or a vector NRRD",
+        "“'brain.nii.gz' holds 2 channels; SegNets Web shows single-channel volumes (segnets segment takes "
+        "several).” The scene stays as it was.",
+        r"holds \d+ channels; SegNets Web shows single-channel volumes",
+        "Testing/web/test_loading.py",
+    ),
     "output-over-input": Case(
         "`segnets segment` / `finetune` asked to write a result onto an input (the annotation, the image, a scan of "
         "the input folder, probabilities over the segmentation), two inputs of a folder whose results share a name, "

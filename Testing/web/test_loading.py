@@ -62,6 +62,24 @@ def test_an_upload_that_is_not_a_volume_gets_one_sentence_and_the_scene_stays(lo
     assert scene.GetNumberOfNodes() == before and scene.GetNodeByID(node.GetID()) is node
 
 
+@pytest.mark.parametrize("name", ["brain.nii.gz", "brain.nrrd"])
+def test_an_upload_of_several_channels_is_refused_and_the_scene_stays(loaded, data_dir, tmp_path, name):
+    import SimpleITK as sitk
+
+    loader, node = loaded
+    scene = node.GetScene()
+    before = scene.GetNumberOfNodes()
+    ct = sitk.ReadImage(str(data_dir / "ts_ct_sm" / "image.nii.gz"), sitk.sitkFloat32)
+    two = [ct, sitk.InvertIntensity(ct, 2000.0)]
+    sitk.WriteImage(sitk.JoinSeries(two) if name.endswith(".nii.gz") else sitk.Compose(two), str(tmp_path / name))
+    with pytest.raises(SegNetsError) as refused:
+        loader.load_uploaded([{"name": name, "content": (tmp_path / name).read_bytes()}])
+    message = one_sentence(refused.value)
+    assert message.startswith(f"{name!r} holds 2 channels"), message
+    expect("upload-channels", message)
+    assert scene.GetNumberOfNodes() == before and scene.GetNodeByID(node.GetID()) is node
+
+
 def test_a_2_gb_upload_of_zeros_is_refused_in_bounded_memory(tmp_path):
     """2 GB of zeros (a sparse file, sent as 1 MiB chunks that view it) named .nii, in a process whose address
     space allows 512 MiB more than it has mapped once set up: refused from its first bytes, nothing joined
