@@ -35,6 +35,7 @@ from SegNetsLib.inference.locate import LOCATORS, boxes_from_labelmap, boxes_fro
 from SegNetsLib.inference.locator_model import load_locator, locator_files
 from SegNetsLib.inference.postprocess import postprocess
 from SegNetsLib.inference.preprocess import Preprocessed, preprocess, to_source_grid
+from SegNetsLib.nets.runet import RUNet
 from SegNetsLib.runtime.cpu_conv import fast_cpu_convolutions
 from SegNetsLib.runtime.devices import resolve_device
 
@@ -288,20 +289,30 @@ class Predictor:
         return run
 
     def _plans(self, roi_size: Sequence[int]) -> list[_WindowPlan]:
-        """Step-down sequence for out-of-memory: batch, batch 1, output on the CPU, then all on the CPU."""
+        """Step-down sequence for out-of-memory: batch, batch 1, output on the CPU, then all on the CPU.
+
+        3D RU-Net's windows go one per forward: it proposes one set of RoIs for all samples of a forward
+        (:meth:`RUNet.coarse_masks`), so a batched window would be decoded in its neighbour's RoIs too.
+        """
         cpu = torch.device("cpu")
+        single = isinstance(self.net, RUNet)
         if self.device.type != "cuda":
-            return [_WindowPlan(2 if math.prod(roi_size) < SMALL_WINDOW_VOXELS else 1, cpu, cpu)]
+            small = math.prod(roi_size) < SMALL_WINDOW_VOXELS and not single
+            return [_WindowPlan(2 if small else 1, cpu, cpu)]
         gpu = self.device
         return [
-            _WindowPlan(CUDA_WINDOW_BATCH, gpu, gpu),
+            _WindowPlan(1 if single else CUDA_WINDOW_BATCH, gpu, gpu),
             _WindowPlan(1, gpu, gpu),
             _WindowPlan(1, gpu, cpu),
             _WindowPlan(1, cpu, cpu),
         ]
 
     def _window_size(self, shape: Sequence[int]) -> tuple[int, int, int]:
-        return window_size(self.card.patch_size, shape)
+        """The window over a region of ``shape``, enlarged to an input size the network takes (ConResNet's fixed
+        size, multiples of 8 or of RU-Net's (2, 4, 4) in the paper presets); MONAI pads a region smaller than it."""
+        size = window_size(self.card.patch_size, shape)
+        fit = getattr(self.net, "input_size", None)
+        return tuple(fit(size)) if fit is not None else size
 
     # -- outputs ----------------------------------------------------------------------------------
 
@@ -384,9 +395,12 @@ def _labelmap_on_source(labelmap: np.ndarray, pre: Preprocessed, source_boxes: S
 
 
 def _probabilities_on_source(probs: np.ndarray, pre: Preprocessed) -> Volume:
-    """Network-grid probabilities (C, d, h, w) -> float32 (C, k, j, i) on the input grid."""
-    channels = np.stack([to_source_grid(channel, pre, labels=False) for channel in probs])
-    return _geometry_of(pre.source, channels.astype(np.float32, copy=False))
+    """Network-grid probabilities (C, d, h, w) -> float32 (C, k, j, i) on the input grid, resampled into the
+    output channel by channel (one channel's copy at a time, never a second set of all channels)."""
+    out = np.empty((len(probs), *pre.source.shape_kji), np.float32)
+    for target, channel in zip(out, probs):
+        target[...] = to_source_grid(channel, pre, labels=False)
+    return _geometry_of(pre.source, out)
 
 
 def _geometry_of(source: Volume, array: np.ndarray) -> Volume:

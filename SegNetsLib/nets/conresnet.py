@@ -96,6 +96,15 @@ class ConResNet(nn.Module):
             else {}
         )
 
+    def input_size(self, size: Sequence[int]) -> tuple[int, int, int]:
+        """The input (D, H, W) that forward takes for a region of at least ``size``: the fixed ``shape``, ``size``
+        itself (padded inside) or ``size`` rounded up to a multiple of 8."""
+        if self.shape is not None:
+            return self.shape  # type: ignore[return-value]
+        if self.pad_input:
+            return tuple(int(s) for s in size)  # type: ignore[return-value]
+        return tuple(-(-int(s) // _DIVISOR) * _DIVISOR for s in size)  # type: ignore[return-value]
+
     def forward(self, x: torch.Tensor, image_res: torch.Tensor | None = None) -> ConResNetOutput:
         """x: (N, C_in, D, H, W) image; image_res: optional precomputed |I[s]-I[s-1]| (same shape)."""
         if x.dim() != 5 or x.shape[1] != self.in_channels:

@@ -103,6 +103,13 @@ class RUNet(nn.Module):
         self.region_head = nn.Conv3d(b, num_classes, 1)
         self.contour_head = nn.Conv3d(b, num_classes, 1)
 
+    def input_size(self, size: Sequence[int]) -> tuple[int, int, int]:
+        """The input (D, H, W) that forward takes for a region of at least ``size``: ``size`` itself (padded
+        inside) or, without padding (paper preset), ``size`` rounded up to a multiple of :data:`GRID`."""
+        if self.pad_input:
+            return tuple(int(s) for s in size)  # type: ignore[return-value]
+        return tuple(-(-int(s) // g) * g for s, g in zip(size, GRID))  # type: ignore[return-value]
+
     # -- encoder and RoI proposal ---------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Features F1 (N, B, D, H, W), F2 (N, 2B, D, H/2, W/2), F3 (N, 4B, D/2, H/4, W/4)."""

@@ -8,8 +8,15 @@ whole-volume float64 copy (twice the float32 size) would break it.
 
 from __future__ import annotations
 
+import tracemalloc
+
+import numpy as np
 from fuzz_helpers import run_limited
 from robustness_cases import expect
+
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.inference.predictor import _probabilities_on_source
+from SegNetsLib.inference.preprocess import ChannelNormalizer, Preprocessed
 
 SHAPE = (128, 224, 224)  # 6.4 M voxels: 12 MiB as int16, 24.5 MiB as float32
 
@@ -41,3 +48,18 @@ def test_whole_volume_inference_stays_within_twice_the_float32_volume():
     print(f"peak growth {grown / 2**20:.1f} MiB, bound {bound / 2**20:.1f} MiB")
     expect("inference-memory", f"peak growth {grown / 2**20:.1f} MiB of {bound / 2**20:.1f} MiB allowed")
     assert grown <= bound, (grown, bound)
+
+
+def test_probabilities_on_the_input_grid_hold_one_channel_beyond_the_output():
+    """Mapping per-class probabilities back keeps at most one channel besides the (C, k, j, i) output."""
+    source = Volume(np.zeros((32, 64, 64), np.float32))
+    grid = Volume(np.zeros((1, 16, 32, 32), np.float32), (2.0, 2.0, 2.0), (0.5, 0.5, 0.5))
+    probs = np.full((4, 16, 32, 32), 0.25, np.float32)
+    tracemalloc.start()
+    try:
+        out = _probabilities_on_source(probs, Preprocessed(grid, (ChannelNormalizer(),), source))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.allclose(out.array, 0.25)
+    assert peak < 1.5 * out.array.nbytes  # the output and one resampled channel (4 channels here)

@@ -22,7 +22,7 @@ from inference_helpers import (
 from scipy import ndimage
 
 from SegNetsLib import nets
-from SegNetsLib.card.card import Postprocessing, RoiSettings
+from SegNetsLib.card.card import Normalization, Postprocessing, RoiSettings
 from SegNetsLib.core.errors import Cancelled, SegNetsError
 from SegNetsLib.core.progress import CancelToken
 from SegNetsLib.core.volume import Volume
@@ -170,6 +170,35 @@ def test_runet_card_locates_with_its_global_image_encoder(ct):
     assert result.labelmap.same_geometry(ct)
     assert set(np.unique(result.labelmap.array)) <= {0, 5}
     assert calls["encode"] > 0
+
+
+@pytest.mark.parametrize(
+    ("architecture", "options"),
+    [("conresnet", {"width_divisor": 4, "shape": (8, 16, 16)}), ("runet", {"base_channels": 2})],
+)
+def test_paper_presets_take_windows_of_the_input_sizes_they_accept(architecture, options):
+    """ConResNet's fixed input size and RU-Net's (2, 4, 4) multiples (paper presets pad nothing) set the windows;
+    MONAI pads the regions smaller than them: whole volume, coarse pass and RoIs of any size."""
+    torch.manual_seed(0)
+    net = nets.build(architecture, 1, 2, "paper", **options).eval()
+    card = threshold_card(1, architecture=architecture, normalization=Normalization("none"), patch_size=(8, 32, 32))
+    volume = Volume(np.random.default_rng(0).random((6, 10, 14)).astype(np.float32))
+    for roi in ("off", "auto"):
+        assert Predictor(net, card, device="cpu").predict(volume, roi=roi).labelmap.array.shape == (6, 10, 14)
+
+
+def test_runet_windows_reach_the_network_one_at_a_time():
+    """RU-Net proposes one set of RoIs for all samples of a forward: a window batched with another would be
+    decoded in the other's RoIs, so its labels would depend on its neighbour."""
+    torch.manual_seed(0)
+    net = nets.build("runet", 1, 2, base_channels=2).eval()
+    card = threshold_card(1, architecture="runet", normalization=Normalization("none"), roi=RoiSettings(mode="off"))
+    batches: list[int] = []
+    original = net.forward
+    net.forward = lambda x: batches.append(x.shape[0]) or original(x)
+    volume = Volume(np.random.default_rng(0).random((16, 64, 64)).astype(np.float32))
+    Predictor(net, card, device="cpu").predict(volume, roi="off")
+    assert len(batches) > 1 and set(batches) == {1}
 
 
 def test_cancel_stops_within_a_window_and_returns_nothing(ct, unet):
