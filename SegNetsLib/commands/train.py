@@ -21,6 +21,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """A random seed: an integer in 0 .. 2**32 - 1 (NumPy's generators take no negative seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text} is not a seed in 0 .. {2**32 - 1}")
+    return value
+
+
 def _seconds(text: str) -> float:
     """ "3600", "90m" or "2h" -> seconds."""
     factor = {"s": 1, "m": 60, "h": 3600}.get(text[-1:].lower(), 1)
@@ -103,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", choices=PRESETS, default="default", help="network preset (default: default)")
     parser.add_argument("--base-channels", type=_positive_int, help="network width (channels of the first level)")
     parser.add_argument("--build-args", type=json_object, default={}, help="other constructor arguments as JSON")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed, 0 .. 2**32 - 1 (default 0)")
     parser.add_argument("--work-dir", type=Path, help="checkpoints and logs (default: beside the model library)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work folder")
     parser.set_defaults(handler=run)

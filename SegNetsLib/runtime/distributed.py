@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from SegNetsLib.core.errors import SegNetsError
 
@@ -130,6 +131,14 @@ def broadcast_object(value: Any, source: int = 0) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=source)
     return box[0]
+
+
+def broadcast_buffers(module: nn.Module, source: int = 0) -> None:
+    """Copy rank ``source``'s buffers of ``module`` (BatchNorm running statistics) to every rank, in place."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=source)
 
 
 def mean_over_ranks(value: float, device: torch.device) -> float:

@@ -97,13 +97,26 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise SegNetsError(f"{path}: not a readable SegNets checkpoint ({error}).") from None
     if header is None:
         raise SegNetsError(f"{path}: a safetensors file without SegNets checkpoint metadata.")
-    metadata = json.loads(header)
     model = {key[len(_MODEL) :]: value for key, value in tensors.items() if key.startswith(_MODEL)}
-    optimizer = None
-    if metadata["optimizer"] is not None:
-        optimizer_tensors = {key: value for key, value in tensors.items() if key.startswith(_OPTIMIZER)}
-        optimizer = _join_optimizer(optimizer_tensors, metadata["optimizer"])
+    try:
+        metadata = _metadata(header)
+        optimizer = None
+        if metadata["optimizer"] is not None:
+            optimizer_tensors = {key: value for key, value in tensors.items() if key.startswith(_OPTIMIZER)}
+            optimizer = _join_optimizer(optimizer_tensors, metadata["optimizer"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise SegNetsError(f"{path}: its SegNets checkpoint metadata is damaged.") from None
     return Checkpoint(model=model, optimizer=optimizer, scaler=metadata["scaler"], state=metadata["state"])
+
+
+def _metadata(header: str) -> dict[str, Any]:
+    """The checkpoint's JSON metadata: state (an object), scaler and optimizer (objects or null); ValueError else."""
+    metadata = json.loads(header)
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("state"), dict):
+        raise ValueError("no state object")
+    if not all(isinstance(metadata.get(key), (dict, type(None))) for key in ("scaler", "optimizer")):
+        raise ValueError("scaler or optimizer is not an object")
+    return metadata
 
 
 def existing_checkpoint(work_dir: Path, resume: bool, dataset_name: str, is_main: bool) -> Checkpoint | None:

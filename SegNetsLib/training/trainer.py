@@ -109,12 +109,13 @@ class _Trainer:
             )
         checkpoint = existing_checkpoint(self.work_dir, options.resume, dataset.name, ranks.is_main)
         self.state: dict[str, Any] = checkpoint.state if checkpoint else {}
-        base_net, base_card, self.architecture = starting_point(start, dataset, options)
+        base_net, base_card, architecture = starting_point(start, dataset, options)
         self.card = (
             ModelCard.from_dict(self.state["card"])
             if checkpoint
-            else new_card(self.architecture, self.dataset, self.train_cases, self.options, base_card)
+            else new_card(architecture, self.dataset, self.train_cases, self.options, base_card)
         )
+        self.architecture = self.card.architecture  # a resumed run goes on with its checkpoint's network
         self.patch_size = tuple(self.card.patch_size)
         torch.manual_seed(options.seed)
         if base_net is None:
@@ -154,6 +155,7 @@ class _Trainer:
         augmentation_options = AugmentOptions()
         crop = input_size(self.patch_size, augmentation_options) if options.augment else self.patch_size
         train_cases = self._prepare(distributed.shard(self.train_cases), rng, crop)
+        self._check_foreground(train_cases)
         self.rank_cases = distributed.gather_objects([case.name for case in train_cases])
         validation_cases = self._prepare(distributed.shard(self.validation_cases), rng, self.patch_size)
         sampler = CasePatchSampler(train_cases, crop, options.foreground_share)
@@ -189,6 +191,9 @@ class _Trainer:
                 transform.set_random_state(seed=int(epoch_rng.integers(2**31)))
             epoch_began = time.monotonic()
             loss, done = self._train_epoch(model, optimizer, stage, epoch, sampler, transform, epoch_rng)
+            # each rank's last forward updated its running statistics on its own patches; DDP's next forward would
+            # take rank 0's, so validation, checkpoint and the final weight check take them now
+            distributed.broadcast_buffers(self.net)
             timed = time.monotonic()
             dice = validation_dice(
                 self.net, validation_cases, self.label_names, self.patch_size, ranks.device, self.amp
@@ -235,6 +240,14 @@ class _Trainer:
                 log.info("Time limit of %.0f s reached after epoch %d.", options.time_limit_s, epoch)
                 break
         return self._finish()
+
+    def _check_foreground(self, cases: list[PreparedCase]) -> None:
+        """Refuse a dataset whose training cases (on every rank) hold no voxel of any foreground label."""
+        if not any(distributed.gather_objects(any(len(points) for case in cases for points in case.foreground))):
+            raise SegNetsError(
+                f"{self.dataset.root / 'labelsTr'}: no training case holds a voxel of "
+                f"{', '.join(self.label_names)}; there is nothing to learn."
+            )
 
     def _stage_setup(self, stage: Stage, epoch: int):
         """(model, optimizer) for ``stage``: DDP-wrapped under torchrun, optimizer state restored on resume."""

@@ -31,7 +31,8 @@ def dataset(tmp_path_factory, data_dir):
     return make_msd_dataset(tmp_path_factory.mktemp("ddp") / "Tiny", data_dir, cases=3)
 
 
-def test_torchrun_two_cpu_ranks(dataset, tmp_path, model_library):
+@pytest.mark.parametrize("norm", ["instance", "batch"])  # batch: running statistics must agree across ranks
+def test_torchrun_two_cpu_ranks(dataset, tmp_path, model_library, norm):
     work = tmp_path / "work"
     command = [
         sys.executable,
@@ -59,7 +60,7 @@ def test_torchrun_two_cpu_ranks(dataset, tmp_path, model_library):
         "--base-channels",
         "4",
         "--build-args",
-        '{"levels": 3}',
+        json.dumps({"levels": 3, "norm": norm}),
         "--learning-rate",
         "0.01",
         "--device",

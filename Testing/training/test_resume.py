@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 from msd_builder import make_msd_dataset
+from safetensors.torch import save_file
 
 from SegNetsLib.core.errors import Cancelled, SegNetsError
 from SegNetsLib.core.progress import CancelToken
@@ -70,6 +71,23 @@ def test_checkpoint_round_trip_without_pickles(tmp_path):
     assert restored.param_groups[0]["lr"] == 0.1
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "{not json",
+        "[1, 2]",
+        '{"state": {}}',
+        '{"state": [], "scaler": null, "optimizer": null}',
+        '{"state": {}, "scaler": null, "optimizer": {"scalars": 1, "param_groups": []}}',
+    ],
+)
+def test_a_damaged_checkpoint_header_is_named(tmp_path, header):
+    path = tmp_path / LAST
+    save_file({"model.w": torch.zeros(1)}, str(path), metadata={"segnets_checkpoint": header})
+    with pytest.raises(SegNetsError, match=f"{LAST}: its SegNets checkpoint metadata is damaged"):
+        load_checkpoint(path)
+
+
 def test_cancel_mid_epoch_then_resume_gives_the_uninterrupted_result(dataset, tmp_path, model_library):
     reference = train(dataset, "unet3d", _options(tmp_path / "reference", "reference"))
 
@@ -92,6 +110,16 @@ def test_cancel_mid_epoch_then_resume_gives_the_uninterrupted_result(dataset, tm
         load_checkpoint(tmp_path / "reference" / LAST).model, load_checkpoint(tmp_path / "run" / LAST).model
     )
     _assert_same_weights(reference.net.state_dict(), resumed.net.state_dict())  # the best epoch's weights
+
+
+def test_resume_goes_on_with_the_checkpoints_architecture(dataset, tmp_path, model_library):
+    """`segnets train --resume` without --model (the default unet3d) continues a RU-Net run as a RU-Net."""
+    options = _options(tmp_path / "run", "runet run", epochs=2, iterations_per_epoch=1, build_args={"base_channels": 4})
+    train(dataset, "runet", options)
+    resumed = train(
+        dataset, "unet3d", _options(tmp_path / "run", "runet run", epochs=3, iterations_per_epoch=1, resume=True)
+    )
+    assert resumed.card.architecture == "runet" and [row["epoch"] for row in resumed.history] == [1, 2, 3]
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 from msd_builder import make_msd_dataset
 
@@ -158,6 +159,26 @@ def test_refuses_to_overwrite_a_run_and_bad_datasets(dataset, tmp_path, model_li
         train(tmp_path / "missing", "unet3d", _options(tmp_path, "unet3d"))
 
 
+def test_refuses_a_dataset_without_any_foreground(tmp_path, model_library):
+    root = tmp_path / "Empty"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    (root / "dataset.json").write_text(
+        json.dumps({"channel_names": {"0": "MR"}, "labels": {"background": 0, "liver": 1}})
+    )
+    for name in ("a", "b"):
+        sitk.WriteImage(
+            sitk.GetImageFromArray(np.random.default_rng(0).normal(size=(16, 32, 32)).astype(np.float32)),
+            str(root / "imagesTr" / f"{name}_0000.nii.gz"),
+        )
+        sitk.WriteImage(
+            sitk.GetImageFromArray(np.zeros((16, 32, 32), np.uint8)), str(root / "labelsTr" / f"{name}.nii.gz")
+        )
+    with pytest.raises(SegNetsError, match="labelsTr: no training case holds a voxel of liver"):
+        train(root, "unet3d", _options(tmp_path, "unet3d"))
+    assert ModelLibrary(model_library).list() == []
+
+
 @pytest.mark.parametrize(
     ("extra", "problem"),
     [
@@ -165,6 +186,7 @@ def test_refuses_to_overwrite_a_run_and_bad_datasets(dataset, tmp_path, model_li
         (["--learning-rate", "-1"], "'-1' is not a positive, finite learning rate"),
         (["--time-limit", "inf"], "'inf' is not a positive, finite duration"),
         (["--save-model", " "], "the model needs a name"),
+        (["--seed", "-1"], "-1 is not a seed in 0 .. 4294967295"),
         (["--work-dir", "{file}"], "is a file, not a folder"),
         (["--base-channels", "100000"], "would take"),
     ],
