@@ -33,6 +33,19 @@ def test_import_layers_contract_is_kept():
     assert "0 broken" in result.stdout
 
 
+def test_the_import_layers_name_every_subpackage_and_module_of_the_library():
+    """A subpackage left out of the layers contract could import anything: every package and top-level module of
+    SegNetsLib stands on one layer."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c["layers"] for c in config["contracts"] if c["type"] == "layers")
+    named = {name.strip() for layer in layers for name in layer.split("|")}
+    library = ROOT / "SegNetsLib"
+    parts = {p.name for p in library.iterdir() if (p / "__init__.py").is_file()}
+    parts |= {p.stem for p in library.glob("*.py") if p.name != "__init__.py"}
+    assert {f"SegNetsLib.{part}" for part in parts} - named == set()
+
+
 def test_reading_a_card_does_not_import_torch():
     code = (
         "import sys, SegNetsLib.card.card, SegNetsLib.card.schema, SegNetsLib.card.factory, SegNetsLib.core.box;"

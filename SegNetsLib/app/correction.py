@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from SegNetsLib.card.versions import split_reference
-from SegNetsLib.finetune.rounds import RoundEntry, previous_round, round_history
+from SegNetsLib.finetune.rounds import RoundEntry, previous_round
 from SegNetsLib.finetune.suggest import SliceSuggestion
 from SegNetsLib.models.library import ModelLibrary
 
@@ -58,8 +58,3 @@ def step_back(library: ModelLibrary, reference: str) -> RoundEntry | None:
     """The round before the model ``reference`` ("id@version"), kept in ``library``; None at round 1."""
     model_id, version = split_reference(reference)
     return previous_round(library, library.card(model_id, version))
-
-
-def rounds_of(library: ModelLibrary, reference: str) -> list[RoundEntry]:
-    """Every round kept of the model ``reference``'s id, oldest first."""
-    return round_history(library, split_reference(reference)[0])

@@ -101,7 +101,7 @@ class ProcessWorker:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
             self._pending[job_id] = _Pending(job, folder, protocol.dumps(message))
-            self._send(self._pending[job_id].line, job_id)
+            self._send(self._pending[job_id].line)
             return job
 
     def shutdown(self, wait: bool = True) -> None:
@@ -157,7 +157,7 @@ class ProcessWorker:
         self._buffer = b""
         self.starts += 1
 
-    def _send(self, line: bytes, job_id: int | None = None) -> None:
+    def _send(self, line: bytes) -> None:
         try:
             self._process.stdin.write(line)
             self._process.stdin.flush()
@@ -314,7 +314,7 @@ class ProcessWorker:
         if self._pending and not self._closed:  # jobs queued behind the cancelled one run in a fresh child
             self._ensure_child()
             for job_id in sorted(self._pending):
-                self._send(self._pending[job_id].line, job_id)
+                self._send(self._pending[job_id].line)
 
     def _child_gone(self) -> None:
         """The child exited on its own (killed, out of memory, crashed): fail its jobs in one sentence."""

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Protocol
 
 from SegNetsLib.core.errors import Cancelled
-
-
-class ProgressCallback(Protocol):
-    """Called with a fraction in [0, 1] and a short stage name ("resampling", "RoI 2/3", ...)."""
-
-    def __call__(self, fraction: float, stage: str) -> None: ...
 
 
 def no_progress(fraction: float, stage: str) -> None:
@@ -41,4 +34,4 @@ class CancelToken:
             raise Cancelled("the operation was cancelled")
 
 
-ProgressFn = Callable[[float, str], None]
+ProgressFn = Callable[[float, str], None]  # called with a fraction in [0, 1] and a short stage name ("RoI 2/3")

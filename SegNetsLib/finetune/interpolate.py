@@ -97,7 +97,7 @@ def _between(first: np.ndarray, second: np.ndarray, plane: Sequence[float], step
     out = [np.full(first.shape, -np.inf, dtype=np.float32) for _ in steps]
     for piece_a, piece_b in _pairs(pieces_a, pieces_b):
         for index, t in enumerate(steps):
-            np.maximum(out[index], _blend(piece_a, piece_b, t, plane), out=out[index])
+            np.maximum(out[index], _blend(piece_a, piece_b, t), out=out[index])
     return out
 
 
@@ -138,7 +138,7 @@ def _gap_mm(a: _Piece, b: _Piece) -> float:
     return float(np.hypot(*(a.centre_mm - b.centre_mm)))
 
 
-def _blend(a: _Piece | None, b: _Piece | None, t: float, plane: Sequence[float]) -> np.ndarray:
+def _blend(a: _Piece | None, b: _Piece | None, t: float) -> np.ndarray:
     """The pair's signed distance at fraction ``t`` from ``a`` to ``b``: both slid to the centroid between
     theirs and blended (a missing partner: the piece's own distance less its depth, so it ends there)."""
     if b is None:

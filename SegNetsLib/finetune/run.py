@@ -217,7 +217,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     learning_rate = options.learning_rate or (3e-3 if begin.painted_only else 3e-4)
     share = 1.0 - options.final_fraction if val_slices else 1.0
     first = LoopSettings(
-        max_iterations=int(options.iterations * share) if options.iterations else None,
+        max_iterations=max(1, int(options.iterations * share)) if options.iterations else None,
         time_limit_s=time_limit * share if time_limit else None,
         learning_rate=learning_rate,
         batch_size=options.batch_size,
@@ -244,9 +244,9 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
     if kept == "base":
         net = base_net
         notes.append(f"the base model validated better (Dice {base_dice:.3f} vs {val_dice:.3f}); it was kept")
-    elif val_slices and options.final_fraction > 0:
+    elif val_slices and options.final_fraction > 0 and (not options.iterations or iterations < options.iterations):
         final = LoopSettings(
-            max_iterations=max(1, options.iterations - iterations) if options.iterations else None,
+            max_iterations=options.iterations - iterations if options.iterations else None,
             time_limit_s=max(1.0, time_limit - loop.seconds) if time_limit else None,
             learning_rate=learning_rate * 0.5,
             batch_size=options.batch_size,
@@ -315,7 +315,7 @@ def _finetune(volume, annotation, start, options: FinetuneOptions, progress, can
         array[annotated] = labels[annotated]  # every annotated voxel keeps exactly the user's label
     seconds = time.monotonic() - began
     if kept == "fine-tuned":
-        card = result_card(begin, volume, options, slices, labels, weight, iterations, seconds, val_dice, base_dice)
+        card = result_card(begin, volume, options, slices, weight, iterations, seconds, val_dice, base_dice)
     progress(
         1.0, f"done: kept the {kept} model" + (f", validation Dice {val_dice:.3f}" if val_dice is not None else "")
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from SegNetsLib.card.card import ModelCard
 from SegNetsLib.card.factory import derive_card, next_version, slug, volume_record
@@ -16,14 +19,15 @@ def result_card(
     begin: Start,
     volume: Volume,
     options: FinetuneOptions,
-    slices,
-    labels,
-    weight,
-    iterations,
-    seconds,
-    val_dice,
-    base_dice,
+    slices: Mapping[int, Sequence[int]],
+    weight: np.ndarray,
+    iterations: int,
+    seconds: float,
+    val_dice: float | None,
+    base_dice: float | None,
 ) -> ModelCard:
+    """The card of the fine-tuned model: ``begin``'s card with what it was trained on (``slices``: axis -> indices;
+    ``weight`` [k, j, i], > 0 where labelled), ``iterations``, ``seconds`` of wall time and the validation Dice."""
     record = volume_record(volume, options.volume_name, slices, int((weight > 0).sum()))
     validation = {"dice": val_dice} if val_dice is not None else {}
     if base_dice is not None:

@@ -39,7 +39,6 @@ class Start:
     net: nn.Module
     card: ModelCard
     base_id: str | None
-    base_version: str | None
     same_volume: bool = False
     """The model's weights were last trained on the volume about to be fine-tuned on (:func:`trained_on_volume`)."""
 
@@ -153,7 +152,7 @@ def scratch_start(
         description=SCRATCH_DESCRIPTION,
     )
     net = build(architecture, 1 if image.array.ndim == 3 else image.array.shape[0], card.num_classes, **args)
-    return Start(net, card, None, None)
+    return Start(net, card, None)
 
 
 def model_start(
@@ -176,7 +175,7 @@ def model_start(
                 f"(it has {sorted(known)}); add --extend-head to add them as new classes."
             )
         net, card = extend_head(net, card, missing)
-    return Start(net, card, card.id, card.version, trained_on_volume(card, volume))
+    return Start(net, card, card.id, trained_on_volume(card, volume))
 
 
 def extend_head(net: nn.Module, card: ModelCard, new_values: Sequence[int]) -> tuple[nn.Module, ModelCard]:

@@ -34,7 +34,8 @@ from SegNetsLib.core.volume import Volume
 from SegNetsLib.inference.locate import LOCATORS, boxes_from_labelmap, boxes_from_masks, foreground_masks
 from SegNetsLib.inference.locator_model import load_locator, locator_files
 from SegNetsLib.inference.postprocess import postprocess
-from SegNetsLib.inference.preprocess import Preprocessed, preprocess, to_source_grid
+from SegNetsLib.inference.preprocess import Preprocessed, preprocess
+from SegNetsLib.inference.source_grid import labelmap_on_source, probabilities_on_source
 from SegNetsLib.nets.runet import RUNet
 from SegNetsLib.runtime.cpu_conv import fast_cpu_convolutions
 from SegNetsLib.runtime.devices import resolve_device
@@ -161,8 +162,8 @@ class Predictor:
         tracker.report(0.95, "resampling to the input grid")
         source_boxes = [pre.box_to_source(box) for box in fine_boxes]
         result = Prediction(
-            labelmap=_labelmap_on_source(labelmap, pre, source_boxes),
-            probabilities=_probabilities_on_source(probs, pre) if probs is not None else None,
+            labelmap=labelmap_on_source(labelmap, pre, source_boxes),
+            probabilities=probabilities_on_source(probs, pre) if probs is not None else None,
             rois=source_boxes if boxes else [],
         )
         cancel.raise_if_cancelled()
@@ -383,25 +384,3 @@ def window_count(shape: Sequence[int], roi_size: Sequence[int]) -> int:
         step = window if window >= size else max(int(window * (1 - OVERLAP)), 1)
         count *= math.ceil(max(size - window, 0) / step) + 1
     return count
-
-
-def _labelmap_on_source(labelmap: np.ndarray, pre: Preprocessed, source_boxes: Sequence[Box]) -> Volume:
-    """Network-grid labelmap -> uint8 labelmap on the input grid, resampling only inside ``source_boxes``."""
-    out = np.zeros(pre.source.shape_kji, dtype=np.uint8)
-    for box in source_boxes:
-        region = to_source_grid(labelmap, pre, labels=True, box=box)
-        np.copyto(out[box.slices], region, where=region != 0)
-    return _geometry_of(pre.source, out)
-
-
-def _probabilities_on_source(probs: np.ndarray, pre: Preprocessed) -> Volume:
-    """Network-grid probabilities (C, d, h, w) -> float32 (C, k, j, i) on the input grid, resampled into the
-    output channel by channel (one channel's copy at a time, never a second set of all channels)."""
-    out = np.empty((len(probs), *pre.source.shape_kji), np.float32)
-    for target, channel in zip(out, probs):
-        target[...] = to_source_grid(channel, pre, labels=False)
-    return _geometry_of(pre.source, out)
-
-
-def _geometry_of(source: Volume, array: np.ndarray) -> Volume:
-    return Volume(array, source.spacing, source.origin, source.direction)

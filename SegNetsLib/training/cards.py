@@ -20,8 +20,8 @@ def new_card(
         card = ModelCard.from_dict(base.to_dict())
         card.patch_size = tuple(options.patch_size or card.patch_size)
         return card
-    spacing = median_spacing(dataset, train_cases)
-    shapes = grid_shapes(dataset, train_cases, spacing)
+    spacing = median_spacing(train_cases)
+    shapes = grid_shapes(train_cases, spacing)
     patch = options.patch_size or default_patch_size(shapes, options.max_patch_size or (64, 128, 128))
     first = modality(dataset.channels[0])
     return make_card(

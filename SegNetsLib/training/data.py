@@ -11,6 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from SegNetsLib.card.card import ModelCard, Normalization
+from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.imageio.volumes import volume_to_sitk
 from SegNetsLib.inference.preprocess import preprocess
 from SegNetsLib.runtime import distributed
@@ -44,7 +45,7 @@ def _label_header(case: Case) -> sitk.ImageFileReader:
     return reader
 
 
-def median_spacing(dataset: LabeledDataset, cases: list[Case]) -> tuple[float, float, float]:
+def median_spacing(cases: list[Case]) -> tuple[float, float, float]:
     """The median voxel spacing (i, j, k) mm over ``cases`` (read from the label headers)."""
     spacings = [_label_header(case).GetSpacing() for case in cases]
     return tuple(float(s) for s in np.median(np.array(spacings), axis=0))  # type: ignore[return-value]
@@ -101,9 +102,7 @@ def default_patch_size(
     return tuple(int(max(16, min(top, m) // 16 * 16)) for top, m in zip(largest, median))  # type: ignore[return-value]
 
 
-def grid_shapes(
-    dataset: LabeledDataset, cases: list[Case], target_spacing: tuple[float, float, float]
-) -> list[tuple[int, int, int]]:
+def grid_shapes(cases: list[Case], target_spacing: tuple[float, float, float]) -> list[tuple[int, int, int]]:
     """Each case's (d, h, w) on the network grid, computed from its header."""
     shapes = []
     for case in cases:
@@ -111,3 +110,12 @@ def grid_shapes(
         size = [round(n * s / t) for n, s, t in zip(reader.GetSize(), reader.GetSpacing(), target_spacing)]
         shapes.append(tuple(int(v) for v in size[::-1]))
     return shapes
+
+
+def check_foreground(cases: list[PreparedCase], dataset: LabeledDataset, label_names: list[str]) -> None:
+    """Refuse a dataset whose training ``cases`` (those of every rank) hold no voxel of any foreground label."""
+    if not any(distributed.gather_objects(any(len(points) for case in cases for points in case.foreground))):
+        raise SegNetsError(
+            f"{dataset.root / 'labelsTr'}: no training case holds a voxel of {', '.join(label_names)}; "
+            "there is nothing to learn."
+        )

@@ -32,7 +32,7 @@ import torch
 
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
-from SegNetsLib.imageio.volumes import VOLUME_SUFFIXES, check_volume, read_header, volume_from_sitk
+from SegNetsLib.imageio.volumes import VOLUME_SUFFIXES, check_volume, read_header, read_image, volume_from_sitk
 
 IGNORE = -1
 """Internal label value of voxels that weigh 0: the dataset's ignore label and padding."""
@@ -228,7 +228,7 @@ def load_dataset(root: str | os.PathLike) -> LabeledDataset:
 
 def _read_channels(path: Path) -> Volume:
     """A 3D, vector or 4D (channels last) image file as a [c, k, j, i] float32 volume."""
-    volume = volume_from_sitk(sitk.ReadImage(str(path)))
+    volume = volume_from_sitk(read_image(path))
     array = volume.array if volume.array.ndim == 4 else volume.array[None]
     return volume.with_array(array.astype(np.float32, copy=False))
 
@@ -241,7 +241,7 @@ def read_case(case: Case, dataset: LabeledDataset) -> tuple[Volume, Volume]:
     parts = [_read_channels(path) for path in case.images]
     image = parts[0].with_array(np.concatenate([part.array for part in parts], axis=0))
     check_volume(image, f"case {case.name} ({case.images[0].name})")
-    label_image = sitk.ReadImage(str(case.label))
+    label_image = read_image(case.label, "label")
     labels = volume_from_sitk(label_image)
     if not image.same_geometry(labels, tolerance_mm=1e-2 * max(image.spacing)):
         raise SegNetsError(

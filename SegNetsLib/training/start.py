@@ -11,7 +11,6 @@ from SegNetsLib.card.card import ModelCard
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.models.library import load as load_model
 from SegNetsLib.training.dataset import LabeledDataset
-from SegNetsLib.training.options import TrainOptions
 
 
 def weights_digest(net: nn.Module) -> str:
@@ -23,9 +22,7 @@ def weights_digest(net: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def starting_point(
-    start: str, dataset: LabeledDataset, options: TrainOptions
-) -> tuple[nn.Module | None, ModelCard | None, str]:
+def starting_point(start: str, dataset: LabeledDataset) -> tuple[nn.Module | None, ModelCard | None, str]:
     """(net, card, architecture) for an existing model to continue from, or (None, None, name) for a new one."""
     if start in nets.ARCHITECTURES:
         return None, None, start

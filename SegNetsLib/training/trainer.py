@@ -42,16 +42,8 @@ from SegNetsLib.training.augment import AugmentOptions, build_augmentation, inpu
 from SegNetsLib.training.cards import final_card, new_card
 from SegNetsLib.training.checkpoint import existing_checkpoint, load_checkpoint, save_checkpoint
 from SegNetsLib.training.clock import EpochProgress, TimeLimit
-from SegNetsLib.training.data import (
-    prepare_case,
-    split_cases,
-)
-from SegNetsLib.training.dataset import (
-    CasePatchSampler,
-    LabeledDataset,
-    PreparedCase,
-    load_dataset,
-)
+from SegNetsLib.training.data import check_foreground, prepare_case, split_cases
+from SegNetsLib.training.dataset import CasePatchSampler, LabeledDataset, PreparedCase, load_dataset
 from SegNetsLib.training.log import TrainingLog
 from SegNetsLib.training.options import (
     BEST,
@@ -109,7 +101,7 @@ class _Trainer:
             )
         checkpoint = existing_checkpoint(self.work_dir, options.resume, dataset.name, ranks.is_main)
         self.state: dict[str, Any] = checkpoint.state if checkpoint else {}
-        base_net, base_card, architecture = starting_point(start, dataset, options)
+        base_net, base_card, architecture = starting_point(start, dataset)
         self.card = (
             ModelCard.from_dict(self.state["card"])
             if checkpoint
@@ -155,7 +147,7 @@ class _Trainer:
         augmentation_options = AugmentOptions()
         crop = input_size(self.patch_size, augmentation_options) if options.augment else self.patch_size
         train_cases = self._prepare(distributed.shard(self.train_cases), rng, crop)
-        self._check_foreground(train_cases)
+        check_foreground(train_cases, self.dataset, self.label_names)
         self.rank_cases = distributed.gather_objects([case.name for case in train_cases])
         validation_cases = self._prepare(distributed.shard(self.validation_cases), rng, self.patch_size)
         sampler = CasePatchSampler(train_cases, crop, options.foreground_share)
@@ -240,14 +232,6 @@ class _Trainer:
                 log.info("Time limit of %.0f s reached after epoch %d.", options.time_limit_s, epoch)
                 break
         return self._finish()
-
-    def _check_foreground(self, cases: list[PreparedCase]) -> None:
-        """Refuse a dataset whose training cases (on every rank) hold no voxel of any foreground label."""
-        if not any(distributed.gather_objects(any(len(points) for case in cases for points in case.foreground))):
-            raise SegNetsError(
-                f"{self.dataset.root / 'labelsTr'}: no training case holds a voxel of "
-                f"{', '.join(self.label_names)}; there is nothing to learn."
-            )
 
     def _stage_setup(self, stage: Stage, epoch: int):
         """(model, optimizer) for ``stage``: DDP-wrapped under torchrun, optimizer state restored on resume."""

@@ -12,7 +12,6 @@ from SegNetsLib import mrml as bridge  # noqa: E402
 from SegNetsLib.app.correction import (  # noqa: E402
     describe_round,
     node_ijk_to_ras,
-    rounds_of,
     slice_centre_ijk,
     step_back,
     suggestion_ras,
@@ -22,6 +21,7 @@ from SegNetsLib.app.process_worker import ProcessWorker  # noqa: E402
 from SegNetsLib.app.selftest import add_tiny_model, load_case, segment_mask, wait  # noqa: E402
 from SegNetsLib.app.worker import ThreadWorker  # noqa: E402
 from SegNetsLib.core.volume import Volume  # noqa: E402
+from SegNetsLib.finetune.rounds import round_history  # noqa: E402
 from SegNetsLib.finetune.suggest import SliceSuggestion  # noqa: E402
 from SegNetsLib.models.library import ModelLibrary  # noqa: E402
 
@@ -86,7 +86,7 @@ def test_a_correction_round_continues_from_the_result_and_names_the_next_slice(s
 
     # every round is kept, and the user can step back to the first
     reference2 = f"{second.model.id}@{second.model.version}"
-    assert [entry.round for entry in rounds_of(logic.library, reference2)] == [1, 2]
+    assert [entry.round for entry in round_history(logic.library, second.model.id)] == [1, 2]
     back = step_back(logic.library, reference2)
     assert back is not None and back.reference == reference1
     assert step_back(logic.library, reference1) is None

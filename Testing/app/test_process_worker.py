@@ -194,8 +194,8 @@ def test_cancelling_a_queued_job_leaves_the_running_one_in_its_child(mrml, worke
 def test_a_killed_child_is_one_clear_error_and_the_next_job_succeeds(mrml, worker, library, painted, large_ct):
     logic = SegmentationLogic(mrml.scene, library, worker)
     nodes_before = _nodes(mrml.scene)
-    starts = worker.starts
     job = _start_segmenting(logic, large_ct)
+    starts = worker.starts  # read once the child runs: a fresh worker starts its first child on the first job
     os.kill(worker.pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
     assert job.wait(10)
     assert job.state is JobState.FAILED

@@ -143,11 +143,11 @@ def test_a_model_trained_on_whole_volumes_gets_no_scratch_clean_up_but_its_fine_
     image, truth = _phantom()
     first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=2))
     card = first.card
-    assert round_of(card) == 1 and Start(first.net, card, card.id, card.version, same_volume=True).painted_only
+    assert round_of(card) == 1 and Start(first.net, card, card.id, same_volume=True).painted_only
     card.provenance.round, card.provenance.notes = 0, "trained by segnets train"
     card.description = "a model trained on whole volumes"
     assert round_of(card) == 0
-    assert not Start(first.net, card, card.id, card.version, same_volume=True).painted_only
+    assert not Start(first.net, card, card.id, same_volume=True).painted_only
     tuned = finetune_round(
         image, _painted(image, truth, (3, 8)), (first.net, card), dataclasses.replace(TINY, iterations=2)
     )

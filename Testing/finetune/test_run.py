@@ -72,6 +72,16 @@ def test_annotated_voxels_keep_the_user_label_and_the_annotation_is_untouched():
     assert result.card.provenance.annotated_slices == {"0": [3, 5, 8, 10, 12], "1": [], "2": []}
 
 
+@pytest.mark.parametrize("iterations", [1, 2])
+def test_a_fixed_iteration_count_is_trained_exactly_with_a_held_out_slice(iterations):
+    """``iterations`` is the whole run's training, split between the validated part (3/4) and the final part on
+    every slice: a count too small to split is not read as "no limit"."""
+    image, truth = _phantom()
+    result = finetune(image, _annotation(image, truth), "unet3d", dataclasses.replace(TINY, iterations=iterations))
+    assert result.validation_slices == [(0, 8)]  # a held-out slice: the budget is split
+    assert result.iterations == iterations
+
+
 def test_three_slices_from_scratch_train_on_all_of_them():
     image, truth = _phantom()
     result = finetune(image, _annotation(image, truth, (4, 8, 12)), "unet3d", TINY)

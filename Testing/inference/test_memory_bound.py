@@ -15,8 +15,8 @@ from fuzz_helpers import run_limited
 from robustness_cases import expect
 
 from SegNetsLib.core.volume import Volume
-from SegNetsLib.inference.predictor import _probabilities_on_source
 from SegNetsLib.inference.preprocess import ChannelNormalizer, Preprocessed
+from SegNetsLib.inference.source_grid import probabilities_on_source
 
 SHAPE = (128, 224, 224)  # 6.4 M voxels: 12 MiB as int16, 24.5 MiB as float32
 
@@ -57,7 +57,7 @@ def test_probabilities_on_the_input_grid_hold_one_channel_beyond_the_output():
     probs = np.full((4, 16, 32, 32), 0.25, np.float32)
     tracemalloc.start()
     try:
-        out = _probabilities_on_source(probs, Preprocessed(grid, (ChannelNormalizer(),), source))
+        out = probabilities_on_source(probs, Preprocessed(grid, (ChannelNormalizer(),), source))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

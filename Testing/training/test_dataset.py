@@ -149,6 +149,21 @@ def _prepared(dataset, patch, rng):
     return cases
 
 
+@pytest.mark.parametrize("part", ["image", "label"])
+def test_a_case_file_cut_short_after_listing_is_refused_when_read(nnunet_dataset, tmp_path, part):
+    """A file that changes between load_dataset and read_case (a copy still being written): ITK fills a gzip stream
+    that ends early with zeros, silently; read_case refuses it, naming the file."""
+    root = tmp_path / "copy"
+    shutil.copytree(nnunet_dataset, root)
+    dataset = load_dataset(root)
+    case = dataset.cases[0]
+    path = case.images[0] if part == "image" else case.label
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(SegNetsError, match=f"{path.name}: the compressed file is damaged or cut short"):
+        read_case(case, dataset)
+
+
 def test_patch_sampler_foreground_share_and_padding(nnunet_dataset):
     dataset = load_dataset(nnunet_dataset)
     rng = np.random.default_rng(0)
