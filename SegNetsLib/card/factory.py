@@ -6,6 +6,7 @@ import copy
 import datetime
 import hashlib
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -45,8 +46,14 @@ def now_utc() -> str:
 
 
 def slug(text: str) -> str:
-    """A model id made from free text: lower case letters, digits and '-'."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:100] or "model"
+    """A model id made from free text: lower case ASCII letters, digits and '-' (accents dropped). Letters or
+    digits with no ASCII form (Лёгкие, 肝臓) add 8 hex digits of the text's sha256, so such names keep apart."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    found = re.sub(r"[^a-z0-9]+", "-", decomposed.encode("ascii", "ignore").decode().lower()).strip("-")
+    if not any(c.isalnum() and not c.isascii() for c in decomposed):
+        return found[:100] or "model"
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{found[:91] or 'model'}-{digest}"
 
 
 def _labels(labels: Sequence[LabelInfo | str] | Mapping[int, str]) -> list[LabelInfo]:

@@ -16,6 +16,7 @@ from SegNetsLib.core.errors import SegNetsError
 
 CARD_FILE = "card.json"
 MAX_CARD_BYTES = 4 * 1024 * 1024  # a card is a few kB; anything this large is not a card
+MAX_CARD_DEPTH = 32  # a card nests 6 levels of objects and lists; deeper JSON exhausts Python's recursion
 
 
 @functools.cache
@@ -144,12 +145,31 @@ def read_card(path: str | Path, source: str | None = None) -> ModelCard:
     return card_from_json(path.read_bytes(), source)
 
 
+def _nested_deeper_than(data: Any, limit: int) -> bool:
+    """Whether JSON ``data`` nests objects and lists more than ``limit`` levels (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (dict, list)):
+            if level > limit:
+                return True
+            stack.extend((child, level + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
 def card_from_json(text: bytes | str, source: str = CARD_FILE) -> ModelCard:
     """Parse, validate and build a card from card.json text."""
+    too_deep = SegNetsError(
+        f"{source}: nests more than {MAX_CARD_DEPTH} levels of objects and lists; not a model card."
+    )
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise too_deep from None
     except (ValueError, UnicodeDecodeError) as error:
         raise SegNetsError(f"{source}: not valid JSON ({error}).") from None
+    if _nested_deeper_than(data, MAX_CARD_DEPTH):
+        raise too_deep
     return ModelCard.from_dict(validate_card(data, source))
 
 

@@ -53,6 +53,13 @@ class ModelEntry:
     card: ModelCard
 
 
+def describe(card: ModelCard) -> str:
+    """E.g. "unet3d, 1 input channel, labels liver, tumor"."""
+    channels = len(card.in_channels)
+    labels = ", ".join(label.name for label in card.labels)
+    return f"{card.architecture}, {channels} input channel{'s' if channels != 1 else ''}, labels {labels}"
+
+
 def default_root() -> Path:
     """``$SEGNETS_MODELS`` if set, else ``~/.segnets/models``."""
     return Path(os.environ.get(ENV_VAR) or DEFAULT_ROOT).expanduser()
@@ -187,8 +194,26 @@ class ModelLibrary:
         """Add the model at ``path``: a model folder, a model ``.zip``, or a bare state dict
         (``.safetensors``, ``.pt``, ``.pth``) described by ``options`` (see ``importers.read_model``)."""
         net, card = read_model(Path(path), **options)
+        self._check_same_model(card, Path(path))
         folder = self.add(net, card)
         return ModelEntry(card.id, card.version, folder, card)
+
+    def _check_same_model(self, card: ModelCard, path: Path) -> None:
+        """Refuse a card whose id names a library model of another architecture, inputs or labels: it would become
+        that model's newest version, the one its id loads."""
+        versions = self.versions(card.id)
+        if not versions:
+            return
+        held = self.card(card.id, latest(versions))
+
+        def kind(c: ModelCard) -> tuple:
+            return c.architecture, len(c.in_channels), [(label.value, label.name) for label in c.labels]
+
+        if kind(held) != kind(card):
+            raise SegNetsError(
+                f"{path.name}: its id {card.id!r} names another model in the library ({describe(held)}, not "
+                f"{describe(card)}); import it under its own id (--id)."
+            )
 
     def export(self, model_id: str, path: str | os.PathLike, version: str | None = None) -> Path:
         """Write a model version as a ``.zip`` (when ``path`` ends in .zip) or as a new folder."""

@@ -5,6 +5,7 @@ Zip archives are untrusted: entries pointing outside the archive are refused and
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -12,6 +13,8 @@ import tempfile
 import time
 import zipfile
 import zlib
+from collections.abc import Iterator
+from lzma import LZMAError
 from pathlib import Path, PurePosixPath
 
 import torch
@@ -27,6 +30,7 @@ from SegNetsLib.models.weights import (
     WEIGHTS_FILE,
     check_shapes,
     first_mismatch,
+    load_checked,
     read_safetensors,
     safetensors_shapes,
     shapes_of,
@@ -37,6 +41,17 @@ from SegNetsLib.runtime.devices import resolve_device
 MODEL_FILES = (CARD_FILE, WEIGHTS_FILE)
 MAX_UNZIPPED_BYTES = MAX_NETWORK_BYTES + MAX_CARD_BYTES + 64 * 1024**2  # no loadable model unpacks to more
 _COPY_CHUNK = 1024 * 1024
+# what reading a damaged entry raises: zipfile's errors, the deflate, bzip2 (OSError) and lzma decompressors',
+# NotImplementedError for an unknown compression method
+_UNREADABLE_ENTRY = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    NotImplementedError,
+    zlib.error,
+    LZMAError,
+    OSError,
+)
 
 
 def describe_network(card: ModelCard) -> str:
@@ -95,11 +110,17 @@ def save(net: nn.Module, card: ModelCard, folder: str | os.PathLike) -> Path:
         raise SegNetsError(
             f"the network to save {problem} for {describe_network(card)}; the card does not describe it."
         )
+    taken = SegNetsError(f"{folder}: already exists; a model is never overwritten, choose a new folder.")
     if folder.exists():
-        raise SegNetsError(f"{folder}: already exists; a model is never overwritten, choose a new folder.")
-    with atomic_folder(folder) as partial:
-        (partial / CARD_FILE).write_text(text, encoding="utf-8")
-        write_weights(net, partial / WEIGHTS_FILE)
+        raise taken
+    try:
+        with atomic_folder(folder) as partial:
+            (partial / CARD_FILE).write_text(text, encoding="utf-8")
+            write_weights(net, partial / WEIGHTS_FILE)
+    except OSError as error:  # another save of the same folder was renamed into place first
+        if isinstance(error, FileExistsError) or error.errno == errno.ENOTEMPTY:
+            raise taken from None
+        raise
     return folder
 
 
@@ -119,8 +140,7 @@ def load_folder(
     shape_only = meta_network(card)  # no memory spent until names, shapes and size are checked
     check_shapes(safetensors_shapes(weights), shape_only, source, network)
     check_network_size(shape_only, source, network)
-    net = build_network(card)
-    net.load_state_dict(read_safetensors(weights), strict=True)
+    net = load_checked(build_network(card), read_safetensors(weights), source, network)
     return net.to(target).eval(), card
 
 
@@ -145,13 +165,32 @@ def _zip_members(archive: zipfile.ZipFile, source: str) -> dict[str, zipfile.Zip
             raise SegNetsError(f"{source}: entry {name!r} is a symbolic link; the zip is refused.")
         if not name or not parts or info.is_dir() or parts[-1] not in MODEL_FILES or len(parts) > 2:
             continue
+        if info.flag_bits & 0x1:
+            raise SegNetsError(f"{source}: entry {name!r} is encrypted; SegNets reads model zips without a password.")
         if parts[-1] in members:
             raise SegNetsError(f"{source}: holds more than one {parts[-1]}; a model zip holds exactly one model.")
         members[parts[-1]] = info
     for required in MODEL_FILES:
         if required not in members:
             raise SegNetsError(f"{source}: has no {required}; a model zip holds card.json and weights.safetensors.")
+    card, weights = (PurePosixPath(members[name].filename.replace("\\", "/")) for name in MODEL_FILES)
+    if card.parent != weights.parent:
+        raise SegNetsError(
+            f"{source}: holds {str(card)!r} and {str(weights)!r} in different folders; a model zip holds them side by side."
+        )
     return members
+
+
+def _entry_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> Iterator[bytes]:
+    """The unpacked bytes of one entry, in chunks; a damaged entry raises SegNetsError naming ``source``."""
+    try:
+        with archive.open(info) as entry:
+            while chunk := entry.read(_COPY_CHUNK):
+                yield chunk
+    except _UNREADABLE_ENTRY as error:
+        text = str(error).strip()
+        reason = text.splitlines()[0][:160] if text else type(error).__name__
+        raise SegNetsError(f"{source} cannot be read ({reason}).") from None
 
 
 def extract_model_zip(path: str | os.PathLike, folder: Path, max_bytes: int | None = None) -> None:
@@ -178,17 +217,14 @@ def extract_model_zip(path: str | os.PathLike, folder: Path, max_bytes: int | No
                     f"{path.name}: {name} would unpack to {info.file_size:,} bytes, more than the {limits[name]:,}-byte limit."
                 )
             written = 0
-            try:
-                with archive.open(info) as source, open(folder / name, "wb") as target:
-                    while chunk := source.read(_COPY_CHUNK):
-                        written += len(chunk)
-                        if written > limits[name]:
-                            raise SegNetsError(
-                                f"{path.name}: {name} unpacks to more than {limits[name]:,} bytes; the zip is refused."
-                            )
-                        target.write(chunk)
-            except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, NotImplementedError, zlib.error) as error:
-                raise SegNetsError(f"{path.name}: entry {name} cannot be read ({error}).") from None
+            with open(folder / name, "wb") as target:
+                for chunk in _entry_chunks(archive, info, f"{path.name}: entry {name}"):
+                    written += len(chunk)
+                    if written > limits[name]:
+                        raise SegNetsError(
+                            f"{path.name}: {name} unpacks to more than {limits[name]:,} bytes; the zip is refused."
+                        )
+                    target.write(chunk)
 
 
 def write_model_zip(folder: Path, path: str | os.PathLike) -> Path:

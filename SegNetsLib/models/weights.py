@@ -69,6 +69,8 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             header = json.loads(handle.read(length))
     except OSError as error:
         raise _damaged(path, error.strerror or type(error).__name__) from None
+    except SegNetsError:  # a ValueError too: the wrong header length, said as such
+        raise
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise _damaged(path, "the header is not JSON") from None
     if not isinstance(header, dict):
@@ -193,8 +195,31 @@ def check_shapes(found: Shapes, net: nn.Module, source: str, network: str) -> No
         raise SegNetsError(f"{source} {problem} for {network}.")
 
 
+def check_kinds(tensors: Mapping[str, torch.Tensor], net: nn.Module, source: str) -> None:
+    """Raise SegNetsError naming the first tensor that is not floating point where ``net``'s is (or the reverse),
+    or is boolean: such values are not this network's weights, whatever their shape."""
+    expected = net.state_dict()
+    for name, found in tensors.items():
+        wanted = expected[name]
+        if found.dtype == torch.bool or found.is_floating_point() != wanted.is_floating_point():
+            raise SegNetsError(
+                f"{source}: tensor '{name}' holds {str(found.dtype).removeprefix('torch.')} values where the network "
+                f"holds {str(wanted.dtype).removeprefix('torch.')}; they are not this network's weights."
+            )
+
+
+def check_finite(net: nn.Module, source: str) -> None:
+    """Raise SegNetsError naming the first parameter or buffer of ``net`` that holds NaN or infinity."""
+    for name, tensor in net.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise SegNetsError(f"{source}: tensor '{name}' holds NaN or infinite values; the weights are damaged.")
+
+
 def load_checked(net: nn.Module, tensors: Mapping[str, torch.Tensor], source: str, network: str) -> nn.Module:
-    """Check names and shapes, then copy ``tensors`` into ``net`` (strict)."""
+    """Check names, shapes and kinds of values, copy ``tensors`` into ``net`` (strict), then check that every
+    value is finite."""
     check_shapes(shapes_of(tensors), net, source, network)
+    check_kinds(tensors, net, source)
     net.load_state_dict(tensors, strict=True)
+    check_finite(net, source)
     return net

@@ -34,6 +34,9 @@ VNetOutput = SegmentationOutput
 
 OFFICIAL_DEPTHS = ((1, 1, 2, 3, 3), (3, 2, 1, 1))  # prototxt: encoder levels 0..4, decoder levels 3..0
 FIGURE_DEPTHS = ((1, 2, 3, 3, 3), (3, 3, 2, 1))  # paper Fig. 2
+# convolutions per stage: the papers use 3; a card's depth is untrusted and each conv is a module built (even on
+# the meta device) before the network's size can be checked
+MAX_STAGE_DEPTH = 16
 
 
 class _ResidualStage(nn.Module):
@@ -78,10 +81,11 @@ class VNet(nn.Module):
     ) -> None:
         super().__init__()
         levels = len(encoder_depths)
-        if len(decoder_depths) != levels - 1 or levels < 2 or min(*encoder_depths, *decoder_depths) < 1:
+        depths = (*encoder_depths, *decoder_depths)
+        if len(decoder_depths) != levels - 1 or levels < 2 or not 1 <= min(depths) <= max(depths) <= MAX_STAGE_DEPTH:
             raise SegNetsError(
-                f"V-Net stage depths {tuple(encoder_depths)} | {tuple(decoder_depths)} must be positive, "
-                "with one decoder stage fewer than encoder stages and at least two levels."
+                f"V-Net stage depths {tuple(encoder_depths)[:8]} | {tuple(decoder_depths)[:8]} must lie between 1 and "
+                f"{MAX_STAGE_DEPTH}, with one decoder stage fewer than encoder stages and at least two levels."
             )
         if in_channels < 1 or num_classes < 1 or base_channels < 1:
             raise SegNetsError(

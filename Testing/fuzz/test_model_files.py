@@ -8,6 +8,8 @@ import struct
 import zipfile
 
 import pytest
+import safetensors.torch
+import torch
 from fuzz_helpers import keeps_the_promise
 from fuzzing import LENGTHS, fuzz, mutated_json
 from hypothesis import strategies as st
@@ -210,3 +212,94 @@ def test_zip_entry_without_a_name_is_refused_in_one_sentence(model, tmp_path):
     (tmp_path / "out").mkdir()
     extract_model_zip(path, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["card.json", "weights.safetensors"]
+
+
+@pytest.mark.parametrize("depth", [40, 600, 100_000])
+def test_deeply_nested_card_is_refused_in_one_sentence(model, tmp_path, depth):
+    """JSON nested thousands of levels made json.loads raise RecursionError; a few hundred levels in an extra
+    key of a training record loaded, and then could not be imported (dataclasses.asdict recursed too deep)."""
+    card_text, weights = model
+    data = json.loads(card_text)
+    data.pop("provenance")
+    nested = "[" * depth + "]" * depth
+    text = json.dumps(data)[:-1] + f', "provenance": {{"trained_on": [{{"extra": {nested}}}]}}}}'
+    path = _write_model(tmp_path, text, weights)
+    for call in (lambda: load(path), lambda: ModelLibrary(tmp_path / "library").import_path(path)):
+        assert "nests more than 32 levels" in keeps_the_promise(call)
+
+
+def _damaged_entry_zip(path, card_text: str, weights: bytes, method: int) -> None:
+    """A model zip whose weights entry (compressed with ``method``) has 16 bytes of its data overwritten."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("card.json", card_text)
+        archive.writestr("weights.safetensors", weights, compress_type=method)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"weights.safetensors") + len("weights.safetensors") + 60
+    raw[at : at + 16] = b"\xff" * 16
+    path.write_bytes(bytes(raw))
+
+
+def _encrypted_zip(path, card_text: str, weights: bytes) -> None:
+    """A model zip whose entries are flagged as encrypted (general purpose bit 0)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("card.json", card_text)
+        archive.writestr("weights.safetensors", weights)
+    raw = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = raw.find(signature)
+        while at != -1:
+            raw[at + offset] |= 1
+            at = raw.find(signature, at + 4)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("kind", ["bzip2", "lzma", "encrypted"])
+def test_damaged_or_encrypted_zip_entries_are_refused_in_one_sentence(model, tmp_path, kind):
+    """bzip2 and lzma data that does not decompress raised OSError and LZMAError, an encrypted entry RuntimeError."""
+    card_text, weights = model
+    path = tmp_path / "model.zip"
+    if kind == "encrypted":
+        _encrypted_zip(path, card_text, weights)
+    else:
+        _damaged_entry_zip(path, card_text, weights, {"bzip2": zipfile.ZIP_BZIP2, "lzma": zipfile.ZIP_LZMA}[kind])
+    assert ("is encrypted" if kind == "encrypted" else "cannot be read") in keeps_the_promise(lambda: load(path))
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda t: torch.full_like(t, float("nan")) if t.is_floating_point() else t, "holds NaN or infinite values"),
+        (lambda t: torch.full_like(t, float("inf")) if t.is_floating_point() else t, "holds NaN or infinite values"),
+        (lambda t: t.to(torch.uint8), "holds uint8 values where the network holds float32"),
+        (lambda t: t.to(torch.bool), "holds bool values where the network holds float32"),
+    ],
+)
+def test_weights_with_non_finite_or_non_float_values_are_refused(model, tmp_path, change, expected):
+    """Right names and shapes, wrong values: NaN, infinity, integers or booleans were loaded (and imported) as they
+    were, and the network then predicted NaN everywhere or nonsense."""
+    card_text, weights = model
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(weights)
+    tensors = {name: change(tensor).contiguous() for name, tensor in safetensors.torch.load_file(path).items()}
+    model_path = _write_model(tmp_path, card_text, safetensors.torch.save(tensors))
+    for call in (lambda: load(model_path), lambda: ModelLibrary(tmp_path / "library").import_path(model_path)):
+        assert expected in keeps_the_promise(call)
+    assert not (tmp_path / "library").exists()
+
+
+@pytest.mark.parametrize("length", [0, 1, 2**63, 2**64 - 1])
+def test_a_lying_header_length_is_called_so(model, tmp_path, length):
+    """The 'header length is wrong' refusal is a ValueError, and was caught and reworded 'the header is not JSON'."""
+    card_text, weights = model
+    path = _write_model(tmp_path, card_text, struct.pack("<Q", length) + weights[8:])
+    assert "the header length is wrong" in keeps_the_promise(lambda: load(path))
+
+
+def test_card_and_weights_from_different_folders_of_a_zip_are_refused(model, tmp_path):
+    """a/card.json and b/weights.safetensors (halves of two models) were loaded as one model."""
+    card_text, weights = model
+    path = tmp_path / "model.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a/card.json", card_text)
+        archive.writestr("b/weights.safetensors", weights)
+    assert "in different folders" in keeps_the_promise(lambda: load(path))

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 
 import pytest
 import torch
+from fuzz_helpers import one_sentence
 from model_helpers import outputs, snapshot, tiny_model
 
-from SegNetsLib.card.factory import derive_card, next_version
+from SegNetsLib.card.factory import derive_card, next_version, slug
 from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.models import store
 from SegNetsLib.models.library import ModelLibrary, default_root, load
+from SegNetsLib.models.store import save
 
 
 def test_library_location(tmp_path, monkeypatch):
@@ -88,3 +92,63 @@ def test_a_model_is_removed_by_the_name_it_was_saved_under(tmp_path):
     assert library.versions("liver-patient-12") == ["1.1.0"]
     assert library.remove("liver_patient_12") == ["1.1.0"] and not (tmp_path / "lib" / "liver-patient-12").exists()
     assert not [p for p in (tmp_path / "lib").iterdir() if p.name.endswith(".removing")]
+
+
+def test_names_without_latin_letters_get_ids_of_their_own(tmp_path):
+    """Every name without ASCII letters became the id 'model': a lookup by one such name found another's model."""
+    library = ModelLibrary(tmp_path)
+    net, card = tiny_model(name="Лёгкие", labels=("lung",))
+    library.add(net, card)
+    assert len({slug("Лёгкие"), slug("肝臓"), slug("Лёгкие 2"), slug("肝臓 2")}) == 4
+    assert library.find("Лёгкие") == tmp_path / card.id / "1.0.0"
+    with pytest.raises(SegNetsError, match="is not in the library"):
+        library.find("肝臓")
+
+
+def test_two_saves_of_the_same_version_at_once_keep_the_first_and_refuse_the_second(tmp_path, monkeypatch):
+    """Both saves passed the 'already in the library' check; the second one's rename failed with a bare OSError
+    (Directory not empty) instead of saying the version is taken."""
+    library = ModelLibrary(tmp_path)
+    both_written = threading.Barrier(2, timeout=30)
+    write = store.write_weights
+
+    def write_then_wait(net, path):
+        write(net, path)
+        both_written.wait()
+
+    monkeypatch.setattr(store, "write_weights", write_then_wait)
+    outcomes: dict[int, object] = {}
+
+    def add(seed):
+        net, card = tiny_model(seed)
+        try:
+            outcomes[seed] = library.add(net, card)
+        except Exception as error:  # noqa: BLE001 - the test reports whatever the second save raised
+            outcomes[seed] = error
+
+    threads = [threading.Thread(target=add, args=(seed,)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    errors = [value for value in outcomes.values() if isinstance(value, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], SegNetsError), errors
+    assert "already exists" in one_sentence(errors[0])
+    assert [p.name for p in (tmp_path / "unet3d-liver-tumor").iterdir()] == ["1.0.0"]
+
+
+def test_an_import_whose_id_names_another_model_is_refused(tmp_path):
+    """A downloaded model reusing the id of the user's own (other labels, higher version) became its newest
+    version silently, so the id then segmented with the stranger's network."""
+    library = ModelLibrary(tmp_path / "library")
+    net, card = tiny_model(labels=("liver", "tumor"), id="liver-ct")
+    library.add(net, card)
+    other_net, other = tiny_model(labels=("spleen",), id="liver-ct", version="9.0.0")
+    download = save(other_net, other, tmp_path / "download")
+    with pytest.raises(SegNetsError, match="names another model in the library") as refused:
+        library.import_path(download)
+    one_sentence(refused.value)
+    assert library.versions("liver-ct") == ["1.0.0"]
+    assert library.import_path(download, id="spleen-ct").id == "spleen-ct"
+    same_net, same = tiny_model(seed=3, id="liver-ct", version="1.1.0")
+    assert library.import_path(save(same_net, same, tmp_path / "newer")).version == "1.1.0"

@@ -111,3 +111,25 @@ def test_build_args_a_constructor_chokes_on_are_one_sentence(tmp_path, build_arg
     with pytest.raises(SegNetsError) as refused:
         load(folder)
     expect("bad-build-args", one_sentence(refused.value))
+
+
+def test_card_asking_for_a_v_net_of_a_million_convolutions_is_refused_at_once(tmp_path):
+    """Tiny tensors, many modules: 10**6 convolutions of one channel are 0.5 GB of weights (under the bound) but
+    took minutes and gigabytes of Python objects to build on the meta device before any check."""
+    folder = _model_with_build_args(
+        tmp_path, {"preset": "default", "base_channels": 1, "encoder_depths": [10**6, 1], "decoder_depths": [1]}
+    )
+    data = json.loads((folder / "card.json").read_text())
+    (folder / "card.json").write_text(json.dumps({**data, "architecture": "vnet"}))
+    result = run_limited(
+        f"""
+        from SegNetsLib.models.library import load
+        from SegNetsLib.core.errors import SegNetsError
+        try:
+            load({str(folder)!r})
+        except SegNetsError as error:
+            print(error)
+        """,
+        timeout=30,
+    )
+    assert "must lie between 1 and 16" in result.stdout, result.stdout + result.stderr
