@@ -189,6 +189,7 @@ class SegmentationLogic:
         job = self.worker.submit(
             "segment",
             model_path=model_path,
+            library_root=self.library.root,
             device=device,
             volume=volume,
             roi=roi,

@@ -65,14 +65,17 @@ class TaskState:
         self._key: tuple[str, str, int] | None = None
         self._predictor = None
 
-    def predictor(self, model_path: Path, device: str):
+    def predictor(self, model_path: Path, device: str, library_root: Path | None = None):
+        """The warm Predictor of the model at ``model_path`` on ``device``; a locator id its card names is looked
+        up in the library at ``library_root`` (default: the default library)."""
         from SegNetsLib.inference.predictor import Predictor
 
         key = (str(model_path), device, Path(model_path).stat().st_mtime_ns)  # a re-imported model is reloaded
         if key != self._key:
             self.release()
             net, card = load(model_path, device="cpu")
-            self._predictor = Predictor(net, card, device)
+            library = ModelLibrary(library_root) if library_root is not None else None
+            self._predictor = Predictor(net, card, device, library)
             self._key = key
         return self._predictor
 
@@ -101,15 +104,17 @@ def segment(
     name: str,
     progress: ProgressFn,
     cancel: CancelToken,
+    library_root: Path | None = None,
 ) -> SegmentOutput:
-    """Segment ``volume`` with the model at ``model_path``; inside ``box`` only when one is given."""
+    """Segment ``volume`` with the model at ``model_path``; inside ``box`` only when one is given. A locator model
+    the card names by id is looked up in the library at ``library_root`` (the one the model was chosen from)."""
     from SegNetsLib.runtime.devices import with_cpu_fallback
 
     progress(0.0, "loading model")
     notes: list[str] = []
 
     def run(on: str):
-        predictor = state.predictor(Path(model_path), on)
+        predictor = state.predictor(Path(model_path), on, library_root)
         cancel.raise_if_cancelled()
         if box is None:
             return predictor.predict(volume, roi=roi, progress=progress, cancel=cancel, name=name), predictor.card

@@ -251,3 +251,16 @@ def test_box_from_source_covers_the_box_on_an_oblique_reoriented_grid():
         )
         back = pre.box_to_source(found)  # the way back reaches every source voxel of the box
         assert all(a <= s and e <= b for a, b, s, e in zip(back.start, back.stop, box.start, box.stop))
+
+
+def test_a_locator_id_is_looked_up_in_the_library_the_model_came_from(model_library, volume, tmp_path):
+    """The panel's library folder need not be $SEGNETS_MODELS: a locator id is found beside the main model."""
+    from SegNetsLib.app.tasks import TaskState
+
+    chosen = ModelLibrary(tmp_path / "chosen library")
+    chosen.add(threshold_unet(hounsfield(800.0), 1), locator_card())
+    with pytest.raises(SegNetsError, match="is not self, runet or a usable model"):
+        Predictor(ThresholdNet(hounsfield(0.0)), main_card("loc"), device="cpu")  # $SEGNETS_MODELS holds none
+    card = main_card("loc", architecture="unet3d", build_args=UNET_ARGS)
+    main = save(threshold_unet(hounsfield(0.0), 1), card, tmp_path / "main")
+    assert TaskState().predictor(main, "cpu", chosen.root).predict(volume).rois == [BRIGHT_ROI]
