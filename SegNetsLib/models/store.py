@@ -25,7 +25,7 @@ from SegNetsLib.card.card import ModelCard
 from SegNetsLib.card.schema import CARD_FILE, MAX_CARD_BYTES, card_to_json, read_card
 from SegNetsLib.core.atomic import atomic_file, atomic_folder
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.models.limits import MAX_NETWORK_BYTES, check_network_size
+from SegNetsLib.models.limits import MAX_NETWORK_BYTES, check_network_size, network_bytes
 from SegNetsLib.models.weights import (
     WEIGHTS_FILE,
     check_shapes,
@@ -40,6 +40,7 @@ from SegNetsLib.runtime.devices import resolve_device
 
 MODEL_FILES = (CARD_FILE, WEIGHTS_FILE)
 MAX_UNZIPPED_BYTES = MAX_NETWORK_BYTES + MAX_CARD_BYTES + 64 * 1024**2  # no loadable model unpacks to more
+WEIGHTS_HEADER_BYTES = 16 * 1024**2  # a safetensors header: some 100 bytes a tensor, for thousands of tensors
 _COPY_CHUNK = 1024 * 1024
 # what reading a damaged entry raises: zipfile's errors, the deflate, bzip2 (OSError) and lzma decompressors',
 # NotImplementedError for an unknown compression method
@@ -197,7 +198,8 @@ def extract_model_zip(path: str | os.PathLike, folder: Path, max_bytes: int | No
     """Unpack card.json and weights.safetensors of a model zip into ``folder`` (nothing else).
 
     Refuses entries with absolute or '..' paths or links, and archives that would unpack to more than
-    ``max_bytes`` (default MAX_UNZIPPED_BYTES), counting the bytes actually written.
+    ``max_bytes`` (default MAX_UNZIPPED_BYTES), counting the bytes actually written. The card is unpacked and
+    checked first: the weights may then unpack to no more than its network holds (:func:`weights_bound`).
     """
     path = Path(path)
     cap = MAX_UNZIPPED_BYTES if max_bytes is None else max_bytes
@@ -207,24 +209,33 @@ def extract_model_zip(path: str | os.PathLike, folder: Path, max_bytes: int | No
         raise SegNetsError(f"{path.name}: not a readable zip archive ({error}).") from None
     with archive:
         members = _zip_members(archive, path.name)
-        limits = {CARD_FILE: min(cap, MAX_CARD_BYTES), WEIGHTS_FILE: cap}
         declared = sum(info.file_size for info in members.values())
         if declared > cap:
             raise SegNetsError(f"{path.name}: would unpack to {declared:,} bytes, more than the {cap:,}-byte limit.")
-        for name, info in members.items():
-            if info.file_size > limits[name]:
-                raise SegNetsError(
-                    f"{path.name}: {name} would unpack to {info.file_size:,} bytes, more than the {limits[name]:,}-byte limit."
-                )
-            written = 0
-            with open(folder / name, "wb") as target:
-                for chunk in _entry_chunks(archive, info, f"{path.name}: entry {name}"):
-                    written += len(chunk)
-                    if written > limits[name]:
-                        raise SegNetsError(
-                            f"{path.name}: {name} unpacks to more than {limits[name]:,} bytes; the zip is refused."
-                        )
-                    target.write(chunk)
+        _unpack(archive, members[CARD_FILE], folder / CARD_FILE, min(cap, MAX_CARD_BYTES), path.name)
+        card = read_card(folder / CARD_FILE, f"{path.name}: {CARD_FILE}")
+        _unpack(archive, members[WEIGHTS_FILE], folder / WEIGHTS_FILE, min(cap, weights_bound(card)), path.name)
+
+
+def weights_bound(card: ModelCard) -> int:
+    """The most bytes a weights file of ``card``'s network can hold: every tensor as float64, and a header."""
+    return 2 * network_bytes(meta_network(card)) + WEIGHTS_HEADER_BYTES
+
+
+def _unpack(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int, source: str) -> None:
+    """Write the entry ``info`` to ``target``; refused beyond ``limit`` bytes (declared or written)."""
+    name = target.name
+    if info.file_size > limit:
+        raise SegNetsError(
+            f"{source}: {name} would unpack to {info.file_size:,} bytes, more than the {limit:,}-byte limit."
+        )
+    written = 0
+    with open(target, "wb") as handle:
+        for chunk in _entry_chunks(archive, info, f"{source}: entry {name}"):
+            written += len(chunk)
+            if written > limit:
+                raise SegNetsError(f"{source}: {name} unpacks to more than {limit:,} bytes; the zip is refused.")
+            handle.write(chunk)
 
 
 def write_model_zip(folder: Path, path: str | os.PathLike) -> Path:

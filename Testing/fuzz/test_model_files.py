@@ -17,6 +17,7 @@ from model_helpers import tiny_model
 from robustness_cases import expect
 
 from SegNetsLib.card.schema import card_from_json, card_to_json
+from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.models.library import ModelLibrary, load
 from SegNetsLib.models.store import extract_model_zip, save
 
@@ -303,3 +304,26 @@ def test_card_and_weights_from_different_folders_of_a_zip_are_refused(model, tmp
         archive.writestr("a/card.json", card_text)
         archive.writestr("b/weights.safetensors", weights)
     assert "in different folders" in keeps_the_promise(lambda: load(path))
+
+
+def test_a_weights_entry_inflating_beyond_its_cards_network_is_refused_early(model, tmp_path):
+    """1 MiB of zip inflating to 1 GiB of weights was written whole to the temporary folder (within the 4 GiB
+    bound of any network) before the weights were read; now the card's network bounds what the entry may hold."""
+    from SegNetsLib.models.store import weights_bound
+
+    card_text, weights = model
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("card.json", card_text)
+        with archive.open("weights.safetensors", "w", force_zip64=True) as entry:
+            entry.write(weights)
+            for _ in range(1024):  # 1 GiB of zeros after the real weights: about 1 MiB compressed
+                entry.write(bytes(1024**2))
+    assert path.stat().st_size < 8 * 1024**2
+    bound = weights_bound(card_from_json(card_text.encode(), "card.json"))
+    assert len(weights) <= bound < 64 * 1024**2
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(SegNetsError, match="weights.safetensors would unpack to .* bytes, more than the"):
+        extract_model_zip(path, out)
+    assert not (out / "weights.safetensors").exists() or (out / "weights.safetensors").stat().st_size <= bound
