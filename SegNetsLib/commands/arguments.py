@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,4 +48,52 @@ def json_object(text: str) -> dict:
         raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({error.msg})") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object such as '{{\"base_channels\": 8}}'")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer in 0 .. 2**32 - 1 (NumPy's generators take no negative seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text} is not a seed in 0 .. {2**32 - 1}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """An argparse type: "3600", "90m" or "2h" -> seconds, positive and finite."""
+    factor = {"s": 1, "m": 60, "h": 3600}.get(text[-1:].lower(), 1)
+    number = text[:-1] if text[-1:].lower() in "smh" else text
+    try:
+        value = float(number) * factor
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (seconds, or e.g. 90m, 2h)") from None
+    return _positive(value, text, "duration")
+
+
+def learning_rate(text: str) -> float:
+    """An argparse type: a positive, finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    return _positive(value, text, "learning rate")
+
+
+def _positive(value: float, text: str, what: str) -> float:
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite {what}")
     return value

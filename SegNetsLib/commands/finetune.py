@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from SegNetsLib.commands.arguments import check_place, refuse_overwriting_inputs
+from SegNetsLib.commands.arguments import check_place, positive_int, refuse_overwriting_inputs, seconds
 from SegNetsLib.core.constants import ARCHITECTURES, DEVICE_CHOICES
 from SegNetsLib.core.errors import SegNetsError
 
@@ -51,11 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--time-limit",
-        type=float,
+        type=seconds,
         metavar="S",
-        help="seconds for the whole run, segmentation included (default 60 CPU / 20 GPU)",
+        help="seconds (or e.g. 2m) for the whole run, segmentation included (default 60 CPU / 20 GPU)",
     )
-    parser.add_argument("--iterations", type=int, metavar="N", help="training iterations")
+    parser.add_argument("--iterations", type=positive_int, metavar="N", help="training iterations")
     parser.add_argument("--device", default="auto", help=f"{' | '.join(DEVICE_CHOICES)} (default: auto)")
     parser.add_argument(
         "--slices",
@@ -87,10 +87,6 @@ def _check_args(args: argparse.Namespace) -> None:
         check_place(args.output)
         inputs = {"--input": args.input, "--annotations": args.annotations, "--previous": args.previous}
         refuse_overwriting_inputs(args.output, inputs)
-    if args.time_limit is not None and not args.time_limit > 0:
-        raise SegNetsError(f"--time-limit {args.time_limit} must be a positive number of seconds.")
-    if args.iterations is not None and args.iterations < 1:
-        raise SegNetsError(f"--iterations {args.iterations} must be at least 1.")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,54 +7,10 @@ nodes with torchrun's rendezvous); each rank trains on its shard of the cases, r
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-from SegNetsLib.commands.arguments import check_place, json_object
+from SegNetsLib.commands.arguments import check_place, json_object, learning_rate, positive_int, seconds, seed
 from SegNetsLib.core.constants import ARCHITECTURES, PRESETS
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _seed(text: str) -> int:
-    """A random seed: an integer in 0 .. 2**32 - 1 (NumPy's generators take no negative seed)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{text} is not a seed in 0 .. {2**32 - 1}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    """ "3600", "90m" or "2h" -> seconds."""
-    factor = {"s": 1, "m": 60, "h": 3600}.get(text[-1:].lower(), 1)
-    number = text[:-1] if text[-1:].lower() in "smh" else text
-    try:
-        value = float(number) * factor
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (seconds, or e.g. 90m, 2h)") from None
-    return _positive(value, text, "duration")
-
-
-def _learning_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    return _positive(value, text, "learning rate")
-
-
-def _positive(value: float, text: str, what: str) -> float:
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite {what}")
-    return value
 
 
 def _name(text: str) -> str:
@@ -84,37 +40,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--save-model", required=True, type=_name, metavar="NAME", help="name of the new model in the library"
     )
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=_positive_int, help="number of epochs (default 50, or the resumed run's)")
+    length.add_argument("--epochs", type=positive_int, help="number of epochs (default 50, or the resumed run's)")
     length.add_argument(
         "--time-limit",
-        type=_seconds,
+        type=seconds,
         metavar="S",
         help="train for this long (seconds, or 90m, 2h), held within a few percent: the epoch count is planned "
         "again after each epoch and the last epoch may be cut short",
     )
     parser.add_argument(
-        "--iterations", type=_positive_int, help="iterations per epoch (default 250 on a GPU, 50 on the CPU)"
+        "--iterations", type=positive_int, help="iterations per epoch (default 250 on a GPU, 50 on the CPU)"
     )
-    parser.add_argument(
-        "--batch-size", type=_positive_int, default=2, help="patches per iteration and rank (default 2)"
-    )
+    parser.add_argument("--batch-size", type=positive_int, default=2, help="patches per iteration and rank (default 2)")
     parser.add_argument(
         "--patch-size",
-        type=_positive_int,
+        type=positive_int,
         nargs=3,
         metavar=("D", "H", "W"),
         help="patch size in voxels (default: the median case, at most 64 128 128 on a GPU, 32 64 64 on the CPU)",
     )
     parser.add_argument(
-        "--learning-rate", type=_learning_rate, help="initial learning rate (default: the architecture's paper value)"
+        "--learning-rate", type=learning_rate, help="initial learning rate (default: the architecture's paper value)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK)")
     parser.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA too")
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
     parser.add_argument("--preset", choices=PRESETS, default="default", help="network preset (default: default)")
-    parser.add_argument("--base-channels", type=_positive_int, help="network width (channels of the first level)")
+    parser.add_argument("--base-channels", type=positive_int, help="network width (channels of the first level)")
     parser.add_argument("--build-args", type=json_object, default={}, help="other constructor arguments as JSON")
-    parser.add_argument("--seed", type=_seed, default=0, help="random seed, 0 .. 2**32 - 1 (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2**32 - 1 (default 0)")
     parser.add_argument("--work-dir", type=Path, help="checkpoints and logs (default: beside the model library)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work folder")
     parser.set_defaults(handler=run)
