@@ -93,7 +93,15 @@ def _cpu_threads(threads: int | None):
         torch.set_num_threads(before)
 
 
-def _finetune(volume, annotation, start, options: FinetuneOptions, progress, cancel, callback) -> FinetuneResult:
+def _finetune(
+    volume: Volume,
+    annotation: Volume,
+    start: str | os.PathLike | tuple[nn.Module, ModelCard],
+    options: FinetuneOptions,
+    progress: ProgressFn | None,
+    cancel: CancelToken | None,
+    callback: FinetuneCallback | None,
+) -> FinetuneResult:
     progress = progress or no_progress
     cancel = cancel or CancelToken()
     began = time.monotonic()

@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from monai.data import get_track_meta, set_track_meta
 from monai.transforms import (
@@ -29,7 +30,7 @@ from monai.transforms import (
     RandShiftIntensityd,
 )
 
-from SegNetsLib.training.dataset import targets_from_labels
+from SegNetsLib.training.dataset import CasePatchSampler, targets_from_labels
 
 KEYS = ("image", "label", "weight")
 
@@ -147,7 +148,11 @@ def augment(transform: Compose, sample: dict[str, torch.Tensor]) -> dict[str, to
 
 
 def training_batch(
-    sampler, batch_size: int, transform, device: torch.device, rng
+    sampler: CasePatchSampler,
+    batch_size: int,
+    transform: Compose | None,
+    device: torch.device,
+    rng: np.random.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One batch on ``device``: images (N, C, d, h, w), targets and weights (N, d, h, w), each patch drawn by
     ``sampler`` (a :class:`SegNetsLib.training.dataset.CasePatchSampler`) and augmented by ``transform`` if given."""
