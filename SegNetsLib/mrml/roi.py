@@ -1,8 +1,9 @@
 """RoI boxes (input voxel indices) <-> markups ROI nodes the user can see, move and resize.
 
 A box is (z0, y0, x0, z1, y1, x1), half-open voxel indices in array order [k, j, i], as
-``SegNetsLib.core.box`` defines it. The ROI node is oriented along the volume's voxel axes, so a box on
-an oblique volume maps onto an oblique ROI and back without growing.
+``SegNetsLib.core.box`` defines it. The ROI node is oriented along the volume's voxel axes, in the volume's
+frame under its parent transform, so a box on an oblique or transformed volume maps onto an ROI and back without
+growing.
 """
 
 from __future__ import annotations
@@ -18,26 +19,33 @@ _TOLERANCE = 1e-3  # voxels: a corner this close to a voxel edge counts as on it
 
 def _volume_to_world(volume_node) -> np.ndarray:
     """The volume node's IJK-to-world matrix (its IJK-to-RAS and any linear parent transform)."""
+    return _node_to_world(volume_node, f"volume {volume_node.GetName()!r}") @ ijk_to_ras_of(volume_node)
+
+
+def _node_to_world(node, what: str) -> np.ndarray:
+    """The 4 x 4 matrix from ``node``'s own coordinates to world: its linear parent transform, or the identity."""
     import slicer
     import vtk
 
-    matrix = ijk_to_ras_of(volume_node)
-    parent = volume_node.GetParentTransformNode()
-    if parent is not None:
-        if not parent.IsTransformToWorldLinear():
-            raise SegNetsError(f"volume {volume_node.GetName()!r} is under a non-linear transform; harden it first.")
-        to_world = vtk.vtkMatrix4x4()
-        slicer.vtkMRMLTransformNode.GetMatrixTransformBetweenNodes(parent, None, to_world)
-        matrix = matrix_to_numpy(to_world) @ matrix
-    return matrix
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return np.eye(4)
+    if not parent.IsTransformToWorldLinear():
+        raise SegNetsError(f"{what} is under a non-linear transform; harden it first.")
+    to_world = vtk.vtkMatrix4x4()
+    slicer.vtkMRMLTransformNode.GetMatrixTransformBetweenNodes(parent, None, to_world)
+    return matrix_to_numpy(to_world)
 
 
 def roi_node_from_box(volume_node, box: Box, name: str, roi_node=None):
-    """A markups ROI node covering ``box`` of ``volume_node``'s voxels (new unless ``roi_node`` is given)."""
+    """A markups ROI node covering ``box`` of ``volume_node``'s voxels (new unless ``roi_node`` is given). It is
+    placed in the volume's own frame, under the volume's parent transform, so it follows that transform as the
+    volume does, and a sheared transform maps it back onto the same voxels."""
     z0, y0, x0, z1, y1, x1 = (int(value) for value in box)
     if not (z1 > z0 and y1 > y0 and x1 > x0):
         raise SegNetsError(f"RoI box {tuple(box)} is empty; every upper index must exceed its lower one.")
-    ijk_to_world = _volume_to_world(volume_node)
+    _volume_to_world(volume_node)  # refuses a non-linear parent transform
+    ijk_to_world = ijk_to_ras_of(volume_node)  # the ROI's node frame: the volume's own, before its transform
     axes = ijk_to_world[:3, :3]
     spacing = np.linalg.norm(axes, axis=0)
     directions = axes / spacing
@@ -54,13 +62,15 @@ def roi_node_from_box(volume_node, box: Box, name: str, roi_node=None):
         roi_node.CreateDefaultDisplayNodes()
     roi_node.SetAndObserveObjectToNodeMatrix(numpy_to_matrix(object_to_node))
     roi_node.SetSize(*size.tolist())
+    roi_node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
     return roi_node
 
 
 def _roi_corners_world(roi_node) -> np.ndarray:
-    """The ROI's 8 corners in world coordinates, as a (8, 4) homogeneous array."""
+    """The ROI's 8 corners in world coordinates (through its own parent transform), as a (8, 4) array."""
     size = np.array(roi_node.GetSize())
-    object_to_world = matrix_to_numpy(roi_node.GetObjectToWorldMatrix())
+    object_to_node = matrix_to_numpy(roi_node.GetObjectToNodeMatrix())
+    object_to_world = _node_to_world(roi_node, f"RoI {roi_node.GetName()!r}") @ object_to_node
     signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=float)
     corners = np.hstack([signs * size / 2.0, np.ones((8, 1))])
     return corners @ object_to_world.T

@@ -245,5 +245,24 @@ def test_roi_of_a_transformed_volume_sits_on_the_transformed_voxels(mrml):
     roi = mrml_bridge.roi_node_from_box(volume_node, box, "RoI")
     center_ijk = np.array([1.5, 1.0, 0.5, 1.0])  # (i, j, k) centre of the box
     expected = (volume.ijk_to_ras() @ center_ijk)[:3] + [50.0, 0.0, 0.0]
-    np.testing.assert_allclose(roi.GetCenter(), expected, atol=1e-6)
+    np.testing.assert_allclose(roi.GetCenterWorld(), expected, atol=1e-6)
+    assert mrml_bridge.box_from_roi_node(roi, volume_node) == box
+    assert roi.GetTransformNodeID() == transform.GetID()  # moving the volume moves its RoI
+
+
+def test_roi_of_a_volume_under_a_sheared_transform_comes_back_on_the_same_voxels(mrml):
+    """A sheared voxel box is no rectangle: an ROI made in world coordinates grew on the way back."""
+    import vtk
+
+    volume = Volume(np.zeros((10, 12, 14), np.int16), spacing=(1.0, 1.5, 2.0))
+    volume_node = mrml_bridge.volume_node_from_volume(mrml.scene, volume, "CT")
+    transform = mrml.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "affine registration")
+    shear = vtk.vtkMatrix4x4()
+    shear.SetElement(0, 1, 0.4)
+    shear.SetElement(1, 2, -0.3)
+    shear.SetElement(2, 3, 12.0)
+    transform.SetMatrixTransformToParent(shear)
+    volume_node.SetAndObserveTransformNodeID(transform.GetID())
+    box = (2, 3, 4, 7, 9, 11)
+    roi = mrml_bridge.roi_node_from_box(volume_node, box, "RoI")
     assert mrml_bridge.box_from_roi_node(roi, volume_node) == box
