@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from SegNetsLib import __version__
-from SegNetsLib.card.card import ChannelInfo, LabelInfo, ModelCard, Normalization, Provenance
+from SegNetsLib.card.card import ChannelInfo, LabelInfo, ModelCard, Normalization, Provenance, RoiSettings
 from SegNetsLib.card.schema import finite_or_none, validate_card
 from SegNetsLib.card.versions import bump, latest, version_key
 from SegNetsLib.core.errors import SegNetsError
@@ -93,9 +93,11 @@ def make_card(
     in_channels: a count (named after ``modality``) or ChannelInfo objects / names.
     ``build_args`` are constructor overrides for ``nets.build`` (``preset`` is added); ``fields`` set any
     other card field (``target_spacing``, ``normalization``, ``patch_size``, ``roi``, ``description``...).
-    Normalization defaults to a soft-tissue CT window for CT and z-score over nonzero voxels otherwise.
+    Normalization defaults to a soft-tissue CT window for CT and z-score over nonzero voxels otherwise; RoI
+    localization to the network's own coarse pass, and for a 3D RU-Net to its Global Image Encoder (the paper's).
     """
     label_list = _labels(labels)
+    fields.setdefault("roi", RoiSettings(locator="runet") if architecture == "runet" else RoiSettings())
     name = name or f"{architecture} {', '.join(label.name for label in label_list)}"
     fields.setdefault(
         "normalization",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from SegNetsLib import __version__
-from SegNetsLib.card.card import ChannelInfo, ModelCard, Provenance, RoiSettings
+from SegNetsLib.card.card import ChannelInfo, ModelCard, Provenance
 from SegNetsLib.card.factory import make_card, next_version, now_utc, slug
 from SegNetsLib.models.library import ModelLibrary
 from SegNetsLib.training.data import default_patch_size, fit_normalization, grid_shapes, median_spacing, modality
@@ -35,7 +35,6 @@ def new_card(
         target_spacing=spacing,
         normalization=fit_normalization(dataset, train_cases, options.seed),
         patch_size=tuple(int(s) for s in patch),
-        roi=RoiSettings(locator="runet") if architecture == "runet" else RoiSettings(),
         description=f"Trained with 'segnets train' on dataset {dataset.name!r}. {dataset.description}".strip(),
     )
 

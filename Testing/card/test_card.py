@@ -180,6 +180,8 @@ def test_make_card_defaults():
     assert [label.value for label in ct.labels] == [1, 2] and ct.labels[0].color != ct.labels[1].color
     with pytest.raises(SegNetsError, match="architecture"):
         make_card("unet2d", ["liver"])
+    # RoI localization as each paper does it: a 3D RU-Net by its Global Image Encoder, the others by a coarse pass
+    assert make_card("runet", ["tumor"]).roi.locator == "runet" and card.roi.locator == "self"
 
 
 def test_semantic_version_order():
