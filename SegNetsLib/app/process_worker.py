@@ -148,7 +148,9 @@ class ProcessWorker:
                     stdout=subprocess.PIPE,
                     stderr=stderr,
                     env=env,
-                    creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+                    creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0)
+                    | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0),
+                    start_new_session=os.name != "nt",  # its own process group: see _end
                 )
             except OSError as error:
                 self._process = None
@@ -174,7 +176,7 @@ class ProcessWorker:
             try:
                 process.wait(timeout=2.0)
             except subprocess.TimeoutExpired:
-                process.kill()
+                _end(process, force=True)
                 process.wait()
         process.stdout.close()
 
@@ -183,11 +185,11 @@ class ProcessWorker:
         process, self._process = self._process, None
         if process is None:
             return
-        process.terminate()
+        _end(process, force=False)
         try:
             process.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
-            process.kill()
+            _end(process, force=True)
             process.wait()
         for stream in (process.stdin, process.stdout):
             try:
@@ -323,7 +325,7 @@ class ProcessWorker:
             return
         code = process.poll()
         if code is None:
-            process.kill()
+            _end(process, force=True)
             code = process.wait()
         self._fail_all(_death_sentence(code, self._log_tail()))
 
@@ -359,3 +361,19 @@ def _death_sentence(code: int | None, last_line: str = "") -> str:
     else:
         cause = f"exited with code {code}" + (f" ({last_line.rstrip('.')[:200]})" if last_line else "")
     return f"The SegNets worker process {cause}; nothing was written, and the next job starts a fresh worker."
+
+
+def _end(process: subprocess.Popen, force: bool) -> None:
+    """Terminate (SIGTERM: the child unwinds its job) or, with ``force``, kill the child and every process it
+    started. Inside Slicer the child is PythonSlicer, a launcher (CTKAppLauncher) that runs the interpreter as a
+    process of its own and forwards no signal: ending the launcher alone would leave the interpreter running
+    with its model. The child leads its own process group (POSIX) or is ended with its tree (Windows)."""
+    if os.name == "nt":
+        subprocess.run(["taskkill", "/T", *(["/F"] if force else []), "/PID", str(process.pid)], capture_output=True)
+        if force:
+            process.kill()
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL if force else signal.SIGTERM)
+    except ProcessLookupError:  # the group is gone already
+        pass

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,6 +178,36 @@ def test_an_unanswered_cancel_terminates_the_child_within_2_s(mrml, worker, libr
     assert worker.pid is None, "the child that did not answer was terminated"
     job = worker.submit("hello")
     assert job.wait(120) and job.result()["pid"] != first and worker.starts == starts + 1
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie waiting to be reaped counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_terminated_child_behind_a_launcher_leaves_no_interpreter_running(mrml, library, large_ct, tmp_path):
+    """Inside Slicer the child is PythonSlicer, a launcher that runs the interpreter as a process of its own and
+    forwards no signal (CTKAppLauncher): terminating the launcher alone left the interpreter segmenting on."""
+    launcher = tmp_path / "PythonSlicer"
+    launcher.write_text(f'#!/bin/sh\n"{sys.executable}" "$@"\n')  # like the launcher: a child, no exec
+    launcher.chmod(0o755)
+    worker = ProcessWorker(python=str(launcher), cancel_grace_s=0.0)  # every cancel terminates the child
+    try:
+        hello = worker.submit("hello")
+        assert hello.wait(120)
+        interpreter = hello.result()["pid"]
+        assert interpreter != worker.pid and _running(interpreter)
+        job = _start_segmenting(SegmentationLogic(mrml.scene, library, worker), large_ct)
+        job.cancel()
+        assert job.wait(10) and job.cancelled and worker.pid is None
+        assert not _running(interpreter), "the interpreter behind the launcher still runs"
+    finally:
+        worker.shutdown()
 
 
 def test_cancelling_a_queued_job_leaves_the_running_one_in_its_child(mrml, worker, library, large_ct):
