@@ -76,6 +76,9 @@ class SegNets(ScriptedLoadableModule):
             "Networks follow their papers: 3D U-Net (Cicek et al. 2016), V-Net (Milletari et al. 2016), "
             "ConResNet (Zhang et al. 2020) and 3D RU-Net (Huang et al. 2019)."
         )
+        icon = resourcesDir() / "Icons" / "SegNets.png"  # Slicer looks beside SegNets.py only; a clone keeps it one up
+        if icon.is_file():
+            self.parent.icon = qt.QIcon(str(icon))
 
 
 #
@@ -160,10 +163,10 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelLibr
     def cleanup(self) -> None:
         """On module reload or exit: stop the job and its timer and shut the worker process down."""
         self._dropJob()
-        self.removeObservers()
         if self.logic is not None:
-            self._disconnectParameterNode()
+            self._disconnectParameterNode()  # before removeObservers(), which forgets its observer
             self.logic.shutdown()
+        self.removeObservers()
 
     def _dropJob(self) -> None:
         """Cancel the running job (nothing is written) and stop polling it."""

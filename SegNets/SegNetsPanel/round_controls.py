@@ -39,8 +39,10 @@ class CorrectionRoundControls:
         if volumeNode is None or self._round is None or self._round.suggestion is None:
             return
         shape = tuple(reversed(volumeNode.GetImageData().GetDimensions()))
-        r, a, s = suggestion_ras(node_ijk_to_ras(volumeNode), shape, self._round.suggestion)
-        slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
+        local = suggestion_ras(node_ijk_to_ras(volumeNode), shape, self._round.suggestion)
+        world = [0.0, 0.0, 0.0]  # the slice views take world RAS; IJK-to-RAS ignores the volume's parent transform
+        volumeNode.TransformPointToWorld([float(value) for value in local], world)
+        slicer.modules.markups.logic().JumpSlicesToLocation(*world, True)
 
     def onPreviousRoundButton(self) -> None:
         """Step back to the previous round: select its model and show its segmentation (nothing is deleted)."""

@@ -164,3 +164,40 @@ def test_back_one_round_selects_the_previous_rounds_model_and_shows_its_segmenta
     assert selected == [reference1] and visible == {reference1: True, reference2: False}
     assert widget._round.round == 1 and f"{widget._round.model.id}@{widget._round.model.version}" == reference1
     assert "round 1" in widget.ui.roundLabel.text
+
+
+def test_go_to_suggested_slice_jumps_to_world_coordinates_of_a_transformed_volume(mrml):
+    """JumpSlicesToLocation takes world RAS (vtkSlicerMarkupsLogic passes GetNthControlPointPositionWorld to it);
+    a volume's IJK-to-RAS matrix is in its own frame, so the parent transform must be applied."""
+    import types
+
+    import numpy as np
+    import vtk
+
+    from SegNetsLib.app.correction import node_ijk_to_ras, suggestion_ras
+    from SegNetsLib.finetune.suggest import SliceSuggestion
+
+    slicer = pytest.importorskip("slicer")
+    volume = slicer.util.addVolumeFromArray(np.zeros((6, 7, 8), np.int16), name="CT")
+    transform = mrml.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    shift = vtk.vtkMatrix4x4()
+    shift.SetElement(0, 3, 100.0)
+    transform.SetMatrixTransformToParent(shift)
+    volume.SetAndObserveTransformNodeID(transform.GetID())
+    suggestion = SliceSuggestion(0, 3, 12.0, "area")
+
+    jumps = []
+    markups = types.SimpleNamespace(
+        logic=lambda: types.SimpleNamespace(JumpSlicesToLocation=lambda *a: jumps.append(a))
+    )
+    namespace = {
+        "_": lambda text: text,
+        "slicer": types.SimpleNamespace(modules=types.SimpleNamespace(markups=markups)),
+    }
+    widget = types.SimpleNamespace(
+        _parameterNode=types.SimpleNamespace(inputVolume=volume), _round=types.SimpleNamespace(suggestion=suggestion)
+    )
+    _handler("onSuggestedSliceButton", namespace)(widget)
+    local = suggestion_ras(node_ijk_to_ras(volume), (6, 7, 8), suggestion)
+    ((r, a, s, centered),) = jumps
+    assert np.allclose([r, a, s], local + [100.0, 0.0, 0.0]) and centered is True

@@ -380,6 +380,55 @@ def test_cleanup_shuts_the_worker_process_down(qt_app):
         worker.shutdown()
 
 
+class _Observations:
+    """Slicer's VTKObservationMixin (slicer/util.py): removeObservers() forgets every observation, and
+    removeObserver() of one it does not hold warns "does not have observer"."""
+
+    def __init__(self):
+        self.observations = {}
+
+    def addObserver(self, obj, event, method):
+        self.observations[(id(obj), event, method)] = True
+
+    def removeObservers(self):
+        self.observations.clear()
+
+    def removeObserver(self, obj, event, method):
+        import warnings
+
+        if self.observations.pop((id(obj), event, method), None) is None:
+            warnings.warn("does not have observer", stacklevel=2)
+
+
+def test_cleanup_removes_the_parameter_node_observer_without_a_warning(qt_app):
+    import warnings
+
+    from PySide6.QtCore import QTimer
+
+    disconnected = []
+    vtk = types.SimpleNamespace(vtkCommand=types.SimpleNamespace(ModifiedEvent="ModifiedEvent"))
+    observations = _Observations()
+    widget = make(
+        _namespace(vtk=vtk),
+        "SegNetsWidget.cleanup",
+        "SegNetsWidget._dropJob",
+        "SegNetsWidget._disconnectParameterNode",
+        _timer=QTimer(),
+        _job=None,
+        logic=types.SimpleNamespace(shutdown=lambda: None),
+        _parameterNode=types.SimpleNamespace(disconnectGui=disconnected.append),
+        _parameterNodeGuiTag=7,
+        removeObservers=observations.removeObservers,
+        removeObserver=observations.removeObserver,
+    )
+    widget._updateButtons = object()
+    observations.addObserver(widget._parameterNode, "ModifiedEvent", widget._updateButtons)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        widget.cleanup()
+    assert disconnected == [7] and not observations.observations
+
+
 # --- 11: supported Slicer versions ------------------------------------------------------------------
 
 

@@ -25,20 +25,31 @@ LOAD = textwrap.dedent(
         def __init__(self, *args):
             pass
 
+    class Module(Base):
+        # as Slicer's ScriptedLoadableModule.__init__: the icon is <folder of the .py>/Resources/Icons/<name>.png
+
+        def __init__(self, parent):
+            import os
+
+            self.parent = parent
+            icon = os.path.join(os.path.dirname(parent.path), "Resources/Icons", type(self).__name__ + ".png")
+            if os.path.isfile(icon):
+                parent.icon = qt.QIcon(icon)
+
     reloaded = []
 
     class Widget(Base):
         def onReload(self):
             reloaded.append(sorted(n for n in sys.modules if n.split(".")[0] == "SegNetsPanel"))
 
-    module("qt", QTimer=object)
+    qt = module("qt", QTimer=object, QIcon=lambda path: {"icon": path})
     module("vtk")
     slicer = module("slicer", vtkMRMLMarkupsROINode=object, vtkMRMLScalarVolumeNode=object,
                     vtkMRMLSegmentationNode=object)
     module("slicer.i18n", tr=lambda text: text, translate=lambda context, text: text)
     module("slicer.parameterNodeWrapper", Choice=lambda *a: None, WithinRange=lambda *a: None,
            parameterNodeWrapper=lambda cls: cls)
-    module("slicer.ScriptedLoadableModule", ScriptedLoadableModule=Base, ScriptedLoadableModuleLogic=Base,
+    module("slicer.ScriptedLoadableModule", ScriptedLoadableModule=Module, ScriptedLoadableModuleLogic=Base,
            ScriptedLoadableModuleTest=Base, ScriptedLoadableModuleWidget=Widget)
     module("slicer.util", VTKObservationMixin=Base)
     sys.path = [p for p in sys.path if p not in ("", SEGNETS_DIR)]  # as Slicer starts: neither folder importable
@@ -48,6 +59,8 @@ LOAD = textwrap.dedent(
     import SegNetsLib, SegNetsPanel
     bases = [c.__name__ for c in segnets.SegNetsWidget.__mro__]
     segnets.SegNetsWidget.onReload(object.__new__(segnets.SegNetsWidget))
+    parent = types.SimpleNamespace(path=SEGNETS_DIR + "/SegNets.py")
+    segnets.SegNets(parent)
     print(json.dumps({
         "classes": [n for n in ("SegNets", "SegNetsWidget", "SegNetsLogic", "SegNetsTest") if hasattr(segnets, n)],
         "bases": bases,
@@ -55,6 +68,7 @@ LOAD = textwrap.dedent(
         "library": SegNetsLib.__file__,
         "resources": str(segnets.resourcesDir()),
         "panel_modules_at_reload": reloaded[0],
+        "icon": getattr(parent, "icon", {}).get("icon"),
     }))
     """
 )
@@ -72,3 +86,5 @@ def test_segnets_py_loads_from_a_clone_with_its_panel_package_and_library():
     assert Path(loaded["library"]).parent == ROOT / "SegNetsLib"
     assert Path(loaded["resources"]) == ROOT / "Resources"
     assert loaded["panel_modules_at_reload"] == []  # Reload drops the package, so it is read again
+    # Slicer looks for the icon beside SegNets.py only; a clone keeps it in the repository's Resources/
+    assert loaded["icon"] is not None and Path(loaded["icon"]) == ROOT / "Resources" / "Icons" / "SegNets.png"
