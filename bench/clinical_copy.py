@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     args = parser.parse_args()
+    missing = [case for case in COPIES if not (args.data / case).is_dir()]
+    if missing:
+        parser.error(f"{args.data} holds no {', '.join(missing)}: it needs the shared data collection (--data).")
     for case, spacing in COPIES.items():
         source, target = args.data / case, args.out / case
         target.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """Run benchmark scripts one after another and print their Markdown output.
 
 Usage: ``python bench/run_all.py [script.py ...]``; without arguments every ``bench/*.py`` that runs as
-``__main__`` (not the parts others import) except this one, in name order. Each script is a plain
-``python bench/x.py`` runnable printing Markdown.
+``__main__`` (not the parts others import) except this one and the tools in ``NOT_BENCHMARKS``, in name order.
+Each script is a plain ``python bench/x.py`` runnable printing Markdown.
 Exit status: 0 if every script succeeded, else 1 (the others still run).
 """
 
@@ -14,11 +14,17 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
+# runnable scripts that are tools, not benchmarks: clinical_copy.py writes resampled data and needs an output folder
+NOT_BENCHMARKS = {"clinical_copy.py"}
 
 
 def runnable(path: Path) -> bool:
     """Whether ``path`` is a benchmark of its own (it runs as ``__main__``), not a part another one imports."""
-    return not path.name.startswith("_") and 'if __name__ == "__main__":' in path.read_text()
+    return (
+        not path.name.startswith("_")
+        and path.name not in NOT_BENCHMARKS
+        and 'if __name__ == "__main__":' in path.read_text()
+    )
 
 
 def scripts(names: list[str]) -> list[Path]:

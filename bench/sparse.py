@@ -155,6 +155,11 @@ def main(argv=None) -> int:
         if args.structures == "none"
         else args.structures.split(",")
     )
+    unknown = [n for n in names if n not in LABEL_VALUES] + [
+        m for m in methods if m not in ("network", "rw-range", "interp", "mci", "rw")
+    ]
+    if unknown:
+        parser.error(f"unknown structure or method {', '.join(map(repr, unknown))}; see --help for the names.")
     rows: list[dict] = []
     pre_rows: list[dict] = []
     results = Path(args.results)

@@ -40,7 +40,7 @@ from sparse_sets import SETS  # noqa: E402
 from SegNetsLib.core.annotation import bin_centre_slices  # noqa: E402
 from SegNetsLib.evaluation.classical import random_walker  # noqa: E402
 from SegNetsLib.evaluation.metrics import dice  # noqa: E402
-from SegNetsLib.finetune.suggest import DEFAULT_MEASURE  # noqa: E402
+from SegNetsLib.finetune.suggest import DEFAULT_MEASURE, MEASURES  # noqa: E402
 
 COMPARED_ROUNDS = (2, 3)  # the round whose added slice is compared: k0 -> k0 + 1 and k0 + 1 -> k0 + 2
 
@@ -394,7 +394,9 @@ def main(argv=None) -> int:
     parser.add_argument("--results", default=str(BENCH / "results" / "rounds"))
     parser.add_argument("--merge", help="comma-separated result folders of earlier runs: their tables and plot")
     parser.add_argument("--k0", type=int, default=2, help="bin-centre slices painted before round 1")
-    parser.add_argument("--measure", default=DEFAULT_MEASURE, help="uncertainty measure of the suggestion")
+    parser.add_argument(
+        "--measure", default=DEFAULT_MEASURE, choices=MEASURES, help="uncertainty measure of the suggestion"
+    )
     parser.add_argument("--iterations", type=int, help="round 1 trains this many iterations instead of --time-limit")
     parser.add_argument(
         "--network-only",
@@ -402,6 +404,11 @@ def main(argv=None) -> int:
         help="the suggested slices alone: no compared slices, Fill between slices or random walker (large volumes)",
     )
     args = parser.parse_args(argv)
+    if not Path(args.data).is_dir():  # no data collection beside the checkout: the test volumes, as bench/sparse.py
+        args.data = str(REPO / "Testing" / "Data")
+    unknown = [n for n in args.structures.split(",") if n not in LABEL_VALUES]
+    if unknown and not args.set and not args.merge:
+        parser.error(f"unknown structure {', '.join(map(repr, unknown))}: folder:structure of bench/sparse_sets.py.")
     if args.merge:
         rows = [r for folder in args.merge.split(",") for r in json.loads((Path(folder) / "rounds.json").read_text())]
         results = Path(args.results)

@@ -5,7 +5,9 @@ volumes and their licences are described in ../shared/data/README.md). Constants
 pipeline are chosen on TUNE only; REPORT is where the benchmark's numbers count. TUNE holds the ten
 structures the pipeline's earlier constants were chosen on, fourteen more of the kinds REPORT holds, and seventeen
 more of those kinds added for the choice of the suggested slice (docs/benchmarks/sparse_rounds.md says which
-question there came from a REPORT run; the answer was chosen on TUNE).
+question there came from a REPORT run; the answer was chosen on TUNE). The sets share no structure but do share
+volumes: 23 REPORT structures lie in the same ts_ct_full and ts_mr_sm volumes as 39 TUNE ones, and TUNE holds the
+left-right counterparts of two REPORT structures (the CT and MR kidneys), as docs/benchmarks/sparse.md says.
 """
 
 from __future__ import annotations

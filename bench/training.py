@@ -1,6 +1,6 @@
 """Training benchmark: short runs of each architecture on a tiny real CT dataset, and 1 vs 2 CPU ranks.
 
-Builds the 5-case MSD-layout dataset of ``Testing/msd_builder.py`` (TotalSegmentator example CT, liver
+Builds the 5-case MSD-layout dataset of ``Testing/helpers/msd_builder.py`` (TotalSegmentator example CT, liver
 and spleen, 6 mm voxels; 4 training cases, 1 validation case), trains each architecture with a small
 width on the CPU and prints a Markdown table: parameters, seconds per iteration, best validation Dice.
 ``--ddp`` also times the same unet3d run under ``torchrun --nproc_per_node=2`` (gloo).
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "Testing"))
+sys.path.insert(0, str(ROOT / "Testing" / "helpers"))
 sys.path.insert(0, str(ROOT))
 
 from msd_builder import make_msd_dataset  # noqa: E402

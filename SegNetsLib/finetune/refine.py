@@ -34,8 +34,11 @@ own contrast does not soften them, as z-scoring a box mostly made of it does. Ch
 
 NETWORK_WEIGHT = 0.2
 """Weight of the network's labelmap against the random walker's probabilities in the band. Chosen on saved
-k = 3 network labelmaps of the sparse benchmark's cases (BraTS pretrained folds: mean Dice 0.866 with 0, 0.891
-with 0.2, 0.888 with 0.3; the 10 from-scratch structures: 0.900 with 0, 0.897 with 0.2, 0.888 with 0.3; README)."""
+k = 3 network labelmaps of the sparse benchmark's cases: the three BraTS whole-tumour folds, which are the
+pretrained setting's report structure (mean Dice 0.866 with 0, 0.891 with 0.2, 0.888 with 0.3), and the first 10
+TUNE structures of bench/sparse_sets.py, from scratch (0.900 with 0, 0.897 with 0.2, 0.888 with 0.3);
+docs/finetuning.md#boundary-refinement. The pretrained setting's numbers are therefore not free of it
+(docs/benchmarks/sparse.md)."""
 
 REFINEMENT_REACH_MM = 24.0
 """How far (mm) from every result the refinement's band reaches: background is seeded beyond it."""
