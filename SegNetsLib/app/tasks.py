@@ -166,6 +166,7 @@ def finetune(
     def run(on: str):
         chosen = copy.copy(options)
         chosen.device = on
+        chosen.library_root = library_root  # a locator id the card names is found beside the model
         before = None if previous is None else previous.array  # the previous round's result, for a local update
         return run_finetune(
             volume, annotation, start, chosen, progress=report, cancel=cancel, callback=record, previous=before

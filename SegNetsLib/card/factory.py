@@ -56,6 +56,16 @@ def slug(text: str) -> str:
     return f"{found[:91] or 'model'}-{digest}"
 
 
+def legacy_slug(text: str) -> str | None:
+    """The id :func:`slug` gave ``text`` before it dropped accents (``Lebér``: ``leb-r``, now ``leber``), so that
+    models saved then are still found by their names; None where it gave the same id, or where the name has letters
+    without an ASCII form (all of those became ``model``)."""
+    if any(c.isalnum() and not c.isascii() for c in unicodedata.normalize("NFKD", text)):
+        return None
+    old = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:100] or "model"
+    return old if old != slug(text) else None
+
+
 def _labels(labels: Sequence[LabelInfo | str] | Mapping[int, str]) -> list[LabelInfo]:
     if isinstance(labels, Mapping):
         labels = [

@@ -24,7 +24,7 @@ from SegNetsLib.core.box import Box
 from SegNetsLib.finetune.cleanup import annotated_range
 from SegNetsLib.finetune.refine import refine_with_random_walker
 from SegNetsLib.inference.locate import extend_roi
-from SegNetsLib.inference.predictor import window_count, window_size
+from SegNetsLib.inference.predictor import network_window, window_count
 from SegNetsLib.inference.preprocess import coarse_grid_shape
 from SegNetsLib.runtime.cpu_conv import fast_cpu_convolutions
 from SegNetsLib.runtime.devices import synchronize
@@ -90,11 +90,12 @@ def segmentation_seconds(
     preprocessing_s: float,
 ) -> float:
     """Seconds to segment ``regions`` (shapes d, h, w on the network grid, :func:`segmented_regions`) with windows of
-    the card's ``patch_size`` (shrunk to each region), after ``preprocessing_s`` of preparing the input."""
+    the card's ``patch_size`` (shrunk to each region, then sized to what ``net`` takes as the predictor does:
+    :func:`SegNetsLib.inference.predictor.network_window`), after ``preprocessing_s`` of preparing the input."""
     timed: dict[tuple[int, int, int], float] = {}
     seconds = preprocessing_s
     for region in regions:
-        window = window_size(patch_size, region)
+        window = network_window(net, patch_size, region)
         if window not in timed:
             timed[window] = window_seconds(net, in_channels, window, device)
         seconds += window_count(region, window) * timed[window]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from torch import nn
@@ -46,6 +47,8 @@ class FinetuneOptions:
     annotation_name: how error messages name the annotation (its file, say).
     seed: the random draws of a new network's weights, the patches and the augmentation (with the same
     seed, threads and iterations a run repeats itself exactly).
+    library_root: the library a locator model the card names by id is looked up in when the whole volume is
+    segmented (the one the model was chosen from); None: ``$SEGNETS_MODELS`` or ``~/.segnets/models``.
     """
 
     iterations: int | None = None
@@ -71,6 +74,7 @@ class FinetuneOptions:
     refine: bool = True
     segment: bool = True
     changing: Box | None = None
+    library_root: Path | None = None
 
 
 @dataclass

@@ -50,6 +50,7 @@ from SegNetsLib.finetune.walkers import prepare_walkers
 from SegNetsLib.imageio.volumes import check_volume, volume_to_sitk
 from SegNetsLib.inference.predictor import Predictor
 from SegNetsLib.inference.preprocess import Preprocessed, preprocess
+from SegNetsLib.models.library import ModelLibrary
 from SegNetsLib.runtime.devices import resolve_device
 from SegNetsLib.training.augment import build_augmentation, input_size
 
@@ -129,6 +130,12 @@ def _finetune(
             raise SegNetsError(
                 "the annotation has no foreground class: paint at least one structure to learn from scratch."
             )
+        if volume.num_channels > 1:  # a 4D NIfTI or a vector image; the intensity window and new card take one
+            raise SegNetsError(
+                f"{options.volume_name or 'the image'} holds {volume.num_channels} channels; a network learned from "
+                f"scratch takes one, so start from a model of {volume.num_channels} input channels."
+            )
+        volume = volume.with_array(volume.array.reshape(volume.shape_kji))  # a 4D image of one channel: 3D
         patch = patch or (8, 48, 48)
         begin = scratch_start(
             start,
@@ -283,7 +290,8 @@ def _finetune(
         # from scratch (or continued from such a round): limit to the annotated range first, then the
         # card's post-processing
         predict_card = without_postprocessing(card) if begin.painted_only else card
-        predictor = Predictor(net, predict_card, device)
+        library = ModelLibrary(options.library_root) if options.library_root is not None else None
+        predictor = Predictor(net, predict_card, device, library)  # a locator id is found where the model was
         if known is not None:  # a network that saw painted slices alone segments only where it knows something
             network_out = np.zeros(labels.shape, dtype=np.uint8)
             part = predictor.predict(sub_volume(volume, known), roi="off", cancel=cancel, name="the image")

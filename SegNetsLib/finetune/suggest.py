@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from SegNetsLib.card.card import ModelCard
+from SegNetsLib.card.card import ModelCard, RoiSettings
 from SegNetsLib.core.annotation import painting_axis
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.cleanup import without_postprocessing
@@ -181,12 +181,20 @@ def pick_slice(
     return SliceSuggestion(axis, int(candidates[best]), scores[best], measure, tuple(sorted(int(p) for p in painted)))
 
 
+def _network_card(card: ModelCard) -> ModelCard:
+    """``card`` without post-processing or RoI localization: the network's own labels over the whole volume, so
+    that a locator model the card names need not be found."""
+    plain = without_postprocessing(card)
+    plain.roi = RoiSettings(mode="off")
+    return plain
+
+
 def mirrored_labelmap(
     net: nn.Module, card: ModelCard, volume: Volume, device: str | torch.device = "cpu"
 ) -> np.ndarray:
     """The network's labelmap [k, j, i] (no post-processing) of ``volume`` mirrored along i, mirrored back."""
     flipped = volume.with_array(np.ascontiguousarray(volume.array[..., ::-1]))
-    prediction = Predictor(net, without_postprocessing(card), device).predict(flipped, roi="off")
+    prediction = Predictor(net, _network_card(card), device).predict(flipped, roi="off")
     return np.ascontiguousarray(prediction.labelmap.array[..., ::-1])
 
 
@@ -194,7 +202,7 @@ def network_probabilities(
     net: nn.Module, card: ModelCard, volume: Volume, device: str | torch.device = "cpu"
 ) -> np.ndarray:
     """The network's class probabilities [C, k, j, i] on ``volume`` (background included)."""
-    prediction = Predictor(net, without_postprocessing(card), device).predict(volume, roi="off", probabilities=True)
+    prediction = Predictor(net, _network_card(card), device).predict(volume, roi="off", probabilities=True)
     return prediction.probabilities.array
 
 

@@ -315,9 +315,7 @@ class Predictor:
     def _window_size(self, shape: Sequence[int]) -> tuple[int, int, int]:
         """The window over a region of ``shape``, enlarged to an input size the network takes (ConResNet's fixed
         size, multiples of 8 or of RU-Net's (2, 4, 4) in the paper presets); MONAI pads a region smaller than it."""
-        size = window_size(self.card.patch_size, shape)
-        fit = getattr(self.net, "input_size", None)
-        return tuple(fit(size)) if fit is not None else size
+        return network_window(self.net, self.card.patch_size, shape)
 
     # -- outputs ----------------------------------------------------------------------------------
 
@@ -374,6 +372,14 @@ def window_size(patch_size: Sequence[int], shape: Sequence[int]) -> tuple[int, i
     """The sliding window over a region of ``shape``: the card's ``patch_size``, shrunk to the region where
     the region is smaller (no padded windows)."""
     return tuple(min(int(p), int(s)) for p, s in zip(patch_size, shape))  # type: ignore[return-value]
+
+
+def network_window(net: nn.Module, patch_size: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int]:
+    """The window ``net`` runs on over a region of ``shape``: :func:`window_size`, enlarged to an input size the
+    network takes where it has an ``input_size`` (paper-preset ConResNet and 3D RU-Net); MONAI pads the region."""
+    size = window_size(patch_size, shape)
+    fit = getattr(net, "input_size", None)
+    return tuple(fit(size)) if fit is not None else size  # type: ignore[return-value]
 
 
 def _memory_format(device: torch.device) -> torch.memory_format:

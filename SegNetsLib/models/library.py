@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from SegNetsLib.card.card import ModelCard
-from SegNetsLib.card.factory import slug
+from SegNetsLib.card.factory import legacy_slug, slug
 from SegNetsLib.card.schema import CARD_FILE, read_card
 from SegNetsLib.card.versions import latest, parse_version, split_reference, version_key
 from SegNetsLib.core.constants import MODELS_ENV_VAR as ENV_VAR
@@ -129,6 +129,9 @@ class ModelLibrary:
         if not versions and slug(model_id) != model_id:
             model_id = slug(model_id)
             versions = self.versions(model_id)
+        older = None if versions else legacy_slug(str(wanted))
+        if older is not None and _ID.match(older):  # a name with accents, saved before they were dropped from ids
+            model_id, versions = older, self.versions(older)
         if not versions:
             raise SegNetsError(
                 f"model {wanted!r} is not in the library at {self.root} ('segnets models list' shows what is)."

@@ -116,3 +116,17 @@ def test_segment_names_of_a_seg_nrrd_annotation_name_the_result(files, capsys, m
     )  # fmt: skip
     assert code == 0, err
     assert [s["name"] for s in slicerio.read_segmentation(str(out))["segments"]] == ["Liver", "Right kidney"]
+
+
+def test_a_several_channel_image_from_scratch_is_refused_naming_the_file(files, capsys, model_library):
+    """A 4D NIfTI (channels last) is read as [c, k, j, i]; a network learned from scratch takes one channel."""
+    import SimpleITK as sitk
+
+    folder, paths = files
+    image = sitk.GetImageFromArray(
+        np.random.default_rng(0).normal(size=(2, 8, 16, 16)).astype(np.float32), isVector=False
+    )
+    image.SetSpacing((2.0, 2.0, 2.0, 1.0))
+    sitk.WriteImage(image, str(folder / "two.nii.gz"))
+    code, err = _run(capsys, "--input", folder / "two.nii.gz", "--annotations", paths["annotation"], "--no-save")
+    assert code == 1 and "segnets finetune: error: two.nii.gz holds 2 channels" in err and "Traceback" not in err

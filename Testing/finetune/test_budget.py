@@ -94,3 +94,17 @@ def test_the_refinement_reserve_is_twice_the_estimate_and_at_least_a_tenth_of_th
 
     assert refinement_reserve(4.0, 60.0) == 8.0
     assert refinement_reserve(0.5, 60.0) == 6.0
+
+
+@pytest.mark.parametrize(
+    ("architecture", "options", "region"),
+    [
+        ("conresnet", {"width_divisor": 4, "shape": (8, 16, 16)}, (6, 10, 14)),
+        ("runet", {"base_channels": 2}, (7, 30, 30)),
+    ],
+)
+def test_paper_presets_are_timed_on_the_windows_the_predictor_gives_them(architecture, options, region):
+    """A paper-preset ConResNet takes one input size and a 3D RU-Net multiples of (2, 4, 4): the estimate times the
+    windows the predictor runs (enlarged, MONAI padding the region), not the region-sized ones they refuse."""
+    net = nets.build(architecture, 1, 2, "paper", **options)
+    assert segmentation_seconds(net, 1, (8, 32, 32), [region], torch.device("cpu"), 0.0) > 0

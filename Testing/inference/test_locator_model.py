@@ -264,3 +264,34 @@ def test_a_locator_id_is_looked_up_in_the_library_the_model_came_from(model_libr
     card = main_card("loc", architecture="unet3d", build_args=UNET_ARGS)
     main = save(threshold_unet(hounsfield(0.0), 1), card, tmp_path / "main")
     assert TaskState().predictor(main, "cpu", chosen.root).predict(volume).rois == [BRIGHT_ROI]
+
+
+def test_a_fine_tune_finds_the_locator_id_in_the_library_the_model_came_from(model_library, volume, tmp_path):
+    """The panel's Fine-tune segments the whole volume and suggests a slice with the fine-tuned model: a locator id
+    its card names is found in the library the model was chosen from, as when segmenting."""
+    from SegNetsLib.app.tasks import TaskState, finetune
+    from SegNetsLib.finetune.options import FinetuneOptions
+
+    chosen = ModelLibrary(tmp_path / "chosen library")
+    chosen.add(threshold_unet(hounsfield(800.0), 1), locator_card())
+    card = main_card("loc", architecture="unet3d", build_args=UNET_ARGS)
+    main = chosen.add(threshold_unet(hounsfield(0.0), 1), card)
+    annotation = np.full(volume.shape_kji, 255, np.int16)
+    for k in (6, 8):
+        annotation[k] = np.where(volume.array[k] > 0, 2, 0)
+    options = FinetuneOptions(iterations=2, device="cpu", refine=False, validation=False)
+    result = finetune(
+        TaskState(),
+        library_root=chosen.root,
+        volume=volume,
+        annotation=volume.with_array(annotation),
+        start=str(main),
+        labels=card.labels,
+        options=options,
+        progress=lambda *args, **values: None,
+        cancel=CancelToken(),
+    )
+    assert (result.entry.id, result.entry.version) == (
+        "main",
+        "1.1.0",
+    ) and result.entry.path.parent.parent == chosen.root

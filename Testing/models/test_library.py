@@ -152,3 +152,15 @@ def test_an_import_whose_id_names_another_model_is_refused(tmp_path):
     assert library.import_path(download, id="spleen-ct").id == "spleen-ct"
     same_net, same = tiny_model(seed=3, id="liver-ct", version="1.1.0")
     assert library.import_path(save(same_net, same, tmp_path / "newer")).version == "1.1.0"
+
+
+def test_a_model_saved_under_an_accented_name_before_ids_dropped_accents_is_still_found(tmp_path):
+    """'Lebér' was saved as 'leb-r' (the accent became '-'); its id is now 'leber', and a lookup by the name it was
+    saved under must still find the model kept under the old id."""
+    library = ModelLibrary(tmp_path)
+    net, card = tiny_model(name="Lebér", id="leb-r")
+    library.add(net, card)
+    assert slug("Lebér") == "leber"
+    assert library.find("Lebér") == tmp_path / "leb-r" / "1.0.0"
+    with pytest.raises(SegNetsError, match="is not in the library"):
+        library.find("Лёгкие")  # a name without an ASCII form never falls back to 'model' or the like
