@@ -14,7 +14,6 @@ creates no node.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,19 +109,10 @@ def card_summary(card: ModelCard) -> str:
 
 def _card_of(model_path: Path) -> ModelCard:
     """The card of a model folder or .zip, read without loading the weights."""
-    import zipfile
-
     from SegNetsLib.card.schema import CARD_FILE, read_card
+    from SegNetsLib.models.store import read_zip_card
 
-    if model_path.is_dir():
-        return read_card(model_path / CARD_FILE)
-    with zipfile.ZipFile(model_path) as archive, tempfile.TemporaryDirectory() as folder:
-        name = next((n for n in archive.namelist() if n.rsplit("/", 1)[-1] == CARD_FILE), None)
-        if name is None:
-            raise SegNetsError(f"{model_path.name}: has no {CARD_FILE}; a model zip holds card.json and weights.")
-        target = Path(folder) / CARD_FILE
-        target.write_bytes(archive.read(name))
-        return read_card(target)
+    return read_card(model_path / CARD_FILE) if model_path.is_dir() else read_zip_card(model_path)
 
 
 def _label_values_for_model(card: ModelCard, labels: list[LabelInfo]) -> tuple[dict[int, int], bool]:

@@ -203,11 +203,7 @@ def extract_model_zip(path: str | os.PathLike, folder: Path, max_bytes: int | No
     """
     path = Path(path)
     cap = MAX_UNZIPPED_BYTES if max_bytes is None else max_bytes
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise SegNetsError(f"{path.name}: not a readable zip archive ({error}).") from None
-    with archive:
+    with _open_zip(path) as archive:
         members = _zip_members(archive, path.name)
         declared = sum(info.file_size for info in members.values())
         if declared > cap:
@@ -215,6 +211,22 @@ def extract_model_zip(path: str | os.PathLike, folder: Path, max_bytes: int | No
         _unpack(archive, members[CARD_FILE], folder / CARD_FILE, min(cap, MAX_CARD_BYTES), path.name)
         card = read_card(folder / CARD_FILE, f"{path.name}: {CARD_FILE}")
         _unpack(archive, members[WEIGHTS_FILE], folder / WEIGHTS_FILE, min(cap, weights_bound(card)), path.name)
+
+
+def read_zip_card(path: str | os.PathLike) -> ModelCard:
+    """The card of a model zip, unpacked alone (within the card's size limit) and checked; the weights unread."""
+    path = Path(path)
+    with _open_zip(path) as archive, tempfile.TemporaryDirectory(prefix="segnets-card-") as scratch:
+        target = Path(scratch) / CARD_FILE
+        _unpack(archive, _zip_members(archive, path.name)[CARD_FILE], target, MAX_CARD_BYTES, path.name)
+        return read_card(target, f"{path.name}: {CARD_FILE}")
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise SegNetsError(f"{path.name}: not a readable zip archive ({error}).") from None
 
 
 def weights_bound(card: ModelCard) -> int:

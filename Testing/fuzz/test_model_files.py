@@ -327,3 +327,22 @@ def test_a_weights_entry_inflating_beyond_its_cards_network_is_refused_early(mod
     with pytest.raises(SegNetsError, match="weights.safetensors would unpack to .* bytes, more than the"):
         extract_model_zip(path, out)
     assert not (out / "weights.safetensors").exists() or (out / "weights.safetensors").stat().st_size <= bound
+
+
+def test_the_card_of_a_zip_is_read_alone_within_its_limit(model, tmp_path):
+    """Reading a zipped model's card (to match its labels before a fine-tune) read the whole entry into memory
+    whatever its size, and a damaged zip raised zipfile's own error."""
+    from SegNetsLib.models.store import read_zip_card
+
+    card_text, weights = model
+    good, huge, broken = tmp_path / "good.zip", tmp_path / "huge.zip", tmp_path / "broken.zip"
+    for path, card in ((good, card_text), (huge, card_text + " " * (5 * 1024**2))):
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("card.json", card)
+            archive.writestr("weights.safetensors", weights)
+    broken.write_bytes(good.read_bytes()[:100])
+    assert read_zip_card(good).to_dict() == card_from_json(card_text).to_dict()
+    with pytest.raises(SegNetsError, match="huge.zip: card.json would unpack to .* more than the"):
+        read_zip_card(huge)
+    with pytest.raises(SegNetsError, match="broken.zip: not a readable zip archive"):
+        read_zip_card(broken)
