@@ -42,6 +42,7 @@ from SegNetsLib.finetune.cleanup import (
 )
 from SegNetsLib.finetune.loop import FinetuneCallback, LoopSettings, run_loop
 from SegNetsLib.finetune.options import DEFAULT_TIME_LIMIT_S, FinetuneOptions, FinetuneResult
+from SegNetsLib.finetune.painting_notes import painting_notes
 from SegNetsLib.finetune.sampling import Slice, SlicePatchSampler, list_slices, split_validation, training_box
 from SegNetsLib.finetune.save import result_card
 from SegNetsLib.finetune.start import is_architecture, model_start, scratch_start
@@ -152,6 +153,7 @@ def _finetune(
         begin = model_start(start, classes, options.extend_head, volume)
         patch = patch or tuple(min(p, m) for p, m in zip(begin.card.patch_size, (32, 96, 96)))
     card = begin.card
+    notes += painting_notes(labels, slices, options.ignore_value, options.label_names, begin.painted_only)
     value_to_class = {label.value: index + 1 for index, label in enumerate(card.labels)}
     targets = np.zeros(labels.shape, dtype=np.int64)
     for value, index in value_to_class.items():

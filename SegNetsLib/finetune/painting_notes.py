@@ -1,0 +1,79 @@
+"""Notes on what a painting implies that its painter may not expect: said with the result, nothing changed.
+
+Arrays are [k, j, i]; slices are {array axis: painted slice indices} (:mod:`SegNetsLib.core.annotation`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from SegNetsLib.core.annotation import labelled
+from SegNetsLib.finetune.cleanup import annotated_range
+
+_LISTED = 5  # slices named in a note, at most
+
+
+def painting_notes(
+    labels: np.ndarray,
+    slices: Mapping[int, Sequence[int]],
+    ignore_value: int | None,
+    names: Mapping[int, str] | None = None,
+    from_scratch: bool = False,
+) -> list[str]:
+    """Notes for painted ``labels`` [k, j, i] on ``slices``: a label absent from a painted slice between two that
+    hold it (learned as background there), and, for a network learned from the painting alone (``from_scratch``),
+    consecutive painted slices (the result then stays on them: :func:`~SegNetsLib.finetune.cleanup.annotated_range`)."""
+    axes = {axis: sorted(set(int(i) for i in indices)) for axis, indices in slices.items() if indices}
+    notes = []
+    for axis, indices in axes.items():
+        moved = np.moveaxis(labels, axis, 0)
+        notes += _absent_between(moved, indices, axis, ignore_value, names or {})
+        if from_scratch and len(axes) == 1 and len(indices) >= 2 and _stays(moved, indices, ignore_value):
+            notes.append(
+                f"slices {indices[0]}-{indices[-1]} along axis {axis} are painted one after another: the structure "
+                "is taken to end there, so the result stays on them; if it goes on, paint slices a few apart"
+            )
+    return notes
+
+
+def _stays(moved: np.ndarray, indices: Sequence[int], ignore_value: int | None) -> bool:
+    """Whether the result stays on the painted slices ``indices`` of ``moved`` (the axis first) though the outer
+    two hold the structure and the volume goes on: consecutive slices (:func:`annotated_range` adds none)."""
+    kept = annotated_range(indices, moved.shape[0])
+    ends = all(labelled(moved[s], ignore_value).any() for s in (indices[0], indices[-1]))
+    return ends and kept == slice(indices[0], indices[-1] + 1) and (indices[0] > 0 or indices[-1] < moved.shape[0] - 1)
+
+
+def _absent_between(
+    moved: np.ndarray, indices: Sequence[int], axis: int, ignore_value: int | None, names: Mapping[int, str]
+) -> list[str]:
+    """A note per label missing from painted slices (of ``moved``, the axis first) between two that hold it, where
+    those slices are painted background."""
+    painted = dict(zip(indices, moved[list(indices)]))
+    values = np.unique(np.stack(list(painted.values())))
+    notes = []
+    for value in (int(v) for v in values if v != 0 and v != ignore_value):
+        holding = [s for s in indices if (painted[s] == value).any()]
+        missing = [
+            s
+            for s in indices
+            if holding[0] < s < holding[-1] and s not in holding and _painted_background(painted, holding, s, value)
+        ]
+        if missing:
+            listed = ", ".join(map(str, missing[:_LISTED])) + (", ..." if len(missing) > _LISTED else "")
+            unknown = f"mark the parts you did not paint {ignore_value}" if ignore_value is not None else "paint it"
+            notes.append(
+                f"{names.get(value, f'label {value}')} is absent from painted slice(s) {listed} along axis {axis} "
+                f"between slices that hold it: it is learned as background there; paint it there, or {unknown}"
+            )
+    return notes
+
+
+def _painted_background(painted: Mapping[int, np.ndarray], holding: Sequence[int], s: int, value: int) -> bool:
+    """Whether slice ``s`` is painted background (0) where the nearest slices holding ``value`` on either side
+    hold it (not left unknown there)."""
+    below, above = max(h for h in holding if h < s), min(h for h in holding if h > s)
+    beside = (painted[below] == value) | (painted[above] == value)
+    return bool((painted[s][beside] == 0).any())

@@ -1,0 +1,53 @@
+"""Notes on paintings whose meaning a painter may not expect: consecutive slices, a label left out of a slice."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from SegNetsLib.core.volume import Volume
+from SegNetsLib.finetune.options import FinetuneOptions
+from SegNetsLib.finetune.painting_notes import painting_notes
+from SegNetsLib.finetune.run import finetune
+
+
+def _painted(slices, shape=(20, 8, 8), label=1) -> np.ndarray:
+    labels = np.zeros(shape, np.uint8)
+    for k in slices:
+        labels[k, 2:6, 2:6] = label
+    return labels
+
+
+def test_consecutive_slices_from_scratch_are_noted_and_slices_a_gap_apart_are_not():
+    labels = _painted((9, 10))
+    (note,) = painting_notes(labels, {0: [9, 10]}, 255, from_scratch=True)
+    assert note.startswith("slices 9-10 along axis 0 are painted one after another")
+    assert painting_notes(labels, {0: [9, 10]}, 255, from_scratch=False) == []  # a pretrained model is not limited
+    assert painting_notes(_painted((6, 10)), {0: [6, 10]}, 255, from_scratch=True) == []
+    ends_shown = _painted((10,))  # slices 9 and 11 painted empty: the painter showed where it ends
+    assert painting_notes(ends_shown, {0: [9, 10, 11]}, 255, from_scratch=True) == []
+    everything = _painted(range(20))  # every slice of the axis: nothing lies beyond
+    assert painting_notes(everything, {0: list(range(20))}, 255, from_scratch=True) == []
+
+
+def test_a_label_left_out_of_a_painted_slice_between_two_that_hold_it_is_named():
+    labels = _painted((5, 10, 15))
+    labels[10] = 0
+    labels[10, 1, 1] = 2  # another organ painted on slice 10 alone: the liver is background there
+    notes = painting_notes(labels, {0: [5, 10, 15]}, 255, names={1: "liver", 2: "kidney"})
+    assert notes == [
+        "liver is absent from painted slice(s) 10 along axis 0 between slices that hold it: it is learned as "
+        "background there; paint it there, or mark the parts you did not paint 255"
+    ]
+    labels[10, 2:6, 2:6] = 255  # the liver's part marked unknown: not learned as background, nothing to say
+    assert painting_notes(labels, {0: [5, 10, 15]}, 255, names={1: "liver"}) == []
+
+
+def test_a_fine_tune_from_two_consecutive_slices_says_so():
+    z, y, x = np.indices((16, 24, 24))
+    truth = (((z - 8) / 6) ** 2 + ((y - 12) / 8) ** 2 + ((x - 12) / 7) ** 2 <= 1).astype(np.uint8)
+    image = Volume((100.0 * truth + np.random.default_rng(0).normal(0, 10, truth.shape)).astype(np.float32))
+    annotation = np.zeros_like(truth)
+    annotation[7:9] = truth[7:9]
+    options = FinetuneOptions(iterations=1, device="cpu", patch_size=(8, 16, 16), batch_size=1, refine=False)
+    result = finetune(image, image.with_array(annotation), "unet3d", options)
+    assert any(note.startswith("slices 7-8 along axis 0 are painted one after another") for note in result.notes)
