@@ -131,12 +131,8 @@ def _finetune(
             raise SegNetsError(
                 "the annotation has no foreground class: paint at least one structure to learn from scratch."
             )
-        if volume.num_channels > 1:  # a 4D NIfTI or a vector image; the intensity window and new card take one
-            raise SegNetsError(
-                f"{options.volume_name or 'the image'} holds {volume.num_channels} channels; a network learned from "
-                f"scratch takes one, so start from a model of {volume.num_channels} input channels."
-            )
-        volume = volume.with_array(volume.array.reshape(volume.shape_kji))  # a 4D image of one channel: 3D
+        if volume.num_channels == 1:  # a 4D image of one channel: 3D
+            volume = volume.with_array(volume.array.reshape(volume.shape_kji))
         patch = patch or (8, 48, 48)
         begin = scratch_start(
             start,

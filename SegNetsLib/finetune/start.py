@@ -133,7 +133,11 @@ def scratch_start(
 ) -> Start:
     """A new ``architecture`` network and its card for ``classes`` (label values) learned on ``image`` alone."""
     names = label_names or {}
-    window = annotation_window(image.array, labels, weight)
+    channels = image.num_channels
+    if channels == 1:
+        normalization = Normalization("ct_window", annotation_window(image.array, labels, weight))
+    else:  # one window cannot fit channels of different scales (FLAIR and T1c, say): each is z-scored on its own
+        normalization = Normalization("zscore")
     args = {**SCRATCH_BUILD_ARGS.get(architecture, {}), **(build_args or {})}
     spacing = tuple(image.spacing)
     if downsample > 1:
@@ -143,15 +147,16 @@ def scratch_start(
         {int(c): names.get(int(c), f"label {int(c)}") for c in classes},
         modality=guess_modality(image.array),
         name=f"{architecture} fine-tuned on {', '.join(names.get(int(c), f'label {int(c)}') for c in classes)}",
+        in_channels=channels,
         build_args=args,
-        normalization=Normalization("ct_window", window),
+        normalization=normalization,
         target_spacing=spacing if downsample > 1 else None,
         patch_size=tuple(int(p) for p in patch_size),
         roi=RoiSettings(mode="off"),
         postprocessing=Postprocessing(keep_largest_component=len(classes) == 1, fill_holes=len(classes) == 1),
         description=SCRATCH_DESCRIPTION,
     )
-    net = build(architecture, 1 if image.array.ndim == 3 else image.array.shape[0], card.num_classes, **args)
+    net = build(architecture, channels, card.num_classes, **args)
     return Start(net, card, None)
 
 

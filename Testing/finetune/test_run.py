@@ -88,6 +88,16 @@ def test_three_slices_from_scratch_train_on_all_of_them():
     assert result.validation_slices == [] and result.validation_dice is None
 
 
+def test_a_two_channel_image_trains_from_scratch_on_both_channels():
+    """FLAIR and T1c, say, on very different scales: the new network takes both channels, each z-scored on its own
+    (one intensity window cannot fit both)."""
+    image, truth = _phantom()
+    two = Volume(np.stack([image.array, 1000.0 + 50.0 * image.array]), image.spacing)
+    result = finetune(two, _annotation(image, truth), "unet3d", TINY)
+    assert len(result.card.in_channels) == 2 and result.card.normalization.kind == "zscore"
+    assert result.labelmap.array.shape == truth.shape and result.labelmap.same_geometry(image)
+
+
 def test_the_same_seed_trains_the_same_network_and_another_seed_does_not():
     """Patches, augmentation and initial weights all follow ``FinetuneOptions.seed``: a rerun on as many threads
     repeats the run (the threads fixed: sums over another count of threads round differently)."""
