@@ -112,20 +112,6 @@ def build_augmentation(
     return transform
 
 
-def center_crop(sample: dict[str, torch.Tensor], patch_size: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Cut the central ``patch_size`` from every tensor of a sample (no augmentation: validation)."""
-    out = {}
-    for key, tensor in sample.items():
-        starts = [(s - p) // 2 for s, p in zip(tensor.shape[1:], patch_size)]
-        out[key] = tensor[
-            :,
-            starts[0] : starts[0] + patch_size[0],
-            starts[1] : starts[1] + patch_size[1],
-            starts[2] : starts[2] + patch_size[2],
-        ]
-    return out
-
-
 @contextlib.contextmanager
 def untracked_meta() -> Iterator[None]:
     """MONAI transforms on plain tensors, without the metadata (affine, applied operations) they would otherwise

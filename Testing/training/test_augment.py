@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from SegNetsLib.training.augment import AugmentOptions, augment, build_augmentation, center_crop, input_size
+from SegNetsLib.training.augment import AugmentOptions, augment, build_augmentation, input_size
 
 
 def _sample(size=(24, 40, 40)) -> dict[str, torch.Tensor]:
@@ -16,6 +16,13 @@ def _sample(size=(24, 40, 40)) -> dict[str, torch.Tensor]:
     weight = torch.zeros_like(label)
     weight[:, size[0] // 2] = 1.0  # one annotated slice
     return {"image": image, "label": label, "weight": weight}
+
+
+def center_crop(sample: dict[str, torch.Tensor], patch_size) -> dict[str, torch.Tensor]:
+    """The central ``patch_size`` of every tensor of a sample: what an augmentation that moves nothing gives."""
+    starts = [(s - p) // 2 for s, p in zip(next(iter(sample.values())).shape[1:], patch_size)]
+    window = tuple(slice(start, start + p) for start, p in zip(starts, patch_size))
+    return {key: tensor[(slice(None), *window)] for key, tensor in sample.items()}
 
 
 def test_output_has_patch_size_and_types():
