@@ -99,6 +99,33 @@ CASES: dict[str, Case] = {
         "Testing/models/test_recovery.py",
         fuzz=(2, 8),
     ),
+    "card-deep": Case(
+        "card.json nested 40, 600 or 100 000 levels deep (an extra key of a training record), loaded and imported",
+        "“model/card.json: nests more than 32 levels of objects and lists; not a model card.” (a real card nests 6)",
+        r"nests more than 32 levels of objects and lists; not a model card",
+        "Testing/fuzz/test_model_files.py",
+    ),
+    "zip-entry-damaged": Case(
+        "a model zip whose weights entry is bzip2 or lzma data that does not decompress, or is flagged as encrypted",
+        "“model.zip: entry weights.safetensors cannot be read (…).” / “model.zip: entry 'weights.safetensors' is "
+        "encrypted; SegNets reads model zips without a password.”",
+        r"entry weights\.safetensors cannot be read|is encrypted; SegNets reads model zips without a password",
+        "Testing/fuzz/test_model_files.py",
+    ),
+    "weights-values": Case(
+        "weights of the right names and shapes holding NaN, infinity, uint8 or bool values, loaded and imported",
+        "“…: tensor '…' holds NaN or infinite values; the weights are damaged.” / “…: tensor '…' holds uint8 values "
+        "where the network holds float32; they are not this network's weights.” Nothing imported.",
+        r"holds NaN or infinite values; the weights are damaged|values where the network holds .*; they are not",
+        "Testing/fuzz/test_model_files.py",
+    ),
+    "zip-inflating": Case(
+        "a 1 MiB model zip whose weights entry inflates to 1 GiB (within the 4 GiB bound of any network)",
+        "refused before the temporary folder holds more than the card's network can: “bomb.zip: weights.safetensors "
+        "would unpack to 1,073,…,… bytes, more than the …-byte limit.”",
+        r"weights\.safetensors would unpack to [\d,]+ bytes, more than the [\d,]+-byte limit",
+        "Testing/fuzz/test_model_files.py",
+    ),
     "upload-not-volume-name": Case(
         "SegNets Web upload of an HTML page (`page.html`) or a zip (`model.zip`)",
         "“'page.html' is not a volume file SegNets reads (use one of .nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd).” "
