@@ -36,6 +36,7 @@ from SegNetsLib.web.state import Choice, PanelState
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.25
+_JOB_NAMES = {"segment": "Segment", "finetune": "Fine-tune"}  # as the page's buttons say
 ANNOTATION_NAME = "Annotation"
 
 
@@ -301,10 +302,11 @@ class PanelActions(RoundActions):
 
     def _finish(self, job: Job, kind: str) -> None:
         self.data.busy, self.data.job_kind, self.data.cancelling = False, "", False
+        self.data.error = ""  # a refusal made while the job ran (an upload, a second click) is over with it
         if kind == "finetune" and job.state is not JobState.DONE:  # no model came of that curve
             self._clear_training()
         if job.state is JobState.CANCELLED:
-            self.data.message = f"{kind.capitalize()} cancelled; nothing was changed."
+            self.data.message = f"{_JOB_NAMES[kind]} cancelled; nothing was changed."
             return
         try:
             if kind == "segment":
@@ -323,10 +325,10 @@ class PanelActions(RoundActions):
             return
         except Exception as error:  # noqa: BLE001 - an unexpected failure must reach the page, not vanish
             log.exception("%s failed", kind)
-            self.data.error = f"{kind.capitalize()} failed: {error}"
+            self.data.error = f"{_JOB_NAMES[kind]} failed: {error}"
             return
         if result is None:
-            self.data.message = f"{kind.capitalize()} cancelled; nothing was changed."
+            self.data.message = f"{_JOB_NAMES[kind]} cancelled; nothing was changed."
             return
         self._replace_result(result)
         if new_model is None:
@@ -335,10 +337,9 @@ class PanelActions(RoundActions):
         self.refresh_models()
         if finetuned.in_library(self.logic.library):
             self.data.model_key = f"{new_model.id}@{new_model.version}"
-        dice = "-" if self.data.validation_dice is None else f"{self.data.validation_dice:.3f}"
-        self.data.message = (
-            f"Fine-tuned (validation Dice {dice}); the volume was segmented with the model kept. "
-            + finetuned.summary(self.logic.library)
+        dice = "" if self.data.validation_dice is None else f" (validation Dice {self.data.validation_dice:.3f})"
+        self.data.message = f"Fine-tuned{dice}; the volume was segmented with the model kept. " + finetuned.summary(
+            self.logic.library
         )
 
     def _replace_result(self, result) -> None:

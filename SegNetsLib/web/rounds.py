@@ -47,6 +47,7 @@ class RoundActions:
         self.data.model_key = entry.reference
         self.data.round, self.data.suggested_slice = entry.round, None
         self.data.round_text = f"Back at round {entry.round} ({entry.reference}); Fine-tune continues from it."
+        self.data.message = f"Back at round {entry.round}: {entry.reference} is selected again and its result is shown."
         if shown is not None:
             self._replace_result(shown)
 

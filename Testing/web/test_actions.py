@@ -27,5 +27,53 @@ def test_a_failed_finetune_leaves_no_loss_curve_on_the_page(mrml, tmp_path):
     actions._finish(job, "finetune")
     worker.shutdown()
     page = actions.data
-    assert page.error.startswith("Finetune failed") and not page.busy
+    assert page.error.startswith("Fine-tune failed") and not page.busy
     assert (page.losses, page.iteration, page.validation_dice) == ([], 0, None)
+
+
+def test_the_end_of_a_job_clears_a_refusal_made_while_it_ran():
+    from SegNetsLib.app.worker import JobState
+    from SegNetsLib.web.actions import PanelActions
+    from SegNetsLib.web.state import PanelState
+
+    actions = PanelActions.__new__(PanelActions)  # the page's server is not needed to finish a job
+    refusal = "SegNets is working on the current volume; wait or Cancel, then load."
+    actions._panel = types.SimpleNamespace(data=PanelState(busy=True, job_kind="finetune", error=refusal))
+    actions._finish(types.SimpleNamespace(state=JobState.CANCELLED), "finetune")
+    page = actions.data
+    assert not page.busy and "cancelled" in page.message
+    assert page.error == "", "the page still says a job is running, and hides the cancel message"
+
+
+def test_back_one_round_replaces_the_newer_rounds_message(mrml, tmp_path):
+    """After Back one round the page named the newer round's model as the one kept."""
+    pytest.importorskip("trame_slicer")
+    from dataclasses import replace
+
+    from model_helpers import tiny_model
+
+    from SegNetsLib.app.logic import SegmentationLogic
+    from SegNetsLib.app.worker import ThreadWorker
+    from SegNetsLib.card.card import Provenance
+    from SegNetsLib.web.actions import PanelActions
+    from SegNetsLib.web.state import PanelState
+
+    library = ModelLibrary(tmp_path)
+    net, first = tiny_model(id="tiny", provenance=Provenance(round=1))
+    library.add(net, first)
+    second = replace(
+        first, version="1.1.0", provenance=Provenance(round=2, base_model_id="tiny", base_model_version="1.0.0")
+    )
+    library.add(net, second)
+    worker = ThreadWorker("test worker")
+    actions = PanelActions.__new__(PanelActions)  # the page's server is not needed to step back
+    actions._job, actions._volume_node_id = None, None
+    actions._slicer_app = types.SimpleNamespace(scene=mrml.scene)
+    actions.logic = SegmentationLogic(mrml.scene, library=library, worker=worker)
+    newer = "Fine-tuned (validation Dice 0.700); the volume was segmented with the model kept. New model tiny 1.1.0."
+    actions._panel = types.SimpleNamespace(data=PanelState(model_key="tiny@1.1.0", round=2, message=newer))
+    actions.back_one_round()
+    worker.shutdown()
+    page = actions.data
+    assert (page.model_key, page.round) == ("tiny@1.0.0", 1)
+    assert "1.1.0" not in page.message and "tiny@1.0.0" in page.message, page.message
