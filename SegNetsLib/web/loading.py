@@ -71,6 +71,8 @@ def check_signature(head: bytes, shown_name: str) -> None:
             f"{shown_name!r} is a header whose voxels are in another file; upload a single-file volume "
             "(.nii, .nii.gz, .nrrd or .mha)."
         )
+    if not head:
+        raise SegNetsError(f"{shown_name!r} is empty (0 bytes); upload the {kind} volume itself.")
     if not _SIGNATURES[kind](head):
         shown = head[:12].decode("ascii", "replace").encode("unicode_escape").decode("ascii")
         raise SegNetsError(

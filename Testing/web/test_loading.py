@@ -48,6 +48,7 @@ HTML = b"<!DOCTYPE html><html><body>Not a scan</body></html>"
         ("ct.nrrd", _zip_bytes(), "upload-wrong-content"),
         ("ct.mha", b"\x00" * 4096, "upload-wrong-content"),
         ("ct.mhd", b"ObjectType = Image\n", "upload-detached"),
+        ("empty.nrrd", b"", "upload-wrong-content"),
     ],
 )
 def test_an_upload_that_is_not_a_volume_gets_one_sentence_and_the_scene_stays(loaded, name, content, case):
