@@ -53,23 +53,22 @@ def json_object(text: str) -> dict:
 
 def positive_int(text: str) -> int:
     """An argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
+    return _integer(text, 1, None, "a positive integer")
 
 
 def seed(text: str) -> int:
     """A random seed: an integer in 0 .. 2**32 - 1 (NumPy's generators take no negative seed)."""
+    return _integer(text, 0, 2**32 - 1, f"a seed in 0 .. {2**32 - 1}")
+
+
+def _integer(text: str, low: int, high: int | None, what: str) -> int:
+    """``text`` as an integer from ``low`` to ``high`` (None: no bound) or argparse's refusal naming ``what``."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{text} is not a seed in 0 .. {2**32 - 1}")
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"{text} is not {what}")
     return value
 
 
