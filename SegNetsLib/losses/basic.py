@@ -94,11 +94,14 @@ def dice_per_class(
     squared: bool = False,
     activation: str = "softmax",
     smooth: float = 1e-5,
+    smooth_numerator: bool = True,
 ) -> torch.Tensor:
     """Soft Dice per class, (C,), pooled over the batch and all voxels, each voxel counted ``weight`` times.
 
     plain:   (2 sum w p g + smooth) / (sum w p + sum w g + smooth)
     squared: (2 sum w p g + smooth) / (sum w p^2 + sum w g^2 + smooth)  (V-Net paper, eq. 1)
+    ``smooth_numerator=False`` leaves ``smooth`` out of the numerator (ConResNet's official Dice,
+    2 sum p g / (sum p + sum g + 1): a class absent from the batch then has Dice 0).
     ``activation`` turns ``prediction`` into probabilities ("softmax" over C, "sigmoid", or "none"
     when it already holds probabilities).
     """
@@ -119,7 +122,8 @@ def dice_per_class(
         denominator = (w * probs * probs).sum(axes) + (w * truth * truth).sum(axes)
     else:
         denominator = (w * probs).sum(axes) + (w * truth).sum(axes)
-    return (2 * intersection + smooth) / (denominator + smooth)
+    numerator = 2 * intersection + smooth if smooth_numerator else 2 * intersection
+    return numerator / (denominator + smooth)
 
 
 def dice_loss(

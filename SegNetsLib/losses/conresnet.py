@@ -13,7 +13,7 @@ from SegNetsLib.losses.basic import dice_per_class, labeled_indices, one_hot, we
 from SegNetsLib.nets.outputs import ConResNetOutput
 
 DEEP_SUPERVISION_LAMBDA = 0.5  # the paper's best lambda (ablation over 0, 0.1, 0.5, 1)
-DICE_SMOOTH = 1.0  # official Dice: 2 sum(p y) / (sum p + sum y + 1)
+DICE_SMOOTH = 1.0  # official Dice: 2 sum(p y) / (sum p + sum y + 1), nothing added to the numerator
 
 
 def residual_target(truth: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,8 +67,9 @@ def conresnet_loss(
 
     target: (N, D, H, W) class indices for softmax networks (default preset), or (N, C, D, H, W) 0/1 per
     channel for multi-label ones (paper preset, BraTS ET/WT/TC); weight: (N, D, H, W).
-    - Segmentation: Dice (smooth 1, mean over channels; foreground classes for softmax) plus, for
-      multi-label, BCE with logits per channel summed over channels (official), for softmax the
+    - Segmentation: Dice 2 sum p g / (sum p + sum g + 1) (official: smooth 1 in the denominator only, so
+      a class absent from the batch has Dice 0; mean over channels; foreground classes for softmax) plus,
+      for multi-label, BCE with logits per channel summed over channels (official), for softmax the
       categorical equivalent, weighted cross-entropy.
     - Residual heads: :func:`residual_bce` against the label residual
       (:func:`residual_target`) with deep supervision: res + lam * (resx2 + resx4).
@@ -81,16 +82,17 @@ def conresnet_loss(
     logits = output.logits
     multi_label = target.dim() == logits.dim()
     num_classes = logits.shape[1]
+    any_labeled = (weight > 0).any()  # with no labeled voxel at all the loss is 0, as for every loss here
     if multi_label:
         truth = target.to(logits.dtype)
-        dice = dice_per_class(logits, truth, weight, activation="sigmoid", smooth=DICE_SMOOTH)
-        seg_loss = (1 - dice).mean() + weighted_bce_per_channel(logits, truth, weight).sum()
+        dice = dice_per_class(logits, truth, weight, activation="sigmoid", smooth=DICE_SMOOTH, smooth_numerator=False)
+        seg_loss = (1 - dice).mean() * any_labeled + weighted_bce_per_channel(logits, truth, weight).sum()
     else:
         if num_classes < 2:
             raise SegNetsError("a softmax ConResNet needs at least 2 classes (background included).")
         truth = one_hot(labeled_indices(target, weight, num_classes), num_classes).to(logits.dtype)
-        dice = dice_per_class(logits, target, weight, activation="softmax", smooth=DICE_SMOOTH)
-        seg_loss = (1 - dice[1:]).mean() + weighted_cross_entropy(logits, target, weight)
+        dice = dice_per_class(logits, target, weight, activation="softmax", smooth=DICE_SMOOTH, smooth_numerator=False)
+        seg_loss = (1 - dice[1:]).mean() * any_labeled + weighted_cross_entropy(logits, target, weight)
     if len(output.residual_logits) != 3:
         raise SegNetsError(f"ConResNet output has {len(output.residual_logits)} residual heads, expected 3.")
     res_target, res_weight = residual_target(truth, weight)

@@ -5,7 +5,7 @@ L = L_G + L_R + 1.0 * L_C:
   (softmax of the locator head) against the label max-pooled by (2, 4, 4);
 - L_R, region: 1 - 2 sum_RoIs sum_{c>=1} w p g / sum_RoIs sum_{c>=1} w (p + g), Dice pooled over all RoIs;
 - L_C, contour: the same on the contour head against the contour label (label minus its in-plane
-  3x3 erosion, per axial slice).
+  3x3 erosion, per axial slice; the volume's border does not erode, as with cv2.erode).
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def coarse_target(truth: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tens
 
 def contour_target(truth: torch.Tensor) -> torch.Tensor:
     """Inner contour of each channel of 0/1 ``truth`` (N, C, D, H, W): truth minus its 3x3 in-plane erosion
-    per axial slice (outside the volume counts as background, so labels touching the border get contour there)."""
-    outside = F.pad(1 - truth, (1, 1, 1, 1), value=1.0)
+    per axial slice. Outside the volume does not erode (official Step2_ContourExtraction.py: ``cv2.erode``'s
+    default border), so a structure cut by the patch border gets no contour along that cut."""
+    outside = F.pad(1 - truth, (1, 1, 1, 1), value=0.0)
     eroded = 1 - F.max_pool3d(outside, (1, 3, 3), stride=1)
     return truth - eroded
 

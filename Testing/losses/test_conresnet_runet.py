@@ -34,8 +34,12 @@ def test_contour_is_label_minus_in_plane_erosion():
     ring[0, 0, :, 2, 2] = 0  # 3x3 square: only the centre survives the erosion, in each slice
     assert torch.equal(contour, ring)
     full = torch.ones(1, 1, 1, 3, 3)
-    border = contour_target(full)
-    assert border.sum() == 8 and border[0, 0, 0, 1, 1] == 0  # outside counts as background
+    assert contour_target(full).sum() == 0  # the border does not erode (official: cv2.erode's default border)
+    edge = torch.zeros(1, 1, 1, 4, 4)
+    edge[0, 0, 0, :, :2] = 1  # a structure cut by the left border: contour only along its inner edge (column 1)
+    expected = torch.zeros_like(edge)
+    expected[0, 0, 0, :, 1] = 1
+    assert torch.equal(contour_target(edge), expected)
 
 
 def test_coarse_target_max_pools_labeled_voxels_only():
@@ -58,7 +62,7 @@ def test_conresnet_loss_hand_computed():
     # 2 classes, 4 slices of one voxel, labels 0 0 1 1, every logit 0 (p = 0.5)
     target = torch.tensor([0, 0, 1, 1]).reshape(1, 4, 1, 1)
     weight = torch.ones(1, 4, 1, 1)
-    dice = 1 - (2 * 0.5 * 2 + 1) / (0.5 * 4 + 2 + 1)  # foreground Dice, smooth 1
+    dice = 1 - (2 * 0.5 * 2) / (0.5 * 4 + 2 + 1)  # foreground Dice, smooth 1 in the denominator only (official)
     # residual: change at slice 2 only; labeled pairs are slices 1..3 (n = 3), positives weigh ln(3 / 2)
     residual = (math.log(1.5) * LN2 + 2 * LN2) / 3
     expected = dice + LN2 + residual * (1 + 0.5 * 2)
@@ -70,10 +74,21 @@ def test_conresnet_loss_hand_computed():
 def test_conresnet_loss_multi_label_uses_sigmoid_and_summed_bce():
     target = torch.tensor([0.0, 0.0, 1.0, 1.0]).reshape(1, 1, 4, 1, 1).repeat(1, 2, 1, 1, 1)
     weight = torch.ones(1, 4, 1, 1)
-    dice = 1 - (2 * 0.5 * 2 + 1) / (0.5 * 4 + 2 + 1)
+    dice = 1 - (2 * 0.5 * 2) / (0.5 * 4 + 2 + 1)
     residual = (math.log(1.5) * LN2 + 2 * LN2) / 3
     expected = dice + 2 * LN2 + residual * 2  # BCE summed over the 2 channels
     assert conresnet_loss(_conresnet_output(0.0), target, weight).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_conresnet_dice_has_no_smooth_in_the_numerator():
+    # official BinaryDiceLoss: 2 sum(p y) / (sum p + sum y + 1); a channel absent from the batch has Dice 0
+    target = torch.zeros(1, 1, 4, 1, 1)
+    weight = torch.ones(1, 4, 1, 1)
+    out = _conresnet_output(0.0, shape=(1, 1, 4, 1, 1))
+    residual = LN2  # no residual positive: negatives only, weight 1, p = 0.5
+    expected = 1.0 + LN2 + residual * (1 + 0.5 * 2)  # Dice term 1 - 0 / (0.5 * 4 + 0 + 1), BCE ln 2
+    assert conresnet_loss(out, target, weight).item() == pytest.approx(expected, rel=1e-6)
+    assert conresnet_loss(out, target, torch.zeros_like(weight)).item() == 0.0  # nothing labeled: 0
 
 
 def test_conresnet_residual_bce_has_the_sigmoid_of_issue_7():
