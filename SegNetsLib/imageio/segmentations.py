@@ -54,9 +54,7 @@ def write_segmentation(labelmap: Volume, labels: list[LabelInfo], path: str | os
         raise SegNetsError(f"{path}: the labelmap holds label value(s) {unknown} that no segment describes.")
     if is_segmentation_file(path):
         with atomic_file(path) as temporary:
-            slicerio.write_segmentation(
-                str(temporary), _slicerio_segmentation(labelmap, labels), compression_level=_COMPRESSION_LEVEL
-            )
+            _write_seg_nrrd(temporary, _slicerio_segmentation(labelmap, labels))
         return path
     if not is_written_volume_file(path):
         raise SegNetsError(f"{path}: unknown segmentation file type; use .seg.nrrd, .nii.gz, .nii, .nrrd or .mha.")
@@ -117,7 +115,8 @@ def read_labelmap_and_names(path: str | os.PathLike) -> tuple[Volume, dict[int, 
 
 def _slicerio_segmentation(labelmap: Volume, labels: list[LabelInfo]) -> dict:
     """slicerio's segmentation dict: voxels [i, j, k] holding the label values, one layer, one segment per label."""
-    voxels = np.ascontiguousarray(labelmap.array.astype(np.uint8, copy=False).transpose(2, 1, 0))
+    values = labelmap.array.astype(_label_type(labelmap.array, labels), copy=False)
+    voxels = np.ascontiguousarray(values.transpose(2, 1, 0))
     extents = ndimage.find_objects(voxels)
     segments, used_ids = [], set()
     for label in labels:
@@ -143,12 +142,50 @@ def _slicerio_segmentation(labelmap: Volume, labels: list[LabelInfo]) -> dict:
     }
 
 
+def _label_type(array: np.ndarray, labels: list[LabelInfo]) -> type:
+    """The smallest unsigned integer type holding every label value (uint8 up to 255, as Slicer writes them)."""
+    largest = max([int(array.max(initial=0))] + [label.value for label in labels])
+    return np.uint8 if largest <= 255 else np.uint16 if largest <= 65535 else np.uint32
+
+
 def _segment_id(label: LabelInfo, used: set[str]) -> str:
-    """A segment ID from the label name (letters, digits, underscores), unique in the file."""
-    base = re.sub(r"\W+", "_", label.name).strip("_") or f"Segment_{label.value}"
+    """A segment ID from the label name (ASCII letters, digits, underscores), unique in the file."""
+    base = re.sub(r"\W+", "_", label.name, flags=re.ASCII).strip("_") or f"Segment_{label.value}"
     segment_id = base if base not in used else f"{base}_{label.value}"
     used.add(segment_id)
     return segment_id
+
+
+_NAME_FIELD = re.compile(rb"^Segment([0-9]+)_Name:=(.*)$")
+
+
+def _write_seg_nrrd(path: Path, segmentation: dict) -> None:
+    """slicerio's write, with segment names in UTF-8 as Slicer writes and reads them (pynrrd writes its header as
+    ASCII only: it is written with ASCII stand-ins, then their lines are replaced)."""
+    names = [segment["name"] for segment in segmentation["segments"]]
+    stand_ins = [name.encode("ascii", "backslashreplace").decode("ascii") for name in names]
+    segments = [dict(segment, name=stand_in) for segment, stand_in in zip(segmentation["segments"], stand_ins)]
+    slicerio.write_segmentation(str(path), dict(segmentation, segments=segments), compression_level=_COMPRESSION_LEVEL)
+    if stand_ins == names:
+        return
+    data = path.read_bytes()
+    end = data.index(b"\n\n")
+    lines = data[:end].split(b"\n")
+    for number, line in enumerate(lines):
+        if match := _NAME_FIELD.match(line):
+            lines[number] = b"Segment%s_Name:=" % match.group(1) + names[int(match.group(1))].encode("utf-8")
+    path.write_bytes(b"\n".join(lines) + data[end:])
+
+
+def _utf8_segment_names(path: Path) -> list[str]:
+    """The ``SegmentN_Name`` fields of a .seg.nrrd header decoded as UTF-8, by ascending N (slicerio's segment
+    order); pynrrd drops every non-ASCII byte of a header."""
+    names = {}
+    with open(path, "rb") as file:
+        while (line := file.readline()) not in (b"\n", b"\r\n", b""):
+            if match := _NAME_FIELD.match(line.rstrip(b"\r\n")):
+                names[int(match.group(1))] = match.group(2).decode("utf-8", "replace")
+    return [names[index] for index in sorted(names)]
 
 
 def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, str]]:
@@ -159,6 +196,9 @@ def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, str]]:
         raise SegNetsError(f"{path}: not a readable .seg.nrrd file ({type(error).__name__}).") from None
     voxels = segmentation["voxels"]
     segments = segmentation.get("segments", [])
+    if sum("name" in segment for segment in segments) == len(utf8_names := _utf8_segment_names(path)):
+        for segment, name in zip((s for s in segments if "name" in s), utf8_names):
+            segment["name"] = name
     label_values = [int(s.get("labelValue", 1)) for s in segments]
     unique = len(set(label_values)) == len(label_values)
     spatial = voxels.shape[-3:]

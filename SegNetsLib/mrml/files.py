@@ -34,15 +34,42 @@ def _check_header(path: Path) -> None:
 
 
 def save_segmentation_node(node, path: str | os.PathLike) -> Path:
-    """Write a segmentation node as ``.seg.nrrd`` (atomically) with Slicer's segmentation storage node."""
+    """Write a segmentation node as ``.seg.nrrd`` (atomically) with Slicer's segmentation storage node.
+
+    A node whose source representation is not a binary labelmap (closed surfaces, planar contours) is written
+    from a copy converted to one: Slicer's storage node would write such a node as VTK multiblock XML under the
+    .seg.nrrd name, with its surfaces in a folder beside it. The node itself is left as it is.
+    """
     import slicer
 
     path = Path(path)
     if not path.name.lower().endswith(".seg.nrrd"):
         raise SegNetsError(f"{path}: segmentations are written as .seg.nrrd; change the file name.")
+    node = _with_labelmap_source(node, path)
     storage = slicer.vtkMRMLSegmentationStorageNode()
     with atomic_file(path) as partial:
         storage.SetFileName(str(partial))
         if not storage.WriteData(node):
             raise SegNetsError(f"{path}: Slicer could not write segmentation {node.GetName()!r}.")
     return path
+
+
+def _with_labelmap_source(node, path: Path):
+    """``node``, or an unattached copy of it whose source representation is the binary labelmap."""
+    import slicer
+
+    labelmap = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    if node.GetSegmentation().GetSourceRepresentationName() == labelmap:
+        return node
+    segmentation = slicer.vtkSegmentation()
+    segmentation.DeepCopy(node.GetSegmentation())
+    if not segmentation.CreateRepresentation(labelmap):
+        raise SegNetsError(
+            f"{path}: segmentation {node.GetName()!r} holds {segmentation.GetSourceRepresentationName()} segments "
+            "that Slicer could not turn into a labelmap; a .seg.nrrd holds labelmaps."
+        )
+    segmentation.SetSourceRepresentationName(labelmap)
+    copy = slicer.vtkMRMLSegmentationNode()
+    copy.SetName(node.GetName())
+    copy.SetAndObserveSegmentation(segmentation)
+    return copy

@@ -9,7 +9,7 @@ import slicerio
 from SegNetsLib.card.card import Code, LabelInfo, Terminology
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
-from SegNetsLib.imageio.segmentations import read_labelmap, write_segmentation
+from SegNetsLib.imageio.segmentations import read_labelmap, read_labelmap_and_names, write_segmentation
 from SegNetsLib.imageio.volumes import read_volume
 
 LIVER_TERMINOLOGY = Terminology(
@@ -120,3 +120,48 @@ def test_unreadable_labelmap_is_a_clear_error(tmp_path):
     broken.write_bytes(b"not a nrrd")
     with pytest.raises(SegNetsError, match="broken.seg.nrrd"):
         read_labelmap(broken)
+
+
+def test_non_ascii_segment_names_round_trip_through_slicer_as_utf8(mrml, tmp_path):
+    """Slicer writes and reads segment names as UTF-8 header bytes; pynrrd writes ASCII only and drops the rest."""
+    slicer = pytest.importorskip("slicer")
+    labelmap = Volume(np.zeros((4, 5, 6), np.uint8), (1.0, 1.0, 2.0), (3.0, -4.0, 5.0))
+    labelmap.array[1:3, 1:3, 1:3] = 1
+    labelmap.array[0, 0, 0] = 2
+    names = ["Hüfte rechts", "腎臓"]
+    labels = [LabelInfo(1, names[0], (1.0, 0.0, 0.0)), LabelInfo(2, names[1], (0.0, 1.0, 0.0), LIVER_TERMINOLOGY)]
+    path = write_segmentation(labelmap, labels, tmp_path / "unicode.seg.nrrd")
+    assert list(tmp_path.iterdir()) == [path]
+
+    node = mrml.segmentations_logic.LoadSegmentationFromFile(str(path), False, "read")
+    segmentation = node.GetSegmentation()
+    assert [segmentation.GetNthSegment(i).GetName() for i in range(2)] == names
+    assert "SCT^10200004^Liver" in segmentation.GetNthSegment(1).GetTerminology()
+    back, read_names = read_labelmap_and_names(path)
+    assert read_names == {1: names[0], 2: names[1]}
+    assert np.array_equal(back.array, labelmap.array)
+
+    written = tmp_path / "slicer.seg.nrrd"  # Slicer's own writer: SegNets reads its names whole
+    node.GetSegmentation().GetNthSegment(0).SetName("Lebersegment ä")
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetFileName(str(written))
+    assert storage.WriteData(node)
+    assert set(read_labelmap_and_names(written)[1].values()) == {"Lebersegment ä", names[1]}
+
+
+def test_a_label_value_above_255_keeps_its_voxels_in_a_seg_nrrd(mrml, tmp_path):
+    """The voxels were cast to uint8: value 1000 became 232, and its segment came back empty."""
+    slicer = pytest.importorskip("slicer")
+    labelmap = Volume(np.zeros((4, 5, 6), np.int32), (1.0, 1.0, 2.0), (3.0, -4.0, 5.0))
+    labelmap.array[1:3, 1:3, 1:3] = 1000
+    labelmap.array[0, 0, 0] = 3
+    labels = [LabelInfo(1000, "big", (1.0, 0.0, 0.0)), LabelInfo(3, "small", (0.0, 1.0, 0.0))]
+    path = write_segmentation(labelmap, labels, tmp_path / "big.seg.nrrd")
+
+    assert np.array_equal(read_labelmap(path).array, labelmap.array)
+    node = mrml.segmentations_logic.LoadSegmentationFromFile(str(path), False, "big")
+    reference = slicer.util.addVolumeFromArray(labelmap.array.astype(np.int16), labelmap.ijk_to_ras(), name="ref")
+    for value, name in ((1000, "big"), (3, "small")):
+        segment_id = node.GetSegmentation().GetSegmentIdBySegmentName(name)
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, reference)
+        assert np.array_equal(mask != 0, labelmap.array == value), name
