@@ -174,6 +174,7 @@ def refine_with_random_walker(
     the time on a large volume with a small structure."""
     if network_weight is None:
         network_weight = NETWORK_WEIGHT if classical is None else NETWORK_WEIGHT_WITH_CLASSICAL
+    image = each_channel_standardized(image)
     sampling = tuple(float(s) for s in spacing)[::-1]
     values = [int(v) for v in np.unique(labelmap) if v != 0]
     annotated_values = [int(v) for v in np.unique(annotation[weight > 0]) if v != 0]
@@ -203,6 +204,19 @@ def refine_with_random_walker(
         interpolation_weight,
         None if within is None else _relative(within, Box.from_slices(box)),
     )
+    return out
+
+
+def each_channel_standardized(image: np.ndarray) -> np.ndarray:
+    """``image`` [c, k, j, i] as float32 with each channel centred and divided by its own standard deviation, as
+    the network z-scores each (one pooled scale lets the channel in the largest units drown the others' edges);
+    a 3D image as it is."""
+    if image.ndim != 4:
+        return image
+    out = np.empty(image.shape, dtype=np.float32)
+    for index, channel in enumerate(image):
+        channel = channel.astype(np.float64)
+        out[index] = (channel - channel.mean()) / max(float(channel.std()), 1e-6)
     return out
 
 

@@ -256,3 +256,17 @@ def test_a_band_refined_within_a_part_is_the_whole_refinement_there_and_the_netw
     assert np.array_equal(part[4:11], whole[4:11]) and not np.array_equal(whole[5:10], network[5:10])
     elsewhere = np.r_[0:4, 11:20]
     assert np.array_equal(part[elsewhere], np.where(weight > 0, annotation, network)[elsewhere])
+
+
+def test_the_refinement_of_several_channels_does_not_depend_on_their_units():
+    """Each channel counts on its own scale, as the network z-scores each: a channel in other units (x 1000,
+    shifted) refines as before (it drowned the other channels' edges)."""
+    truth, image, annotation, weight = _noisy_ball_painted()
+    other = np.random.default_rng(4).normal(0, 20, truth.shape).astype(np.float32) + 40.0 * truth
+    network = _ball(radius=6.0).astype(np.uint8)
+    kwargs = dict(spacing=(1, 1, 1), inner_mm=2, outer_mm=6)
+    same = refine_with_random_walker(np.stack([image, other]), network, annotation, weight, **kwargs)
+    scaled = refine_with_random_walker(
+        np.stack([image, 1000.0 * other + 5000.0]), network, annotation, weight, **kwargs
+    )
+    assert np.array_equal(scaled, same) and not np.array_equal(same, network)
