@@ -107,7 +107,8 @@ def _finetune(
     progress = progress or no_progress
     cancel = cancel or CancelToken()
     began = time.monotonic()
-    check_volume(volume, "the image")
+    image_name = options.volume_name or "the image"  # how messages name the image (its file, say)
+    check_volume(volume, image_name)
     annotation = ann.embed_in_image_grid(volume, annotation)
     ann.check_annotation(volume, annotation, options.annotation_name)
     labels = np.array(annotation.array, copy=True)  # never touch the caller's annotation
@@ -156,7 +157,7 @@ def _finetune(
         targets[labels == value] = index
 
     preprocessing_began = time.monotonic()
-    pre = preprocess(volume, card, "the image")
+    pre = preprocess(volume, card, image_name)
     preprocessing_s = time.monotonic() - preprocessing_began  # segmenting prepares the input again
     image = pre.network_input()
     grid_targets, grid_weight = _to_grid(targets, weight, pre)
@@ -292,10 +293,10 @@ def _finetune(
         predictor = Predictor(net, predict_card, device, library)  # a locator id is found where the model was
         if known is not None:  # a network that saw painted slices alone segments only where it knows something
             network_out = np.zeros(labels.shape, dtype=np.uint8)
-            part = predictor.predict(sub_volume(volume, known), roi="off", cancel=cancel, name="the image")
+            part = predictor.predict(sub_volume(volume, known), roi="off", cancel=cancel, name=image_name)
             network_out[known.slices] = part.labelmap.array
         else:
-            prediction = predictor.predict(volume, roi="auto", cancel=cancel, name="the image")
+            prediction = predictor.predict(volume, roi="auto", cancel=cancel, name=image_name)
             network_out = np.array(prediction.labelmap.array, copy=True)
         if begin.painted_only:
             clean_scratch_prediction(

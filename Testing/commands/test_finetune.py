@@ -132,3 +132,32 @@ def test_a_several_channel_image_learns_from_scratch_on_every_channel(files, cap
         capsys, "--input", folder / "two.nii.gz", "--annotations", paths["annotation"], "--no-save", "--iterations", "2"
     )
     assert code == 0 and "Traceback" not in err, err
+
+
+def test_a_model_of_another_channel_count_is_refused_naming_the_image_file(files, capsys, model_library):
+    """A one-channel library model and a two-channel 4D NIfTI: one sentence that names the file."""
+    import SimpleITK as sitk
+    from model_helpers import tiny_model
+
+    from SegNetsLib.models.library import ModelLibrary
+
+    folder, paths = files
+    net, card = tiny_model(id="one-channel", labels=("liver",))
+    ModelLibrary(model_library).add(net, card)
+    image = sitk.GetImageFromArray(np.random.default_rng(0).normal(size=(2, 8, 16, 16)).astype(np.float32), False)
+    image.SetSpacing((2.0, 2.0, 2.0, 1.0))
+    sitk.WriteImage(image, str(folder / "two.nii.gz"))
+    code, err = _run(
+        capsys,
+        "--input",
+        folder / "two.nii.gz",
+        "--annotations",
+        paths["annotation"],
+        "--model",
+        "one-channel",
+        "--no-save",
+        "--iterations",
+        "1",
+    )
+    assert code == 1 and "Traceback" not in err
+    assert "segnets finetune: error: two.nii.gz: the image has 2 channel(s) but model 'one-channel' expects 1" in err
