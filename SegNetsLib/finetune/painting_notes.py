@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from SegNetsLib.core.annotation import labelled
+from SegNetsLib.core.annotation import is_dense, labelled, weight_map
 from SegNetsLib.finetune.cleanup import annotated_range
 
 _LISTED = 5  # slices named in a note, at most
@@ -24,7 +24,11 @@ def painting_notes(
 ) -> list[str]:
     """Notes for painted ``labels`` [k, j, i] on ``slices``: a label absent from a painted slice between two that
     hold it (learned as background there), and, for a network learned from the painting alone (``from_scratch``),
-    consecutive painted slices (the result then stays on them: :func:`~SegNetsLib.finetune.cleanup.annotated_range`)."""
+    consecutive painted slices (the result then stays on them: :func:`~SegNetsLib.finetune.cleanup.annotated_range`).
+    None for a dense annotation (:func:`~SegNetsLib.core.annotation.is_dense`): every slice is painted, so a label
+    absent from one is background there and the structure does end where its painting does."""
+    if is_dense(weight_map(labels, slices, ignore_value)):
+        return []
     axes = {axis: sorted(set(int(i) for i in indices)) for axis, indices in slices.items() if indices}
     notes = []
     for axis, indices in axes.items():

@@ -51,3 +51,18 @@ def test_a_fine_tune_from_two_consecutive_slices_says_so():
     options = FinetuneOptions(iterations=1, device="cpu", patch_size=(8, 16, 16), batch_size=1, refine=False)
     result = finetune(image, image.with_array(annotation), "unet3d", options)
     assert any(note.startswith("slices 7-8 along axis 0 are painted one after another") for note in result.notes)
+
+
+def test_a_dense_annotation_gets_no_painting_note():
+    """Every slice painted (ordinary training): two lesions twelve slices apart beside an organ were said to be
+    'learned as background' between them, and the organ's own end to need slices painted a few apart."""
+    from SegNetsLib.core import annotation as ann
+
+    labels = np.zeros((30, 40, 40), np.uint8)
+    labels[1:29, 2:38, 10:38] = 2  # an organ on every slice but the outer two
+    labels[5:8, 10:15, 3:8] = 1  # a lesion
+    labels[20:23, 10:15, 3:8] = 1  # another lesion
+    slices = ann.annotated_slices(labels, 255)
+    assert ann.is_dense(ann.weight_map(labels, slices, 255))
+    assert painting_notes(labels, slices, 255, {1: "lesion", 2: "organ"}, from_scratch=True) == []
+    assert painting_notes(labels, slices, 255, {1: "lesion", 2: "organ"}, from_scratch=False) == []
