@@ -161,8 +161,9 @@ _NAME_FIELD = re.compile(rb"^Segment([0-9]+)_Name:=(.*)$")
 
 def _write_seg_nrrd(path: Path, segmentation: dict) -> None:
     """slicerio's write, with segment names in UTF-8 as Slicer writes and reads them (pynrrd writes its header as
-    ASCII only: it is written with ASCII stand-ins, then their lines are replaced)."""
-    names = [segment["name"] for segment in segmentation["segments"]]
+    ASCII only: it is written with ASCII stand-ins, then their lines are replaced). A name's line breaks become
+    spaces: a header field is one line."""
+    names = [" ".join(segment["name"].splitlines()) for segment in segmentation["segments"]]
     stand_ins = [name.encode("ascii", "backslashreplace").decode("ascii") for name in names]
     segments = [dict(segment, name=stand_in) for segment, stand_in in zip(segmentation["segments"], stand_ins)]
     slicerio.write_segmentation(str(path), dict(segmentation, segments=segments), compression_level=_COMPRESSION_LEVEL)

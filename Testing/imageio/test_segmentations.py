@@ -165,3 +165,12 @@ def test_a_label_value_above_255_keeps_its_voxels_in_a_seg_nrrd(mrml, tmp_path):
         segment_id = node.GetSegmentation().GetSegmentIdBySegmentName(name)
         mask = slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, reference)
         assert np.array_equal(mask != 0, labelmap.array == value), name
+
+
+def test_a_segment_name_with_a_line_break_is_written_on_one_line(tmp_path):
+    """A name with a line break wrote a header no reader could read back."""
+    labelmap = Volume(np.zeros((4, 5, 6), np.uint8))
+    labelmap.array[1:3, 1:3, 1:3] = 1
+    path = write_segmentation(labelmap, [LabelInfo(1, "zwei\nZeilen ü", (1.0, 0.0, 0.0))], tmp_path / "x.seg.nrrd")
+    back, names = read_labelmap_and_names(path)
+    assert names == {1: "zwei Zeilen ü"} and np.array_equal(back.array, labelmap.array)
