@@ -30,8 +30,21 @@ def _umask() -> int:
     return mask
 
 
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+_SUFFIX_MAX = 64  # the dot-suffixes a temporary file keeps (".seg.nrrd", ".nii.gz"), at most
+
+
+def _temporary_prefix(target: Path, tail: str) -> str:
+    """'.' and as much of ``target``'s name as fits beside ``tail`` and mkstemp's 8 random characters."""
+    room = max(NAME_MAX - len(os.fsencode(tail)) - 8 - 2, 0)
+    return f".{os.fsencode(target.name)[:room].decode(errors='ignore')}."
+
+
 def _temporary_sibling(target: Path, suffix: str = "") -> Path:
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".partial{suffix}", dir=target.parent)
+    while len(os.fsencode(suffix)) > _SUFFIX_MAX and "." in suffix[1:]:  # keep the last suffixes only
+        suffix = suffix[suffix.index(".", 1) :]
+    tail = f".partial{suffix}"
+    handle, name = tempfile.mkstemp(prefix=_temporary_prefix(target, tail), suffix=tail, dir=target.parent)
     os.close(handle)
     return Path(name)
 
@@ -65,7 +78,9 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         raise FileExistsError(f"{target} already exists and will not be overwritten")
-    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    temporary = Path(
+        tempfile.mkdtemp(prefix=_temporary_prefix(target, ".partial"), suffix=".partial", dir=target.parent)
+    )
     try:
         yield temporary
         os.chmod(temporary, new_mode(folder=True))

@@ -191,9 +191,14 @@ def extend_box(
     return Box(*starts, *stops)
 
 
+def _is_box(value: object) -> bool:
+    """True for a Box or six integers; False for an iterable (a list, a generator) of boxes."""
+    return isinstance(value, Sequence) and len(value) == 6 and all(isinstance(v, (int, np.integer)) for v in value)
+
+
 def box_union(*boxes: Box | Iterable[Box]) -> Box:
     """Smallest box containing all given boxes; accepts boxes as arguments or one iterable of boxes."""
-    if len(boxes) == 1 and not (len(boxes[0]) == 6 and all(isinstance(v, (int, np.integer)) for v in boxes[0])):
+    if len(boxes) == 1 and not _is_box(boxes[0]):
         boxes = tuple(boxes[0])  # type: ignore[arg-type]
     if not boxes:
         raise SegNetsError("box_union needs at least one box.")

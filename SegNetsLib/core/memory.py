@@ -36,8 +36,27 @@ def _address_space_headroom() -> int | None:
         return None
 
 
+def cgroup_headroom(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """What the memory limit of this process's control group (a container's, cgroup v2 or v1) still allows;
+    None when there is no limit or it cannot be read."""
+    for limit_file, usage_file in (
+        ("memory.max", "memory.current"),
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"),
+    ):
+        try:
+            limit = (root / limit_file).read_text().strip()
+            usage = int((root / usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 2**62:  # unlimited (v1 writes a huge number)
+            return None
+        return max(0, int(limit) - usage)
+    return None
+
+
 def available_memory_bytes() -> int | None:
-    """Memory this process can still allocate: the system's available memory, lowered by an address-space
-    limit (``ulimit -v``) when one is set; None when neither can be read."""
-    known = [value for value in (_meminfo_available(), _address_space_headroom()) if value is not None]
+    """Memory this process can still allocate: the system's available memory, lowered by a container's memory
+    limit and by an address-space limit (``ulimit -v``) when they are set; None when none can be read."""
+    sources = (_meminfo_available(), cgroup_headroom(), _address_space_headroom())
+    known = [value for value in sources if value is not None]
     return min(known) if known else None

@@ -78,7 +78,7 @@ class Volume:
     def same_geometry(self, other: Volume, tolerance_mm: float = 1e-3) -> bool:
         """True when both volumes have the same spatial shape and voxel-to-LPS mapping."""
         return self.shape_kji == other.shape_kji and bool(
-            np.allclose(self.ijk_to_lps(), other.ijk_to_lps(), atol=tolerance_mm)
+            np.allclose(self.ijk_to_lps(), other.ijk_to_lps(), rtol=0.0, atol=tolerance_mm)
         )
 
 

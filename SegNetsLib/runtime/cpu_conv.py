@@ -24,7 +24,8 @@ _CONV3D_DEFAULTS = (None, None, None, 1, 0, 1, 1)
 
 class OneDnnConv3d(TorchFunctionMode):
     """Inside ``with OneDnnConv3d():``, ``F.conv3d`` on CPU float32 tensors without autograd runs oneDNN's
-    convolution directly; everything else (GPU, other dtypes, ``padding="same"``, training) is unchanged."""
+    convolution directly; everything else (GPU, other dtypes, unbatched input, ``padding="same"``, training) is
+    unchanged."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -33,6 +34,7 @@ class OneDnnConv3d(TorchFunctionMode):
             x, weight = call["input"], call["weight"]
             if (
                 x.device.type == "cpu"
+                and x.dim() == 5
                 and x.dtype == weight.dtype == torch.float32
                 and not isinstance(call["padding"], str)
                 and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))

@@ -128,3 +128,9 @@ def test_mask_box_is_the_tightest_box_around_a_mask_and_none_for_an_empty_one():
     assert mask_box(mask) is None
     mask[1, 2, 3] = mask[4, 5, 3] = True
     assert mask_box(mask) == Box(1, 2, 3, 5, 6, 4)
+
+
+def test_box_union_takes_any_iterable_of_boxes():
+    boxes = [Box(0, 0, 0, 2, 2, 2), Box(1, 1, 1, 4, 4, 4)]
+    assert box_union(b for b in boxes) == box_union(iter(boxes)) == box_union(boxes) == Box(0, 0, 0, 4, 4, 4)
+    assert box_union((0, 0, 0, 2, 2, 2)) == Box(0, 0, 0, 2, 2, 2)

@@ -173,3 +173,23 @@ def test_saved_weights_are_readable_as_any_new_file(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "weights.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def test_same_geometry_tolerance_is_in_mm_however_far_the_origin():
+    a = Volume(np.zeros((2, 2, 2)), (0.7, 0.7, 1.0), (-250.0, -250.0, -1200.0))
+    assert a.same_geometry(Volume(a.array, a.spacing, (-250.0, -250.0, -1200.0005)))
+    assert not a.same_geometry(Volume(a.array, a.spacing, (-250.0, -250.0, -1200.01)))
+
+
+@pytest.mark.parametrize(
+    "name, kept",
+    [("x" * 240 + ".nii.gz", ".nii.gz"), ("case." + "y" * 120 + ".seg.nrrd", ".seg.nrrd"), ("z" * 250, "")],
+)
+def test_atomic_writes_take_any_name_the_file_system_takes(tmp_path, name, kept):
+    with atomic_file(tmp_path / name) as temporary:
+        assert temporary.name.startswith(".") and temporary.name.endswith(".partial" + kept)
+        temporary.write_text("new")
+    with atomic_folder(tmp_path / (name[:249] + "_model")) as folder:
+        (folder / "weights").write_text("w")
+    assert (tmp_path / name).read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, name[:249] + "_model"])

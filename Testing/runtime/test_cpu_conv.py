@@ -44,3 +44,11 @@ def test_training_and_same_padding_pass_through_unchanged():
 def test_only_the_cpu_gets_the_mode():
     assert isinstance(fast_cpu_convolutions(torch.device("cpu")), OneDnnConv3d) == torch.backends.mkldnn.is_available()
     assert not isinstance(fast_cpu_convolutions(torch.device("cuda")), OneDnnConv3d)
+
+
+def test_unbatched_input_inside_the_mode_equals_pytorchs():
+    generator = torch.Generator().manual_seed(0)
+    x, weight = torch.randn(4, 6, 7, 8, generator=generator), torch.randn(2, 4, 3, 3, 3, generator=generator)
+    with torch.inference_mode(), OneDnnConv3d():
+        got = F.conv3d(x, weight, padding=1)
+    torch.testing.assert_close(got, F.conv3d(x, weight, padding=1))
