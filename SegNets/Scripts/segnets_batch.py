@@ -88,6 +88,24 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def output_targets(sources: list[Path], output: Path) -> list[Path]:
+    """``<output>/<name>.seg.nrrd`` per source; raises when two sources would be written to the same file
+    (``ct.nii.gz`` and ``ct.nrrd``; names compared case-insensitively, as macOS and Windows file systems do)."""
+    from SegNetsLib.core.errors import SegNetsError
+
+    targets, seen = [], {}
+    for source in sources:
+        target = output / f"{_stem(source)}.seg.nrrd"
+        first = seen.setdefault(target.name.casefold(), source)
+        if first is not source:
+            raise SegNetsError(
+                f"{first.name} and {source.name} would both be written as {target}; "
+                "rename one of them or segment them into separate output folders."
+            )
+        targets.append(target)
+    return targets
+
+
 def segment_file(logic, volumes_logic, source: Path, target: Path, args: argparse.Namespace) -> dict:
     """Segment one file into ``target``; the nodes are removed from the scene afterwards."""
     from SegNetsLib import mrml
@@ -149,12 +167,13 @@ def exit_process(code: int) -> None:
 
 def run(argv: list[str]) -> int:
     """Segment every input; 0 when all succeeded, 1 when any failed (see summary.json)."""
-    from SegNetsLib.core.atomic import atomic_file
+    from SegNetsLib.core.atomic import atomic_file, writable_folder
     from SegNetsLib.core.errors import SegNetsError
 
     args = parse_args(argv)
     try:
         sources = input_files(args.input)
+        targets = output_targets(sources, args.output)
     except SegNetsError as error:
         print(f"segnets_batch: error: {error}", file=sys.stderr)
         return 2
@@ -162,12 +181,12 @@ def run(argv: list[str]) -> int:
     from SegNetsLib.app.process_worker import ProcessWorker
     from SegNetsLib.models.library import ModelLibrary
 
+    writable_folder(args.output)  # before any model work: an unusable output folder would fail every volume
     scene, volumes_logic, _logics = mrml_context()
     logic = SegmentationLogic(scene, ModelLibrary(args.library), ProcessWorker())
     results, failures = [], []
     try:
-        for source in sources:
-            target = args.output / f"{_stem(source)}.seg.nrrd"
+        for source, target in zip(sources, targets):
             print(f"segnets_batch: {source} -> {target}", flush=True)
             try:
                 results.append(segment_file(logic, volumes_logic, source, target, args))
@@ -178,7 +197,6 @@ def run(argv: list[str]) -> int:
     finally:
         logic.worker.shutdown()
     summary = {"model": args.model, "device": args.device, "roi": args.roi, "succeeded": results, "failed": failures}
-    args.output.mkdir(parents=True, exist_ok=True)
     with atomic_file(args.output / SUMMARY_FILE) as partial:
         partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(f"segnets_batch: {len(results)} segmented, {len(failures)} failed; summary in {args.output / SUMMARY_FILE}")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from SegNetsLib.core.annotation import bin_centre_slices
+from SegNetsLib.core.atomic import writable_folder
 from SegNetsLib.evaluation.classical import FillBetweenSlices
 from SegNetsLib.evaluation.metrics import dice
 
@@ -115,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     from SegNetsLib.imageio.segmentations import write_segmentation
     from SegNetsLib.imageio.volumes import read_volume
 
+    try:  # before minutes of training: an output folder that takes no files would fail only at the end
+        output = writable_folder(args.output)
+    except OSError as error:
+        parser.error(f"--output {args.output}: cannot write there ({error.strerror or error})")
+
     began = time.monotonic()
     image = read_volume(DATA / "image.nii.gz")
     reference = read_volume(DATA / "label.nii.gz").array == LIVER
@@ -127,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         f"axial slices {annotated} of {image.shape_kji[0]}"
     )
 
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
     fill_job = FillBetweenSlices(labels)  # runs in a subprocess beside the training
 
     def report(fraction: float, stage: str) -> None:

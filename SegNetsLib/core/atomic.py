@@ -88,3 +88,14 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def writable_folder(folder: str | os.PathLike) -> Path:
+    """Make ``folder`` (and its parents) and check that a file can be created in it, before any long work whose
+    results go there; raises OSError (a file in the way, a read-only disk, no permission)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, probe = tempfile.mkstemp(prefix=".segnets-probe-", dir=folder)
+    os.close(handle)
+    os.unlink(probe)
+    return folder

@@ -28,3 +28,19 @@ def test_demo_writes_segmentation_figure_and_dice(tmp_path, capsys):
     assert (tmp_path / "liver_slices.png").stat().st_size > 10_000
     labelmap = read_labelmap(tmp_path / "liver.seg.nrrd")
     assert labelmap.shape_kji == (112, 101, 122) and labelmap.array.max() == 1
+
+
+def test_an_output_folder_that_takes_no_files_stops_the_demo_before_training(tmp_path, monkeypatch, capsys):
+    """An output place that cannot hold files (here a file stands where its folder should be) used to fail only
+    at the end, after minutes of training."""
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the output folder should be")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started with an output folder that takes no files")
+
+    monkeypatch.setattr("SegNetsLib.finetune.rounds.finetune_round", no_training)
+    with pytest.raises(SystemExit) as stop:
+        main(["--output", str(blocker / "demo"), "--iterations", "1"])
+    assert stop.value.code == 2
+    assert f"--output {blocker / 'demo'}: cannot write there" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -193,3 +195,16 @@ def test_atomic_writes_take_any_name_the_file_system_takes(tmp_path, name, kept)
         (folder / "weights").write_text("w")
     assert (tmp_path / name).read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, name[:249] + "_model"])
+
+
+def test_writable_folder_makes_the_folder_and_refuses_a_place_that_takes_no_files(tmp_path):
+    from SegNetsLib.core.atomic import writable_folder
+
+    made = writable_folder(tmp_path / "a" / "b")
+    assert made.is_dir() and list(made.iterdir()) == []  # the probe file is gone
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError):
+        writable_folder(tmp_path / "file" / "out")
+    if Path("/proc/self").is_dir():  # a folder of a read-only file system
+        with pytest.raises(OSError):
+            writable_folder("/proc/self")

@@ -124,6 +124,19 @@ def test_bad_arguments_exit_2_without_output(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_inputs_that_would_share_an_output_file_exit_2_before_any_work(tmp_path, capsys):
+    """ct.nii.gz and ct.nrrd both map to ct.seg.nrrd: the second used to overwrite the first, both reported done."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for name in ("ct.nii.gz", "CT.nrrd", "other.mha"):
+        (folder / name).write_bytes(b"")  # never read: the clash is found from the names
+    arguments = ["--input", str(folder), "--model", "x", "--output", str(tmp_path / "o")]
+    assert _load_script().main(arguments) == 2
+    error = capsys.readouterr().err
+    assert "CT.nrrd and ct.nii.gz would both be written as" in error, error
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_error_outside_the_per_file_loop_exits_1_in_one_line(inputs, library, tmp_path, capsys):
     """Slicer --python-script keeps running after an uncaught error: main reports it and returns 1."""
     blocker = tmp_path / "out"
@@ -131,9 +144,11 @@ def test_an_error_outside_the_per_file_loop_exits_1_in_one_line(inputs, library,
     arguments = ["--input", str(inputs / "broken.nii.gz"), "--model", "all-liver", "--output", str(blocker)]
     code = _load_script().main([*arguments, "--library", str(library.root)])
     assert code == 1
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segnets_batch: error:")]
-    assert len(errors) == 2, errors  # the broken volume, then the output folder that cannot be made
-    assert "FileExistsError" in errors[-1] and str(blocker) in errors[-1]
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("segnets_batch: error:")]
+    assert len(errors) == 1, errors  # the output folder, found before any volume is loaded or segmented
+    assert "FileExistsError" in errors[0] and str(blocker) in errors[0]
+    assert " -> " not in captured.out, "no volume is segmented into a folder that cannot be made"
     assert blocker.read_text() == "a file where the output folder should be"
 
 
