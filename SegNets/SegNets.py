@@ -195,7 +195,7 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelLibr
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
             self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-        if self._parameterNode.device == "auto":  # a device chosen in an earlier session
+        if self._parameterNode.device == "auto":  # a device chosen when Slicer last ran
             self._parameterNode.device = qt.QSettings().value(SETTINGS_DEVICE, "auto")
 
     def _disconnectParameterNode(self) -> None:
