@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from SegNetsLib.core.annotation import is_dense, labelled, weight_map
+from SegNetsLib.core.annotation import is_dense, labelled
 from SegNetsLib.finetune.cleanup import annotated_range
 
 _LISTED = 5  # slices named in a note, at most
@@ -17,17 +17,19 @@ _LISTED = 5  # slices named in a note, at most
 
 def painting_notes(
     labels: np.ndarray,
+    weight: np.ndarray,
     slices: Mapping[int, Sequence[int]],
     ignore_value: int | None,
     names: Mapping[int, str] | None = None,
     from_scratch: bool = False,
 ) -> list[str]:
-    """Notes for painted ``labels`` [k, j, i] on ``slices``: a label absent from a painted slice between two that
-    hold it (learned as background there), and, for a network learned from the painting alone (``from_scratch``),
+    """Notes for painted ``labels`` [k, j, i] on ``slices`` (``weight``: their weight map,
+    :func:`~SegNetsLib.core.annotation.weight_map`): a label absent from a painted slice between two that hold it
+    (learned as background there), and, for a network learned from the painting alone (``from_scratch``),
     consecutive painted slices (the result then stays on them: :func:`~SegNetsLib.finetune.cleanup.annotated_range`).
     None for a dense annotation (:func:`~SegNetsLib.core.annotation.is_dense`): every slice is painted, so a label
     absent from one is background there and the structure does end where its painting does."""
-    if is_dense(weight_map(labels, slices, ignore_value)):
+    if is_dense(weight):
         return []
     axes = {axis: sorted(set(int(i) for i in indices)) for axis, indices in slices.items() if indices}
     notes = []

@@ -150,7 +150,7 @@ def _finetune(
         begin = model_start(start, classes, options.extend_head, volume)
         patch = patch or tuple(min(p, m) for p, m in zip(begin.card.patch_size, (32, 96, 96)))
     card = begin.card
-    notes += painting_notes(labels, slices, options.ignore_value, options.label_names, begin.painted_only)
+    notes += painting_notes(labels, weight, slices, options.ignore_value, options.label_names, begin.painted_only)
     value_to_class = {label.value: index + 1 for index, label in enumerate(card.labels)}
     targets = np.zeros(labels.shape, dtype=np.int64)
     for value, index in value_to_class.items():

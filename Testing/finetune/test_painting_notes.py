@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from SegNetsLib.core.annotation import weight_map
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.options import FinetuneOptions
 from SegNetsLib.finetune.painting_notes import painting_notes
 from SegNetsLib.finetune.run import finetune
+
+
+def _notes(labels, slices, ignore_value, names=None, from_scratch=False) -> list[str]:
+    """:func:`painting_notes` with the weight map the fine-tune computes beside them."""
+    return painting_notes(labels, weight_map(labels, slices, ignore_value), slices, ignore_value, names, from_scratch)
 
 
 def _painted(slices, shape=(20, 8, 8), label=1) -> np.ndarray:
@@ -19,27 +25,27 @@ def _painted(slices, shape=(20, 8, 8), label=1) -> np.ndarray:
 
 def test_consecutive_slices_from_scratch_are_noted_and_slices_a_gap_apart_are_not():
     labels = _painted((9, 10))
-    (note,) = painting_notes(labels, {0: [9, 10]}, 255, from_scratch=True)
+    (note,) = _notes(labels, {0: [9, 10]}, 255, from_scratch=True)
     assert note.startswith("slices 9-10 along axis 0 are painted one after another")
-    assert painting_notes(labels, {0: [9, 10]}, 255, from_scratch=False) == []  # a pretrained model is not limited
-    assert painting_notes(_painted((6, 10)), {0: [6, 10]}, 255, from_scratch=True) == []
+    assert _notes(labels, {0: [9, 10]}, 255, from_scratch=False) == []  # a pretrained model is not limited
+    assert _notes(_painted((6, 10)), {0: [6, 10]}, 255, from_scratch=True) == []
     ends_shown = _painted((10,))  # slices 9 and 11 painted empty: the painter showed where it ends
-    assert painting_notes(ends_shown, {0: [9, 10, 11]}, 255, from_scratch=True) == []
+    assert _notes(ends_shown, {0: [9, 10, 11]}, 255, from_scratch=True) == []
     everything = _painted(range(20))  # every slice of the axis: nothing lies beyond
-    assert painting_notes(everything, {0: list(range(20))}, 255, from_scratch=True) == []
+    assert _notes(everything, {0: list(range(20))}, 255, from_scratch=True) == []
 
 
 def test_a_label_left_out_of_a_painted_slice_between_two_that_hold_it_is_named():
     labels = _painted((5, 10, 15))
     labels[10] = 0
     labels[10, 1, 1] = 2  # another organ painted on slice 10 alone: the liver is background there
-    notes = painting_notes(labels, {0: [5, 10, 15]}, 255, names={1: "liver", 2: "kidney"})
+    notes = _notes(labels, {0: [5, 10, 15]}, 255, names={1: "liver", 2: "kidney"})
     assert notes == [
         "liver is absent from painted slice(s) 10 along axis 0 between slices that hold it: it is learned as "
         "background there; paint it there, or mark the parts you did not paint 255"
     ]
     labels[10, 2:6, 2:6] = 255  # the liver's part marked unknown: not learned as background, nothing to say
-    assert painting_notes(labels, {0: [5, 10, 15]}, 255, names={1: "liver"}) == []
+    assert _notes(labels, {0: [5, 10, 15]}, 255, names={1: "liver"}) == []
 
 
 def test_a_fine_tune_from_two_consecutive_slices_says_so():
@@ -64,5 +70,5 @@ def test_a_dense_annotation_gets_no_painting_note():
     labels[20:23, 10:15, 3:8] = 1  # another lesion
     slices = ann.annotated_slices(labels, 255)
     assert ann.is_dense(ann.weight_map(labels, slices, 255))
-    assert painting_notes(labels, slices, 255, {1: "lesion", 2: "organ"}, from_scratch=True) == []
-    assert painting_notes(labels, slices, 255, {1: "lesion", 2: "organ"}, from_scratch=False) == []
+    assert _notes(labels, slices, 255, {1: "lesion", 2: "organ"}, from_scratch=True) == []
+    assert _notes(labels, slices, 255, {1: "lesion", 2: "organ"}, from_scratch=False) == []
