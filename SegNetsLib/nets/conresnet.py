@@ -29,7 +29,7 @@ from torch import nn
 
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.nets.blocks.conresnet import ContextResidualBlock, NormReluConv, PreActBlock, WSConv3d, slice_difference
-from SegNetsLib.nets.blocks.padding import crop_to, pad_to_multiple
+from SegNetsLib.nets.blocks.padding import crop_to, pad_to_multiple, padded_size
 from SegNetsLib.nets.official_keys import UNUSED_PREFIX, convert_official, strip_module_prefix
 from SegNetsLib.nets.outputs import ConResNetOutput
 
@@ -103,7 +103,7 @@ class ConResNet(nn.Module):
             return self.shape  # type: ignore[return-value]
         if self.pad_input:
             return tuple(int(s) for s in size)  # type: ignore[return-value]
-        return tuple(-(-int(s) // _DIVISOR) * _DIVISOR for s in size)  # type: ignore[return-value]
+        return padded_size(size, _DIVISOR)  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor, image_res: torch.Tensor | None = None) -> ConResNetOutput:
         """x: (N, C_in, D, H, W) image; image_res: optional precomputed |I[s]-I[s-1]| (same shape)."""

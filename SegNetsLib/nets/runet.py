@@ -33,7 +33,7 @@ from torch import nn
 
 from SegNetsLib.core.box import OFFICIAL_RUNET_PADDING, Box, extend_box, find_components
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.nets.blocks.padding import crop_to, pad_to_multiple
+from SegNetsLib.nets.blocks.padding import crop_to, pad_to_multiple, padded_size
 from SegNetsLib.nets.blocks.runet import ResBlock, UpStage
 from SegNetsLib.nets.official_keys import convert_official, strip_module_prefix
 from SegNetsLib.nets.outputs import RUNetOutput
@@ -108,7 +108,7 @@ class RUNet(nn.Module):
         inside) or, without padding (paper preset), ``size`` rounded up to a multiple of :data:`GRID`."""
         if self.pad_input:
             return tuple(int(s) for s in size)  # type: ignore[return-value]
-        return tuple(-(-int(s) // g) * g for s, g in zip(size, GRID))  # type: ignore[return-value]
+        return padded_size(size, GRID)  # type: ignore[return-value]
 
     # -- encoder and RoI proposal ---------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -21,6 +21,13 @@ def _per_axis(multiple: int | Sequence[int], ndim: int) -> tuple[int, ...]:
     return values
 
 
+def padded_size(size: Sequence[int], multiple: int | Sequence[int]) -> tuple[int, ...]:
+    """``size`` (spatial) rounded up to a multiple of ``multiple`` (one int, or one per axis) along each axis: the
+    size :func:`pad_to_multiple` pads to."""
+    factors = _per_axis(multiple, len(size))
+    return tuple(int(s) + (-int(s)) % factor for s, factor in zip(size, factors))
+
+
 def pad_to_multiple(
     x: torch.Tensor, multiple: int | Sequence[int], mode: str = "constant"
 ) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -32,8 +39,7 @@ def pad_to_multiple(
     so ``crop_to(padded_output, shape)`` undoes the padding. Nothing is copied when no padding is needed.
     """
     spatial = tuple(int(s) for s in x.shape[2:])
-    factors = _per_axis(multiple, len(spatial))
-    extra = [(-size) % factor for size, factor in zip(spatial, factors)]
+    extra = [padded - size for padded, size in zip(padded_size(spatial, multiple), spatial)]
     if not any(extra):
         return x, spatial
     # F.pad takes (last_lo, last_hi, ..., first_lo, first_hi)
