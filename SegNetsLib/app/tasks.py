@@ -74,8 +74,7 @@ class TaskState:
         if key != self._key:
             self.release()
             net, card = load(model_path, device="cpu")
-            library = ModelLibrary(library_root) if library_root is not None else None
-            self._predictor = Predictor(net, card, device, library)
+            self._predictor = Predictor(net, card, device, library_root)
             self._key = key
         return self._predictor
 

@@ -51,7 +51,6 @@ from SegNetsLib.finetune.walkers import prepare_walkers
 from SegNetsLib.imageio.volumes import check_volume, volume_to_sitk
 from SegNetsLib.inference.predictor import Predictor
 from SegNetsLib.inference.preprocess import Preprocessed, preprocess
-from SegNetsLib.models.library import ModelLibrary
 from SegNetsLib.runtime.devices import resolve_device
 from SegNetsLib.training.augment import build_augmentation, input_size
 
@@ -289,8 +288,7 @@ def _finetune(
         # from scratch (or continued from such a round): limit to the annotated range first, then the
         # card's post-processing
         predict_card = without_postprocessing(card) if begin.painted_only else card
-        library = ModelLibrary(options.library_root) if options.library_root is not None else None
-        predictor = Predictor(net, predict_card, device, library)  # a locator id is found where the model was
+        predictor = Predictor(net, predict_card, device, options.library_root)  # a locator id: where the model was
         if known is not None:  # a network that saw painted slices alone segments only where it knows something
             network_out = np.zeros(labels.shape, dtype=np.uint8)
             part = predictor.predict(sub_volume(volume, known), roi="off", cancel=cancel, name=image_name)

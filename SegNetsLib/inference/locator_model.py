@@ -21,9 +21,9 @@ from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.models.library import ModelLibrary, load
 
 
-def locator_files(card: ModelCard, library: ModelLibrary | None = None) -> Path:
-    """The model folder or ``.zip`` that ``card.roi.locator`` names: a path, or ``id[@version]`` in ``library``
-    (the one the main model came from; default: ``$SEGNETS_MODELS`` or ``~/.segnets/models``).
+def locator_files(card: ModelCard, library_root: Path | None = None) -> Path:
+    """The model folder or ``.zip`` that ``card.roi.locator`` names: a path, or ``id[@version]`` in the library at
+    ``library_root`` (the one the main model came from; default: ``$SEGNETS_MODELS`` or ``~/.segnets/models``).
 
     Raises a SegNetsError naming ``card`` and the locator when the reference names no model.
     """
@@ -32,7 +32,7 @@ def locator_files(card: ModelCard, library: ModelLibrary | None = None) -> Path:
     if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
         return path
     try:
-        return (library or ModelLibrary()).find(*split_reference(reference))
+        return ModelLibrary(library_root).find(*split_reference(reference))
     except SegNetsError as error:
         raise _unusable(card, error) from None
 

@@ -36,7 +36,6 @@ from SegNetsLib.inference.locator_model import load_locator, locator_files
 from SegNetsLib.inference.postprocess import postprocess
 from SegNetsLib.inference.preprocess import Preprocessed, preprocess
 from SegNetsLib.inference.source_grid import labelmap_on_source, probabilities_on_source
-from SegNetsLib.models.library import ModelLibrary
 from SegNetsLib.nets.runet import RUNet
 from SegNetsLib.runtime.cpu_conv import fast_cpu_convolutions
 from SegNetsLib.runtime.devices import resolve_device
@@ -97,14 +96,14 @@ class Predictor:
 
     net: a SegNets network whose forward returns a ``SegmentationOutput`` (``.logits`` (N, C, D, H, W));
     card: its model card; device: "auto", "cpu", "cuda" or "cuda:N". A locator model named in the card
-    (``card.roi.locator``) must exist now, a library id in ``library`` (default: ``$SEGNETS_MODELS`` or
-    ``~/.segnets/models``); it is loaded on the first prediction that locates RoIs.
+    (``card.roi.locator``) must exist now, a library id in the library at ``library_root`` (default:
+    ``$SEGNETS_MODELS`` or ``~/.segnets/models``); it is loaded on the first prediction that locates RoIs.
     """
 
     def __init__(
-        self, net: nn.Module, card: ModelCard, device: str | torch.device = "auto", library: ModelLibrary | None = None
+        self, net: nn.Module, card: ModelCard, device: str | torch.device = "auto", library_root: Path | None = None
     ) -> None:
-        self._locator_files: Path | None = None if card.roi.locator in LOCATORS else locator_files(card, library)
+        self._locator_files = None if card.roi.locator in LOCATORS else locator_files(card, library_root)
         self._locator: Predictor | None = None  # the locator model's own Predictor, once loaded
         self.card = card
         self.device = resolve_device(device)
