@@ -81,11 +81,11 @@ def mrml_context():
 
 
 def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+    """The file name without its volume suffix (``ct.nii.gz`` -> ``ct``)."""
+    from SegNetsLib.imageio.volumes import volume_stem
+
+    stem = volume_stem(path.name)
+    return path.stem if stem is None else stem
 
 
 def output_targets(sources: list[Path], output: Path) -> list[Path]:

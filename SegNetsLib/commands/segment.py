@@ -159,12 +159,13 @@ def _check_targets(jobs: list[tuple[Path, Path, Path | None]]) -> None:
 
 
 def _stem(path: Path) -> str:
-    """The file name without its volume suffix (``ct.nii.gz`` -> ``ct``)."""
-    name = path.name
-    for suffix in (SEGMENTATION_SUFFIX, *VOLUME_SUFFIXES):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+    """The file name without its segmentation or volume suffix (``ct.nii.gz`` -> ``ct``)."""
+    from SegNetsLib.imageio.volumes import volume_stem
+
+    if path.name.lower().endswith(SEGMENTATION_SUFFIX):
+        return path.name[: -len(SEGMENTATION_SUFFIX)]
+    stem = volume_stem(path.name)
+    return path.stem if stem is None else stem
 
 
 class _ProgressBar:

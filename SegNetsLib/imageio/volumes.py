@@ -39,6 +39,15 @@ def is_volume_file(path: str | os.PathLike) -> bool:
     return name.endswith(VOLUME_SUFFIXES)
 
 
+def volume_stem(name: str) -> str | None:
+    """The file ``name`` without its volume suffix (``ct.nii.gz`` -> ``ct``; case-insensitive), None without one."""
+    lower = name.lower()
+    for suffix in VOLUME_SUFFIXES:
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
 def is_written_volume_file(path: str | os.PathLike) -> bool:
     """True when the file name ends in a single-file volume format SegNets writes (not a ``.seg.nrrd``)."""
     name = str(path).lower()

@@ -32,7 +32,13 @@ import torch
 
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
-from SegNetsLib.imageio.volumes import VOLUME_SUFFIXES, check_volume, read_header, read_image, volume_from_sitk
+from SegNetsLib.imageio.volumes import (
+    check_volume,
+    read_header,
+    read_image,
+    volume_from_sitk,
+    volume_stem,
+)
 
 IGNORE = -1
 """Internal label value of voxels that weigh 0: the dataset's ignore label and padding."""
@@ -60,14 +66,6 @@ class LabeledDataset:
     description: str = ""
     extra: dict = field(default_factory=dict)
     """Provenance fields of dataset.json worth keeping on the model card (licence, reference, release)."""
-
-
-def _strip_suffix(name: str) -> str | None:
-    lower = name.lower()
-    for suffix in VOLUME_SUFFIXES:
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return None
 
 
 def _parse_channels(spec: dict, path: Path) -> list[str]:
@@ -121,7 +119,7 @@ def _parse_labels(spec: dict, path: Path) -> tuple[dict[int, str], int | None]:
 def _files_by_stem(folder: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        stem = _strip_suffix(path.name)
+        stem = volume_stem(path.name)
         if stem is not None and not path.name.startswith("."):
             files[stem] = path
     return files

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.imageio.volumes import VOLUME_SUFFIXES, is_volume_file, read_volume
+from SegNetsLib.imageio.volumes import VOLUME_SUFFIXES, is_volume_file, read_volume, volume_stem
 from SegNetsLib.mrml.files import load_volume_node
 
 MAX_UPLOAD_BYTES = 8 * 1024**3  # far beyond any CT or MR series; a larger upload is refused unread
@@ -137,15 +137,6 @@ class VolumeLoader:
         check_volume_file(Path(path), shown_name)
         scene = self._slicer_app.scene
         scene.Clear()
-        node = load_volume_node(self._slicer_app.volumes_logic, path, _node_name(shown_name))
+        node = load_volume_node(self._slicer_app.volumes_logic, path, volume_stem(shown_name) or shown_name)
         self._slicer_app.display_manager.show_volume(node, do_reset_views=True)
         return node
-
-
-def _node_name(file_name: str) -> str:
-    """``ct.nii.gz`` -> ``ct``."""
-    lower = file_name.lower()
-    for suffix in VOLUME_SUFFIXES:
-        if lower.endswith(suffix):
-            return file_name[: -len(suffix)] or file_name
-    return file_name
