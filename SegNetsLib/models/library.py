@@ -53,7 +53,7 @@ class ModelEntry:
     card: ModelCard
 
 
-def describe(card: ModelCard) -> str:
+def _describe(card: ModelCard) -> str:
     """E.g. "unet3d, 1 input channel, labels liver, tumor"."""
     channels = len(card.in_channels)
     labels = ", ".join(label.name for label in card.labels)
@@ -214,8 +214,8 @@ class ModelLibrary:
 
         if kind(held) != kind(card):
             raise SegNetsError(
-                f"{path.name}: its id {card.id!r} names another model in the library ({describe(held)}, not "
-                f"{describe(card)}); import it under its own id (--id)."
+                f"{path.name}: its id {card.id!r} names another model in the library ({_describe(held)}, not "
+                f"{_describe(card)}); import it under its own id (--id)."
             )
 
     def export(self, model_id: str, path: str | os.PathLike, version: str | None = None) -> Path:

@@ -44,7 +44,7 @@ def roi_node_from_box(volume_node, box: Box, name: str, roi_node=None):
     z0, y0, x0, z1, y1, x1 = (int(value) for value in box)
     if not (z1 > z0 and y1 > y0 and x1 > x0):
         raise SegNetsError(f"RoI box {tuple(box)} is empty; every upper index must exceed its lower one.")
-    _volume_to_world(volume_node)  # refuses a non-linear parent transform
+    _node_to_world(volume_node, f"volume {volume_node.GetName()!r}")  # refuses a non-linear parent transform
     ijk_to_world = ijk_to_ras_of(volume_node)  # the ROI's node frame: the volume's own, before its transform
     axes = ijk_to_world[:3, :3]
     spacing = np.linalg.norm(axes, axis=0)
