@@ -45,7 +45,8 @@ def annotation_from_segmentation(segmentation_node, segment_ids: list[str], refe
     for segment_id in segment_ids:
         ids.InsertNextValue(segment_id)
     segmentation = segmentation_node.GetSegmentation()
-    had_labelmaps = segmentation.ContainsRepresentation("Binary labelmap")
+    labelmap = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    had_labelmaps = segmentation.ContainsRepresentation(labelmap)
     temporary = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__segnets_annotation__")
     try:
         if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
@@ -59,8 +60,8 @@ def annotation_from_segmentation(segmentation_node, segment_ids: list[str], refe
         annotation = Volume.from_ijk_to_ras(array, ijk_to_ras_of(temporary))
     finally:
         remove_temporary_node(temporary)
-        if not had_labelmaps and segmentation.ContainsRepresentation("Binary labelmap"):
-            segmentation.RemoveRepresentation("Binary labelmap")  # made for the export (from closed surfaces)
+        if not had_labelmaps and segmentation.ContainsRepresentation(labelmap):
+            segmentation.RemoveRepresentation(labelmap)  # made for the export (from closed surfaces)
     return annotation, {index + 1: segment_id for index, segment_id in enumerate(segment_ids)}
 
 

@@ -78,7 +78,9 @@ def segmentation_from_labelmap(
             segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
         else:  # emptied, it takes labelmaps whatever it held (planar contours of an RT structure set, say)
             segmentation_node.GetSegmentation().RemoveAllSegments()
-            segmentation_node.GetSegmentation().SetSourceRepresentationName("Binary labelmap")
+            segmentation_node.GetSegmentation().SetSourceRepresentationName(
+                slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+            )
         segmentation_node.SetAndObserveTransformNodeID(transform_id)  # overlays the volume
         segmentation_node.CreateDefaultDisplayNodes()
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
