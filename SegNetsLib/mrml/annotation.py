@@ -28,8 +28,11 @@ def annotation_from_segmentation(segmentation_node, segment_ids: list[str], refe
     Returns ``(annotation, label_to_segment)``: ``annotation`` is a uint8 Volume [k, j, i] where
     segment_ids[n] has label n + 1 (later segments win where they overlap) and 0 is "not painted";
     ``label_to_segment`` maps each label value to its segment id. The segmentation is resampled
-    into the volume's geometry by Slicer's Segmentations logic even when its own geometry differs;
-    the segmentation node itself is never modified.
+    into the volume's geometry by Slicer's Segmentations logic even when its own geometry differs, and a
+    volume voxel holding the centre of a painted voxel of a finer segmentation (Slicer's oversampling, or one
+    made on a finer volume) is painted too (:func:`_painted_centres`): nearest-neighbour resampling alone would
+    drop every painted slice of the finer grid that misses the volume's slice centres. The segmentation node
+    itself is never modified.
     """
     import slicer
     import slicer.util
@@ -58,6 +61,14 @@ def annotation_from_segmentation(segmentation_node, segment_ids: list[str], refe
             )
         array = np.array(slicer.util.arrayFromVolume(temporary), dtype=np.uint8, copy=True)
         annotation = Volume.from_ijk_to_ras(array, ijk_to_ras_of(temporary))
+        if segmentation_node.GetTransformNodeID() == reference_volume_node.GetTransformNodeID():
+            if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentation_node, ids, temporary
+            ):
+                raise SegNetsError(f"Slicer could not export segmentation {segmentation_node.GetName()!r}.")
+            own = slicer.util.arrayFromVolume(temporary)
+            centres = _painted_centres(own, ijk_to_ras_of(temporary), annotation)
+            array[array == 0] = centres[array == 0]  # Slicer's nearest labels first; what they missed added
     finally:
         remove_temporary_node(temporary)
         if not had_labelmaps and segmentation.ContainsRepresentation(labelmap):
@@ -74,3 +85,18 @@ def labels_from_segments(segmentation_node, label_to_segment: dict[int, str]) ->
         terminology = terminology_from_slicer_string(segment.GetTerminology()) if segment.HasTerminology() else None
         labels.append(LabelInfo(value, segment.GetName(), tuple(segment.GetColor()), terminology))
     return labels
+
+
+def _painted_centres(labels: np.ndarray, ijk_to_ras: np.ndarray, reference: Volume) -> np.ndarray:
+    """uint8 labels on ``reference``'s grid [k, j, i]: each voxel holding the centre of a labelled voxel of
+    ``labels`` [k, j, i] (a grid with the 4 x 4 ``ijk_to_ras``), that voxel's label (the last one where several
+    fall in it)."""
+    out = np.zeros(reference.shape_kji, dtype=np.uint8)
+    kji = np.nonzero(labels)
+    if not kji[0].size:
+        return out
+    ijk1 = np.stack([kji[2], kji[1], kji[0], np.ones_like(kji[0])]).astype(float)
+    target = np.rint((np.linalg.inv(reference.ijk_to_ras()) @ np.asarray(ijk_to_ras, float) @ ijk1)[:3]).astype(int)
+    inside = np.all((target >= 0) & (target < np.array(reference.shape_kji[::-1])[:, None]), axis=0)
+    out[target[2][inside], target[1][inside], target[0][inside]] = labels[kji][inside]
+    return out

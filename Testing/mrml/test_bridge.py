@@ -161,6 +161,35 @@ def test_annotation_in_volume_geometry_when_segmentation_geometry_differs(mrml, 
     assert node.GetSegmentation().GetNumberOfSegments() == 2
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_a_slice_painted_on_a_finer_grid_keeps_its_place_whichever_fine_slice_holds_it(mrml, oblique_volume, axis):
+    """A segmentation twice as fine as the volume (Slicer's oversampling) painted on the one fine slice of a volume
+    slice that nearest-neighbour sampling misses: the painting is the volume's slice, not lost."""
+    import slicer.util
+
+    volume_node = mrml_bridge.volume_node_from_volume(mrml.scene, oblique_volume, "CT")
+    fine = Volume(
+        np.zeros(tuple(2 * s for s in oblique_volume.shape_kji), np.int16),
+        spacing=tuple(s / 2 for s in oblique_volume.spacing),
+        origin=tuple(oblique_volume.origin - oblique_volume.direction @ (np.array(oblique_volume.spacing) / 4)),
+        direction=oblique_volume.direction,
+    )
+    fine_node = mrml_bridge.volume_node_from_volume(mrml.scene, fine, "fine grid")
+    node, (organ, lesion) = _annotation_segmentation(mrml, fine_node)
+    painted = np.zeros(fine.shape_kji, np.uint8)
+    index = [slice(2, 10), slice(2, 12), slice(2, 14)]
+    index[axis] = 6  # the lower fine slice of volume slice 3 along ``axis``
+    painted[tuple(index)] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, organ, fine_node)
+
+    annotation, _ = mrml_bridge.annotation_from_segmentation(node, [organ], volume_node)
+    expected = np.zeros(oblique_volume.shape_kji, np.uint8)
+    coarse = [slice(1, 5), slice(1, 6), slice(1, 7)]
+    coarse[axis] = 3
+    expected[tuple(coarse)] = 1
+    assert np.array_equal(annotation.array, expected)
+
+
 def test_annotation_refuses_unknown_or_no_segments(mrml, oblique_volume):
     volume_node = mrml_bridge.volume_node_from_volume(mrml.scene, oblique_volume, "CT")
     node, _ = _annotation_segmentation(mrml, volume_node)
