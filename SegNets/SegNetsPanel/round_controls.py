@@ -71,7 +71,7 @@ class CorrectionRoundControls:
     def _showFinetuneResult(self, result) -> None:
         if result is None:
             return
-        from SegNetsLib.app.correction import describe_round
+        from SegNetsLib.app.correction import describe_round, node_ijk_to_ras
 
         reference = f"{result.model.id}@{result.model.version}"
         library = self.logic.core().library
@@ -84,7 +84,11 @@ class CorrectionRoundControls:
         )
         self._round = result
         self._roundNodes[reference] = result.segmentation.segmentation_node.GetID()
-        self.ui.roundLabel.text = describe_round(result.round, result.suggestion, result.model.card.provenance.seconds)
+        volumeNode = self._parameterNode.inputVolume
+        geometry = None if volumeNode is None else node_ijk_to_ras(volumeNode)
+        self.ui.roundLabel.text = describe_round(
+            result.round, result.suggestion, result.model.card.provenance.seconds, geometry
+        )
         self.ui.suggestedSliceButton.text = (
             _("Go to slice {index}").format(index=result.suggestion.index)
             if result.suggestion is not None

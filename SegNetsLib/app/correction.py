@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from SegNetsLib.card.versions import split_reference
+from SegNetsLib.core.annotation import slice_plane
 from SegNetsLib.finetune.rounds import RoundEntry, previous_round
 from SegNetsLib.finetune.suggest import SliceSuggestion
 from SegNetsLib.models.library import ModelLibrary
@@ -42,14 +43,23 @@ def node_ijk_to_ras(volume_node) -> np.ndarray:
     return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
-def describe_round(number: int, suggestion: SliceSuggestion | None, seconds: float | None = None) -> str:
-    """One line for the user: the round, its time and the slice to paint next."""
+def describe_round(
+    number: int,
+    suggestion: SliceSuggestion | None,
+    seconds: float | None = None,
+    ijk_to_ras: np.ndarray | None = None,
+) -> str:
+    """One line for the user: the round, its time and the slice to paint next, named by its plane in the volume
+    whose 4 x 4 ``ijk_to_ras`` is given (without it: the planes of an axially acquired volume)."""
     text = f"Round {number}" if number else "Fine-tuned"
     if seconds is not None:
         text += f" ({seconds:.0f} s)"
     if suggestion is None:
         return text + "; no slice to suggest: the result adds nothing beyond the painted slices."
-    where = AXIS_NAMES.get(suggestion.axis, f"axis {suggestion.axis}")
+    if ijk_to_ras is not None:
+        where = slice_plane(np.asarray(ijk_to_ras, dtype=float)[:3, :3], suggestion.axis)
+    else:
+        where = AXIS_NAMES.get(suggestion.axis, f"axis {suggestion.axis}")
     why = f" ({suggestion.reason()})" if suggestion.painted else ""
     return text + f"; paint {where} slice {suggestion.index} next{why}, then Update."
 

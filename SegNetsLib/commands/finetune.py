@@ -91,7 +91,13 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
-    from SegNetsLib.core.annotation import check_annotation, embed_in_image_grid, merge_slices, parse_slices
+    from SegNetsLib.core.annotation import (
+        check_annotation,
+        embed_in_image_grid,
+        merge_slices,
+        parse_slices,
+        slice_plane,
+    )
     from SegNetsLib.finetune.options import FinetuneOptions
     from SegNetsLib.finetune.rounds import finetune_round
     from SegNetsLib.finetune.save import save_result
@@ -131,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         added = "; ".join(f"axis {a}: {', '.join(map(str, s))}" for a, s in result.added_slices.items()) or "none"
         print(f"round {result.round} ({result.seconds:.1f} s), slices added: {added}", file=sys.stderr)
     if result.suggestion is not None:
-        print(f"suggested next slice: {result.suggestion.describe()}", file=sys.stderr)
+        plane = slice_plane(image.direction, result.suggestion.axis)
+        print(f"suggested next slice: {plane} {result.suggestion.describe()}", file=sys.stderr)
     if args.output:
         write_segmentation(result.labelmap, result.card.labels, args.output)
         print(f"segmentation -> {args.output}", file=sys.stderr)

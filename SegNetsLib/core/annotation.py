@@ -110,6 +110,17 @@ def painting_axis(slices: Mapping[int, Sequence[int]]) -> int:
     return max(counts, key=counts.get) if counts and max(counts.values()) else 0
 
 
+PLANES = ("sagittal", "coronal", "axial")  # slices across the L-R, P-A and I-S axes
+
+
+def slice_plane(direction: np.ndarray, axis: int) -> str:
+    """The anatomical plane of the slices along array ``axis`` (0 = k, 1 = j, 2 = i) of a volume whose 3 x 3
+    ``direction`` has the LPS (or RAS) unit vectors of i, j, k as columns: the plane across the patient axis
+    nearest that array axis (a tilted-gantry CT's k still gives "axial"; a sagittal MR's k "sagittal")."""
+    column = np.asarray(direction, dtype=float)[:, 2 - int(axis)]
+    return PLANES[int(np.argmax(np.abs(column)))]
+
+
 def bin_centre_slices(mask: np.ndarray, k: int, axis: int = 0) -> list[int]:
     """Indices of the centres of ``k`` equal bins through ``mask``'s extent along ``axis`` (the slices a
     simulated user annotates in the demo and the benchmarks; the extreme slices hold too few voxels)."""

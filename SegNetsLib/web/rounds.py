@@ -14,15 +14,16 @@ class RoundActions:
 
     def _show_round(self, outcome) -> None:
         """The round a Fine-tune made and the slice to paint next (a second Fine-tune continues the round)."""
-        from SegNetsLib.app.correction import describe_round
+        from SegNetsLib.app.correction import describe_round, node_ijk_to_ras
 
         suggestion = outcome.suggestion
+        geometry = None if self.volume_node is None else node_ijk_to_ras(self.volume_node)
         self.data.round = int(outcome.round)
         self.data.suggested_slice = None if suggestion is None else int(suggestion.index)
         self.data.suggested_axis = 0 if suggestion is None else int(suggestion.axis)
-        self.data.round_text = describe_round(outcome.round, suggestion, outcome.model.card.provenance.seconds).replace(
-            "then Update", "then Fine-tune again"
-        )
+        self.data.round_text = describe_round(
+            outcome.round, suggestion, outcome.model.card.provenance.seconds, geometry
+        ).replace("then Update", "then Fine-tune again")
 
     def _forget_rounds(self) -> None:
         """No round on screen (a new volume): nothing to step back to or paint next."""

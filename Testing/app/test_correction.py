@@ -116,3 +116,24 @@ def test_the_suggested_slice_maps_to_its_place_in_the_volume(scene_case):
     assert "axial slice 7" in describe_round(2, suggestion, 9.4) and "(9 s)" in describe_round(2, suggestion, 9.4)
     painted = SliceSuggestion(0, 7, 10.0, "area", painted=(2, 12))
     assert "axial slice 7 next (halfway between the painted slices 2 and 12), then Update" in describe_round(2, painted)
+
+
+def test_the_suggested_slice_is_named_by_its_plane_and_found_in_oblique_and_sagittal_volumes(mrml):
+    """A sagittal MR's axis 0 is sagittal, a tilted-gantry CT's axis 0 axial (flipped axes too); the point the views
+    jump to lies on the suggested slice along axis 1 of the oblique, flipped CT."""
+    tilt = np.deg2rad(20.0)
+    gantry = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+    directions = {  # LPS columns i, j, k -> the planes of array axes 0, 1, 2
+        "sagittal MR": (np.array([[0.0, 0, 1], [1, 0, 0], [0, -1, 0]]), ("sagittal", "axial", "coronal")),
+        "tilted CT": (gantry @ np.diag([-1.0, 1.0, -1.0]), ("axial", "coronal", "sagittal")),
+    }
+    for name, (direction, planes) in directions.items():
+        volume = Volume(np.zeros((10, 12, 14), np.int16), (0.7, 0.8, 5.0), (-12.5, 33.3, 101.7), direction)
+        node = bridge.volume_node_from_volume(mrml.scene, volume, name)
+        matrix = node_ijk_to_ras(node)
+        for axis, plane in enumerate(planes):
+            text = describe_round(2, SliceSuggestion(axis, 3, 1.0, "area", painted=(1, 5)), 9.4, matrix)
+            assert f"paint {plane} slice 3 next" in text, (name, text)
+    point = suggestion_ras(matrix, volume.shape_kji, SliceSuggestion(1, 7, 1.0, "area"))
+    i, j, k = (np.linalg.inv(matrix) @ np.append(point, 1.0))[:3]
+    assert j == pytest.approx(7.0) and i == pytest.approx(6.5) and k == pytest.approx(4.5)

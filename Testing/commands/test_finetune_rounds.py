@@ -29,7 +29,7 @@ def test_a_second_run_from_the_saved_model_is_the_next_round(tmp_path, capsys, m
                  "--output", str(tmp_path / "round1.seg.nrrd")]) == 0  # fmt: skip
     err = capsys.readouterr().err
     assert "round 1" in err and "model -> library r1-ts-phantom@" in err
-    suggested = re.search(r"suggested next slice: slice (\d+) along axis 0", err)
+    suggested = re.search(r"suggested next slice: axial slice (\d+) along axis 0", err)
     assert suggested is not None, err
 
     second = first.copy()
