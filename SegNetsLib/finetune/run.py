@@ -56,6 +56,9 @@ from SegNetsLib.training.augment import build_augmentation, input_size
 
 log = logging.getLogger(__name__)
 
+# a new network's training patch: SCRATCH_THIN voxels along the painting axis, SCRATCH_WIDE along the other two
+SCRATCH_THIN, SCRATCH_WIDE = 8, 48
+
 
 def finetune(
     volume: Volume,
@@ -133,7 +136,8 @@ def _finetune(
             )
         if volume.num_channels == 1:  # a 4D image of one channel: 3D
             volume = volume.with_array(volume.array.reshape(volume.shape_kji))
-        patch = patch or (8, 48, 48)
+        across = ann.painting_axis(slices)  # thin along the painting axis, so a patch holds most of a painted slice
+        patch = patch or tuple(SCRATCH_THIN if axis == across else SCRATCH_WIDE for axis in range(3))
         begin = scratch_start(
             start,
             volume,
@@ -144,6 +148,7 @@ def _finetune(
             options.scratch_downsample,
             options.label_names,
             options.scratch_build_args,
+            across,
         )
     else:
         begin = model_start(start, classes, options.extend_head, volume)

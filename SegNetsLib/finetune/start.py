@@ -130,8 +130,10 @@ def scratch_start(
     downsample: int = 1,
     label_names: dict[int, str] | None = None,
     build_args: dict | None = None,
+    across: int = 0,
 ) -> Start:
-    """A new ``architecture`` network and its card for ``classes`` (label values) learned on ``image`` alone."""
+    """A new ``architecture`` network and its card for ``classes`` (label values) learned on ``image`` alone, on a
+    grid ``downsample`` times coarser along the two array axes other than ``across`` (the painting axis)."""
     names = label_names or {}
     channels = image.num_channels
     if channels == 1:
@@ -141,7 +143,7 @@ def scratch_start(
     args = {**SCRATCH_BUILD_ARGS.get(architecture, {}), **(build_args or {})}
     spacing = tuple(image.spacing)
     if downsample > 1:
-        spacing = (spacing[0] * downsample, spacing[1] * downsample, spacing[2])
+        spacing = tuple(s if 2 - ijk == across else s * downsample for ijk, s in enumerate(spacing))
     card = make_card(
         architecture,
         {int(c): names.get(int(c), f"label {int(c)}") for c in classes},

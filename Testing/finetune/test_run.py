@@ -336,3 +336,21 @@ def test_from_scratch_the_whole_volume_pass_covers_only_where_the_network_knows_
     for out in (result.labelmap.array, result.network_labelmap):
         assert not out[outside].any()
     assert result.labelmap.array[12, 8:16, 8:16].mean() > 0.9
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_a_new_network_learns_across_the_painting_axis_whichever_array_axis_it_is(axis):
+    """Slices painted along array axis 1 or 2 (coronal or sagittal in an axial scan) get the patch and the grid a
+    painting along axis 0 gets: thin along the painting axis, coarsened across it (a patch 8 voxels across a painted
+    slice holds a sixth of what one 48 voxels across holds; spleen painted on 3 slices, 150 iterations: the network
+    alone reached Dice 0.41-0.81 along axis 2 against 0.77-0.81 along axis 0)."""
+    image, truth = _phantom((24, 24, 24))
+    labels = np.zeros_like(truth)
+    painted = [slice(None)] * 3
+    painted[axis] = [6, 12, 18]
+    labels[tuple(painted)] = truth[tuple(painted)]
+    options = dataclasses.replace(TINY, iterations=1, patch_size=None, scratch_downsample=2, segment=False)
+    card = finetune(image, image.with_array(labels), "unet3d", options).card
+    assert card.patch_size[axis] == 8 and sorted(card.patch_size) == [8, 48, 48]
+    spacing_kji = card.target_spacing[::-1]
+    assert spacing_kji[axis] == 2.0 and sorted(spacing_kji) == [2.0, 4.0, 4.0]
