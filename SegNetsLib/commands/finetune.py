@@ -32,9 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="ID|PATH|ARCH",
         help=f"model to fine-tune (library id[@version], folder or .zip) or an architecture "
         f"to train from scratch ({', '.join(ARCHITECTURES)}); default unet3d. A model from an earlier "
-        "round (e.g. the one the previous run saved) continues warm: a correction round of about 15 s",
+        "round (e.g. the one the previous run saved) continues warm: a correction round takes seconds",
     )
-    parser.add_argument("--output", metavar="SEG", help="write the whole-volume segmentation (.seg.nrrd or .nii.gz)")
+    parser.add_argument(
+        "--output", metavar="SEG", help="write the whole-volume segmentation (.seg.nrrd, .nii.gz, .nii, .nrrd or .mha)"
+    )
     parser.add_argument(
         "--save-model",
         metavar="NAME",
@@ -77,6 +79,8 @@ def _check_args(args: argparse.Namespace) -> None:
     for path, what in ((args.input, "--input"), (args.annotations, "--annotations"), (args.previous, "--previous")):
         if path is None:
             continue
+        if Path(path).is_dir():
+            raise SegNetsError(f"{path}: is a folder, not a file ({what}).")
         if not Path(path).is_file():
             raise SegNetsError(f"{path}: no such file ({what}).")
     if not (is_volume_file(args.annotations) or is_segmentation_file(args.annotations)):
@@ -132,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if result.validation_dice is not None:
         base = f" (base model {result.base_validation_dice:.3f})" if result.base_validation_dice is not None else ""
         print(f"validation Dice on held-out slices: {result.validation_dice:.3f}{base}", file=sys.stderr)
-    print(f"kept the {result.kept} model after {result.iterations} iterations, {result.seconds:.0f} s", file=sys.stderr)
+    print(_outcome(result), file=sys.stderr)
     if result.round:
         added = "; ".join(f"axis {a}: {', '.join(map(str, s))}" for a, s in result.added_slices.items()) or "none"
         print(f"round {result.round} ({result.seconds:.1f} s), slices added: {added}", file=sys.stderr)
@@ -151,6 +155,19 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _outcome(result) -> str:
+    """One line on what the run trained: a new network (or none, when the time limit left no iteration) or which
+    model it kept."""
+    if result.kept != "fine-tuned" or result.card.provenance.base_model_id is not None:
+        return f"kept the {result.kept} model after {result.iterations} iterations, {result.seconds:.0f} s"
+    if result.iterations == 0:
+        return (
+            f"the new network trained 0 iterations within the time limit; raise --time-limit or give --iterations "
+            f"({result.seconds:.0f} s)"
+        )
+    return f"trained a new network for {result.iterations} iterations, {result.seconds:.0f} s"
 
 
 def _note_a_name_taken(name: str, card) -> None:

@@ -193,6 +193,10 @@ def load_dataset(root: str | os.PathLike) -> LabeledDataset:
     or channels, a label without image, an image without label, mismatched sizes or channel counts.
     """
     root = Path(root)
+    if root.is_file():
+        raise SegNetsError(
+            f"{root}: is a file, not the dataset folder (the folder holding dataset.json, imagesTr, labelsTr)."
+        )
     if not root.is_dir():
         raise SegNetsError(f"{root}: no such dataset folder.")
     for part in ("dataset.json", "imagesTr", "labelsTr"):

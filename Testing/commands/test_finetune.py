@@ -56,6 +56,14 @@ def test_missing_input_is_refused(files, capsys):
     assert code == 1 and "nope.nii.gz: no such file (--input)" in err
 
 
+def test_folder_given_for_a_file_is_named_as_a_folder(files, capsys):
+    folder, paths = files
+    code, err = _run(capsys, "--input", folder, "--annotations", paths["annotation"])
+    assert code == 1 and f"{folder}: is a folder, not a file (--input)" in err
+    code, err = _run(capsys, "--input", paths["image"], "--annotations", folder)
+    assert code == 1 and f"{folder}: is a folder, not a file (--annotations)" in err
+
+
 def test_annotation_without_slices_is_refused(files, capsys):
     folder, paths = files
     code, err = _run(
@@ -161,3 +169,30 @@ def test_a_model_of_another_channel_count_is_refused_naming_the_image_file(files
     )
     assert code == 1 and "Traceback" not in err
     assert "segnets finetune: error: two.nii.gz: the image has 2 channel(s) but model 'one-channel' expects 1" in err
+
+
+def test_a_run_that_trained_no_iteration_says_so_rather_than_a_model_was_fine_tuned(files):
+    """A time limit spent before the first step (a busy machine, a large volume) leaves the new network untrained."""
+    import dataclasses
+
+    from SegNetsLib.commands.finetune import _outcome
+    from SegNetsLib.finetune.options import FinetuneOptions
+    from SegNetsLib.finetune.run import finetune
+    from SegNetsLib.imageio.volumes import read_volume
+
+    folder, paths = files
+    image, annotation = read_volume(paths["image"]), read_volume(paths["annotation"])
+    result = finetune(image, annotation, "unet3d", FinetuneOptions(iterations=1, device="cpu"))
+    untrained = _outcome(dataclasses.replace(result, iterations=0))
+    assert untrained.startswith("the new network trained 0 iterations within the time limit; raise --time-limit")
+    assert _outcome(result).startswith("trained a new network for 1 iterations")
+
+
+def test_a_network_from_scratch_is_reported_as_trained_not_fine_tuned(files, capsys, model_library):
+    folder, paths = files
+    code, err = _run(
+        capsys, "--input", paths["image"], "--annotations", paths["annotation"], "--iterations", "2",
+        "--device", "cpu", "--no-save",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "trained a new network for 2 iterations" in err and "kept the fine-tuned model" not in err

@@ -86,6 +86,12 @@ def test_missing_parts_are_named(nnunet_dataset, tmp_path):
         load_dataset(tmp_path / "nowhere")
 
 
+def test_dataset_json_given_for_the_folder_is_named(nnunet_dataset, tmp_path):
+    root = _copy(nnunet_dataset, tmp_path)
+    with pytest.raises(SegNetsError, match=r"dataset\.json: is a file, not the dataset folder"):
+        load_dataset(root / "dataset.json")
+
+
 def test_label_without_image_and_image_without_label(nnunet_dataset, tmp_path):
     root = _copy(nnunet_dataset, tmp_path)
     (root / "imagesTr" / "case_001_0000.nii.gz").unlink()
