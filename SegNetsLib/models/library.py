@@ -258,7 +258,15 @@ def load(path_or_id: str | os.PathLike, device: str | torch.device = "cpu") -> t
                 f"{path}: a model is a folder or a .zip; import bare weights with 'segnets models import'."
             )
         return load_zip(path, device)
+    if _names_a_path(str(path_or_id)):  # never a library model of a similar name in its place
+        raise SegNetsError(f"{path_or_id}: no such model folder or .zip.")
     model_id, version = split_reference(str(path_or_id))
     if not (_ID.match(model_id) or _ID.match(slug(model_id))):  # a name ("Liver (patient 12)") finds its id
         raise SegNetsError(f"{path_or_id}: no such model folder, zip or library model id.")
     return ModelLibrary().load(model_id, version, device)
+
+
+def _names_a_path(reference: str) -> bool:
+    """Whether a model reference is written as a path (``./m``, ``../m``, ``/m``, ``~/m``, ``m.zip``), not an id."""
+    starts = ("./", "../", "/", "~", f".{os.sep}", f"..{os.sep}", os.sep)
+    return reference.startswith(starts) or reference.lower().endswith(".zip")

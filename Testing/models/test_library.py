@@ -164,3 +164,15 @@ def test_a_model_saved_under_an_accented_name_before_ids_dropped_accents_is_stil
     assert library.find("Lebér") == tmp_path / "leb-r" / "1.0.0"
     with pytest.raises(SegNetsError, match="is not in the library"):
         library.find("Лёгкие")  # a name without an ASCII form never falls back to 'model' or the like
+
+
+def test_a_missing_model_path_is_named_as_a_path_not_looked_up_in_the_library(model_library, tmp_path, monkeypatch):
+    net, card = tiny_model()
+    card.id = "my-model"
+    ModelLibrary(model_library).add(net, card)
+    monkeypatch.chdir(tmp_path)  # no ./my-model folder here: the library's my-model must not stand in for it
+    for reference in ("./my-model", str(tmp_path / "gone"), "gone.zip", "../my-model@1.0.0"):
+        with pytest.raises(SegNetsError) as raised:
+            load(reference)
+        assert str(raised.value) == f"{reference}: no such model folder or .zip."
+    assert load("my-model")[1].id == "my-model"  # the id itself still finds the library's model
