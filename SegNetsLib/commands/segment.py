@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--roi",
         choices=ROI_CHOICES,
         default="auto",
-        help="auto: segment only the regions a coarse pass finds (when the model supports it); off: the whole volume",
+        help="auto: segment only the regions a coarse pass finds (when the model supports it); "
+        "off: the whole volume (default: auto)",
     )
     parser.add_argument(
         "--probabilities",

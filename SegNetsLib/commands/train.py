@@ -62,12 +62,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--learning-rate", type=learning_rate, help="initial learning rate (default: the architecture's paper value)"
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (under torchrun: cuda:LOCAL_RANK)")
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto; under torchrun: cuda:LOCAL_RANK)"
+    )
     parser.add_argument("--no-amp", action="store_true", help="train in float32 on CUDA too")
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
     parser.add_argument("--preset", choices=PRESETS, default="default", help="network preset (default: default)")
     parser.add_argument("--base-channels", type=positive_int, help="network width (channels of the first level)")
-    parser.add_argument("--build-args", type=json_object, default={}, help="other constructor arguments as JSON")
+    parser.add_argument(
+        "--build-args", type=json_object, default={}, help="other constructor arguments as JSON (default: none)"
+    )
     parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2**32 - 1 (default 0)")
     parser.add_argument("--work-dir", type=Path, help="checkpoints and logs (default: beside the model library)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the work folder")
