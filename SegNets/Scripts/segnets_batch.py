@@ -181,6 +181,8 @@ def run(argv: list[str]) -> int:
     from SegNetsLib.app.process_worker import ProcessWorker
     from SegNetsLib.models.library import ModelLibrary
 
+    if args.output.exists() and not args.output.is_dir():  # e.g. an output file named where a folder goes
+        raise SegNetsError(f"{args.output} is a file, not a folder; give another output folder.")
     writable_folder(args.output)  # before any model work: an unusable output folder would fail every volume
     scene, volumes_logic, _logics = mrml_context()
     logic = SegmentationLogic(scene, ModelLibrary(args.library), ProcessWorker())

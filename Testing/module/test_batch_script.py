@@ -147,7 +147,7 @@ def test_an_error_outside_the_per_file_loop_exits_1_in_one_line(inputs, library,
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("segnets_batch: error:")]
     assert len(errors) == 1, errors  # the output folder, found before any volume is loaded or segmented
-    assert "FileExistsError" in errors[0] and str(blocker) in errors[0]
+    assert errors[0] == f"segnets_batch: error: {blocker} is a file, not a folder; give another output folder."
     assert " -> " not in captured.out, "no volume is segmented into a folder that cannot be made"
     assert blocker.read_text() == "a file where the output folder should be"
 
