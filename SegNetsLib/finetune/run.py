@@ -334,9 +334,8 @@ def _finetune(
     seconds = time.monotonic() - began
     if kept == "fine-tuned":
         card = result_card(begin, volume, options, slices, weight, iterations, seconds, val_dice, base_dice)
-    progress(
-        1.0, f"done: kept the {kept} model" + (f", validation Dice {val_dice:.3f}" if val_dice is not None else "")
-    )
+    outcome = f"trained a new network ({iterations} iterations)" if begin.from_scratch else f"kept the {kept} model"
+    progress(1.0, f"done: {outcome}" + (f", validation Dice {val_dice:.3f}" if val_dice is not None else ""))
     return FinetuneResult(
         net=net.cpu().eval(),
         card=card,
