@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 from SegNetsLib.core.errors import Cancelled, SegNetsError
 
@@ -22,11 +25,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM (``kill``, ``timeout``, a batch system's time limit) while a command runs: unwinds it as Ctrl-C does,
+    so that the temporary files and folders of its writes (``core.atomic``) are removed."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return 0 on success, 1 with a one-line reason on failure."""
+    """Run the command line; return 0 on success, 1 with a one-line reason on failure, 130 (Ctrl-C) or
+    143 (SIGTERM) when stopped."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    in_main = threading.current_thread() is threading.main_thread()  # signal handlers are set there only
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         return int(args.handler(args) or 0)
     except SegNetsError as error:
@@ -38,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"segnets {args.command}: interrupted; no file was left half-written.", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"segnets {args.command}: terminated; no file was left half-written.", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if in_main:
+            with contextlib.suppress(KeyboardInterrupt, Terminated):  # a stop once the command is over changes nothing
+                signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
