@@ -1,17 +1,23 @@
 """Atomic file and folder writes: write under a temporary name beside the target, then rename.
 
 A crash or cancel in the middle never leaves a half-written file or folder at the target path. What lands there has
-the permissions a newly created file or folder gets (the process's umask), not the temporary one's private mode.
+the permissions a newly created file or folder gets (the process's umask), not the temporary one's private mode. A
+temporary left behind by a process that was killed (SIGKILL, power loss) is removed by a later write of the same
+target once nothing has touched it for :data:`STALE_AFTER_S`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from SegNetsLib.core.errors import NotWritten
 
 
 def new_mode(folder: bool = False) -> int:
@@ -40,13 +46,52 @@ def _temporary_prefix(target: Path, tail: str) -> str:
     return f".{os.fsencode(target.name)[:room].decode(errors='ignore')}."
 
 
+STALE_AFTER_S = 24 * 3600.0  # a temporary untouched this long is the leftover of a killed write, not a live one
+_RANDOM = re.compile(r"[a-z0-9_]{8}")  # the 8 characters mkstemp and mkdtemp put between prefix and suffix
+
+
+def _remove_leftovers(target: Path, tail: str) -> None:
+    """Remove the temporaries of earlier writes of ``target`` that nothing (no live writer) touched for
+    STALE_AFTER_S: the file, or the folder and every file directly in it. Never raises."""
+    prefix, now = _temporary_prefix(target, tail), time.time()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(target.parent):
+            name = entry.name
+            if not (name.startswith(prefix) and name.endswith(tail) and len(name) == len(prefix) + 8 + len(tail)):
+                continue
+            if not _RANDOM.fullmatch(name[len(prefix) : len(prefix) + 8]):
+                continue
+            with contextlib.suppress(OSError):
+                folder = entry.is_dir(follow_symlinks=False)
+                inside = (
+                    [child.stat(follow_symlinks=False).st_mtime for child in os.scandir(entry.path)] if folder else []
+                )
+                if now - max([entry.stat(follow_symlinks=False).st_mtime, *inside]) < STALE_AFTER_S:
+                    continue
+                if folder:
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+
+
 def _temporary_sibling(target: Path, suffix: str = "") -> Path:
     while len(os.fsencode(suffix)) > _SUFFIX_MAX and "." in suffix[1:]:  # keep the last suffixes only
         suffix = suffix[suffix.index(".", 1) :]
     tail = f".partial{suffix}"
+    _remove_leftovers(target, tail)
     handle, name = tempfile.mkstemp(prefix=_temporary_prefix(target, tail), suffix=tail, dir=target.parent)
     os.close(handle)
     return Path(name)
+
+
+@contextlib.contextmanager
+def _naming(target: Path) -> Iterator[None]:
+    """Raise an OSError of the block as :class:`NotWritten` naming ``target`` (the temporary name means nothing to
+    a user)."""
+    try:
+        yield
+    except OSError as error:
+        raise NotWritten(target, error.strerror or str(error)) from error
 
 
 @contextlib.contextmanager
@@ -54,14 +99,16 @@ def atomic_file(target: str | os.PathLike, keep_suffix: bool = True) -> Iterator
     """Yield a temporary path beside ``target``; rename it onto ``target`` when the block succeeds.
 
     ``keep_suffix`` keeps the target's full suffix (".seg.nrrd", ".nii.gz") on the temporary name,
-    since writers such as SimpleITK pick the format from it.
+    since writers such as SimpleITK pick the format from it. An OSError in the block (a full disk) is raised as
+    :class:`NotWritten` naming ``target``, not the temporary file.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(target.suffixes) if keep_suffix else ""
     temporary = _temporary_sibling(target, suffix)
     try:
-        yield temporary
+        with _naming(target):
+            yield temporary
         os.chmod(temporary, new_mode())
         os.replace(temporary, target)
     finally:
@@ -72,17 +119,20 @@ def atomic_file(target: str | os.PathLike, keep_suffix: bool = True) -> Iterator
 def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; rename it to ``target`` when the block succeeds.
 
-    Refuses to replace an existing ``target`` (models are never overwritten).
+    Refuses to replace an existing ``target`` (models are never overwritten); an OSError in the block (a full
+    disk) is raised as :class:`NotWritten` naming ``target``.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         raise FileExistsError(f"{target} already exists and will not be overwritten")
+    _remove_leftovers(target, ".partial")
     temporary = Path(
         tempfile.mkdtemp(prefix=_temporary_prefix(target, ".partial"), suffix=".partial", dir=target.parent)
     )
     try:
-        yield temporary
+        with _naming(target):
+            yield temporary
         os.chmod(temporary, new_mode(folder=True))
         os.rename(temporary, target)
     finally:

@@ -8,5 +8,14 @@ class SegNetsError(ValueError):
     """
 
 
+class NotWritten(SegNetsError):
+    """A file or folder could not be written (a full disk, a file size limit, a folder gone); nothing was left
+    at ``path``. ``strerror`` is the short reason ("No space left on device")."""
+
+    def __init__(self, path: object, strerror: str) -> None:
+        super().__init__(f"{path}: could not be written ({strerror.rstrip('.')}); nothing was left there.")
+        self.path, self.strerror = path, strerror
+
+
 class Cancelled(Exception):
     """Raised inside a long operation when its cancel token is set; nothing was written."""

@@ -28,6 +28,7 @@ from SegNetsLib.imageio.volumes import (
     is_written_volume_file,
     read_image,
     volume_from_sitk,
+    write_image,
     write_volume,
 )
 
@@ -79,9 +80,7 @@ def write_probabilities(probabilities: Volume, path: str | os.PathLike) -> Path:
     image.SetSpacing(probabilities.spacing)
     image.SetOrigin(probabilities.origin)
     image.SetDirection(tuple(probabilities.direction.ravel()))
-    with atomic_file(path) as temporary:
-        sitk.WriteImage(image, str(temporary), useCompression=True)
-    return path
+    return write_image(image, path)
 
 
 def read_labelmap(path: str | os.PathLike) -> Volume:

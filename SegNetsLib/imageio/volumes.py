@@ -5,6 +5,7 @@ Segmentation files (``.seg.nrrd`` with names, colors, terminology) are in :mod:`
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ import SimpleITK as sitk
 
 from SegNetsLib.core.atomic import atomic_file
 from SegNetsLib.core.constants import SEGMENTATION_SUFFIX, VOLUME_SUFFIXES, WRITTEN_VOLUME_SUFFIXES
-from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.errors import NotWritten, SegNetsError
 from SegNetsLib.core.memory import available_memory_bytes
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.imageio.metaimage_header import check_metaimage_header
@@ -37,6 +38,16 @@ def is_volume_file(path: str | os.PathLike) -> bool:
     """True when the file name ends in a volume format SegNets reads."""
     name = str(path).lower()
     return name.endswith(VOLUME_SUFFIXES)
+
+
+def listed_volume_files(folder: str | os.PathLike) -> list[Path]:
+    """The volume files directly inside ``folder``, sorted; hidden ones (a name starting with '.': the temporary
+    file of a write cut short, ``.ct.nii.gz.x1y2.partial.nii.gz``, or a macOS ``._ct.nii.gz``) are no input."""
+    return sorted(
+        path
+        for path in Path(folder).iterdir()
+        if not path.name.startswith(".") and path.is_file() and is_volume_file(path)
+    )
 
 
 def volume_stem(name: str) -> str | None:
@@ -184,6 +195,25 @@ def write_volume(volume: Volume, path: str | os.PathLike) -> Path:
     """Write a single-channel volume atomically; the format follows the suffix (a single-file one)."""
     path = Path(path)
     check_written_volume_name(path)
+    return write_image(volume_to_sitk(volume), path)
+
+
+def write_image(image: sitk.Image, path: str | os.PathLike) -> Path:
+    """Write ``image`` atomically to ``path`` (the format follows the suffix). ITK reports a full disk as a long
+    RuntimeError (NRRD, MetaImage) or not at all (NIfTI: it prints a line and leaves a short file), so a failed or
+    short write raises :class:`NotWritten` naming ``path`` and leaves nothing there."""
+    path = Path(path)
     with atomic_file(path) as temporary:
-        sitk.WriteImage(volume_to_sitk(volume), str(temporary), useCompression=True)
+        try:
+            sitk.WriteImage(image, str(temporary), useCompression=True)
+        except RuntimeError as error:
+            known = (os.strerror(code) for code in (errno.ENOSPC, errno.EFBIG, errno.EIO))
+            reason = next(
+                (text for text in known if text in str(error)), "the image writer stopped, the disk may be full"
+            )
+            raise NotWritten(path, reason) from None
+        try:
+            check_nifti_header(temporary)  # a NIfTI file holds every voxel its header declares; other files pass
+        except SegNetsError:
+            raise NotWritten(path, "the file came out short, the disk may be full") from None
     return path
