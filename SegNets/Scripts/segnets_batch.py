@@ -51,14 +51,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def input_files(path: Path) -> list[Path]:
     """The volume files to segment: ``path`` itself, or the volume files directly inside it."""
     from SegNetsLib.core.errors import SegNetsError
-    from SegNetsLib.imageio.volumes import is_volume_file
+    from SegNetsLib.imageio.volumes import listed_volume_files
 
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(
-            p for p in path.iterdir() if p.is_file() and is_volume_file(p) and not p.name.endswith(".seg.nrrd")
-        )
+        files = [p for p in listed_volume_files(path) if not p.name.endswith(".seg.nrrd")]
         if files:
             return files
         raise SegNetsError(f"{path}: the folder holds no volume files (.nii.gz, .nrrd, .mha ...).")

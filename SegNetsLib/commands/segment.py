@@ -107,12 +107,10 @@ def _jobs(
     """(input, output, probabilities output) per volume; checks names and places before any work is done: a
     result never lands on an input, on another result, or under a file."""
     from SegNetsLib.imageio.segmentations import is_segmentation_file, is_written_segmentation_file
-    from SegNetsLib.imageio.volumes import check_written_volume_name, is_volume_file
+    from SegNetsLib.imageio.volumes import check_written_volume_name, listed_volume_files
 
     if source.is_dir():
-        volumes = sorted(
-            p for p in source.iterdir() if p.is_file() and is_volume_file(p) and not is_segmentation_file(p)
-        )
+        volumes = [p for p in listed_volume_files(source) if not is_segmentation_file(p)]
         if not volumes:
             raise SegNetsError(f"{source}: the folder holds no volume files ({', '.join(VOLUME_SUFFIXES)}).")
         if (output.exists() and not output.is_dir()) or (not output.exists() and is_written_segmentation_file(output)):

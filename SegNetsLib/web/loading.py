@@ -11,7 +11,13 @@ import tempfile
 from pathlib import Path
 
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.imageio.volumes import VOLUME_SUFFIXES, is_volume_file, read_volume, volume_stem
+from SegNetsLib.imageio.volumes import (
+    VOLUME_SUFFIXES,
+    is_volume_file,
+    listed_volume_files,
+    read_volume,
+    volume_stem,
+)
 from SegNetsLib.mrml.files import load_volume_node
 
 MAX_UPLOAD_BYTES = 8 * 1024**3  # far beyond any CT or MR series; a larger upload is refused unread
@@ -48,7 +54,7 @@ def volume_files_in(path: Path) -> list[Path]:
     """The volume files a ``--data`` argument names: the file itself, or a folder's volume files (sorted)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(child for child in path.iterdir() if child.is_file() and is_volume_file(child))
+        files = listed_volume_files(path)
         if not files:
             raise SegNetsError(f"--data folder {str(path)!r} holds no volume file ({', '.join(VOLUME_SUFFIXES)}).")
         return files

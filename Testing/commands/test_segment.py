@@ -175,3 +175,15 @@ def test_a_folder_whose_results_would_collide_or_overwrite_an_input_is_refused(m
     assert "would overwrite --input" in err
     expect("output-over-input", err)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before and not (tmp_path / "out").exists()
+
+
+def test_hidden_files_of_a_folder_are_no_input(model, data_dir, tmp_path, capsys):
+    """The temporary file of a write cut short (a killed run writing beside its inputs) and a macOS '._' copy."""
+    inputs, outputs = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    image = (data_dir / "ts_mr_sm" / "image.nii.gz").read_bytes()
+    (inputs / "mr.nii.gz").write_bytes(image)
+    (inputs / ".mr.nii.gz.k2j4d8aa.partial.nii.gz").write_bytes(image[:5000])
+    (inputs / "._mr.nii.gz").write_bytes(b"\x00\x05\x16\x07 Mac OS X")
+    assert _segment(model, "--input", inputs, "--output", outputs, "--roi", "off") == 0, capsys.readouterr().err
+    assert [p.name for p in outputs.iterdir()] == ["mr.seg.nrrd"]

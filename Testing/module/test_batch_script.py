@@ -160,3 +160,10 @@ def test_the_script_ends_its_process_with_the_code(tmp_path):
         timeout=300,
     )
     assert completed.returncode == 2 and "no such file or folder" in completed.stderr
+
+
+def test_hidden_files_of_a_folder_are_no_input(tmp_path):
+    (tmp_path / "ct.nii.gz").write_bytes(b"")
+    (tmp_path / ".ct.nii.gz.k2j4d8aa.partial.nii.gz").write_bytes(b"")
+    (tmp_path / "._ct.nrrd").write_bytes(b"")
+    assert _load_script().input_files(tmp_path) == [tmp_path / "ct.nii.gz"]

@@ -127,3 +127,16 @@ def test_a_2_gb_data_file_of_zeros_is_refused_from_its_first_bytes(loaded, tmp_p
         loader.load_path(zeros)
     expect("upload-wrong-content", one_sentence(refused.value))
     assert node.GetScene().GetNodeByID(node.GetID()) is node
+
+
+def test_a_data_folder_lists_no_hidden_file(data_dir, tmp_path):
+    """The temporary file of a write cut short sorts first: it would be the volume shown at start."""
+    from SegNetsLib.web.loading import volume_files_in
+
+    image = (data_dir / "ts_mr_sm" / "image.nii.gz").read_bytes()
+    (tmp_path / "mr.nii.gz").write_bytes(image)
+    (tmp_path / ".mr.nrrd.k2j4d8aa.partial.nrrd").write_bytes(image[:5000])
+    assert volume_files_in(tmp_path) == [tmp_path / "mr.nii.gz"]
+    (tmp_path / "mr.nii.gz").unlink()
+    with pytest.raises(SegNetsError, match="holds no volume file"):
+        volume_files_in(tmp_path)
