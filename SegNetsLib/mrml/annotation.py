@@ -66,9 +66,10 @@ def annotation_from_segmentation(segmentation_node, segment_ids: list[str], refe
                 segmentation_node, ids, temporary
             ):
                 raise SegNetsError(f"Slicer could not export segmentation {segmentation_node.GetName()!r}.")
-            own = slicer.util.arrayFromVolume(temporary)
-            centres = _painted_centres(own, ijk_to_ras_of(temporary), annotation)
-            array[array == 0] = centres[array == 0]  # Slicer's nearest labels first; what they missed added
+            if temporary.GetImageData().GetPointData().GetScalars() is not None:  # none when nothing is painted
+                own = slicer.util.arrayFromVolume(temporary)
+                centres = _painted_centres(own, ijk_to_ras_of(temporary), annotation)
+                array[array == 0] = centres[array == 0]  # Slicer's nearest labels first; what they missed added
     finally:
         remove_temporary_node(temporary)
         if not had_labelmaps and segmentation.ContainsRepresentation(labelmap):
