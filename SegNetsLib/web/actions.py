@@ -88,7 +88,8 @@ class PanelActions(RoundActions):
 
     @property
     def busy(self) -> bool:
-        return self._job is not None and not self._job.done
+        """A job runs, or has ended and its result is not in the scene yet (an upload or a new job waits for both)."""
+        return self._job is not None
 
     # --- models ------------------------------------------------------------------------------------
     def refresh_models(self) -> None:
@@ -257,6 +258,15 @@ class PanelActions(RoundActions):
             self.data.cancelling = True
             self.data.stage = "cancelling..."
 
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        """The server is stopping: cancel the job and wait for the worker thread to end (a model being saved is
+        saved whole); True when it ended. Python aborts when it exits while the thread is inside torch."""
+        if self._job is not None:
+            self._job.cancel()
+        self.logic.worker.shutdown(wait=False)
+        self.logic.worker.thread.join(timeout_s)
+        return not self.logic.worker.thread.is_alive()
+
     def _start(self, kind: str, submit) -> None:
         if self.busy:
             self.data.error = "A job is already running; wait for it or cancel it first."
@@ -301,6 +311,7 @@ class PanelActions(RoundActions):
         self.data.losses, self.data.iteration, self.data.validation_dice = [], 0, None
 
     def _finish(self, job: Job, kind: str) -> None:
+        self._job = None  # from here on a new job or an upload may start
         self.data.busy, self.data.job_kind, self.data.cancelling = False, "", False
         self.data.error = ""  # a refusal made while the job ran (an upload, a second click) is over with it
         if kind == "finetune" and job.state is not JobState.DONE:  # no model came of that curve

@@ -1,0 +1,130 @@
+"""SegNets Web while a job runs, as several people use one server: the whole app on a real scene and worker,
+driven from Python on an asyncio loop as the server's event loop drives it (no browser)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from SegNetsLib.models.library import ModelLibrary
+
+
+@pytest.fixture
+def web_app(tmp_path, monkeypatch, data_dir):
+    """A SegNetsWebApp (not serving) whose library holds a tiny liver model; the 30 x 64 x 64 CT crop's path."""
+    pytest.importorskip("trame_slicer")
+    from trame.app import get_server
+
+    from SegNetsLib.app.selftest import add_tiny_model, load_case
+    from SegNetsLib.imageio.volumes import write_volume
+    from SegNetsLib.web.app import SegNetsWebApp
+
+    monkeypatch.setenv("SEGNETS_MODELS", str(tmp_path / "models"))
+    add_tiny_model(ModelLibrary(tmp_path / "models"), "tiny")
+    image, _ = load_case(data_dir)
+    crop = write_volume(image, tmp_path / "crop.nii.gz")
+    app = SegNetsWebApp(get_server(f"segnets-jobs-{tmp_path.name}", client_type="vue3"))
+    yield app, crop
+    app.actions.logic.worker.shutdown(wait=False)
+
+
+def test_an_upload_after_a_segment_ends_but_before_its_result_is_shown_is_refused(web_app, data_dir):
+    """The job has ended on the worker and the page has not taken its result yet: an upload in that gap
+    replaced the volume (the new node got the old one's id) and the CT's result was shown on the new volume."""
+    app, crop = web_app
+    actions = app.actions
+    other = data_dir / "ts_ct_full" / "image.nii.gz"
+
+    async def scenario() -> None:
+        app._show_volume(app.loader.load_path(crop))
+        actions.segment()
+        assert actions.data.busy and actions.data.error == ""
+        assert actions._job.wait(120)  # ended on the worker; the page's poll has not run yet
+        await app._on_upload([{"name": "other.nii.gz", "content": other.read_bytes()}])
+        assert "working on the current volume" in actions.data.error
+        while actions.data.busy:
+            await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert actions.volume_node.GetName() == "crop", "the upload replaced the volume the job was working on"
+    assert actions.data.message.startswith("Segmented 'crop'"), actions.data.message
+    assert actions.result_node.GetName() == "crop Tiny test 3D U-Net"
+
+
+def test_a_second_segment_after_the_first_ends_waits_until_its_result_is_shown(web_app):
+    """A second click in the same gap started a job that the page then showed as finished (busy off) while it ran."""
+    app, crop = web_app
+    actions = app.actions
+
+    async def scenario() -> None:
+        app._show_volume(app.loader.load_path(crop))
+        actions.segment()
+        first = actions._job
+        assert first.wait(120)
+        actions.segment()  # another tab's click
+        assert actions._job is first and "already running" in actions.data.error
+        while actions.data.busy:
+            await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert actions._job is None and not actions.busy
+    assert actions.data.message.startswith("Segmented 'crop'") and actions.data.has_result
+
+
+STOP_DURING_FINETUNE = """
+import asyncio, os, signal
+import numpy as np
+from SegNetsLib.web.rendering import configure_offscreen_rendering
+configure_offscreen_rendering()
+from trame.app import get_server
+from SegNetsLib.commands.web import serve
+from SegNetsLib.mrml import segmentation_from_labelmap, volume_from_node
+from SegNetsLib.web.app import SegNetsWebApp
+
+app = SegNetsWebApp(get_server("segnets_web", client_type="vue3"))
+actions = app.actions
+
+async def finetune_then_stop():
+    with app.server.state:
+        app._show_volume(app.loader.load_path({crop!r}))
+        volume = volume_from_node(actions.volume_node)
+        painted = np.zeros(volume.shape_kji, np.uint8)
+        painted[[10, 20], 20:40, 20:40] = 1  # two painted slices, as the user paints them
+        card = actions._card(actions.data.model_key)
+        segmentation_from_labelmap(actions.scene, volume.with_array(painted), card.labels, actions.volume_node,
+                                   "Annotation", segmentation_node=actions.annotation_node)
+        actions.data.time_budget_s = 600
+        actions.finetune()
+    while actions._job.progress().extra.get("iteration", 0) < 1:
+        await asyncio.sleep(0.1)
+    print("TRAINING", repr(actions.data.error), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)  # as systemd or kill stops the server
+
+app.server.controller.on_server_ready.add(lambda **_: asyncio.ensure_future(finetune_then_stop()))
+serve(app, "127.0.0.1", 0)
+print("STOPPED", flush=True)
+"""
+
+
+def test_the_server_stopped_during_a_finetune_exits_cleanly_and_saves_nothing(web_app, tmp_path):
+    """SIGTERM while Fine-tune trained on the worker thread: Python aborted on exit ("terminate called without
+    an active exception", exit status 134) with the thread inside torch."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, crop = web_app
+    library = tmp_path / "models"
+    before = sorted(path.relative_to(library) for path in library.rglob("*"))
+    env = {**os.environ, "SEGNETS_MODELS": str(library), "OMP_NUM_THREADS": "1"}
+    root = Path(__file__).resolve().parents[2]
+    program = STOP_DURING_FINETUNE.format(crop=str(crop))
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert "TRAINING ''" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert done.returncode == 0 and "terminate called" not in done.stderr, done.stderr[-3000:]
+    assert "STOPPED" in done.stdout
+    assert sorted(path.relative_to(library) for path in library.rglob("*")) == before  # no version, no partial
