@@ -8,6 +8,8 @@ from pathlib import Path
 
 from SegNetsLib.core.errors import SegNetsError
 
+log = logging.getLogger(__name__)
+
 DEFAULT_PORT = 8080
 
 
@@ -21,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1; 0.0.0.0 exposes it to the network)",
+        help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0 exposes the page, with no login "
+        "and no encryption, to the network: read docs/web.md first)",
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)"
@@ -59,9 +62,20 @@ def run_web(args: argparse.Namespace) -> int:
     from SegNetsLib.web.app import SegNetsWebApp
 
     server = get_server("segnets_web", client_type="vue3")
-    SegNetsWebApp(server, data=args.data, status_endpoint=args.status_endpoint)
-    server.controller.on_server_ready.add(
-        lambda **_: print(f"SegNets Web: serving on http://{args.host}:{server.port}/", flush=True)
-    )
-    server.start(host=args.host, port=args.port, open_browser=args.open_browser, show_connection_info=False)
+    app = SegNetsWebApp(server, data=args.data, status_endpoint=args.status_endpoint)
+    serve(app, args.host, args.port, args.open_browser)
     return 0
+
+
+def serve(app, host: str, port: int, open_browser: bool = False) -> None:
+    """Serve ``app`` (a SegNetsWebApp) until the server stops (Ctrl-C, SIGTERM); then cancel a running job and
+    let its worker thread end before Python exits."""
+    server = app.server
+    server.controller.on_server_ready.add(
+        lambda **_: print(f"SegNets Web: serving on http://{host}:{server.port}/", flush=True)
+    )
+    try:
+        server.start(host=host, port=port, open_browser=open_browser, show_connection_info=False)
+    finally:
+        if not app.actions.stop():
+            log.warning("the SegNets job did not stop within a minute; Python may abort as it exits.")
