@@ -186,11 +186,9 @@ class ProcessWorker:
         if process is None:
             return
         _end(process, force=False)
-        try:
-            process.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
+        if not _ended_by(process, time.monotonic() + 0.5):  # the interpreter behind a launcher too
             _end(process, force=True)
-            process.wait()
+        process.wait()
         for stream in (process.stdin, process.stdout):
             try:
                 stream.close()
@@ -346,6 +344,21 @@ class ProcessWorker:
         if tail:
             log.warning("SegNets worker process output before it stopped:\n%s", tail)
         return tail.splitlines()[-1].strip() if tail else ""
+
+
+def _ended_by(process: subprocess.Popen, deadline: float) -> bool:
+    """Whether the child and (POSIX) every process of its group have ended by ``deadline`` (time.monotonic)."""
+    while True:
+        if process.poll() is not None:
+            if os.name == "nt":
+                return True
+            try:
+                os.killpg(process.pid, 0)  # any process left in the child's group (an exited one not yet reaped too)
+            except ProcessLookupError:
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
 
 
 def _death_sentence(code: int | None, last_line: str = "") -> str:

@@ -205,6 +205,9 @@ def test_a_terminated_child_behind_a_launcher_leaves_no_interpreter_running(mrml
         job = _start_segmenting(SegmentationLogic(mrml.scene, library, worker), large_ct)
         job.cancel()
         assert job.wait(10) and job.cancelled and worker.pid is None
+        deadline = time.monotonic() + 2.0  # a signal takes effect when the process is next scheduled
+        while _running(interpreter) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert not _running(interpreter), "the interpreter behind the launcher still runs"
     finally:
         worker.shutdown()
