@@ -146,6 +146,7 @@ def finetune(
     kept and nothing is saved (the entry is then the base model's).
     """
     from SegNetsLib.finetune.rounds import finetune_round as run_finetune
+    from SegNetsLib.finetune.save import with_painted_labels
     from SegNetsLib.runtime.devices import with_cpu_fallback
 
     library = ModelLibrary(library_root)
@@ -174,15 +175,8 @@ def finetune(
     result = with_cpu_fallback(run, options.device, notes.append)
     cancel.raise_if_cancelled()
     if result.kept == "fine-tuned":
-        card = copy.deepcopy(result.card)
-        # classes the model did not know (all of them from scratch) take the user's segment names,
-        # colors and terminology; a fine-tuned model keeps its own labels
-        by_value = {label.value: label for label in labels}
-        scratch = card.provenance.base_model_id is None
-        card.labels = [
-            by_value.get(label.value, label) if scratch or label.name == f"label {label.value}" else label
-            for label in card.labels
-        ]
+        # classes the model did not know take the user's segment names, colors and terminology
+        card = with_painted_labels(result.card, {label.value: label for label in labels})
         if library.versions(card.id):  # one step above the newest version in this library
             base = copy.deepcopy(card)
             base.version = card.provenance.base_model_version or card.version

@@ -104,12 +104,13 @@ def run(args: argparse.Namespace) -> int:
     )
     from SegNetsLib.finetune.options import FinetuneOptions
     from SegNetsLib.finetune.rounds import finetune_round
-    from SegNetsLib.finetune.save import save_result
-    from SegNetsLib.imageio.segmentations import read_labelmap, read_labelmap_and_names, write_segmentation
+    from SegNetsLib.finetune.save import save_result, with_painted_labels
+    from SegNetsLib.imageio.segmentations import read_labelmap, read_labelmap_and_labels, write_segmentation
     from SegNetsLib.imageio.volumes import read_volume
 
     image = read_volume(args.input)
-    annotation, names = read_labelmap_and_names(args.annotations)  # a .seg.nrrd's segments name the labels
+    annotation, painted = read_labelmap_and_labels(args.annotations)  # a .seg.nrrd's segments describe the labels
+    names = {value: label.name for value, label in painted.items()}
     options = FinetuneOptions(
         iterations=args.iterations,
         time_limit_s=args.time_limit,
@@ -131,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         check_annotation(image, shown, name=f"the previous result {args.previous}")
         previous = shown.array
     result = finetune_round(image, annotation, args.model, options, progress=report, previous=previous)
+    if painted and result.kept == "fine-tuned":  # classes new to the model: the segments' names and colors
+        result.card = with_painted_labels(result.card, painted)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.validation_dice is not None:

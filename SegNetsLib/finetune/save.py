@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from SegNetsLib.card.card import ModelCard
+from SegNetsLib.card.card import LabelInfo, ModelCard
 from SegNetsLib.card.factory import derive_card, next_version, slug, volume_record
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.options import FinetuneOptions, FinetuneResult
@@ -75,3 +75,16 @@ def save_result(result: FinetuneResult, name: str | None = None, library: ModelL
         card.version = next_version(library, card)
     library.add_or_keep(result.net, card)  # when the library cannot take it: kept aside, ModelKept says where
     return f"{card.id}@{card.version}"
+
+
+def with_painted_labels(card: ModelCard, painted: Mapping[int, LabelInfo]) -> ModelCard:
+    """A copy of ``card`` whose classes new to the model take the painted segment of their value (name, color,
+    terminology): every class of a model trained from scratch, and those an extended head added (named
+    "label N"); a fine-tuned model keeps its own labels."""
+    card = copy.deepcopy(card)
+    scratch = card.provenance.base_model_id is None
+    card.labels = [
+        painted.get(label.value, label) if scratch or label.name == f"label {label.value}" else label
+        for label in card.labels
+    ]
+    return card

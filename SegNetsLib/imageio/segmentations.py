@@ -18,6 +18,7 @@ from scipy import ndimage
 from slicerio.segmentation import terminology_entry_from_string
 
 from SegNetsLib.card.card import LabelInfo
+from SegNetsLib.card.factory import PALETTE
 from SegNetsLib.core.atomic import atomic_file
 from SegNetsLib.core.constants import SEGMENTATION_SUFFIX
 from SegNetsLib.core.errors import SegNetsError
@@ -77,6 +78,7 @@ def write_probabilities(probabilities: Volume, path: str | os.PathLike) -> Path:
         else probabilities.array
     )
     image = sitk.GetImageFromArray(array, isVector=probabilities.array.ndim == 4)
+    del array  # SimpleITK holds its own copy; ITK's NIfTI writer makes another (planar): keep two, not three
     image.SetSpacing(probabilities.spacing)
     image.SetOrigin(probabilities.origin)
     image.SetDirection(tuple(probabilities.direction.ravel()))
@@ -96,6 +98,13 @@ def read_labelmap(path: str | os.PathLike) -> Volume:
 def read_labelmap_and_names(path: str | os.PathLike) -> tuple[Volume, dict[int, str]]:
     """:func:`read_labelmap` and the names of a ``.seg.nrrd``'s segments by their label value ({} for a labelmap
     image, which names none)."""
+    volume, labels = read_labelmap_and_labels(path)
+    return volume, {value: label.name for value, label in labels.items()}
+
+
+def read_labelmap_and_labels(path: str | os.PathLike) -> tuple[Volume, dict[int, LabelInfo]]:
+    """:func:`read_labelmap` and a ``.seg.nrrd``'s segments by their label value, with their names and colors
+    ({} for a labelmap image, which describes none)."""
     path = Path(path)
     if not path.is_file():
         raise SegNetsError(f"{path}: no such file.")
@@ -188,7 +197,7 @@ def _utf8_segment_names(path: Path) -> list[str]:
     return [names[index] for index in sorted(names)]
 
 
-def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, str]]:
+def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, LabelInfo]]:
     check_declared_size(path, "segmentation")
     try:
         segmentation = slicerio.read_segmentation(str(path))
@@ -205,18 +214,20 @@ def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, str]]:
     labelmap = np.zeros(
         spatial[::-1], dtype=np.uint8 if len(segments) < 256 and max(label_values, default=0) < 256 else np.int32
     )
-    names, drawn = {}, []
+    labels, drawn = {}, []
     for index, segment in enumerate(segments):
         value = label_values[index] if unique else index + 1
         mask = slicerio.segment_mask(segmentation, segment).transpose(2, 1, 0)
         labelmap[mask] = value
-        names[value] = str(segment.get("name") or f"label {value}")
+        color = segment.get("color") or PALETTE[index % len(PALETTE)]
+        name = str(segment.get("name") or f"label {value}")
+        labels[value] = LabelInfo(value, name, tuple(float(c) for c in list(color)[:3]))
         drawn.append((value, bool(mask.any())))
     left = set(np.unique(labelmap).tolist())  # the values the drawing left, in one pass
-    covered = [names[value] for value, painted in drawn if painted and value not in left]
+    covered = [labels[value].name for value, painted in drawn if painted and value not in left]
     if covered:
         raise SegNetsError(
             f"{path}: segment {', '.join(repr(n) for n in covered)} lies wholly under later segments (overlapping "
             "layers), and a labelmap holds one label per voxel; make the segments not overlap or save them apart."
         )
-    return Volume.from_ijk_to_lps(labelmap, np.asarray(segmentation["ijkToLPS"], dtype=float)), names
+    return Volume.from_ijk_to_lps(labelmap, np.asarray(segmentation["ijkToLPS"], dtype=float)), labels

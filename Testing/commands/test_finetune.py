@@ -105,7 +105,7 @@ def test_out_of_range_and_ignore_valued_paintings_are_refused_naming_the_file(fi
     assert code == 1 and "ignored.nii.gz marks every painted voxel with 255" in err
 
 
-def test_segment_names_of_a_seg_nrrd_annotation_name_the_result(files, capsys, model_library):
+def test_segment_names_and_colors_of_a_seg_nrrd_annotation_describe_the_result(files, capsys, model_library):
     import slicerio
 
     from SegNetsLib.card.card import LabelInfo
@@ -123,7 +123,9 @@ def test_segment_names_of_a_seg_nrrd_annotation_name_the_result(files, capsys, m
         "--iterations", "1", "--device", "cpu", "--no-save",
     )  # fmt: skip
     assert code == 0, err
-    assert [s["name"] for s in slicerio.read_segmentation(str(out))["segments"]] == ["Liver", "Right kidney"]
+    segments = slicerio.read_segmentation(str(out))["segments"]
+    assert [s["name"] for s in segments] == ["Liver", "Right kidney"]
+    assert [[round(c, 3) for c in s["color"]] for s in segments] == [[0.8, 0.4, 0.3], [0.7, 0.5, 0.3]]
 
 
 def test_a_several_channel_image_learns_from_scratch_on_every_channel(files, capsys, model_library):

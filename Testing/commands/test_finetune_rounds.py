@@ -101,3 +101,31 @@ def _ellipsoid(tmp_path):
     painted = np.zeros_like(truth)
     painted[[4, 12]] = truth[[4, 12]]
     return image, truth, painted
+
+
+def test_a_segment_added_in_a_correction_round_keeps_its_name_and_color(tmp_path, capsys, model_library):
+    """A correction round that paints a structure the round model lacks (``--extend-head``): the new class takes
+    the .seg.nrrd segment's name and color in the result and the saved round, as the painted classes did in round 1."""
+    import slicerio
+
+    from SegNetsLib.card.card import LabelInfo
+    from SegNetsLib.imageio.segmentations import write_segmentation
+
+    image, truth, painted = _ellipsoid(tmp_path)
+    liver, lesion = LabelInfo(1, "Liver", (0.8, 0.4, 0.3)), LabelInfo(2, "Lesion", (0.9, 0.9, 0.1))
+    write_segmentation(image.with_array(painted), [liver], tmp_path / "round1.seg.nrrd")
+    common = ["finetune", "--input", str(tmp_path / "image.nii.gz"), "--iterations", "2", "--device", "cpu"]
+    assert main([*common, "--annotations", str(tmp_path / "round1.seg.nrrd"), "--save-model", "organs"]) == 0
+    second = painted.copy()
+    second[8] = truth[8]
+    second[8, 18:22, 18:22] = 2  # a lesion inside the structure, painted on the added slice
+    write_segmentation(image.with_array(second), [liver, lesion], tmp_path / "round2.seg.nrrd")
+    out = tmp_path / "round2_result.seg.nrrd"
+    round2 = ["--annotations", str(tmp_path / "round2.seg.nrrd"), "--model", "organs", "--extend-head"]
+    assert main([*common, *round2, "--output", str(out)]) == 0, capsys.readouterr().err
+    segments = {s["labelValue"]: s for s in slicerio.read_segmentation(str(out), skip_voxels=True)["segments"]}
+    assert [segments[v]["name"] for v in (1, 2)] == ["Liver", "Lesion"]
+    assert [round(c, 3) for c in segments[2]["color"]] == [0.9, 0.9, 0.1]
+    library = ModelLibrary(model_library)
+    card = library.card("organs", library.versions("organs")[-1])
+    assert card.provenance.round == 2 and [label.name for label in card.labels] == ["Liver", "Lesion"]
