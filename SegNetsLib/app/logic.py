@@ -247,7 +247,9 @@ class SegmentationLogic:
         if not time_limit_s or time_limit_s <= 0:
             raise SegNetsError(f"time budget {time_limit_s!r} s is not positive; give fine-tuning some seconds.")
         volume = mrml.volume_from_node(volume_node)
-        annotation, label_to_segment = mrml.annotation_from_segmentation(annotation_node, segment_ids, volume_node)
+        annotation, label_to_segment = mrml.annotation_from_segmentation(
+            annotation_node, segment_ids, volume_node, refuse_covered=True
+        )
         labels = labels_from_segments(annotation_node, label_to_segment)
         extend = False
         if is_architecture(start):

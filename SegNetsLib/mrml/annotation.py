@@ -22,7 +22,9 @@ def _checked_ids(segmentation_node, segment_ids: list[str]) -> list[str]:
     return list(dict.fromkeys(segment_ids))  # each once: a repeated id would be a class without voxels
 
 
-def annotation_from_segmentation(segmentation_node, segment_ids: list[str], reference_volume_node):
+def annotation_from_segmentation(
+    segmentation_node, segment_ids: list[str], reference_volume_node, refuse_covered: bool = False
+):
     """Export the chosen segments as one labelmap in ``reference_volume_node``'s voxel grid.
 
     Returns ``(annotation, label_to_segment)``: ``annotation`` is a uint8 Volume [k, j, i] where
@@ -32,7 +34,8 @@ def annotation_from_segmentation(segmentation_node, segment_ids: list[str], refe
     volume voxel holding the centre of a painted voxel of a finer segmentation (Slicer's oversampling, or one
     made on a finer volume) is painted too (:func:`_painted_centres`): nearest-neighbour resampling alone would
     drop every painted slice of the finer grid that misses the volume's slice centres. The segmentation node
-    itself is never modified.
+    itself is never modified. ``refuse_covered``: raise SegNetsError when a painted segment lies wholly under
+    later ones (overlapping layers), so that it would not be learned at all.
     """
     import slicer
     import slicer.util
@@ -66,15 +69,52 @@ def annotation_from_segmentation(segmentation_node, segment_ids: list[str], refe
                 segmentation_node, ids, temporary
             ):
                 raise SegNetsError(f"Slicer could not export segmentation {segmentation_node.GetName()!r}.")
-            if temporary.GetImageData().GetPointData().GetScalars() is not None:  # none when nothing is painted
-                own = slicer.util.arrayFromVolume(temporary)
+            own = _voxels(temporary)
+            if own is not None:
                 centres = _painted_centres(own, ijk_to_ras_of(temporary), annotation)
                 array[array == 0] = centres[array == 0]  # Slicer's nearest labels first; what they missed added
+        if refuse_covered:
+            _refuse_covered(segmentation_node, segment_ids, array, temporary)
     finally:
         remove_temporary_node(temporary)
         if not had_labelmaps and segmentation.ContainsRepresentation(labelmap):
             segmentation.RemoveRepresentation(labelmap)  # made for the export (from closed surfaces)
     return annotation, {index + 1: segment_id for index, segment_id in enumerate(segment_ids)}
+
+
+def _voxels(labelmap_node) -> np.ndarray | None:
+    """The voxels [k, j, i] of a labelmap node an export filled; None when it holds none (nothing painted)."""
+    import slicer.util
+
+    if labelmap_node.GetImageData() is None or labelmap_node.GetImageData().GetPointData().GetScalars() is None:
+        return None
+    return slicer.util.arrayFromVolume(labelmap_node)
+
+
+def _refuse_covered(segmentation_node, segment_ids: list[str], exported: np.ndarray, work_node) -> None:
+    """Raise SegNetsError when a segment absent from the ``exported`` labelmap (segment_ids[n] has label n + 1)
+    holds painted voxels of its own: later segments cover it wholly. ``work_node``: a labelmap node to export into."""
+    import slicer
+    import slicer.util
+    import vtk
+
+    present = set(np.unique(exported).tolist())
+    covered = []
+    for index, segment_id in enumerate(segment_ids):
+        if index + 1 in present:
+            continue
+        ids = vtk.vtkStringArray()
+        ids.InsertNextValue(segment_id)  # on the segmentation's own grid: does it hold any painted voxel?
+        if slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, ids, work_node):
+            voxels = _voxels(work_node)
+            if voxels is not None and voxels.any():
+                covered.append(segmentation_node.GetSegmentation().GetSegment(segment_id).GetName())
+    if covered:
+        raise SegNetsError(
+            f"segment {', '.join(repr(name) for name in covered)} of {segmentation_node.GetName()!r} lies wholly under "
+            "later segments (overlapping layers), and a labelmap holds one label per voxel; make the segments not "
+            "overlap or fine-tune on them apart."
+        )
 
 
 def labels_from_segments(segmentation_node, label_to_segment: dict[int, str]) -> list[LabelInfo]:

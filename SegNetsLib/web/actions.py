@@ -172,8 +172,9 @@ class PanelActions(RoundActions):
         with self._server.state:
             self.data.annotated_slices = self.annotated_slice_count()
 
-    def annotation_labels(self):
-        """The annotation as painted: (uint8 Volume [k, j, i], label -> segment id), or None without one."""
+    def annotation_labels(self, refuse_covered: bool = False):
+        """The annotation as painted: (uint8 Volume [k, j, i], label -> segment id), or None without one
+        (``refuse_covered``: see :func:`SegNetsLib.mrml.annotation.annotation_from_segmentation`)."""
         annotation, volume = self.annotation_node, self.volume_node
         if annotation is None or volume is None:
             return None
@@ -181,7 +182,7 @@ class PanelActions(RoundActions):
         ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
         if not ids:
             return None
-        return annotation_from_segmentation(annotation, ids, volume)
+        return annotation_from_segmentation(annotation, ids, volume, refuse_covered)
 
     def annotated_slice_count(self) -> int:
         labels = self.annotation_labels()
@@ -245,8 +246,9 @@ class PanelActions(RoundActions):
         self._start("finetune", submit)
 
     def _painted_segment_ids(self) -> list[str]:
-        """The annotation's segments that hold painted voxels (the ones to learn)."""
-        labels = self.annotation_labels()
+        """The annotation's segments that hold painted voxels (the ones to learn; one that later segments cover
+        wholly is refused, not left out)."""
+        labels = self.annotation_labels(refuse_covered=True)
         if labels is None:
             return []
         present = set(np.unique(labels[0].array).tolist()) - {0}

@@ -205,6 +205,25 @@ def test_finetune_refuses_a_zero_budget(mrml, logic, painted):
         logic.start_finetune(volume_node, annotation, [segment_id], "all-liver", 0, device="cpu")
 
 
+def test_finetune_refuses_a_segment_wholly_under_a_later_one(mrml, logic, painted):
+    """A lesion painted inside the liver in its own layer, listed before it: the export would draw the liver over
+    it and the lesion would silently not be learned; it is refused naming it (the command line refuses such a
+    .seg.nrrd too)."""
+    import slicer.util
+
+    volume_node, annotation, liver = painted
+    inside = np.zeros(segment_mask(annotation, "liver", volume_node).shape, np.uint8)
+    where = np.argwhere(segment_mask(annotation, "liver", volume_node))[0]
+    inside[tuple(where)] = 1
+    segmentation = annotation.GetSegmentation()
+    lesion = segmentation.AddEmptySegment("", "lesion", [0.9, 0.9, 0.1])
+    slicer.util.updateSegmentBinaryLabelmapFromArray(inside, annotation, lesion, volume_node)
+    assert segmentation.GetNumberOfLayers() == 2  # overlapping: each its own layer
+    with pytest.raises(SegNetsError, match="segment 'lesion' of 'annotation' lies wholly under later segments"):
+        logic.start_finetune(volume_node, annotation, [lesion, liver], "unet3d", 60.0, device="cpu", iterations=1)
+    assert segment_mask(annotation, "lesion", volume_node).sum() == 1  # the painting as it was
+
+
 def test_a_finetuned_model_the_library_cannot_take_is_kept_and_the_result_still_shown(mrml, logic, painted):
     from fuzz_helpers import read_only_folder
 

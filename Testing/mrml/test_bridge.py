@@ -194,9 +194,12 @@ def test_an_unpainted_annotation_is_all_background(mrml, oblique_volume):
     """Segments named but not painted yet (SegNets Web's annotation before the first stroke) export as zeros."""
     volume_node = mrml_bridge.volume_node_from_volume(mrml.scene, oblique_volume, "CT")
     node, ids = _annotation_segmentation(mrml, volume_node)
-    annotation, label_to_segment = mrml_bridge.annotation_from_segmentation(node, ids, volume_node)
-    assert annotation.shape_kji == oblique_volume.shape_kji and not annotation.array.any()
-    assert label_to_segment == {1: ids[0], 2: ids[1]}
+    for refuse_covered in (False, True):  # an unpainted segment is not one that later segments cover
+        annotation, label_to_segment = mrml_bridge.annotation_from_segmentation(
+            node, ids, volume_node, refuse_covered=refuse_covered
+        )
+        assert annotation.shape_kji == oblique_volume.shape_kji and not annotation.array.any()
+        assert label_to_segment == {1: ids[0], 2: ids[1]}
 
 
 def test_annotation_refuses_unknown_or_no_segments(mrml, oblique_volume):

@@ -77,3 +77,39 @@ def test_back_one_round_replaces_the_newer_rounds_message(mrml, tmp_path):
     page = actions.data
     assert (page.model_key, page.round) == ("tiny@1.0.0", 1)
     assert "1.1.0" not in page.message and "tiny@1.0.0" in page.message, page.message
+
+
+def test_fine_tune_refuses_a_segment_wholly_under_a_later_one_rather_than_leaving_it_out(mrml, tmp_path):
+    """Painted segments are the ones to learn: a lesion covered wholly by the liver painted over it in another
+    layer was left out without a word; the page now says why it cannot be learned."""
+    pytest.importorskip("trame_slicer")
+    import numpy as np
+    import slicer.util
+
+    from SegNetsLib import mrml as bridge
+    from SegNetsLib.app.logic import SegmentationLogic
+    from SegNetsLib.app.worker import ThreadWorker
+    from SegNetsLib.core.volume import Volume
+    from SegNetsLib.web.actions import PanelActions
+    from SegNetsLib.web.state import PanelState
+
+    volume_node = bridge.volume_node_from_volume(mrml.scene, Volume(np.zeros((10, 12, 14), np.int16)), "CT")
+    node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "painted")
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    lesion = node.GetSegmentation().AddEmptySegment("", "lesion", [0.9, 0.9, 0.1])
+    liver = node.GetSegmentation().AddEmptySegment("", "liver", [0.8, 0.4, 0.3])
+    masks = {lesion: np.zeros((10, 12, 14), np.uint8), liver: np.zeros((10, 12, 14), np.uint8)}
+    masks[liver][4, 2:10, 2:10], masks[lesion][4, 4:6, 4:6] = 1, 1
+    for segment_id, mask in masks.items():
+        slicer.util.updateSegmentBinaryLabelmapFromArray(mask, node, segment_id, volume_node)
+    worker = ThreadWorker("test worker")
+    actions = PanelActions.__new__(PanelActions)
+    actions._panel = types.SimpleNamespace(data=PanelState(model_key="unet3d", time_budget_s=10))
+    actions._slicer_app = types.SimpleNamespace(scene=mrml.scene)
+    actions._volume_node_id, actions._annotation_node_id, actions._job = volume_node.GetID(), node.GetID(), None
+    actions.logic = SegmentationLogic(mrml.scene, library=ModelLibrary(tmp_path), worker=worker)
+    actions.finetune()
+    worker.shutdown()
+    assert "segment 'lesion' of 'painted' lies wholly under later segments" in actions.data.error
+    assert actions._job is None
