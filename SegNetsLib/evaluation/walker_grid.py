@@ -130,9 +130,10 @@ def _coarse_seeds(seeds: np.ndarray, factors: Sequence[int]) -> np.ndarray:
 
 
 def block_means(data: np.ndarray, channel_axis: int | None, factors: Sequence[int]) -> np.ndarray:
-    """Block means of ``data`` (each channel's)."""
+    """Block means (float64) of ``data`` (each channel's), summed in float64 as numpy reads the blocks, without a
+    float64 copy of ``data`` (at clinical size, hundreds of MB)."""
     if channel_axis is None:
-        return blocks(data.astype(np.float64), factors, "edge").mean(axis=(1, 3, 5))
+        return blocks(data, factors, "edge").mean(axis=(1, 3, 5), dtype=np.float64)
     channels = np.moveaxis(data, channel_axis, 0)
-    coarse = [blocks(channel.astype(np.float64), factors, "edge").mean(axis=(1, 3, 5)) for channel in channels]
+    coarse = [blocks(channel, factors, "edge").mean(axis=(1, 3, 5), dtype=np.float64) for channel in channels]
     return np.moveaxis(np.stack(coarse), 0, channel_axis)

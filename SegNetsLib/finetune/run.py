@@ -156,7 +156,7 @@ def _finetune(
     card = begin.card
     notes += painting_notes(labels, weight, slices, options.ignore_value, options.label_names, begin.painted_only)
     value_to_class = {label.value: index + 1 for index, label in enumerate(card.labels)}
-    targets = np.zeros(labels.shape, dtype=np.int64)
+    targets = np.zeros(labels.shape, dtype=np.uint8)  # class indices: at most 255 label values and background
     for value, index in value_to_class.items():
         targets[labels == value] = index
 
@@ -377,6 +377,6 @@ def _to_grid(targets: np.ndarray, weight: np.ndarray, pre: Preprocessed) -> tupl
         image = volume_to_sitk(pre.source.with_array(array))
         return sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0))
 
-    grid_targets = resample(targets.astype(np.int16), sitk.sitkNearestNeighbor).astype(np.int64)
+    grid_targets = resample(targets, sitk.sitkNearestNeighbor)
     grid_weight = (resample(weight, sitk.sitkLinear) >= 0.5).astype(np.float32)
     return grid_targets, grid_weight

@@ -59,7 +59,7 @@ def split_validation(slices: Mapping[int, Sequence[int]], min_train: int = 2) ->
 class SlicePatchSampler:
     """Random crops of size ``crop_size`` (d, h, w) around annotated slices.
 
-    image: (C, D, H, W) float32 normalized; labels: (D, H, W) int64 class indices; weight: (D, H, W)
+    image: (C, D, H, W) float32 normalized; labels: (D, H, W) class indices (uint8); weight: (D, H, W)
     float32 (0 = unlabeled); slices: the annotated slices to train on; box: the training region.
     Crops reaching past the volume are padded (image: edge values; labels and weights: 0).
     """

@@ -153,18 +153,31 @@ class WorkingGrid:
         high = [min(n, b + 1) for b, n in zip(around.stop, labels.shape)]
         part = labels[tuple(slice(a, b) for a, b in zip(low, high))]
         values = [0, *(int(v) for v in np.unique(part) if v != 0)]
-        shares = np.stack(
-            [
-                ndimage.zoom((part == v).astype(np.float32), self.factors, order=1, mode="nearest", grid_mode=True)
-                for v in values[1:]
-            ]
-        )
-        background = 1.0 - shares.sum(axis=0)  # linear interpolation keeps the shares summing to one
         region = tuple(slice(a * f, min(n, b * f)) for a, b, f, n in zip(low, high, self.factors, covered.shape))
-        winner = np.argmax(np.concatenate([background[None], shares]), axis=0)
-        winner = winner[tuple(slice(0, r.stop - r.start) for r in region)]
-        covered[region] = np.asarray(values, dtype=labels.dtype)[winner]
+        inside = tuple(slice(0, r.stop - r.start) for r in region)
+        shares = [
+            ndimage.zoom((part == v).astype(np.float32), self.factors, order=1, mode="nearest", grid_mode=True)[inside]
+            for v in values[1:]
+        ]
+        covered[region] = np.asarray(values, dtype=labels.dtype)[_largest_share(shares)]
         return out
+
+
+def _largest_share(shares: Sequence[np.ndarray]) -> np.ndarray:
+    """Per voxel, the index of the largest of (background, *``shares``) (float32 arrays of one shape; background is
+    one minus their sum: linear interpolation keeps the shares summing to one), the first of equals; as ``np.argmax``
+    over them stacked, without a stack of them or an int64 result (at clinical size each copy of the region is
+    hundreds of MB)."""
+    best = shares[0].copy()
+    for share in shares[1:]:
+        best += share  # in the order of np.sum over the stacked shares' first axis: the same float32 sums
+    np.subtract(1.0, best, out=best)  # the background's share
+    winner = np.zeros(best.shape, dtype=np.min_scalar_type(len(shares)))
+    for index, share in enumerate(shares, start=1):
+        larger = share > best
+        winner[larger] = index
+        np.maximum(best, share, out=best)
+    return winner
 
 
 def working_grid(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from SegNetsLib.core.annotation import bin_centre_slices, slices_mask
 from SegNetsLib.evaluation.classical import walker_input
 from SegNetsLib.evaluation.metrics import dice
-from SegNetsLib.evaluation.walker_grid import _coarse_grid, _factors, solve_random_walker
+from SegNetsLib.evaluation.walker_grid import _coarse_grid, _factors, block_means, solve_random_walker
 
 DATA = Path(__file__).resolve().parents[1] / "Data" / "ts_ct_full"
 
@@ -209,3 +210,21 @@ def test_seed_indices_need_not_be_consecutive():
     assert full.shape == coarse.shape == (2, *truth.shape)
     assert np.all(coarse[1][seeds == 3] == 1.0) and np.all(coarse[0][seeds == 1] == 1.0)
     assert dice(coarse[1] > 0.5, full[1] > 0.5) > 0.93
+
+
+@pytest.mark.parametrize("shape", [(8, 256, 256), (8, 255, 254)])  # whole blocks, and blocks padded at the ends
+def test_block_means_hold_no_float64_copy_of_the_image(shape):
+    """Averaging a float32 image into 4 x 4 blocks holds the means and, where the blocks reach past the ends, one
+    padded copy of the image: a float64 copy of it (twice its size, and its padded copy) is not made."""
+    image = np.random.default_rng(0).normal(0, 300, shape).astype(np.float32)
+    expected = np.pad(image.astype(np.float64), [(0, -n % f) for n, f in zip(shape, (1, 4, 4))], mode="edge")
+    expected = expected.reshape(8, 1, 64, 4, 64, 4).mean(axis=(1, 3, 5))
+    padded = any(n % 4 for n in shape[1:])
+    tracemalloc.start()
+    try:
+        means = block_means(image, None, (1, 4, 4))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert means.dtype == np.float64 and np.array_equal(means, expected)
+    assert peak < (1.2 if padded else 0.2) * image.nbytes, peak / image.nbytes

@@ -63,3 +63,30 @@ def test_probabilities_on_the_input_grid_hold_one_channel_beyond_the_output():
         tracemalloc.stop()
     assert np.allclose(out.array, 0.25)
     assert peak < 1.5 * out.array.nbytes  # the output and one resampled channel (4 channels here)
+
+
+def test_writing_probabilities_holds_two_copies_of_them():
+    """A .nii.gz of per-class probabilities holds SimpleITK's interleaved copy and ITK's planar one, not numpy's
+    interleaved copy beside both (3 classes of a clinical CT take 530 MB per copy)."""
+    result = run_limited(
+        """
+        import resource, tempfile
+        import numpy as np
+        from SegNetsLib.core.volume import Volume
+        from SegNetsLib.imageio.segmentations import write_probabilities
+
+        folder = tempfile.mkdtemp()
+        probabilities = np.full((3, 64, 256, 256), 1 / 3, np.float32)
+        write_probabilities(Volume(probabilities[:, :8, :32, :32].copy()), folder + "/warm.nii.gz")
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        write_probabilities(Volume(probabilities), folder + "/probabilities.nii.gz")
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        print("GROWN", grown, probabilities.nbytes)
+        """
+    )
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("GROWN")), None)
+    assert line, result.stdout + result.stderr[-3000:]
+    grown, nbytes = (int(v) for v in line.split()[1:])
+    print(f"peak growth {grown / nbytes:.2f} x the probabilities")
+    expect("probabilities-memory", f"peak growth {grown / nbytes:.2f} x the probabilities, under 2.4")
+    assert grown < 2.4 * nbytes, grown / nbytes
