@@ -6,6 +6,7 @@ the module settings) names another folder. Models are added atomically and never
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -250,6 +251,9 @@ class ModelLibrary:
 def load(path_or_id: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
     """(network in eval mode, card) from a model folder, a model ``.zip``, or ``id[@version]`` in the library."""
     path = Path(path_or_id)
+    if str(path_or_id).startswith("~"):  # '--model=~/m' and Python callers pass the tilde unexpanded
+        with contextlib.suppress(RuntimeError):  # no home folder known for it: the path stays as written
+            path = path.expanduser()
     if path.is_dir():
         return load_folder(path, device)
     if path.is_file():

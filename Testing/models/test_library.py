@@ -176,3 +176,14 @@ def test_a_missing_model_path_is_named_as_a_path_not_looked_up_in_the_library(mo
             load(reference)
         assert str(raised.value) == f"{reference}: no such model folder or .zip."
     assert load("my-model")[1].id == "my-model"  # the id itself still finds the library's model
+
+
+def test_a_model_path_under_the_home_folder_written_with_a_tilde_is_found(tmp_path, monkeypatch):
+    """'--model=~/m' reaches SegNets unexpanded (the shell expands no tilde after '='), and so does a path from Python."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    net, card = tiny_model()
+    store.write_model_zip(save(net, card, tmp_path / "models" / "m"), tmp_path / "m.zip")
+    assert load("~/models/m")[1].id == card.id
+    assert load("~/m.zip")[1].id == card.id
+    with pytest.raises(SegNetsError, match=r"^~/gone: no such model folder or \.zip\.$"):
+        load("~/gone")
