@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--save-model",
         metavar="NAME",
         help="save the fine-tuned model in the library under this name (default: a new version "
-        "of the base model, or the architecture's name from scratch)",
+        "of the base model; from scratch, '<architecture> fine-tuned on <labels>')",
     )
     parser.add_argument("--no-save", action="store_true", help="do not add the fine-tuned model to the library")
     parser.add_argument(
