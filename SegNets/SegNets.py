@@ -177,7 +177,10 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelLibr
 
     # --- parameter node ---------------------------------------------------------------------------
     def onSceneStartClose(self, caller, event) -> None:
+        job = self._job
         self._dropJob()  # its nodes are about to go; a result would land in the next scene
+        if job is not None:
+            self._sayDropped(job)
         self._round, self._roundNodes = None, {}  # their nodes go too, and node IDs are given out again
         self.setParameterNode(None)
         self._updateButtons()
@@ -314,6 +317,7 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelLibr
                     params.device,
                     params.roiMode.lower(),
                     params.roiNode if params.useRoiNode else None,
+                    params.outputSegmentation,  # fixed now: the selector stays live while the job runs
                 )
             )
 
@@ -365,9 +369,8 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelLibr
         self._job = None
         try:
             with slicer.util.tryWithErrorDisplay(_("SegNets failed."), waitCursor=True):
-                if job.context["kind"] == "segment":
-                    output = self._parameterNode.outputSegmentation if self._parameterNode else None
-                    self._showSegmentResult(self.logic.finishSegment(job, output))
+                if job.context["kind"] == "segment":  # into the output chosen when it started
+                    self._showSegmentResult(self.logic.finishSegment(job))
                 else:
                     self._showFinetuneResult(self.logic.finishFinetune(job))
         finally:

@@ -122,11 +122,28 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
         modelId, version = split_reference(reference)
         return self.core().library.remove(modelId, version)
 
-    def startSegment(self, volumeNode, modelReference: str, device: str = "auto", roi: str = "auto", roiNode=None):
+    def startSegment(
+        self,
+        volumeNode,
+        modelReference: str,
+        device: str = "auto",
+        roi: str = "auto",
+        roiNode=None,
+        outputSegmentation=None,
+    ):
+        """Start Segment; its result replaces the segments of ``outputSegmentation`` (chosen now; None: a new node)."""
         from SegNetsLib.card.versions import split_reference
 
         modelId, version = split_reference(modelReference)
-        return self.core().start_segment(volumeNode, modelId, version=version, device=device, roi=roi, roi_node=roiNode)
+        return self.core().start_segment(
+            volumeNode,
+            modelId,
+            version=version,
+            device=device,
+            roi=roi,
+            roi_node=roiNode,
+            output_node=outputSegmentation,
+        )
 
     def finishSegment(self, job, outputSegmentation=None):
         return self.core().finish_segment(job, output_node=outputSegmentation)
@@ -154,7 +171,7 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
         self, inputVolume, modelReference: str, device: str = "auto", roi: str = "auto", outputSegmentation=None
     ):
         """Segment without the widget, keeping Slicer responsive; returns a SegmentResult."""
-        job = self.startSegment(inputVolume, modelReference, device, roi)
+        job = self.startSegment(inputVolume, modelReference, device, roi, outputSegmentation=outputSegmentation)
         while not job.wait(0.05):
             slicer.app.processEvents()
-        return self.finishSegment(job, outputSegmentation)
+        return self.finishSegment(job)

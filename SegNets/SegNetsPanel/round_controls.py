@@ -1,8 +1,10 @@
-"""The panel's correction loop: Update after correction, Go to suggested slice, Back one round."""
+"""The panel's correction loop: Update after correction, Go to suggested slice, Back one round; what a job became
+when the scene closed under it."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import slicer
 from slicer.i18n import tr as _
@@ -12,15 +14,19 @@ class CorrectionRoundControls:
     """Methods of the SegNets widget (``self.ui``, ``self.logic``, ``self._round``) for correction rounds."""
 
     def onUpdateButton(self) -> None:
-        """Continue the last round's model on every painted slice, and on the suggested one painted all background
-        when the user checked that it holds none of the structure."""
+        """Continue the last round's model on every painted slice of the round's volume (whatever volume the selector
+        shows now), and on the suggested one painted all background when the user checked that it holds none of the
+        structure."""
         last, params = self._round, self._parameterNode
         empty = last.suggestion is not None and self.ui.suggestedEmptyCheckBox.checked
         reviewed = {last.suggestion.axis: [last.suggestion.index]} if empty else None
         with slicer.util.tryWithErrorDisplay(_("Update could not start."), waitCursor=True):
+            volumeNode = self._roundVolume()
+            if volumeNode is None:
+                raise ValueError(_("The last round's volume is no longer in the scene; start a new Fine-tune."))
             self._start(
                 self.logic.startFinetune(
-                    params.inputVolume,
+                    volumeNode,
                     params.annotationSegmentation,
                     list(params.annotationSegmentIds),
                     f"{last.model.id}@{last.model.version}",
@@ -35,8 +41,8 @@ class CorrectionRoundControls:
         """Move the slice views to the slice the last result suggests painting next."""
         from SegNetsLib.app.correction import node_ijk_to_ras, suggestion_ras
 
-        volumeNode = self._parameterNode.inputVolume
-        if volumeNode is None or self._round is None or self._round.suggestion is None:
+        volumeNode = self._roundVolume()  # the suggestion's slice is of that volume, whatever the selector shows now
+        if volumeNode is None or self._round.suggestion is None:
             return
         shape = tuple(reversed(volumeNode.GetImageData().GetDimensions()))
         local = suggestion_ras(node_ijk_to_ras(volumeNode), shape, self._round.suggestion)
@@ -68,6 +74,29 @@ class CorrectionRoundControls:
             )
         self._updateButtons()
 
+    def _roundVolume(self):
+        """The volume the last round was made on, None when it left the scene."""
+        node = getattr(self._round, "volume_node", None)
+        return node if node is not None and node.GetScene() is not None else None
+
+    def _sayDropped(self, job) -> None:
+        """Say what became of ``job``, dropped because the scene closed: cancelled, or a Fine-tune that had saved its
+        model already (listed, not shown: its volume is gone)."""
+        self.ui.progressBar.value = 0
+        text = _("The scene was closed while SegNets worked; the job was cancelled.")
+        if job.context.get("kind") == "finetune" and job.state.value == "done":
+            output = job.result()
+            model = f"{output.entry.id} {output.entry.version}"
+            if output.kept != "fine-tuned":
+                where = _("the base model {model} did better and no new model was saved.").format(model=model)
+            elif Path(output.entry.path).resolve().is_relative_to(Path(self.logic.core().library.root).resolve()):
+                where = _("the new model {model} is in the library.").format(model=model)
+                self._refreshModels()
+            else:
+                where = _("the new model {model} is kept in {path}.").format(model=model, path=output.entry.path)
+            text = _("The scene was closed before the result was shown; ") + where
+        self.ui.stageLabel.text = text
+
     def _showFinetuneResult(self, result) -> None:
         if result is None:
             return
@@ -84,7 +113,7 @@ class CorrectionRoundControls:
         )
         self._round = result
         self._roundNodes[reference] = result.segmentation.segmentation_node.GetID()
-        volumeNode = self._parameterNode.inputVolume
+        volumeNode = self._roundVolume()
         geometry = None if volumeNode is None else node_ijk_to_ras(volumeNode)
         self.ui.roundLabel.text = describe_round(
             result.round, result.suggestion, result.model.card.provenance.seconds, geometry

@@ -52,6 +52,7 @@ class FinetuneOutcome:
     notes: list[str]
     round: int = 0  # the interactive round: 1 first, n + 1 continued from round n (finetune.rounds)
     suggestion: Any = None  # finetune.suggest.SliceSuggestion: the slice to paint next, or None
+    volume_node: Any = None  # the volume the round was made on: the suggested slice is one of its slices
 
     def in_library(self, library: ModelLibrary) -> bool:
         """Whether ``model`` is a version in ``library`` (not kept aside because the library could not take it)."""
@@ -165,12 +166,15 @@ class SegmentationLogic:
         device: str = "auto",
         roi: str = "auto",
         roi_node=None,
+        output_node=None,
     ) -> Job:
         """Submit Segment of ``volume_node`` with library model ``model_id`` (newest version by default;
         a model folder or .zip path works too).
 
         roi: "auto" (the model's RoI localization) or "off" (whole volume); a ``roi_node`` restricts the
-        run to that markups ROI instead. Raises SegNetsError at once for a missing model or volume.
+        run to that markups ROI instead. output_node: the segmentation node the result replaces the
+        segments of (default: a new one), fixed now so that one chosen while the job runs is left alone.
+        Raises SegNetsError at once for a missing model or volume.
         """
         volume = mrml.volume_from_node(volume_node)
         box = mrml.box_from_roi_node(roi_node, volume_node) if roi_node is not None else None
@@ -187,32 +191,36 @@ class SegmentationLogic:
             name=name,
             description=f"Segment {name}",
         )
-        job.context.update(kind="segment", volume_node_id=volume_node.GetID(), model_path=model_path)
+        job.context.update(kind="segment", model_path=model_path, **_started_on("volume_node", volume_node))
         if roi_node is not None:
-            job.context["roi_node_id"] = roi_node.GetID()
+            job.context.update(_started_on("roi_node", roi_node))
+        if output_node is not None:
+            job.context.update(_started_on("output_node", output_node))
         return job
 
     def finish_segment(self, job: Job, output_node=None, name: str | None = None) -> SegmentResult | None:
         """Create the result nodes of a finished Segment job; None when it was cancelled.
 
-        output_node: a segmentation node to replace the segments of (default: a new node named
-        "<volume> <model>"). The detected region becomes a markups ROI node; a run inside the user's
+        output_node: a segmentation node to replace the segments of (default: the one given to
+        ``start_segment`` while it is in the scene, else a new node named "<volume> <model>"). The detected region becomes a markups ROI node; a run inside the user's
         ROI node keeps that node (``roi_node`` is then the user's). Re-raises the job's error.
         """
         if job.cancelled:
             return None
         prediction = job.result()
         card = prediction.card
-        volume_node = self._node(job.context["volume_node_id"])
+        volume_node = self._job_node(job, "volume_node")
+        if volume_node is None:
+            raise SegNetsError(f"{_volume_gone(job)}; no segmentation was made.")
         segmentation_node = mrml.segmentation_from_labelmap(
             self.scene,
             prediction.labelmap,
             card.labels,
             volume_node,
             name or f"{volume_node.GetName()} {card.name}",
-            segmentation_node=output_node,
+            segmentation_node=output_node if output_node is not None else self._job_node(job, "output_node"),
         )
-        roi_node = self.scene.GetNodeByID(job.context["roi_node_id"]) if "roi_node_id" in job.context else None
+        roi_node = self._job_node(job, "roi_node")
         if roi_node is None and prediction.rois:
             roi_node = mrml.roi_node_from_box(volume_node, box_union(prediction.rois), f"{volume_node.GetName()} RoI")
         return SegmentResult(segmentation_node, roi_node, card, list(prediction.rois))
@@ -285,7 +293,7 @@ class SegmentationLogic:
             options=options,
             description=f"Fine-tune on volume {volume_node.GetName()!r}",
         )
-        job.context.update(kind="finetune", volume_node_id=volume_node.GetID())
+        job.context.update(kind="finetune", **_started_on("volume_node", volume_node))
         return job
 
     def finish_finetune(self, job: Job, name: str | None = None) -> FinetuneOutcome | None:
@@ -295,7 +303,16 @@ class SegmentationLogic:
         result = job.result()
         entry = result.entry
         self._shown[str(entry.path)] = result.labelmap
-        volume_node = self._node(job.context["volume_node_id"])
+        volume_node = self._job_node(job, "volume_node")
+        if volume_node is None:  # the model is saved all the same: say where it is
+            model = f"{entry.id} {entry.version}"
+            if result.kept != "fine-tuned":
+                saved = f"the base model {model} did better and no new model was saved."
+            elif Path(entry.path).resolve().is_relative_to(Path(self.library.root).resolve()):
+                saved = f"the new model {model} is in the library."
+            else:
+                saved = f"the new model {model} is kept in {entry.path}."
+            raise SegNetsError(f"{_volume_gone(job)}, so no segmentation was made; {saved}")
         node = mrml.segmentation_from_labelmap(
             self.scene,
             result.labelmap,
@@ -312,6 +329,7 @@ class SegmentationLogic:
             list(result.notes),
             result.round,
             result.suggestion,
+            volume_node,
         )
 
     def round_segmentation(self, reference: str, volume_node, name: str | None = None) -> SegmentResult | None:
@@ -329,8 +347,19 @@ class SegmentationLogic:
         )
         return SegmentResult(node, None, card, [])
 
-    def _node(self, node_id: str):
-        node = self.scene.GetNodeByID(node_id)
-        if node is None:
-            raise SegNetsError(f"node {node_id!r} was removed from the scene while SegNets was working on it.")
-        return node
+    def _job_node(self, job: Job, key: str):
+        """The node ``job`` started from under ``key``, or None when it is no longer in this scene: removed, or
+        the scene closed (a node loaded afterwards may be given the same ID, and is not the job's)."""
+        node = job.context.get(key)
+        return node if node is not None and self.scene.IsNodePresent(node) else None
+
+
+def _started_on(key: str, node) -> dict[str, Any]:
+    """What a job keeps of a node it started from: the node itself (its ID alone may name another node after a
+    scene close), its ID and its name then."""
+    return {key: node, f"{key}_id": node.GetID(), f"{key}_name": node.GetName()}
+
+
+def _volume_gone(job: Job) -> str:
+    """Why a job's result has no volume to go on (the start of a sentence)."""
+    return f"volume {job.context['volume_node_name']!r} was removed from the scene while SegNets worked on it"

@@ -134,6 +134,21 @@ def test_a_volume_removed_while_segmenting_is_reported(mrml, logic, small_ct):
         logic.finish_segment(wait(job))
 
 
+def test_a_closed_scene_puts_no_result_on_a_volume_later_given_the_same_id(mrml, logic, small_ct):
+    """File > Close Scene while Segment runs, then another volume loaded: node IDs are given out again, and the
+    result must not land on the new volume that took the old one's ID."""
+    volume_node = mrml_bridge_volume(mrml, small_ct)
+    job = logic.start_segment(volume_node, "all-liver", device="cpu", roi="off")
+    old_id = volume_node.GetID()
+    mrml.scene.Clear(False)
+    other = bridge.volume_node_from_volume(mrml.scene, Volume(small_ct.array[:4].copy(), (1.0, 1.0, 1.0)), "Other")
+    assert other.GetID() == old_id  # the reuse this guards against
+    nodes_before = _nodes(mrml.scene)
+    with pytest.raises(SegNetsError, match=r"^volume 'CT' was removed from the scene .*; no segmentation was made\.$"):
+        logic.finish_segment(wait(job))
+    assert _nodes(mrml.scene) == nodes_before
+
+
 def test_crop_volume_keeps_physical_positions(small_ct):
     box = (1, 2, 3, 5, 9, 11)
     part = crop_volume(small_ct, box)
@@ -183,6 +198,7 @@ def test_finetune_saves_a_new_version_and_segments_the_volume(mrml, logic, paint
         assert logic.library.versions("all-liver") == ["1.0.0", "1.1.0"]
         assert outcome.model.card.provenance.base_model_version == "1.0.0"
     node = outcome.segmentation.segmentation_node
+    assert outcome.volume_node is volume_node  # the suggested slice is one of its slices
     assert node.GetSegmentation().GetNthSegment(0).GetName() == "Liver"  # the model's label, matched to "liver"
     result = segment_mask(node, "Liver", volume_node)
     assert (result[before > 0] == 1).all(), "every painted voxel keeps the user's label"
@@ -197,6 +213,35 @@ def test_cancelled_finetune_saves_nothing(mrml, logic, painted):
     assert logic.finish_finetune(wait(job)) is None
     assert logic.library.versions("all-liver") == ["1.0.0"]
     assert _nodes(mrml.scene) == nodes_before
+
+
+def test_a_volume_removed_while_finetuning_says_the_model_was_saved_and_the_annotation_keeps_new_strokes(
+    mrml, logic, painted
+):
+    """The volume deleted and strokes added while Fine-tune runs: the model is saved all the same, and the error
+    says so in one sentence; the job learnt the slices painted when it started and left the new strokes alone."""
+    import slicer.util
+
+    volume_node, annotation, segment_id = painted
+    job = logic.start_finetune(volume_node, annotation, [segment_id], "all-liver", 60.0, device="cpu", iterations=3)
+    more = segment_mask(annotation, "liver", volume_node).copy()
+    more[8, 10:20, 10:20] = 1  # a third slice painted while the job runs
+    slicer.util.updateSegmentBinaryLabelmapFromArray(more, annotation, segment_id, volume_node)
+    annotation.SetName("renamed while running")
+    mrml.scene.RemoveNode(volume_node)
+    with pytest.raises(SegNetsError) as raised:
+        logic.finish_finetune(wait(job))
+    message = str(raised.value)
+    assert message.startswith("volume 'CT' was removed from the scene") and "no segmentation was made" in message
+    versions = logic.library.versions("all-liver")
+    if versions == ["1.0.0", "1.1.0"]:
+        assert message.endswith("the new model all-liver 1.1.0 is in the library.")
+        trained_on = logic.library.card("all-liver", "1.1.0").provenance.trained_on[0]
+        assert trained_on["annotated_slices"]["0"] == [4, 11], "the annotation as it was when the job started"
+    else:
+        assert versions == ["1.0.0"] and "no new model was saved" in message
+    assert _nodes(mrml.scene)["vtkMRMLSegmentationNode"] == 1  # the annotation alone: no result node
+    assert np.array_equal(segment_mask(annotation, "liver", volume_node), more), "the new strokes are kept"
 
 
 def test_finetune_refuses_a_zero_budget(mrml, logic, painted):

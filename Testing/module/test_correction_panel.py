@@ -93,7 +93,7 @@ def test_update_continues_the_last_rounds_model_with_the_suggested_slice_reviewe
             suggestion=SliceSuggestion(0, 57, 12.0, "area"),
         ),
         _parameterNode=types.SimpleNamespace(
-            inputVolume="CT",
+            inputVolume="MR",  # the selector moved on after the round: the round's volume is corrected
             annotationSegmentation="painted",
             annotationSegmentIds=["liver"],
             timeBudgetMinutes=5.0,
@@ -102,10 +102,11 @@ def test_update_continues_the_last_rounds_model_with_the_suggested_slice_reviewe
         logic=types.SimpleNamespace(startFinetune=lambda *args, **kwargs: calls.append((args, kwargs)) or "job"),
         _start=lambda job: calls.append(job),
         ui=types.SimpleNamespace(suggestedEmptyCheckBox=types.SimpleNamespace(checked=checked)),
+        _roundVolume=lambda: "CT",
     )
     _handler("onUpdateButton", namespace)(widget)
     (args, kwargs), started = calls
-    assert args[3] == "liver-ct@1.2.0" and started == "job"
+    assert args[0] == "CT" and args[3] == "liver-ct@1.2.0" and started == "job"
     assert kwargs["reviewed"] == ({0: [57]} if checked else None)  # never a hole where the user painted nothing
     assert widget.ui.suggestedEmptyCheckBox.checked is False  # cleared for the next round
 
@@ -195,9 +196,70 @@ def test_go_to_suggested_slice_jumps_to_world_coordinates_of_a_transformed_volum
         "slicer": types.SimpleNamespace(modules=types.SimpleNamespace(markups=markups)),
     }
     widget = types.SimpleNamespace(
-        _parameterNode=types.SimpleNamespace(inputVolume=volume), _round=types.SimpleNamespace(suggestion=suggestion)
+        _parameterNode=types.SimpleNamespace(inputVolume=volume), _round=_round_on(mrml, volume, suggestion)
     )
+    widget._roundVolume = types.MethodType(_handler("_roundVolume", namespace), widget)
     _handler("onSuggestedSliceButton", namespace)(widget)
     local = suggestion_ras(node_ijk_to_ras(volume), (6, 7, 8), suggestion)
     ((r, a, s, centered),) = jumps
     assert np.allclose([r, a, s], local + [100.0, 0.0, 0.0]) and centered is True
+
+
+def _round_on(mrml, volume, suggestion):
+    """A round's outcome as the panel keeps it: its suggestion, made on ``volume``."""
+    from SegNetsLib.app.logic import FinetuneOutcome
+
+    return FinetuneOutcome(None, None, None, "fine-tuned", [], 1, suggestion, volume)
+
+
+def test_go_to_suggested_slice_goes_to_the_rounds_volume_when_another_is_selected(mrml):
+    """The input selector moved to another volume after the round (a second series looked at): the suggested slice
+    is the round's volume's, and the views go there, not to the same index of the volume now selected; with the
+    round's volume removed, the views stay."""
+    import types
+
+    import numpy as np
+
+    from SegNetsLib.app.correction import node_ijk_to_ras, suggestion_ras
+    from SegNetsLib.finetune.suggest import SliceSuggestion
+
+    slicer = pytest.importorskip("slicer")
+    ct = slicer.util.addVolumeFromArray(np.zeros((6, 7, 8), np.int16), name="CT")
+    other = slicer.util.addVolumeFromArray(np.zeros((30, 40, 50), np.int16), name="MR", ijkToRAS=np.diag([2, 2, 5, 1]))
+    suggestion = SliceSuggestion(0, 3, 12.0, "area")
+    jumps = []
+    markups = types.SimpleNamespace(
+        logic=lambda: types.SimpleNamespace(JumpSlicesToLocation=lambda *a: jumps.append(a))
+    )
+    namespace = {
+        "_": lambda text: text,
+        "slicer": types.SimpleNamespace(modules=types.SimpleNamespace(markups=markups)),
+    }
+    widget = types.SimpleNamespace(
+        _parameterNode=types.SimpleNamespace(inputVolume=other), _round=_round_on(mrml, ct, suggestion)
+    )
+    widget._roundVolume = types.MethodType(_handler("_roundVolume", namespace), widget)
+    _handler("onSuggestedSliceButton", namespace)(widget)
+    ((r, a, s, _centered),) = jumps
+    assert np.allclose([r, a, s], suggestion_ras(node_ijk_to_ras(ct), (6, 7, 8), suggestion))
+    mrml.scene.RemoveNode(ct)
+    _handler("onSuggestedSliceButton", namespace)(widget)
+    assert len(jumps) == 1
+
+
+def test_update_refuses_when_the_rounds_volume_left_the_scene():
+    import types
+
+    calls = []
+    namespace = {"_": lambda text: text, "slicer": _slicer_stand_in()}
+    widget = types.SimpleNamespace(
+        _round=types.SimpleNamespace(model=types.SimpleNamespace(id="liver-ct", version="1.2.0"), suggestion=None),
+        _parameterNode=types.SimpleNamespace(inputVolume="MR"),
+        logic=types.SimpleNamespace(startFinetune=lambda *args, **kwargs: calls.append(args)),
+        _start=lambda job: calls.append(job),
+        ui=types.SimpleNamespace(suggestedEmptyCheckBox=types.SimpleNamespace(checked=False)),
+        _roundVolume=lambda: None,
+    )
+    with pytest.raises(ValueError, match="last round's volume is no longer in the scene"):
+        _handler("onUpdateButton", namespace)(widget)
+    assert calls == []  # nothing started on the volume the selector shows

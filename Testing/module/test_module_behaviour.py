@@ -339,6 +339,10 @@ def test_closing_the_scene_stops_polling_and_drops_the_job(qt_app):
         _namespace(),
         "SegNetsWidget.onSceneStartClose",
         "SegNetsWidget._dropJob",
+        "SegNetsWidget._sayDropped",
+        ui=types.SimpleNamespace(
+            progressBar=types.SimpleNamespace(value=40), stageLabel=types.SimpleNamespace(text="")
+        ),
         _timer=timer,
         _job=job,
         _round=object(),
@@ -348,7 +352,7 @@ def test_closing_the_scene_stops_polling_and_drops_the_job(qt_app):
     )
     widget.onSceneStartClose(None, None)
     assert not timer.isActive() and widget._job is None
-    assert job.cancel_token.cancelled
+    assert job.cancel_token.cancelled and widget.ui.stageLabel.text.endswith("the job was cancelled.")
     assert parameter_nodes == [None] and updates
     assert widget._round is None and widget._roundNodes == {}  # node IDs are given out again in the next scene
 
