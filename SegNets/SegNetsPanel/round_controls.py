@@ -69,9 +69,14 @@ class CorrectionRoundControls:
                 entry.id, entry.version, library.find(entry.id, entry.version), library.card(entry.id, entry.version)
             )
             self._round = dataclasses.replace(last, model=model, round=entry.round, suggestion=None)
-            self.ui.roundLabel.text = _("Back at round {n} ({reference}); Update continues from it.").format(
-                n=entry.round, reference=entry.reference
-            )
+            if entry.reference in self._roundNodes:
+                text = _("Back at round {n} ({reference}); Update continues from it.")
+            else:  # made before this session: no segmentation of it to show again
+                text = _(
+                    "Back at round {n} ({reference}); its segmentation was not made in this session (Segment shows "
+                    "it). Update continues from it."
+                )
+            self.ui.roundLabel.text = text.format(n=entry.round, reference=entry.reference)
         self._updateButtons()
 
     def _roundVolume(self):

@@ -65,6 +65,7 @@ def describe_round(
 
 
 def step_back(library: ModelLibrary, reference: str) -> RoundEntry | None:
-    """The round before the model ``reference`` ("id@version"), kept in ``library``; None at round 1."""
+    """The round before the model ``reference`` ("id@version"), kept in ``library``; None at round 1. Raises
+    SegNetsError, naming it, when that round's version is no longer in ``library``."""
     model_id, version = split_reference(reference)
     return previous_round(library, library.card(model_id, version))

@@ -147,7 +147,9 @@ class SegmentationLogic:
         self.scene = scene
         self.library = library or ModelLibrary()
         self.worker = worker or ThreadWorker()
-        self._shown: dict[str, Any] = {}  # model folder -> the labelmap (Volume) of its round's result on screen
+        # model folder -> (sha256 of the volume, the labelmap (Volume) of its round's result on screen): the rounds of
+        # the volume fine-tuned last, so that a long session keeps one volume's results, not every one's
+        self._shown: dict[str, tuple[str | None, Any]] = {}
 
     def model_path(self, model: str, version: str | None = None) -> Path:
         """The model folder (or .zip) for a library id (newest version by default) or a path."""
@@ -265,7 +267,8 @@ class SegmentationLogic:
         else:
             model_path = self.model_path(*split_reference(start))
             begin = str(model_path)
-            previous = self._shown.get(begin)  # a round continued: it changes the result near the new slice only
+            # a round continued: it changes the result near the new slice only
+            previous = self._shown.get(begin, (None, None))[1]
             mapping, extend = _label_values_for_model(_card_of(model_path), labels)
             remapped = np.zeros_like(annotation.array)
             for old, new in mapping.items():
@@ -302,7 +305,11 @@ class SegmentationLogic:
             return None
         result = job.result()
         entry = result.entry
-        self._shown[str(entry.path)] = result.labelmap
+        records = entry.card.provenance.trained_on
+        volume_key = records[-1].get("sha256") if result.kept == "fine-tuned" and records else None
+        if volume_key is not None:  # the results of rounds on other volumes are not needed any more
+            self._shown = {path: shown for path, shown in self._shown.items() if shown[0] == volume_key}
+        self._shown[str(entry.path)] = (volume_key, result.labelmap)
         volume_node = self._job_node(job, "volume_node")
         if volume_node is None:  # the model is saved all the same: say where it is
             model = f"{entry.id} {entry.version}"
@@ -338,7 +345,7 @@ class SegmentationLogic:
         from SegNetsLib.finetune.start import trained_on_volume
 
         model_id, version = split_reference(reference)
-        labelmap = self._shown.get(str(self.library.find(model_id, version)))
+        labelmap = self._shown.get(str(self.library.find(model_id, version)), (None, None))[1]
         card = self.library.card(model_id, version)
         if labelmap is None or not trained_on_volume(card, mrml.volume_from_node(volume_node)):
             return None

@@ -142,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     print(_outcome(result), file=sys.stderr)
     if result.round:
         added = "; ".join(f"axis {a}: {', '.join(map(str, s))}" for a, s in result.added_slices.items()) or "none"
+        repainted = "; ".join(f"axis {a}: {', '.join(map(str, s))}" for a, s in result.repainted_slices.items())
+        added += f"; repainted: {repainted}" if repainted else ""
         print(f"round {result.round} ({result.seconds:.1f} s), slices added: {added}", file=sys.stderr)
     if result.suggestion is not None:
         plane = slice_plane(image.direction, result.suggestion.axis)

@@ -86,7 +86,8 @@ class FinetuneResult:
     the network's own labelmap [k, j, i] before boundary refinement (annotated voxels kept too).
     round / added_slices / suggestion: set by :func:`SegNetsLib.finetune.rounds.finetune_round`: the interactive round
     (1 the first on this volume, n + 1 continued from round n; 0 when :func:`finetune` ran alone), the slices it added {axis: indices}, and the
-    slice to paint next (:class:`SegNetsLib.finetune.suggest.SliceSuggestion`, None when no slice would add anything)."""
+    slice to paint next (:class:`SegNetsLib.finetune.suggest.SliceSuggestion`, None when no slice would add anything);
+    repainted_slices: the earlier rounds' slices painted differently now {axis: indices} (known given the previous result)."""
 
     net: nn.Module
     card: ModelCard
@@ -104,3 +105,4 @@ class FinetuneResult:
     round: int = 0
     added_slices: dict[int, list[int]] = field(default_factory=dict)
     suggestion: SliceSuggestion | None = None
+    repainted_slices: dict[int, list[int]] = field(default_factory=dict)

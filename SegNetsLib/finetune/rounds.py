@@ -121,6 +121,38 @@ def _listed(slices: Mapping[int, Sequence[int]]) -> str:
     return "; ".join(f"axis {axis}: {', '.join(map(str, indices))}" for axis, indices in slices.items())
 
 
+def _less(slices: Mapping[int, Sequence[int]], removed: Mapping[int, Sequence[int]]) -> dict[int, list[int]]:
+    """``slices`` ({axis: indices}) without those in ``removed``, axes left empty dropped."""
+    out = {int(a): [int(i) for i in s if i not in removed.get(a, [])] for a, s in slices.items()}
+    return {a: s for a, s in out.items() if s}
+
+
+def correction_notes(repainted: Mapping[int, Sequence[int]], emptied: Mapping[int, Sequence[int]]) -> str:
+    """What a round's card notes add to its "slices added": the earlier rounds' slices painted differently now
+    (``repainted``, known when the result on screen was given) and those whose paint was wholly erased (``emptied``,
+    learned as all background); {axis: indices} each; "" when neither."""
+    text = f"; slices repainted: {_listed(repainted)}" if repainted else ""
+    return text + (f"; slices emptied (learned as all background): {_listed(emptied)}" if emptied else "")
+
+
+def refuse_lost_labels(card: ModelCard, labels: np.ndarray, options: FinetuneOptions) -> None:
+    """Refuse a round of ``card`` (a model trained on painted slices alone, so every class of it was painted) whose
+    annotation ``labels`` [k, j, i] holds no voxel of one of its classes: the round would learn that class as
+    background on every painted slice (a segment renamed, left out, or erased, say)."""
+    if not painted_lineage(card):
+        return
+    lost = [label for label in card.labels if not (labels == label.value).any()]
+    if lost:
+        names = ", ".join(f"{label.name!r} (label {label.value})" for label in lost)
+        known = {label.value for label in card.labels}
+        new = [repr(name) for value, name in (options.label_names or {}).items() if value not in known]
+        renamed = f", or give the segment {' or '.join(new)} its name back if it was renamed" if new else ""
+        raise SegNetsError(
+            f"{options.annotation_name} holds no {names}, which the earlier rounds of {card.id}@{card.version} learned: "
+            f"this round would learn it as background on every painted slice; paint it again{renamed}."
+        )
+
+
 def round_iterations(added: int) -> int:
     """Training iterations of a correction round that adds ``added`` slices (a correction of painted ones: one)."""
     return min(ROUND_MAX_ITERATIONS, ROUND_BASE_ITERATIONS + ROUND_PER_SLICE_ITERATIONS * max(1, added))
@@ -165,7 +197,7 @@ def finetune_round(
     the result already agreed with its painting (:func:`local_update`), so a correction never undoes what the user
     already accepted elsewhere."""
     options = options or FinetuneOptions()
-    number, added, labels, unpainted, before = 1, {}, None, {}, {}
+    number, added, labels, unpainted, before, repainted = 1, {}, None, {}, {}, {}
     if not is_architecture(start):
         net, card = start if isinstance(start, tuple) else load(start)
         start = (net, card)
@@ -180,6 +212,7 @@ def finetune_round(
                     f"{options.annotation_name} holds none of the painting of the earlier rounds ({_listed(unpainted)}); "
                     "give the whole painting, every round's slices with the new one."
                 )
+            refuse_lost_labels(card, labels, options)
             options = round_options(card, sum(len(s) for s in added.values()), options)
             number = round_of(card) + 1
     changed = {}
@@ -190,7 +223,8 @@ def finetune_round(
                 f"the previous result has {previous.shape[::-1]} voxels and the image {labels.shape[::-1]}; "
                 "give the result of the previous round on this image."
             )
-        merged = ann.merge_slices(added, repainted_slices(previous, labels, before, options.ignore_value))
+        repainted = repainted_slices(previous, labels, before, options.ignore_value)
+        merged = ann.merge_slices(added, repainted)
         changed = {axis: indices for axis, indices in merged.items() if indices}
     update = len(changed) == 1  # along one axis; slices changed along two: the whole new result
     if update:  # the walkers need to run only where the update may change the result
@@ -210,6 +244,9 @@ def finetune_round(
     if number == 1:
         added = {a: list(s) for a, s in result.slices.items() if s}
     result.round, result.added_slices = number, added
+    result.repainted_slices = _less(repainted, unpainted)
+    if number >= 2 and result.kept == "fine-tuned":  # the card says what changed besides the slices added
+        result.card.provenance.notes += correction_notes(result.repainted_slices, unpainted)
     if update:
         new = np.asarray(result.labelmap.array)
         merged = local_update(
@@ -325,11 +362,20 @@ def round_history(library: ModelLibrary, model_id: str) -> list[RoundEntry]:
 
 
 def previous_round(library: ModelLibrary, card: ModelCard) -> RoundEntry | None:
-    """The round ``card``'s weights continued from (its base version in ``library``), or None for round 1."""
+    """The round ``card``'s weights continued from (its base version in ``library``), or None for round 1.
+    Raises SegNetsError when that version is not in ``library`` (removed, or ``card`` imported alone)."""
     if round_of(card) <= 1 or not card.provenance.base_model_version:
         return None
-    for model_id in dict.fromkeys((card.provenance.base_model_id or card.id, card.id)):  # its base first
+    base_id = card.provenance.base_model_id or card.id
+    for model_id in dict.fromkeys((base_id, card.id)):  # its base first
         for entry in round_history(library, model_id):
             if entry.version == card.provenance.base_model_version:
                 return entry
-    return None
+    earlier = [e.reference for e in round_history(library, base_id) if e.round < round_of(card)]
+    choose = (
+        f"select an earlier round's model instead ({', '.join(earlier)})" if earlier else "no earlier round is kept"
+    )
+    raise SegNetsError(
+        f"{card.id}@{card.version} (round {round_of(card)}) continued {base_id}@{card.provenance.base_model_version}, "
+        f"which is not in the model library {library.root} (removed, or never imported); {choose}."
+    )

@@ -45,12 +45,19 @@ class RoundActions:
             return
         if entry is None:
             return
+        newer, newer_round = self.data.model_key, self.data.round
         self.data.model_key = entry.reference
         self.data.round, self.data.suggested_slice = entry.round, None
         self.data.round_text = f"Back at round {entry.round} ({entry.reference}); Fine-tune continues from it."
         self.data.message = f"Back at round {entry.round}: {entry.reference} is selected again and its result is shown."
         if shown is not None:
             self._replace_result(shown)
+        else:  # made before this page was opened: its result is not kept here
+            still = f"; the result shown is still round {newer_round}'s ({newer})" if self.data.has_result else ""
+            self.data.message = (
+                f"Back at round {entry.round}: {entry.reference} is selected again, but its result was not made on this "
+                f"page{still}. Segment shows {entry.reference}'s result."
+            )
 
     def go_to_suggestion(self) -> None:
         """Move every slice view to the suggested slice (the views whose plane crosses it show it)."""

@@ -8,6 +8,8 @@ import pytest
 
 pytest.importorskip("slicer")
 
+from robustness_cases import expect  # noqa: E402
+
 from SegNetsLib import mrml as bridge  # noqa: E402
 from SegNetsLib.app.correction import (  # noqa: E402
     describe_round,
@@ -20,6 +22,7 @@ from SegNetsLib.app.logic import SegmentationLogic  # noqa: E402
 from SegNetsLib.app.process_worker import ProcessWorker  # noqa: E402
 from SegNetsLib.app.selftest import add_tiny_model, load_case, segment_mask, wait  # noqa: E402
 from SegNetsLib.app.worker import ThreadWorker  # noqa: E402
+from SegNetsLib.core.errors import SegNetsError  # noqa: E402
 from SegNetsLib.core.volume import Volume  # noqa: E402
 from SegNetsLib.finetune.rounds import round_history  # noqa: E402
 from SegNetsLib.finetune.suggest import SliceSuggestion  # noqa: E402
@@ -137,3 +140,68 @@ def test_the_suggested_slice_is_named_by_its_plane_and_found_in_oblique_and_sagi
     point = suggestion_ras(matrix, volume.shape_kji, SliceSuggestion(1, 7, 1.0, "area"))
     i, j, k = (np.linalg.inv(matrix) @ np.append(point, 1.0))[:3]
     assert j == pytest.approx(7.0) and i == pytest.approx(6.5) and k == pytest.approx(4.5)
+
+
+def test_a_round_after_a_segment_was_renamed_is_refused_rather_than_unlearning_its_class(mrml, tmp_path):
+    """Round 1 learns 'liver' and 'tumor'; the user renames 'tumor' to 'lesion' and clicks Update: the round took
+    'lesion' for a new class and learned 'tumor' as background on every painted slice, without a word."""
+    import slicer.util
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(0, 5, (16, 24, 24)).astype(np.float32)
+    liver, tumor = np.zeros(image.shape, np.uint8), np.zeros(image.shape, np.uint8)
+    liver[3:13, 4:12, 4:20], tumor[3:13, 14:20, 6:18] = 1, 1
+    image += 100.0 * liver + 200.0 * tumor
+    volume_node = bridge.volume_node_from_volume(mrml.scene, Volume(image, (2.0, 2.0, 2.0)), "CT")
+    node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "annotation")
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segmentation = node.GetSegmentation()
+    ids = [
+        segmentation.AddEmptySegment("", name, color) for name, color in (("liver", [0, 1, 0]), ("tumor", [1, 0, 0]))
+    ]
+    for segment_id, truth in zip(ids, (liver, tumor)):
+        painted = np.zeros_like(truth)
+        painted[[4, 7, 11]] = truth[[4, 7, 11]]
+        slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, segment_id, volume_node)
+    library = ModelLibrary(tmp_path / "models")
+    logic = SegmentationLogic(mrml.scene, library, ThreadWorker())
+    try:
+        first = logic.finish_finetune(wait(logic.start_finetune(volume_node, node, ids, "unet3d", 60, iterations=2)))
+        reference = f"{first.model.id}@{first.model.version}"
+        segmentation.GetSegment(ids[1]).SetName("lesion")
+        with pytest.raises(SegNetsError, match=r"holds no 'tumor' \(label 2\).*segment 'lesion' its name back") as lost:
+            logic.finish_finetune(wait(logic.start_finetune(volume_node, node, ids, reference, 60, iterations=2)))
+        expect("round-lost-label", str(lost.value))
+        assert library.versions(first.model.id) == [first.model.version]  # nothing saved
+    finally:
+        logic.worker.shutdown()
+
+
+def test_the_results_kept_for_stepping_back_are_those_of_the_volume_fine_tuned_last(mrml, tmp_path):
+    """Every round's labelmap stayed in memory for the whole session, every volume's (about 100 MB a round for a
+    512 x 512 x 400 CT): after a round on another volume only that volume's rounds are kept."""
+    import slicer.util
+
+    logic = SegmentationLogic(mrml.scene, ModelLibrary(tmp_path / "models"), ThreadWorker())
+    rounds = {}
+    try:
+        for seed in (0, 1):
+            image = np.random.default_rng(seed).normal(0, 5, (12, 20, 20)).astype(np.float32)
+            truth = np.zeros(image.shape, np.uint8)
+            truth[2:10, 5:15, 5:15] = 1
+            volume_node = bridge.volume_node_from_volume(mrml.scene, Volume(image + 100.0 * truth), f"CT {seed}")
+            node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"annotation {seed}")
+            node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+            segment_id = node.GetSegmentation().AddEmptySegment("", "liver", [0.1, 0.8, 0.2])
+            painted = np.zeros_like(truth)
+            painted[[3, 8]] = truth[[3, 8]]
+            slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, segment_id, volume_node)
+            job = logic.start_finetune(volume_node, node, [segment_id], "unet3d", 60.0, device="cpu", iterations=2)
+            outcome = logic.finish_finetune(wait(job))
+            rounds[seed] = (f"{outcome.model.id}@{outcome.model.version}", volume_node)
+    finally:
+        logic.worker.shutdown()
+    assert logic.round_segmentation(*rounds[1]) is not None  # the volume fine-tuned last: its round is kept
+    assert logic.round_segmentation(*rounds[0]) is None, "the first volume's result is still held"
+    assert len(logic._shown) == 1

@@ -48,6 +48,17 @@ def test_a_second_run_from_the_saved_model_is_the_next_round(tmp_path, capsys, m
     assert np.array_equal(out1[:5], out2[:5]) and np.array_equal(out1[12:], out2[12:])  # changed only near slice 8
     assert np.array_equal(out2[8] > 0, truth[8] > 0)
 
+    # round 3 corrects slice 12, painted in round 1 (part erased), and adds none: the output and the card say so
+    third = second.copy()
+    third[12, :, 20:] = 0
+    write_volume(image.with_array(third), tmp_path / "round3.nii.gz")
+    assert main([*common, "--annotations", str(tmp_path / "round3.nii.gz"), "--model", "r1-ts_phantom",
+                 "--previous", str(tmp_path / "round2.seg.nrrd")]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert re.search(r"round 3 \([0-9.]+ s\), slices added: none; repainted: axis 0: 12", err), err
+    notes = library.card("r1-ts-phantom", library.versions("r1-ts-phantom")[-1]).provenance.notes
+    assert notes.startswith("round 3:") and notes.endswith("slices added: none; slices repainted: axis 0: 12"), notes
+
 
 def test_a_previous_result_cropped_like_a_slicer_export_is_placed_and_one_of_another_grid_refused(
     tmp_path, capsys, model_library

@@ -250,7 +250,8 @@ def test_a_repainted_slice_keeps_the_new_painting_and_updates_the_slices_nearest
     painting[8, 5:15, 10:15] = 0  # half of slice 8 erased
     second = finetune_round(image, image.with_array(painting), (first.net, first.card), TINY, previous=shown)
     out = second.labelmap.array
-    assert second.added_slices == {0: [5]}
+    assert second.added_slices == {0: [5]} and second.repainted_slices == {0: [8]}
+    assert second.card.provenance.notes.endswith("slices added: axis 0: 5; slices repainted: axis 0: 8")
     assert np.array_equal(out[8], painting[8]) and np.array_equal(out[5], painting[5])
     assert not (out[9:] == 3).any()  # beyond 8, nearer it than any slice left as it was: the new result
     assert np.array_equal(out[:4], shown[:4])  # nearer 3: as on screen
@@ -322,6 +323,29 @@ def test_a_round_whose_annotation_lost_the_earlier_painting_is_refused_or_noted(
     expect("round-lost-painting", str(lost.value))
     partly = finetune_round(image, _painted(image, truth, (3, 5)), (first.net, first.card), named)
     assert any("axis 0: 8" in note and "all background" in note for note in partly.notes), partly.notes
+    assert partly.card.provenance.notes.endswith("slices emptied (learned as all background): axis 0: 8")
     assert not partly.labelmap.array[8].any()  # as the user's file says
     fresh = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", options, previous=truth)
     assert any("previous result was not used" in note for note in fresh.notes)
+
+
+def test_stepping_back_over_a_removed_round_says_which_version_is_missing(model_library):
+    """Round 3's previous round (version 1.1.0) removed from the library: stepping back names it and the round still
+    kept, rather than answering as if round 3 were the first; the library is left as it is."""
+    from model_helpers import snapshot, tiny_model
+
+    from SegNetsLib.card.card import Provenance
+
+    library = ModelLibrary(model_library)
+    net, first = tiny_model(id="liver", provenance=Provenance(round=1))
+    library.add(net, first)
+    for version, number, base in (("1.1.0", 2, "1.0.0"), ("1.2.0", 3, "1.1.0")):
+        round_provenance = Provenance(round=number, base_model_id="liver", base_model_version=base)
+        library.add(net, dataclasses.replace(first, version=version, provenance=round_provenance))
+    library.remove("liver", "1.1.0")
+    before = snapshot(model_library)
+    with pytest.raises(SegNetsError, match=r"liver@1\.2\.0 \(round 3\) continued liver@1\.1\.0") as missing:
+        previous_round(library, library.card("liver", "1.2.0"))
+    expect("round-removed", str(missing.value))
+    assert "liver@1.0.0" in str(missing.value)
+    assert snapshot(model_library) == before

@@ -176,6 +176,23 @@ CASES: dict[str, Case] = {
         r"holds none of the painting of the earlier rounds",
         "Testing/finetune/test_rounds.py",
     ),
+    "round-lost-label": Case(
+        "a correction round (panel, web page, command) whose painting holds none of a class the earlier rounds learned "
+        "(its segment renamed, left out or erased)",
+        "refused before training: “the segmentation 'annotation' holds no 'tumor' (label 2), which the earlier rounds "
+        "of …@1.0.0 learned: this round would learn it as background on every painted slice; paint it again, or give "
+        "the segment 'lesion' its name back if it was renamed.”",
+        r"holds no .*, which the earlier rounds of .* learned",
+        "Testing/app/test_correction.py",
+    ),
+    "round-removed": Case(
+        "*Back one round* (panel, web page) from a round whose previous round's version was removed from the library "
+        "(`segnets models remove`) or never imported",
+        "“liver@1.2.0 (round 3) continued liver@1.1.0, which is not in the model library … (removed, or never "
+        "imported); select an earlier round's model instead (liver@1.0.0).”; nothing is selected or changed",
+        r"continued .*, which is not in the model library",
+        "Testing/finetune/test_rounds.py",
+    ),
     "train-time-limit": Case(
         "`segnets train --time-limit` 20 s with a 100 000-iteration epoch, and 15 s with 15-iteration epochs (CPU)",
         "ends within 5 % (or 2 s): the epoch is cut short, validated and saved; the log says “Time limit of 20 s: "

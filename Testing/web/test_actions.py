@@ -73,10 +73,50 @@ def test_back_one_round_replaces_the_newer_rounds_message(mrml, tmp_path):
     newer = "Fine-tuned (validation Dice 0.700); the volume was segmented with the model kept. New model tiny 1.1.0."
     actions._panel = types.SimpleNamespace(data=PanelState(model_key="tiny@1.1.0", round=2, message=newer))
     actions.back_one_round()
-    worker.shutdown()
     page = actions.data
     assert (page.model_key, page.round) == ("tiny@1.0.0", 1)
     assert "1.1.0" not in page.message and "tiny@1.0.0" in page.message, page.message
+    # round 1 was made before this page opened: its result is not kept, and the page must not say it is shown
+    actions._panel.data = PanelState(model_key="tiny@1.1.0", round=2, has_result=True, result_name="CT tiny 1.1.0")
+    actions.back_one_round()
+    worker.shutdown()
+    page = actions.data
+    assert (page.model_key, page.result_name) == ("tiny@1.0.0", "CT tiny 1.1.0")
+    assert "its result is shown" not in page.message, page.message
+    assert "the result shown is still round 2's (tiny@1.1.0)" in page.message, page.message
+
+
+def test_back_one_round_over_a_removed_round_says_so_and_changes_nothing(mrml, tmp_path):
+    """Round 2 removed from the library (segnets models remove): Back one round from round 3 did nothing at all."""
+    pytest.importorskip("trame_slicer")
+    from dataclasses import replace
+
+    from model_helpers import tiny_model
+
+    from SegNetsLib.app.logic import SegmentationLogic
+    from SegNetsLib.app.worker import ThreadWorker
+    from SegNetsLib.card.card import Provenance
+    from SegNetsLib.web.actions import PanelActions
+    from SegNetsLib.web.state import PanelState
+
+    library = ModelLibrary(tmp_path)
+    net, first = tiny_model(id="tiny", provenance=Provenance(round=1))
+    library.add(net, first)
+    for version, number, base in (("1.1.0", 2, "1.0.0"), ("1.2.0", 3, "1.1.0")):
+        round_provenance = Provenance(round=number, base_model_id="tiny", base_model_version=base)
+        library.add(net, replace(first, version=version, provenance=round_provenance))
+    library.remove("tiny", "1.1.0")
+    worker = ThreadWorker("test worker")
+    actions = PanelActions.__new__(PanelActions)  # the page's server is not needed to step back
+    actions._job, actions._volume_node_id = None, None
+    actions._slicer_app = types.SimpleNamespace(scene=mrml.scene)
+    actions.logic = SegmentationLogic(mrml.scene, library=library, worker=worker)
+    actions._panel = types.SimpleNamespace(data=PanelState(model_key="tiny@1.2.0", round=3))
+    actions.back_one_round()
+    worker.shutdown()
+    page = actions.data
+    assert (page.model_key, page.round) == ("tiny@1.2.0", 3)
+    assert "tiny@1.1.0, which is not in the model library" in page.error and "tiny@1.0.0" in page.error, page.error
 
 
 def test_fine_tune_refuses_a_segment_wholly_under_a_later_one_rather_than_leaving_it_out(mrml, tmp_path):
