@@ -4,7 +4,6 @@ when the scene closed under it."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import slicer
 from slicer.i18n import tr as _
@@ -87,19 +86,15 @@ class CorrectionRoundControls:
     def _sayDropped(self, job) -> None:
         """Say what became of ``job``, dropped because the scene closed: cancelled, or a Fine-tune that had saved its
         model already (listed, not shown: its volume is gone)."""
+        from SegNetsLib.app.logic import is_in_library, where_saved
+
         self.ui.progressBar.value = 0
         text = _("The scene was closed while SegNets worked; the job was cancelled.")
         if job.context.get("kind") == "finetune" and job.state.value == "done":
-            output = job.result()
-            model = f"{output.entry.id} {output.entry.version}"
-            if output.kept != "fine-tuned":
-                where = _("the base model {model} did better and no new model was saved.").format(model=model)
-            elif Path(output.entry.path).resolve().is_relative_to(Path(self.logic.core().library.root).resolve()):
-                where = _("the new model {model} is in the library.").format(model=model)
+            output, library = job.result(), self.logic.core().library
+            if output.kept == "fine-tuned" and is_in_library(output.entry.path, library):
                 self._refreshModels()
-            else:
-                where = _("the new model {model} is kept in {path}.").format(model=model, path=output.entry.path)
-            text = _("The scene was closed before the result was shown; ") + where
+            text = _("The scene was closed before the result was shown; ") + where_saved(output, library)
         self.ui.stageLabel.text = text
 
     def _showFinetuneResult(self, result) -> None:

@@ -26,7 +26,7 @@ from SegNetsLib.card.card import LabelInfo, ModelCard
 from SegNetsLib.card.versions import split_reference
 from SegNetsLib.core.box import Box, box_union
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.models.library import ModelEntry, ModelLibrary
+from SegNetsLib.models.library import ModelEntry, ModelLibrary, model_at
 from SegNetsLib.runtime.devices import list_devices
 
 
@@ -56,7 +56,7 @@ class FinetuneOutcome:
 
     def in_library(self, library: ModelLibrary) -> bool:
         """Whether ``model`` is a version in ``library`` (not kept aside because the library could not take it)."""
-        return Path(self.model.path).resolve().is_relative_to(Path(library.root).resolve())
+        return is_in_library(self.model.path, library)
 
     def summary(self, library: ModelLibrary) -> str:
         """What the run made, for the panel and the web page: the new model, or the base model kept (no new
@@ -152,9 +152,10 @@ class SegmentationLogic:
         self._shown: dict[str, tuple[str | None, Any]] = {}
 
     def model_path(self, model: str, version: str | None = None) -> Path:
-        """The model folder (or .zip) for a library id (newest version by default) or a path."""
-        path = Path(model)
-        if version is None and (path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip")):
+        """The model folder (or .zip) for a library id (newest version by default) or a path (one written as a
+        path, ``./m`` or ``~/m``, is never a library model: :func:`SegNetsLib.models.library.model_at`)."""
+        path = model_at(model)
+        if version is None and path is not None and (path.is_dir() or path.suffix.lower() == ".zip"):
             return path
         return self.library.find(model, version)
 
@@ -312,14 +313,7 @@ class SegmentationLogic:
         self._shown[str(entry.path)] = (volume_key, result.labelmap)
         volume_node = self._job_node(job, "volume_node")
         if volume_node is None:  # the model is saved all the same: say where it is
-            model = f"{entry.id} {entry.version}"
-            if result.kept != "fine-tuned":
-                saved = f"the base model {model} did better and no new model was saved."
-            elif Path(entry.path).resolve().is_relative_to(Path(self.library.root).resolve()):
-                saved = f"the new model {model} is in the library."
-            else:
-                saved = f"the new model {model} is kept in {entry.path}."
-            raise SegNetsError(f"{_volume_gone(job)}, so no segmentation was made; {saved}")
+            raise SegNetsError(f"{_volume_gone(job)}, so no segmentation was made; {where_saved(result, self.library)}")
         node = mrml.segmentation_from_labelmap(
             self.scene,
             result.labelmap,
@@ -365,6 +359,23 @@ def _started_on(key: str, node) -> dict[str, Any]:
     """What a job keeps of a node it started from: the node itself (its ID alone may name another node after a
     scene close), its ID and its name then."""
     return {key: node, f"{key}_id": node.GetID(), f"{key}_name": node.GetName()}
+
+
+def is_in_library(path: str | Path, library: ModelLibrary) -> bool:
+    """Whether a model folder ``path`` is in ``library`` (not kept aside because the library could not take it)."""
+    return Path(path).resolve().is_relative_to(Path(library.root).resolve())
+
+
+def where_saved(output: Any, library: ModelLibrary) -> str:
+    """Where a finished Fine-tune's model went (``output``: its job's result, a tasks.FinetuneOutput), as the end of
+    a sentence: a new version in ``library``, one kept outside it, or none (the base model did better)."""
+    entry = output.entry
+    model = f"{entry.id} {entry.version}"
+    if output.kept != "fine-tuned":
+        return f"the base model {model} did better and no new model was saved."
+    if is_in_library(entry.path, library):
+        return f"the new model {model} is in the library."
+    return f"the new model {model} is kept in {entry.path}."
 
 
 def _volume_gone(job: Job) -> str:

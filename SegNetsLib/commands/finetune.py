@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from SegNetsLib.core.annotation import (
         check_annotation,
         embed_in_image_grid,
+        listed_slices,
         merge_slices,
         parse_slices,
         slice_plane,
@@ -141,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"validation Dice on held-out slices: {result.validation_dice:.3f}{base}", file=sys.stderr)
     print(_outcome(result), file=sys.stderr)
     if result.round:
-        added = "; ".join(f"axis {a}: {', '.join(map(str, s))}" for a, s in result.added_slices.items()) or "none"
-        repainted = "; ".join(f"axis {a}: {', '.join(map(str, s))}" for a, s in result.repainted_slices.items())
+        added = listed_slices(result.added_slices) or "none"
+        repainted = listed_slices(result.repainted_slices)
         added += f"; repainted: {repainted}" if repainted else ""
         print(f"round {result.round} ({result.seconds:.1f} s), slices added: {added}", file=sys.stderr)
     if result.suggestion is not None:

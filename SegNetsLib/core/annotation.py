@@ -110,6 +110,12 @@ def painting_axis(slices: Mapping[int, Sequence[int]]) -> int:
     return max(counts, key=counts.get) if counts and max(counts.values()) else 0
 
 
+def listed_slices(slices: Mapping[int, Sequence[int]]) -> str:
+    """Slices {axis: indices} in words for the user ("axis 0: 3, 7; axis 2: 40"); axes without one left out, ""
+    when none."""
+    return "; ".join(f"axis {axis}: {', '.join(map(str, indices))}" for axis, indices in slices.items() if indices)
+
+
 PLANES = ("sagittal", "coronal", "axial")  # slices across the L-R, P-A and I-S axes
 
 

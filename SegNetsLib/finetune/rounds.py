@@ -117,10 +117,6 @@ def unpainted_slices(
     return out
 
 
-def _listed(slices: Mapping[int, Sequence[int]]) -> str:
-    return "; ".join(f"axis {axis}: {', '.join(map(str, indices))}" for axis, indices in slices.items())
-
-
 def _less(slices: Mapping[int, Sequence[int]], removed: Mapping[int, Sequence[int]]) -> dict[int, list[int]]:
     """``slices`` ({axis: indices}) without those in ``removed``, axes left empty dropped."""
     out = {int(a): [int(i) for i in s if i not in removed.get(a, [])] for a, s in slices.items()}
@@ -131,8 +127,8 @@ def correction_notes(repainted: Mapping[int, Sequence[int]], emptied: Mapping[in
     """What a round's card notes add to its "slices added": the earlier rounds' slices painted differently now
     (``repainted``, known when the result on screen was given) and those whose paint was wholly erased (``emptied``,
     learned as all background); {axis: indices} each; "" when neither."""
-    text = f"; slices repainted: {_listed(repainted)}" if repainted else ""
-    return text + (f"; slices emptied (learned as all background): {_listed(emptied)}" if emptied else "")
+    text = f"; slices repainted: {ann.listed_slices(repainted)}" if repainted else ""
+    return text + (f"; slices emptied (learned as all background): {ann.listed_slices(emptied)}" if emptied else "")
 
 
 def refuse_lost_labels(card: ModelCard, labels: np.ndarray, options: FinetuneOptions) -> None:
@@ -209,7 +205,7 @@ def finetune_round(
             unpainted = unpainted_slices(labels, before, options.ignore_value)
             if unpainted == {a: s for a, s in before.items() if s}:
                 raise SegNetsError(
-                    f"{options.annotation_name} holds none of the painting of the earlier rounds ({_listed(unpainted)}); "
+                    f"{options.annotation_name} holds none of the painting of the earlier rounds ({ann.listed_slices(unpainted)}); "
                     "give the whole painting, every round's slices with the new one."
                 )
             refuse_lost_labels(card, labels, options)
@@ -234,7 +230,7 @@ def finetune_round(
     result = finetune(volume, annotation, start, options, progress, cancel, callback)
     if number >= 2 and unpainted:
         result.notes.append(
-            f"slices painted in earlier rounds hold no paint now ({_listed(unpainted)}): learned as all background"
+            f"slices painted in earlier rounds hold no paint now ({ann.listed_slices(unpainted)}): learned as all background"
         )
     if previous is not None and number == 1:
         result.notes.append(

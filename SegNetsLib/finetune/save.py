@@ -9,6 +9,7 @@ import numpy as np
 
 from SegNetsLib.card.card import LabelInfo, ModelCard
 from SegNetsLib.card.factory import derive_card, next_version, slug, volume_record
+from SegNetsLib.core.annotation import listed_slices
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.options import FinetuneOptions, FinetuneResult
 from SegNetsLib.finetune.start import FINETUNED_NOTES, SCRATCH_NOTES, Start, round_of
@@ -47,7 +48,7 @@ def result_card(
     if number > 1:
         before = {int(a): set(s) for a, s in begin.card.provenance.annotated_slices.items()}
         added = {a: sorted(set(s) - before.get(a, set())) for a, s in slices.items()}
-        added_text = "; ".join(f"axis {a}: {', '.join(map(str, s))}" for a, s in added.items() if s) or "none"
+        added_text = listed_slices(added) or "none"
         notes = f"round {number}: continued from round {number - 1} ({begin.card.version}); slices added: {added_text}"
     return derive_card(
         begin.card,

@@ -250,27 +250,39 @@ class ModelLibrary:
 
 def load(path_or_id: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
     """(network in eval mode, card) from a model folder, a model ``.zip``, or ``id[@version]`` in the library."""
-    path = Path(path_or_id)
-    if str(path_or_id).startswith("~"):  # '--model=~/m' and Python callers pass the tilde unexpanded
-        with contextlib.suppress(RuntimeError):  # no home folder known for it: the path stays as written
-            path = path.expanduser()
-    if path.is_dir():
+    path = model_at(path_or_id)
+    if path is not None and path.is_dir():
         return load_folder(path, device)
-    if path.is_file():
+    if path is not None:
         if path.suffix.lower() != ".zip":
             raise SegNetsError(
                 f"{path}: a model is a folder or a .zip; import bare weights with 'segnets models import'."
             )
         return load_zip(path, device)
-    if _names_a_path(str(path_or_id)):  # never a library model of a similar name in its place
-        raise SegNetsError(f"{path_or_id}: no such model folder or .zip.")
     model_id, version = split_reference(str(path_or_id))
     if not (_ID.match(model_id) or _ID.match(slug(model_id))):  # a name ("Liver (patient 12)") finds its id
         raise SegNetsError(f"{path_or_id}: no such model folder, zip or library model id.")
     return ModelLibrary().load(model_id, version, device)
 
 
+def model_at(reference: str | os.PathLike) -> Path | None:
+    """The folder or file a model reference names on disk (a leading ``~`` is the home folder), or None for a
+    library id; raises SegNetsError when it is written as a path (:func:`_names_a_path`) and nothing is there, so
+    that a library model of a similar name never stands in for it."""
+    path = Path(reference)
+    if str(reference).startswith("~"):  # '--model=~/m' and Python callers pass the tilde unexpanded
+        with contextlib.suppress(RuntimeError):  # no home folder known for it: the path stays as written
+            path = path.expanduser()
+    if path.is_dir() or path.is_file():
+        return path
+    if _names_a_path(str(reference)):
+        raise SegNetsError(f"{reference}: no such model folder or .zip.")
+    return None
+
+
 def _names_a_path(reference: str) -> bool:
-    """Whether a model reference is written as a path (``./m``, ``../m``, ``/m``, ``~/m``, ``m.zip``), not an id."""
-    starts = ("./", "../", "/", "~", f".{os.sep}", f"..{os.sep}", os.sep)
-    return reference.startswith(starts) or reference.lower().endswith(".zip")
+    """Whether a model reference is written as a path (``./m``, ``../m``, ``/m``, ``~/m``, ``C:\\m``, ``m.zip``), not
+    an id."""
+    starts = ("./", "../", "/", "~", ".\\", "..\\", "\\")
+    drive = len(reference) > 2 and reference[0].isascii() and reference[0].isalpha() and reference[1:3] in (":\\", ":/")
+    return reference.startswith(starts) or drive or reference.lower().endswith(".zip")

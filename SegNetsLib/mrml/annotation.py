@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from SegNetsLib.card.card import LabelInfo
@@ -32,14 +34,13 @@ def annotation_from_segmentation(
     ``label_to_segment`` maps each label value to its segment id. The segmentation is resampled
     into the volume's geometry by Slicer's Segmentations logic even when its own geometry differs, and a
     volume voxel holding the centre of a painted voxel of a finer segmentation (Slicer's oversampling, or one
-    made on a finer volume) is painted too (:func:`_painted_centres`): nearest-neighbour resampling alone would
-    drop every painted slice of the finer grid that misses the volume's slice centres. The segmentation node
+    made on a finer volume; through the two nodes' parent transforms) is painted too (:func:`_painted_centres`):
+    nearest-neighbour resampling alone would drop every painted slice of the finer grid that misses the volume's
+    slice centres. The segmentation node
     itself is never modified. ``refuse_covered``: raise SegNetsError when a painted segment lies wholly under
     later ones (overlapping layers), so that it would not be learned at all.
     """
     import slicer
-    import slicer.util
-    import vtk
 
     segment_ids = _checked_ids(segmentation_node, segment_ids)
     if len(segment_ids) >= DEFAULT_IGNORE_VALUE:  # that value marks unlabeled voxels
@@ -47,39 +48,77 @@ def annotation_from_segmentation(
             f"{len(segment_ids)} segments were chosen; at most {DEFAULT_IGNORE_VALUE - 1} can be learned at once."
         )
     scene = segmentation_node.GetScene()
-    ids = vtk.vtkStringArray()
-    for segment_id in segment_ids:
-        ids.InsertNextValue(segment_id)
     segmentation = segmentation_node.GetSegmentation()
     labelmap = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
     had_labelmaps = segmentation.ContainsRepresentation(labelmap)
     temporary = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__segnets_annotation__")
     try:
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-            segmentation_node, ids, temporary, reference_volume_node
-        ):
-            raise SegNetsError(
-                f"Slicer could not export segmentation {segmentation_node.GetName()!r} "
-                f"into the geometry of volume {reference_volume_node.GetName()!r}."
-            )
-        array = np.array(slicer.util.arrayFromVolume(temporary), dtype=np.uint8, copy=True)
-        annotation = Volume.from_ijk_to_ras(array, ijk_to_ras_of(temporary))
-        if segmentation_node.GetTransformNodeID() == reference_volume_node.GetTransformNodeID():
-            if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-                segmentation_node, ids, temporary
-            ):
-                raise SegNetsError(f"Slicer could not export segmentation {segmentation_node.GetName()!r}.")
-            own = _voxels(temporary)
-            if own is not None:
-                centres = _painted_centres(own, ijk_to_ras_of(temporary), annotation)
-                array[array == 0] = centres[array == 0]  # Slicer's nearest labels first; what they missed added
+        array, ijk_to_ras = _exported(segmentation_node, segment_ids, reference_volume_node, temporary)
+        annotation = Volume.from_ijk_to_ras(array, ijk_to_ras)
         if refuse_covered:
-            _refuse_covered(segmentation_node, segment_ids, array, temporary)
+            _refuse_covered(segmentation_node, segment_ids, array, reference_volume_node, temporary)
     finally:
         remove_temporary_node(temporary)
         if not had_labelmaps and segmentation.ContainsRepresentation(labelmap):
             segmentation.RemoveRepresentation(labelmap)  # made for the export (from closed surfaces)
     return annotation, {index + 1: segment_id for index, segment_id in enumerate(segment_ids)}
+
+
+def _exported(
+    segmentation_node, segment_ids: list[str], reference_volume_node, work_node
+) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 labels [k, j, i] on ``reference_volume_node``'s grid, that grid's 4 x 4 IJK-to-RAS) of ``segment_ids``
+    (segment_ids[n] has label n + 1, later ones winning): Slicer's nearest-neighbour export, and each voxel holding
+    the centre of a painted voxel of the segmentation's own grid that it missed. ``work_node``: a labelmap node to
+    export into."""
+    import slicer
+    import slicer.util
+    import vtk
+
+    ids = vtk.vtkStringArray()
+    for segment_id in segment_ids:
+        ids.InsertNextValue(segment_id)
+    if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+        segmentation_node, ids, work_node, reference_volume_node
+    ):
+        raise SegNetsError(
+            f"Slicer could not export segmentation {segmentation_node.GetName()!r} "
+            f"into the geometry of volume {reference_volume_node.GetName()!r}."
+        )
+    array = np.array(slicer.util.arrayFromVolume(work_node), dtype=np.uint8, copy=True)
+    ijk_to_ras = ijk_to_ras_of(work_node)
+    if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, ids, work_node):
+        raise SegNetsError(f"Slicer could not export segmentation {segmentation_node.GetName()!r}.")
+    own = _voxels(work_node)
+    if own is not None:
+        same = segmentation_node.GetTransformNodeID() == reference_volume_node.GetTransformNodeID()
+        move = None if same else _between(segmentation_node, reference_volume_node)
+        reference = Volume.from_ijk_to_ras(array, ijk_to_ras)
+        centres = _painted_centres(own, ijk_to_ras_of(work_node), reference, move)
+        array[array == 0] = centres[array == 0]  # Slicer's nearest labels first; what they missed added
+    return array, ijk_to_ras
+
+
+def _between(source_node, target_node) -> Callable[[np.ndarray], np.ndarray]:
+    """A map of RAS points (3, N) in ``source_node``'s own frame to ``target_node``'s, through their parent
+    transforms (linear or not), as Slicer's export resamples across them."""
+    import slicer
+    import vtk
+    from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+    transform = vtk.vtkGeneralTransform()
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(
+        source_node.GetParentTransformNode(), target_node.GetParentTransformNode(), transform
+    )
+
+    def move(points: np.ndarray) -> np.ndarray:
+        given, moved = vtk.vtkPoints(), vtk.vtkPoints()
+        given.SetData(numpy_to_vtk(np.ascontiguousarray(points.T, dtype=np.float64), deep=True))
+        moved.SetDataTypeToDouble()
+        transform.TransformPoints(given, moved)
+        return vtk_to_numpy(moved.GetData()).T.copy()
+
+    return move
 
 
 def _voxels(labelmap_node) -> np.ndarray | None:
@@ -91,24 +130,19 @@ def _voxels(labelmap_node) -> np.ndarray | None:
     return slicer.util.arrayFromVolume(labelmap_node)
 
 
-def _refuse_covered(segmentation_node, segment_ids: list[str], exported: np.ndarray, work_node) -> None:
+def _refuse_covered(
+    segmentation_node, segment_ids: list[str], exported: np.ndarray, reference_volume_node, work_node
+) -> None:
     """Raise SegNetsError when a segment absent from the ``exported`` labelmap (segment_ids[n] has label n + 1)
-    holds painted voxels of its own: later segments cover it wholly. ``work_node``: a labelmap node to export into."""
-    import slicer
-    import slicer.util
-    import vtk
-
+    holds painted voxels in ``reference_volume_node``'s grid when exported alone: later segments cover it wholly
+    (one painted only outside the volume is not refused here). ``work_node``: a labelmap node to export into."""
     present = set(np.unique(exported).tolist())
-    covered = []
-    for index, segment_id in enumerate(segment_ids):
-        if index + 1 in present:
-            continue
-        ids = vtk.vtkStringArray()
-        ids.InsertNextValue(segment_id)  # on the segmentation's own grid: does it hold any painted voxel?
-        if slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, ids, work_node):
-            voxels = _voxels(work_node)
-            if voxels is not None and voxels.any():
-                covered.append(segmentation_node.GetSegmentation().GetSegment(segment_id).GetName())
+    covered = [
+        segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
+        for index, segment_id in enumerate(segment_ids)
+        if index + 1 not in present
+        and _exported(segmentation_node, [segment_id], reference_volume_node, work_node)[0].any()
+    ]
     if covered:
         raise SegNetsError(
             f"segment {', '.join(repr(name) for name in covered)} of {segmentation_node.GetName()!r} lies wholly under "
@@ -128,16 +162,27 @@ def labels_from_segments(segmentation_node, label_to_segment: dict[int, str]) ->
     return labels
 
 
-def _painted_centres(labels: np.ndarray, ijk_to_ras: np.ndarray, reference: Volume) -> np.ndarray:
+def _painted_centres(
+    labels: np.ndarray,
+    ijk_to_ras: np.ndarray,
+    reference: Volume,
+    move: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
     """uint8 labels on ``reference``'s grid [k, j, i]: each voxel holding the centre of a labelled voxel of
     ``labels`` [k, j, i] (a grid with the 4 x 4 ``ijk_to_ras``), that voxel's label (the last one where several
-    fall in it)."""
+    fall in it). ``move``: RAS points (3, N) of that grid's frame to ``reference``'s (None: one frame)."""
     out = np.zeros(reference.shape_kji, dtype=np.uint8)
     kji = np.nonzero(labels)
     if not kji[0].size:
         return out
     ijk1 = np.stack([kji[2], kji[1], kji[0], np.ones_like(kji[0])]).astype(float)
-    target = np.rint((np.linalg.inv(reference.ijk_to_ras()) @ np.asarray(ijk_to_ras, float) @ ijk1)[:3]).astype(int)
+    if move is None:
+        ijk = np.linalg.inv(reference.ijk_to_ras()) @ np.asarray(ijk_to_ras, float) @ ijk1
+    else:
+        ras = np.asarray(ijk_to_ras, float) @ ijk1
+        ras[:3] = move(ras[:3])
+        ijk = np.linalg.inv(reference.ijk_to_ras()) @ ras
+    target = np.rint(ijk[:3]).astype(int)
     inside = np.all((target >= 0) & (target < np.array(reference.shape_kji[::-1])[:, None]), axis=0)
     out[target[2][inside], target[1][inside], target[0][inside]] = labels[kji][inside]
     return out

@@ -139,3 +139,8 @@ def test_the_painting_axis_is_the_one_with_most_slices():
     assert ann.painting_axis({0: [4, 8], 2: [1, 6]}) == 0
     assert ann.painting_axis({}) == 0
     assert ann.painting_axis({1: [], 2: []}) == 0
+
+
+def test_slices_are_listed_by_axis_leaving_out_axes_without_one():
+    assert ann.listed_slices({0: [3, 7], 1: [], 2: [40]}) == "axis 0: 3, 7; axis 2: 40"
+    assert ann.listed_slices({0: [], 1: [], 2: []}) == ""

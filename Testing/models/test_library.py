@@ -171,7 +171,8 @@ def test_a_missing_model_path_is_named_as_a_path_not_looked_up_in_the_library(mo
     card.id = "my-model"
     ModelLibrary(model_library).add(net, card)
     monkeypatch.chdir(tmp_path)  # no ./my-model folder here: the library's my-model must not stand in for it
-    for reference in ("./my-model", str(tmp_path / "gone"), "gone.zip", "../my-model@1.0.0"):
+    written = ("./my-model", str(tmp_path / "gone"), "gone.zip", "../my-model@1.0.0", "C:\\my-model", ".\\my-model")
+    for reference in written:  # Windows spellings too: a drive, or backslashes
         with pytest.raises(SegNetsError) as raised:
             load(reference)
         assert str(raised.value) == f"{reference}: no such model folder or .zip."

@@ -167,3 +167,20 @@ def test_hidden_files_of_a_folder_are_no_input(tmp_path):
     (tmp_path / ".ct.nii.gz.k2j4d8aa.partial.nii.gz").write_bytes(b"")
     (tmp_path / "._ct.nrrd").write_bytes(b"")
     assert _load_script().input_files(tmp_path) == [tmp_path / "ct.nii.gz"]
+
+
+def test_a_model_written_as_a_path_is_that_path_never_a_library_model(inputs, library, tmp_path, monkeypatch, capsys):
+    """'./all-liver' names a folder that is not there: the library's all-liver must not stand in for it; '~/m' is the
+    home folder's m (the shell leaves a tilde after '=' and in quotes)."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    shutil.copytree(library.find("all-liver"), tmp_path / "home" / "m")
+    arguments = ["--input", str(inputs / "ct_a.nii.gz"), "--device", "cpu", "--roi", "off"]
+    arguments += ["--library", str(library.root)]
+    code = _load_script().main([*arguments, "--model", "./all-liver", "--output", str(tmp_path / "out")])
+    assert code == 1 and "./all-liver: no such model folder or .zip." in capsys.readouterr().err
+    assert not (tmp_path / "out" / "ct_a.seg.nrrd").exists()
+    assert _load_script().main([*arguments, "--model", "~/m", "--output", str(tmp_path / "home-out")]) == 0
+    assert (tmp_path / "home-out" / "ct_a.seg.nrrd").exists()

@@ -177,8 +177,6 @@ def test_back_one_round_selects_the_previous_rounds_model_and_shows_its_segmenta
 def test_go_to_suggested_slice_jumps_to_world_coordinates_of_a_transformed_volume(mrml):
     """JumpSlicesToLocation takes world RAS (vtkSlicerMarkupsLogic passes GetNthControlPointPositionWorld to it);
     a volume's IJK-to-RAS matrix is in its own frame, so the parent transform must be applied."""
-    import types
-
     import numpy as np
     import vtk
 
@@ -193,6 +191,19 @@ def test_go_to_suggested_slice_jumps_to_world_coordinates_of_a_transformed_volum
     transform.SetMatrixTransformToParent(shift)
     volume.SetAndObserveTransformNodeID(transform.GetID())
     suggestion = SliceSuggestion(0, 3, 12.0, "area")
+    go, jumps = _go_to_suggested_slice(volume, volume, suggestion)
+    go()
+    local = suggestion_ras(node_ijk_to_ras(volume), (6, 7, 8), suggestion)
+    ((r, a, s, centered),) = jumps
+    assert np.allclose([r, a, s], local + [100.0, 0.0, 0.0]) and centered is True
+
+
+def _go_to_suggested_slice(selected, round_volume, suggestion):
+    """(Go to suggested slice of a panel whose input selector shows ``selected`` after a round made on
+    ``round_volume`` suggested ``suggestion``, the slice views' jumps: (r, a, s, centered) each)."""
+    import types
+
+    from SegNetsLib.app.logic import FinetuneOutcome
 
     jumps = []
     markups = types.SimpleNamespace(
@@ -203,28 +214,18 @@ def test_go_to_suggested_slice_jumps_to_world_coordinates_of_a_transformed_volum
         "slicer": types.SimpleNamespace(modules=types.SimpleNamespace(markups=markups)),
     }
     widget = types.SimpleNamespace(
-        _parameterNode=types.SimpleNamespace(inputVolume=volume), _round=_round_on(mrml, volume, suggestion)
+        _parameterNode=types.SimpleNamespace(inputVolume=selected),
+        _round=FinetuneOutcome(None, None, None, "fine-tuned", [], 1, suggestion, round_volume),
     )
     widget._roundVolume = types.MethodType(_handler("_roundVolume", namespace), widget)
-    _handler("onSuggestedSliceButton", namespace)(widget)
-    local = suggestion_ras(node_ijk_to_ras(volume), (6, 7, 8), suggestion)
-    ((r, a, s, centered),) = jumps
-    assert np.allclose([r, a, s], local + [100.0, 0.0, 0.0]) and centered is True
-
-
-def _round_on(mrml, volume, suggestion):
-    """A round's outcome as the panel keeps it: its suggestion, made on ``volume``."""
-    from SegNetsLib.app.logic import FinetuneOutcome
-
-    return FinetuneOutcome(None, None, None, "fine-tuned", [], 1, suggestion, volume)
+    go = _handler("onSuggestedSliceButton", namespace)
+    return (lambda: go(widget)), jumps
 
 
 def test_go_to_suggested_slice_goes_to_the_rounds_volume_when_another_is_selected(mrml):
     """The input selector moved to another volume after the round (a second series looked at): the suggested slice
     is the round's volume's, and the views go there, not to the same index of the volume now selected; with the
     round's volume removed, the views stay."""
-    import types
-
     import numpy as np
 
     from SegNetsLib.app.correction import node_ijk_to_ras, suggestion_ras
@@ -234,23 +235,12 @@ def test_go_to_suggested_slice_goes_to_the_rounds_volume_when_another_is_selecte
     ct = slicer.util.addVolumeFromArray(np.zeros((6, 7, 8), np.int16), name="CT")
     other = slicer.util.addVolumeFromArray(np.zeros((30, 40, 50), np.int16), name="MR", ijkToRAS=np.diag([2, 2, 5, 1]))
     suggestion = SliceSuggestion(0, 3, 12.0, "area")
-    jumps = []
-    markups = types.SimpleNamespace(
-        logic=lambda: types.SimpleNamespace(JumpSlicesToLocation=lambda *a: jumps.append(a))
-    )
-    namespace = {
-        "_": lambda text: text,
-        "slicer": types.SimpleNamespace(modules=types.SimpleNamespace(markups=markups)),
-    }
-    widget = types.SimpleNamespace(
-        _parameterNode=types.SimpleNamespace(inputVolume=other), _round=_round_on(mrml, ct, suggestion)
-    )
-    widget._roundVolume = types.MethodType(_handler("_roundVolume", namespace), widget)
-    _handler("onSuggestedSliceButton", namespace)(widget)
+    go, jumps = _go_to_suggested_slice(other, ct, suggestion)
+    go()
     ((r, a, s, _centered),) = jumps
     assert np.allclose([r, a, s], suggestion_ras(node_ijk_to_ras(ct), (6, 7, 8), suggestion))
     mrml.scene.RemoveNode(ct)
-    _handler("onSuggestedSliceButton", namespace)(widget)
+    go()
     assert len(jumps) == 1
 
 

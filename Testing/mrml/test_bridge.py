@@ -121,19 +121,24 @@ def _annotation_segmentation(mrml, reference_node):
     return node, ids
 
 
+def _finer_grid(mrml, volume: Volume):
+    """(Volume, its node) of a grid with half ``volume``'s spacing in every axis, in the same oblique frame, each
+    voxel of ``volume`` holding 2 x 2 x 2 of its voxels (the first at ``volume``'s voxel (0, 0, 0))."""
+    fine = Volume(
+        np.zeros(tuple(2 * s for s in volume.shape_kji), np.int16),
+        spacing=tuple(s / 2 for s in volume.spacing),
+        origin=tuple(volume.origin - volume.direction @ (np.array(volume.spacing) / 4)),
+        direction=volume.direction,
+    )
+    return fine, mrml_bridge.volume_node_from_volume(mrml.scene, fine, "fine grid")
+
+
 def test_annotation_in_volume_geometry_when_segmentation_geometry_differs(mrml, oblique_volume):
     """Segments painted on a finer, shifted grid are exported into the volume's own voxel grid."""
     import slicer.util
 
     volume_node = mrml_bridge.volume_node_from_volume(mrml.scene, oblique_volume, "CT")
-    # the annotation's own grid: half the spacing in every axis, same oblique frame, starting at voxel (0,0,0)
-    fine = Volume(
-        np.zeros(tuple(2 * s for s in oblique_volume.shape_kji), np.int16),
-        spacing=tuple(s / 2 for s in oblique_volume.spacing),
-        origin=tuple(oblique_volume.origin - oblique_volume.direction @ (np.array(oblique_volume.spacing) / 4)),
-        direction=oblique_volume.direction,
-    )
-    fine_node = mrml_bridge.volume_node_from_volume(mrml.scene, fine, "fine grid")
+    fine, fine_node = _finer_grid(mrml, oblique_volume)  # the annotation's own grid
     node, (organ, lesion) = _annotation_segmentation(mrml, fine_node)
     organ_mask = np.zeros(fine.shape_kji, np.uint8)
     organ_mask[2:6, 4:10, 4:12] = 1  # coarse voxels k 1..2, j 2..4, i 2..5
@@ -168,13 +173,7 @@ def test_a_slice_painted_on_a_finer_grid_keeps_its_place_whichever_fine_slice_ho
     import slicer.util
 
     volume_node = mrml_bridge.volume_node_from_volume(mrml.scene, oblique_volume, "CT")
-    fine = Volume(
-        np.zeros(tuple(2 * s for s in oblique_volume.shape_kji), np.int16),
-        spacing=tuple(s / 2 for s in oblique_volume.spacing),
-        origin=tuple(oblique_volume.origin - oblique_volume.direction @ (np.array(oblique_volume.spacing) / 4)),
-        direction=oblique_volume.direction,
-    )
-    fine_node = mrml_bridge.volume_node_from_volume(mrml.scene, fine, "fine grid")
+    fine, fine_node = _finer_grid(mrml, oblique_volume)
     node, (organ, lesion) = _annotation_segmentation(mrml, fine_node)
     painted = np.zeros(fine.shape_kji, np.uint8)
     index = [slice(2, 10), slice(2, 12), slice(2, 14)]
@@ -307,3 +306,49 @@ def test_roi_of_a_volume_under_a_sheared_transform_comes_back_on_the_same_voxels
     box = (2, 3, 4, 7, 9, 11)
     roi = mrml_bridge.roi_node_from_box(volume_node, box, "RoI")
     assert mrml_bridge.box_from_roi_node(roi, volume_node) == box
+
+
+def test_a_segment_painted_only_outside_the_volume_is_not_called_covered(mrml, oblique_volume):
+    """A segment whose paint lies beyond the volume's slices holds no voxel of the volume, yet no later segment
+    covers it: refusing it as overlapping layers would send the user looking for an overlap that is not there."""
+    import slicer.util
+
+    volume_node = mrml_bridge.volume_node_from_volume(mrml.scene, oblique_volume, "CT")
+    taller = Volume(
+        np.zeros((12, 7, 8), np.int16), oblique_volume.spacing, oblique_volume.origin, oblique_volume.direction
+    )
+    taller_node = mrml_bridge.volume_node_from_volume(mrml.scene, taller, "taller grid")
+    node, (organ, lesion) = _annotation_segmentation(mrml, taller_node)
+    painted = np.zeros(taller.shape_kji, np.uint8)
+    painted[9, 2:5, 2:6] = 1  # slice 9: beyond the volume's 6 slices
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, organ, taller_node)
+
+    annotation, _ = mrml_bridge.annotation_from_segmentation(node, [organ, lesion], volume_node, refuse_covered=True)
+    assert not annotation.array.any()
+
+
+@pytest.mark.parametrize(("under", "shift"), [("volume", 0), ("segmentation", 0), ("segmentation", 1)])
+def test_a_slice_painted_on_a_finer_grid_is_kept_under_another_transform(mrml, oblique_volume, under, shift):
+    """The painted fine slice that nearest-neighbour sampling misses is kept when the segmentation and the volume
+    sit under different transforms (one moved by registration, say): through them, ``shift`` volume slices on."""
+    import slicer.util
+    import vtk
+
+    volume_node = mrml_bridge.volume_node_from_volume(mrml.scene, oblique_volume, "CT")
+    fine, fine_node = _finer_grid(mrml, oblique_volume)
+    node, (organ, _lesion) = _annotation_segmentation(mrml, fine_node)
+    painted = np.zeros(fine.shape_kji, np.uint8)
+    painted[6, 2:10, 2:12] = 1  # the lower fine slice of volume slice 3
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, organ, fine_node)
+    ijk_to_ras, matrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(ijk_to_ras)
+    for row in range(3):  # ``shift`` volume slices along k
+        matrix.SetElement(row, 3, ijk_to_ras.GetElement(row, 2) * shift)
+    transform = mrml.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    transform.SetMatrixTransformToParent(matrix)
+    (volume_node if under == "volume" else node).SetAndObserveTransformNodeID(transform.GetID())
+
+    annotation, _ = mrml_bridge.annotation_from_segmentation(node, [organ], volume_node, refuse_covered=True)
+    expected = np.zeros(oblique_volume.shape_kji, np.uint8)
+    expected[3 + shift, 1:5, 1:6] = 1
+    assert np.array_equal(annotation.array, expected)
