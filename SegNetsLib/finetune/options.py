@@ -34,9 +34,10 @@ class FinetuneOptions:
 
     slices: annotated slices to add to those detected (e.g. all-background slices), {axis: [indices]}.
     patch_size: training patch (d, h, w) on the network grid; default (8, 48, 48) from scratch, the
-    card's patch size (at most 32 x 96 x 96) when fine-tuning. scratch_downsample: in-plane coarsening of
-    the grid a new network learns on. final_fraction: share of the budget spent, after validation, on
-    all annotated slices (held-out ones included). threads: CPU threads for torch while fine-tuning;
+    card's patch size (at most 32 x 96 x 96) when fine-tuning; either enlarged to a size the network takes
+    (a paper-preset ConResNet's fixed size, a paper-preset 3D RU-Net's multiples of 2 x 4 x 4).
+    scratch_downsample: in-plane coarsening of the grid a new network learns on. final_fraction: share of
+    the budget spent, after validation, on all annotated slices (held-out ones included). threads: CPU threads for torch while fine-tuning;
     None = one thread when the machine is busier than its cores (load average above the core count),
     where several OpenMP threads mostly wait for each other (measured 6x slower here), else torch's default.
     segment: False skips the whole-volume segmentation (``labelmap`` is then the annotation itself).
@@ -84,10 +85,11 @@ class FinetuneResult:
     with every annotated voxel equal to the user's label; validation_dice / base_validation_dice: mean
     foreground Dice on the held-out annotated slices (None without held-out slices); network_labelmap:
     the network's own labelmap [k, j, i] before boundary refinement (annotated voxels kept too).
-    round / added_slices / suggestion: set by :func:`SegNetsLib.finetune.rounds.finetune_round`: the interactive round
-    (1 the first on this volume, n + 1 continued from round n; 0 when :func:`finetune` ran alone), the slices it added {axis: indices}, and the
-    slice to paint next (:class:`SegNetsLib.finetune.suggest.SliceSuggestion`, None when no slice would add anything);
-    repainted_slices: the earlier rounds' slices painted differently now {axis: indices} (known given the previous result)."""
+    round / added_slices / suggestion: set by :func:`SegNetsLib.finetune.rounds.finetune_round`: the interactive
+    round (1 the first on this volume, n + 1 continued from round n; 0 when :func:`finetune` ran alone), the
+    slices it added {axis: indices}, and the slice to paint next (:class:`SegNetsLib.finetune.suggest.SliceSuggestion`,
+    None when no slice would add anything); repainted_slices: the earlier rounds' slices painted differently now
+    {axis: indices} (known given the previous result)."""
 
     net: nn.Module
     card: ModelCard

@@ -153,6 +153,9 @@ def _finetune(
     else:
         begin = model_start(start, classes, options.extend_head, volume)
         patch = patch or tuple(min(p, m) for p, m in zip(begin.card.patch_size, (32, 96, 96)))
+    fit = getattr(begin.net, "input_size", None)  # a paper-preset ConResNet's fixed size, a paper RU-Net's multiples
+    if fit is not None:  # as the inference engine's windows (inference.predictor.network_window)
+        patch = tuple(int(n) for n in fit(patch))
     card = begin.card
     notes += painting_notes(labels, weight, slices, options.ignore_value, options.label_names, begin.painted_only)
     value_to_class = {label.value: index + 1 for index, label in enumerate(card.labels)}
