@@ -219,9 +219,8 @@ def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, LabelInfo]]:
         value = label_values[index] if unique else index + 1
         mask = slicerio.segment_mask(segmentation, segment).transpose(2, 1, 0)
         labelmap[mask] = value
-        color = segment.get("color") or PALETTE[index % len(PALETTE)]
         name = str(segment.get("name") or f"label {value}")
-        labels[value] = LabelInfo(value, name, tuple(float(c) for c in list(color)[:3]))
+        labels[value] = LabelInfo(value, name, _segment_color(segment.get("color"), index))
         drawn.append((value, bool(mask.any())))
     left = set(np.unique(labelmap).tolist())  # the values the drawing left, in one pass
     covered = [labels[value].name for value, painted in drawn if painted and value not in left]
@@ -231,3 +230,15 @@ def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, LabelInfo]]:
             "layers), and a labelmap holds one label per voxel; make the segments not overlap or save them apart."
         )
     return Volume.from_ijk_to_lps(labelmap, np.asarray(segmentation["ijkToLPS"], dtype=float)), labels
+
+
+def _segment_color(value: object, index: int) -> tuple[float, float, float]:
+    """A segment's RGB color from a file, each in [0, 1]; the palette's ``index``-th when the file gives none, or
+    not three finite numbers (a model card would refuse it after the whole training)."""
+    try:
+        rgb = [float(c) for c in list(value)[:3]]  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        rgb = []
+    if len(rgb) != 3 or not all(np.isfinite(rgb)):
+        return PALETTE[index % len(PALETTE)]
+    return (min(max(rgb[0], 0.0), 1.0), min(max(rgb[1], 0.0), 1.0), min(max(rgb[2], 0.0), 1.0))

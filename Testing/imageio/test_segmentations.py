@@ -174,3 +174,25 @@ def test_a_segment_name_with_a_line_break_is_written_on_one_line(tmp_path):
     path = write_segmentation(labelmap, [LabelInfo(1, "zwei\nZeilen ü", (1.0, 0.0, 0.0))], tmp_path / "x.seg.nrrd")
     back, names = read_labelmap_and_names(path)
     assert names == {1: "zwei Zeilen ü"} and np.array_equal(back.array, labelmap.array)
+
+
+@pytest.mark.parametrize("color", ["2.5 nan -1", "0.5 0.5", "1e400 0 0", "0.1 0.2 0.3 0.4", "-0.5 1.5 0.25"])
+def test_a_seg_nrrd_segment_color_that_is_no_rgb_becomes_one(tmp_path, color):
+    """A color a model card would refuse (NaN, infinite, two numbers) after a whole fine-tune is read as the palette's;
+    one out of [0, 1] is clipped, extra numbers are left out."""
+    import math
+    import re
+
+    from SegNetsLib.imageio.segmentations import read_labelmap_and_labels
+
+    labels = np.zeros((4, 5, 6), np.uint8)
+    labels[1:3, 1:4, 2:5] = 1
+    path = write_segmentation(Volume(labels), [LabelInfo(1, "Liver", (0.8, 0.3, 0.1))], tmp_path / "a.seg.nrrd")
+    path.write_bytes(re.sub(rb"(Segment0_Color:=)[^\n]*", rb"\g<1>" + color.encode(), path.read_bytes()))
+    _, read = read_labelmap_and_labels(path)
+    rgb = read[1].color
+    assert len(rgb) == 3 and all(math.isfinite(c) and 0.0 <= c <= 1.0 for c in rgb), rgb
+    if color == "0.1 0.2 0.3 0.4":
+        assert rgb == pytest.approx((0.1, 0.2, 0.3))
+    if color == "-0.5 1.5 0.25":
+        assert rgb == pytest.approx((0.0, 1.0, 0.25))
