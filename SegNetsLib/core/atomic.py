@@ -52,7 +52,8 @@ _RANDOM = re.compile(r"[a-z0-9_]{8}")  # the 8 characters mkstemp and mkdtemp pu
 
 def _remove_leftovers(target: Path, tail: str) -> None:
     """Remove the temporaries of earlier writes of ``target`` that nothing (no live writer) touched for
-    STALE_AFTER_S: the file, or the folder and every file directly in it. Never raises."""
+    STALE_AFTER_S: the file, or the folder and every file directly in it. A file or folder that only bears such a
+    name (readable by others, as a temporary never is on POSIX) is kept. Never raises."""
     prefix, now = _temporary_prefix(target, tail), time.time()
     with contextlib.suppress(OSError):
         for entry in os.scandir(target.parent):
@@ -62,6 +63,8 @@ def _remove_leftovers(target: Path, tail: str) -> None:
             if not _RANDOM.fullmatch(name[len(prefix) : len(prefix) + 8]):
                 continue
             with contextlib.suppress(OSError):
+                if os.name == "posix" and entry.stat(follow_symlinks=False).st_mode & 0o077:
+                    continue  # mkstemp and mkdtemp make theirs private (0600, 0700): a user's file of that name
                 folder = entry.is_dir(follow_symlinks=False)
                 inside = (
                     [child.stat(follow_symlinks=False).st_mtime for child in os.scandir(entry.path)] if folder else []

@@ -269,20 +269,23 @@ def model_at(reference: str | os.PathLike) -> Path | None:
     """The folder or file a model reference names on disk (a leading ``~`` is the home folder), or None for a
     library id; raises SegNetsError when it is written as a path (:func:`_names_a_path`) and nothing is there, so
     that a library model of a similar name never stands in for it."""
+    if not str(reference).strip():  # Path("") is the current folder: never load that in a blank's place
+        raise SegNetsError("the model reference is blank; give a library id, a model folder or a .zip.")
     path = Path(reference)
     if str(reference).startswith("~"):  # '--model=~/m' and Python callers pass the tilde unexpanded
         with contextlib.suppress(RuntimeError):  # no home folder known for it: the path stays as written
             path = path.expanduser()
-    if path.is_dir() or path.is_file():
-        return path
+    try:
+        if path.is_dir() or path.is_file():
+            return path
+    except OSError:  # a name too long for the file system (ENAMETOOLONG): no such file
+        pass
     if _names_a_path(str(reference)):
         raise SegNetsError(f"{reference}: no such model folder or .zip.")
     return None
 
 
 def _names_a_path(reference: str) -> bool:
-    """Whether a model reference is written as a path (``./m``, ``../m``, ``/m``, ``~/m``, ``C:\\m``, ``m.zip``), not
-    an id."""
-    starts = ("./", "../", "/", "~", ".\\", "..\\", "\\")
-    drive = len(reference) > 2 and reference[0].isascii() and reference[0].isalpha() and reference[1:3] in (":\\", ":/")
-    return reference.startswith(starts) or drive or reference.lower().endswith(".zip")
+    """Whether a model reference is written as a path, not an id: it holds a folder separator (``./m``, ``/m``,
+    ``models/m``, ``m/``, ``C:\\m``), starts with ``~`` or ends in ``.zip``; no id holds a separator."""
+    return "/" in reference or "\\" in reference or reference.startswith("~") or reference.lower().endswith(".zip")

@@ -84,3 +84,19 @@ def test_a_killed_model_saves_leftover_folder_goes_when_that_version_is_saved(tm
     _age(old, LONG_AGO_S)
     library.add(net, card)
     assert not old.exists() and sorted(p.name for p in old.parent.iterdir()) == [card.version]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_a_users_own_file_named_like_a_stale_temporary_is_kept(tmp_path):
+    """A hidden file of the user's that matches a temporary's name (8 characters, '.partial' and the target's suffix)
+    is not a leftover: temporaries are private (0600, 0700), a user's file or folder is not."""
+    target = tmp_path / "ct.nii.gz"
+    mine = [tmp_path / ".ct.nii.gz.backup01.partial.nii.gz", tmp_path / ".ct.nii.gz.version2.partial.nii.gz"]
+    mine[0].write_text("my own copy")
+    mine[1].mkdir()
+    for path in mine:
+        path.chmod(0o644 if path.is_file() else 0o755)
+        _age(path, LONG_AGO_S)
+    with atomic_file(target) as temporary:
+        temporary.write_text("result")
+    assert target.read_text() == "result" and mine[0].read_text() == "my own copy" and mine[1].is_dir()

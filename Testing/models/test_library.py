@@ -172,11 +172,21 @@ def test_a_missing_model_path_is_named_as_a_path_not_looked_up_in_the_library(mo
     ModelLibrary(model_library).add(net, card)
     monkeypatch.chdir(tmp_path)  # no ./my-model folder here: the library's my-model must not stand in for it
     written = ("./my-model", str(tmp_path / "gone"), "gone.zip", "../my-model@1.0.0", "C:\\my-model", ".\\my-model")
+    written += ("my/model", "my\\model", "my-model/", "models/my-model@1.0.0")  # a separator: a folder, never an id
     for reference in written:  # Windows spellings too: a drive, or backslashes
         with pytest.raises(SegNetsError) as raised:
             load(reference)
         assert str(raised.value) == f"{reference}: no such model folder or .zip."
     assert load("my-model")[1].id == "my-model"  # the id itself still finds the library's model
+
+
+def test_a_blank_model_reference_is_refused_not_read_as_the_current_folder(model_library, tmp_path, monkeypatch):
+    """``--model ""`` was the current folder (Path("") is "."), refused for a card.json the user never named."""
+    monkeypatch.chdir(tmp_path)
+    for reference in ("", " ", "\t"):
+        with pytest.raises(SegNetsError) as raised:
+            load(reference)
+        assert one_sentence(raised.value).startswith("the model reference is blank")
 
 
 def test_a_model_path_under_the_home_folder_written_with_a_tilde_is_found(tmp_path, monkeypatch):
@@ -188,3 +198,11 @@ def test_a_model_path_under_the_home_folder_written_with_a_tilde_is_found(tmp_pa
     assert load("~/m.zip")[1].id == card.id
     with pytest.raises(SegNetsError, match=r"^~/gone: no such model folder or \.zip\.$"):
         load("~/gone")
+
+
+def test_a_model_reference_too_long_for_a_file_name_is_a_one_sentence_error(model_library):
+    """A reference longer than a file name may be (255 bytes) is no folder and no library id, not an OSError."""
+    for reference in ("m" * 300, "./" + "m" * 300):
+        with pytest.raises(SegNetsError) as raised:
+            load(reference)
+        assert one_sentence(raised.value).endswith(("shows what is).", "no such model folder or .zip."))
