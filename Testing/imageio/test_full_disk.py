@@ -37,18 +37,20 @@ except SegNetsError as error:
 """
 
 
-def _limit() -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT_BYTES, LIMIT_BYTES))  # Python ignores SIGXFSZ: writes fail
+def _limit(size: int = LIMIT_BYTES) -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))  # Python ignores SIGXFSZ: writes fail
 
 
+@pytest.mark.parametrize("room", [LIMIT_BYTES, 100, 0], ids=["midway", "in-the-header", "disk-already-full"])
 @pytest.mark.parametrize(
     "name", ["out.nii.gz", "out.nii", "out.nrrd", "out.mha", "out.seg.nrrd", "probabilities.nii.gz"]
 )
-def test_a_write_that_runs_out_of_room_names_the_file_and_leaves_nothing(tmp_path, name):
+def test_a_write_that_runs_out_of_room_names_the_file_and_leaves_nothing(tmp_path, name, room):
+    """``room``: the bytes a file may grow to; 0 is a disk full before the write (NIfTI left an empty file)."""
     target = tmp_path / name
     result = subprocess.run(
         [sys.executable, "-c", WRITE, str(target)], cwd=ROOT, capture_output=True, text=True, timeout=120,
-        preexec_fn=_limit,
+        preexec_fn=lambda: _limit(room),
     )  # fmt: skip
     assert result.returncode == 1, (result.stdout, result.stderr)
     message = result.stdout.strip()

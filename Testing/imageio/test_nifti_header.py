@@ -81,6 +81,22 @@ def test_a_gzip_stream_cut_short_or_shorter_than_declared_is_refused(plain, tmp_
     assert f"holds {len(plain):,} bytes" in str(refusal.value)
 
 
+def test_a_written_gzip_file_is_checked_by_its_trailer(plain, tmp_path):
+    """A file ITK just wrote is checked by its gzip trailer's length (4 bytes read, no decompression): a complete
+    file passes, one cut short, or declaring more voxels than it holds, is refused."""
+    whole = tmp_path / "whole.nii.gz"
+    whole.write_bytes(gzip.compress(plain))
+    check_nifti_header(whole, written=True)
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(gzip.compress(plain)[:-500])
+    with pytest.raises(SegNetsError, match=f"^{cut}: the compressed file's trailer gives .* the file is cut short"):
+        check_nifti_header(cut, written=True)
+    longer = tmp_path / "longer.nii.gz"
+    longer.write_bytes(gzip.compress(_changed(plain, {44: ("h", 30000)})))  # dim[2]: 30000 rows declared
+    with pytest.raises(SegNetsError, match=f"trailer gives {len(plain):,} bytes"):
+        check_nifti_header(longer, written=True)
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
