@@ -11,7 +11,7 @@ from SegNetsLib.core.annotation import DEFAULT_IGNORE_VALUE
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.mrml.terminology import terminology_from_slicer_string
-from SegNetsLib.mrml.volumes import ijk_to_ras_of, remove_temporary_node
+from SegNetsLib.mrml.volumes import ijk_to_ras_of, matrix_to_numpy, remove_temporary_node
 
 
 def _checked_ids(segmentation_node, segment_ids: list[str]) -> list[str]:
@@ -87,16 +87,41 @@ def _exported(
         )
     array = np.array(slicer.util.arrayFromVolume(work_node), dtype=np.uint8, copy=True)
     ijk_to_ras = ijk_to_ras_of(work_node)
+    same = segmentation_node.GetTransformNodeID() == reference_volume_node.GetTransformNodeID()
+    if same and _on_grid(segmentation_node, segment_ids, ijk_to_ras):
+        return array, ijk_to_ras  # each painted voxel is a voxel of the grid: the export missed none
     if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, ids, work_node):
         raise SegNetsError(f"Slicer could not export segmentation {segmentation_node.GetName()!r}.")
     own = _voxels(work_node)
     if own is not None:
-        same = segmentation_node.GetTransformNodeID() == reference_volume_node.GetTransformNodeID()
         move = None if same else _between(segmentation_node, reference_volume_node)
         reference = Volume.from_ijk_to_ras(array, ijk_to_ras)
         centres = _painted_centres(own, ijk_to_ras_of(work_node), reference, move)
         array[array == 0] = centres[array == 0]  # Slicer's nearest labels first; what they missed added
     return array, ijk_to_ras
+
+
+def _on_grid(segmentation_node, segment_ids: list[str], ijk_to_ras: np.ndarray) -> bool:
+    """True when the binary labelmap of each of ``segment_ids`` lies on the grid of the 4 x 4 ``ijk_to_ras`` (the
+    same axes and spacing, its first voxel a whole number of voxels away: a segmentation painted on the volume,
+    cropped or not), so that a nearest-neighbour export keeps every painted voxel."""
+    import slicer
+    import vtk
+
+    name = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    inverse, matrix = np.linalg.inv(ijk_to_ras), vtk.vtkMatrix4x4()
+    for segment_id in segment_ids:
+        image = segmentation_node.GetSegmentation().GetSegment(segment_id).GetRepresentation(name)
+        if image is None:
+            return False
+        image.GetImageToWorldMatrix(matrix)
+        relative = inverse @ matrix_to_numpy(matrix)  # segment voxel -> volume voxel
+        offset = relative[:3, 3]
+        if not (
+            np.allclose(relative[:3, :3], np.eye(3), atol=1e-6) and np.allclose(offset, np.rint(offset), atol=1e-6)
+        ):
+            return False
+    return True
 
 
 def _between(source_node, target_node) -> Callable[[np.ndarray], np.ndarray]:

@@ -352,3 +352,29 @@ def test_a_slice_painted_on_a_finer_grid_is_kept_under_another_transform(mrml, o
     expected = np.zeros(oblique_volume.shape_kji, np.uint8)
     expected[3 + shift, 1:5, 1:6] = 1
     assert np.array_equal(annotation.array, expected)
+
+
+def test_a_segmentation_on_the_volumes_voxels_from_a_larger_grid_is_exported_voxel_for_voxel(mrml, oblique_volume):
+    """A segmentation whose own grid holds the volume's voxels and more (its first voxel two slices before the
+    volume's, as a cropped or padded one has): each painted voxel is the volume voxel it covers."""
+    import slicer.util
+
+    volume_node = mrml_bridge.volume_node_from_volume(mrml.scene, oblique_volume, "CT")
+    larger = Volume(
+        np.zeros((10, 7, 8), np.int16),
+        oblique_volume.spacing,
+        oblique_volume.origin - oblique_volume.direction @ np.array([0.0, 0.0, 2 * oblique_volume.spacing[2]]),
+        oblique_volume.direction,
+    )
+    larger_node = mrml_bridge.volume_node_from_volume(mrml.scene, larger, "larger grid")
+    node, (organ, lesion) = _annotation_segmentation(mrml, larger_node)
+    for segment, (k, rows) in ((organ, (5, slice(2, 5))), (lesion, (7, slice(1, 3)))):
+        painted = np.zeros(larger.shape_kji, np.uint8)
+        painted[k, rows, 2:6] = 1
+        slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, segment, larger_node)
+
+    annotation, _ = mrml_bridge.annotation_from_segmentation(node, [organ, lesion], volume_node, refuse_covered=True)
+    expected = np.zeros(oblique_volume.shape_kji, np.uint8)
+    expected[3, 2:5, 2:6] = 1
+    expected[5, 1:3, 2:6] = 2
+    assert np.array_equal(annotation.array, expected)
