@@ -19,6 +19,7 @@ def test_demo_writes_segmentation_figure_and_dice(tmp_path, capsys):
     dice = float(re.search(r"boundary refinement: ([0-9.]+)", out).group(1))
     assert dice > 0.7
     assert "Fill between slices" in out
+    assert "nan" not in out  # no held-out slice from 3 painted ones: nothing to print, not a NaN
     correction = re.search(
         r"Correction round 2: SegNets suggested axial slice (\d+).*\(([+-][0-9.]+)\) in ([0-9.]+) s", out
     )
