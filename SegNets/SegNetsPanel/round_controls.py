@@ -70,9 +70,9 @@ class CorrectionRoundControls:
             self._round = dataclasses.replace(last, model=model, round=entry.round, suggestion=None)
             if entry.reference in self._roundNodes:
                 text = _("Back at round {n} ({reference}); Update continues from it.")
-            else:  # made before this session: no segmentation of it to show again
+            else:  # made before Slicer started, or on another volume: no segmentation of it kept
                 text = _(
-                    "Back at round {n} ({reference}); its segmentation was not made in this session (Segment shows "
+                    "Back at round {n} ({reference}); its segmentation is not kept here (Segment shows "
                     "it). Update continues from it."
                 )
             self.ui.roundLabel.text = text.format(n=entry.round, reference=entry.reference)

@@ -148,7 +148,7 @@ class SegmentationLogic:
         self.library = library or ModelLibrary()
         self.worker = worker or ThreadWorker()
         # model folder -> (sha256 of the volume, the labelmap (Volume) of its round's result on screen): the rounds of
-        # the volume fine-tuned last, so that a long session keeps one volume's results, not every one's
+        # the volume fine-tuned last, so that a long day's work keeps one volume's results, not every one's
         self._shown: dict[str, tuple[str | None, Any]] = {}
 
     def model_path(self, model: str, version: str | None = None) -> Path:

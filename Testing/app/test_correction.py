@@ -179,7 +179,7 @@ def test_a_round_after_a_segment_was_renamed_is_refused_rather_than_unlearning_i
 
 
 def test_the_results_kept_for_stepping_back_are_those_of_the_volume_fine_tuned_last(mrml, tmp_path):
-    """Every round's labelmap stayed in memory for the whole session, every volume's (about 100 MB a round for a
+    """Every round's labelmap stayed in memory until Slicer closed, every volume's (about 100 MB a round for a
     512 x 512 x 400 CT): after a round on another volume only that volume's rounds are kept."""
     import slicer.util
 

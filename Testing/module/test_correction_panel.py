@@ -164,14 +164,14 @@ def test_back_one_round_selects_the_previous_rounds_model_and_shows_its_segmenta
     _handler("onPreviousRoundButton", namespace)(widget)
     assert selected == [reference1] and visible == {reference1: True, reference2: False}
     assert widget._round.round == 1 and f"{widget._round.model.id}@{widget._round.model.version}" == reference1
-    assert "round 1" in widget.ui.roundLabel.text and "not made in this session" not in widget.ui.roundLabel.text
-    # round 1 made before this session: no node of it to show, and the label says so rather than showing nothing
+    assert "round 1" in widget.ui.roundLabel.text and "is not kept here" not in widget.ui.roundLabel.text
+    # round 1 made before Slicer started: no node of it to show, and the label says so rather than showing nothing
     visible.clear()
     widget._round = FinetuneOutcome(entry, None, None, "fine-tuned", [], 2, None)
     widget._roundNodes = {reference2: reference2}
     _handler("onPreviousRoundButton", namespace)(widget)
     assert visible == {reference2: False} and widget._round.round == 1
-    assert "its segmentation was not made in this session (Segment shows it)" in widget.ui.roundLabel.text
+    assert "its segmentation is not kept here (Segment shows it)" in widget.ui.roundLabel.text
 
 
 def test_go_to_suggested_slice_jumps_to_world_coordinates_of_a_transformed_volume(mrml):
