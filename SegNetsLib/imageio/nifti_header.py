@@ -37,15 +37,6 @@ QUATERN = (256, "6f")  # quatern_b, c, d, qoffset_x, y, z
 SROW = (280, "12f")  # srow_x, srow_y, srow_z (4 values each)
 
 
-def holds_nifti_header(path: str | os.PathLike) -> bool:
-    """True when ``path`` starts with a whole NIfTI-1 header (plain or gzip): False for a NIfTI write that the
-    disk stopped within its first bytes (a disk already full leaves an empty file), which no other check sees."""
-    try:
-        return _byte_order(file_start(Path(path), HEADER_BYTES, gunzip=True)[0]) is not None
-    except SegNetsError:
-        return False
-
-
 def _byte_order(header: bytes) -> str | None:
     """``<`` or ``>`` for a NIfTI-1 header (told apart by dim[0], as the NIfTI library does), None for anything
     else: other formats, and NIfTI-2, which the NIfTI reader of ITK 5.4 does not read."""
@@ -62,13 +53,16 @@ def check_nifti_header(path: str | os.PathLike, written: bool = False) -> None:
     a non-finite voxel spacing of a used axis; a non-finite quaternion or offset where ``qform_code`` > 0; a
     non-finite sform value where ``sform_code`` > 0; a voxel offset that is not finite or before the header's
     end; an unknown datatype; a single file, or its gzip stream, shorter than the voxels its header declares
-    (or a gzip stream cut short). ``written``: a file ITK's writer just made (one gzip stream), whose length is
-    read from its gzip trailer instead of decompressing it (a write cut short never wrote the trailer).
+    (or a gzip stream cut short). ``written``: a NIfTI file ITK's writer just made (one gzip stream), refused
+    without a whole NIfTI-1 header (a disk already full leaves an empty file) and whose length is read from its
+    gzip trailer instead of decompressing it (a write cut short never wrote the trailer).
     """
     path = Path(path)
     header, compressed = file_start(path, HEADER_BYTES, gunzip=True)
     order = _byte_order(header)
     if order is None:
+        if written:
+            raise SegNetsError(f"{path}: holds no whole NIfTI-1 header (the write stopped within it).")
         return
 
     def read(field: tuple[int, str]) -> tuple:
