@@ -194,11 +194,10 @@ class SegmentationLogic:
             name=name,
             description=f"Segment {name}",
         )
-        job.context.update(kind="segment", model_path=model_path, **_started_on("volume_node", volume_node))
-        if roi_node is not None:
-            job.context.update(_started_on("roi_node", roi_node))
-        if output_node is not None:
-            job.context.update(_started_on("output_node", output_node))
+        # the nodes themselves, not their IDs: after a scene close an ID may name a node loaded since
+        job.context.update(
+            kind="segment", model_path=model_path, volume_node=volume_node, roi_node=roi_node, output_node=output_node
+        )
         return job
 
     def finish_segment(self, job: Job, output_node=None, name: str | None = None) -> SegmentResult | None:
@@ -297,7 +296,7 @@ class SegmentationLogic:
             options=options,
             description=f"Fine-tune on volume {volume_node.GetName()!r}",
         )
-        job.context.update(kind="finetune", **_started_on("volume_node", volume_node))
+        job.context.update(kind="finetune", volume_node=volume_node)  # the node, not its ID (see _job_node)
         return job
 
     def finish_finetune(self, job: Job, name: str | None = None) -> FinetuneOutcome | None:
@@ -355,12 +354,6 @@ class SegmentationLogic:
         return node if node is not None and self.scene.IsNodePresent(node) else None
 
 
-def _started_on(key: str, node) -> dict[str, Any]:
-    """What a job keeps of a node it started from: the node itself (its ID alone may name another node after a
-    scene close), its ID and its name then."""
-    return {key: node, f"{key}_id": node.GetID(), f"{key}_name": node.GetName()}
-
-
 def is_in_library(path: str | Path, library: ModelLibrary) -> bool:
     """Whether a model folder ``path`` is in ``library`` (not kept aside because the library could not take it)."""
     return Path(path).resolve().is_relative_to(Path(library.root).resolve())
@@ -380,4 +373,4 @@ def where_saved(output: Any, library: ModelLibrary) -> str:
 
 def _volume_gone(job: Job) -> str:
     """Why a job's result has no volume to go on (the start of a sentence)."""
-    return f"volume {job.context['volume_node_name']!r} was removed from the scene while SegNets worked on it"
+    return f"volume {job.context['volume_node'].GetName()!r} was removed from the scene while SegNets worked on it"
