@@ -49,7 +49,7 @@ from SegNetsLib.finetune.start import is_architecture, model_start, scratch_star
 from SegNetsLib.finetune.validation import slices_dice
 from SegNetsLib.finetune.walkers import prepare_walkers
 from SegNetsLib.imageio.volumes import check_volume, volume_to_sitk
-from SegNetsLib.inference.predictor import Predictor
+from SegNetsLib.inference.predictor import Predictor, taken_size
 from SegNetsLib.inference.preprocess import Preprocessed, preprocess
 from SegNetsLib.runtime.devices import resolve_device
 from SegNetsLib.training.augment import build_augmentation, input_size
@@ -153,9 +153,7 @@ def _finetune(
     else:
         begin = model_start(start, classes, options.extend_head, volume)
         patch = patch or tuple(min(p, m) for p, m in zip(begin.card.patch_size, (32, 96, 96)))
-    fit = getattr(begin.net, "input_size", None)  # a paper-preset ConResNet's fixed size, a paper RU-Net's multiples
-    if fit is not None:  # as the inference engine's windows (inference.predictor.network_window)
-        patch = tuple(int(n) for n in fit(patch))
+    patch = taken_size(begin.net, patch)  # a size the network takes, as the inference engine's windows are
     card = begin.card
     notes += painting_notes(labels, weight, slices, options.ignore_value, options.label_names, begin.painted_only)
     value_to_class = {label.value: index + 1 for index, label in enumerate(card.labels)}

@@ -376,9 +376,14 @@ def window_size(patch_size: Sequence[int], shape: Sequence[int]) -> tuple[int, i
 def network_window(net: nn.Module, patch_size: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int]:
     """The window ``net`` runs on over a region of ``shape``: :func:`window_size`, enlarged to an input size the
     network takes where it has an ``input_size`` (paper-preset ConResNet and 3D RU-Net); MONAI pads the region."""
-    size = window_size(patch_size, shape)
+    return taken_size(net, window_size(patch_size, shape))
+
+
+def taken_size(net: nn.Module, size: Sequence[int]) -> tuple[int, int, int]:
+    """``size`` (d, h, w), enlarged to an input size ``net`` takes where it has an ``input_size`` (a paper-preset
+    ConResNet's fixed size, a paper-preset 3D RU-Net's multiples of 2 x 4 x 4); as it is for the others."""
     fit = getattr(net, "input_size", None)
-    return tuple(fit(size)) if fit is not None else size  # type: ignore[return-value]
+    return tuple(int(n) for n in (fit(size) if fit is not None else size))  # type: ignore[return-value]
 
 
 def _memory_format(device: torch.device) -> torch.memory_format:
