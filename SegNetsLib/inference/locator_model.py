@@ -18,7 +18,7 @@ from torch import nn
 from SegNetsLib.card.card import ModelCard, RoiSettings
 from SegNetsLib.card.versions import split_reference
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.models.library import ModelLibrary, load
+from SegNetsLib.models.library import ModelLibrary, load, model_at
 
 
 def locator_files(card: ModelCard, library_root: Path | None = None) -> Path:
@@ -28,10 +28,10 @@ def locator_files(card: ModelCard, library_root: Path | None = None) -> Path:
     Raises a SegNetsError naming ``card`` and the locator when the reference names no model.
     """
     reference = card.roi.locator
-    path = Path(reference).expanduser()
-    if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
-        return path
     try:
+        path = model_at(reference)  # one written as a path is never a library model of a similar name
+        if path is not None and (path.is_dir() or path.suffix.lower() == ".zip"):
+            return path
         return ModelLibrary(library_root).find(*split_reference(reference))
     except SegNetsError as error:
         raise _unusable(card, error) from None

@@ -187,6 +187,7 @@ def test_cancel_during_the_locator_pass_stops_before_the_model_runs(model_librar
             r"RoI locator 'loc@9.0.0' .*\(model 'loc' has no version 9.0.0 in the library; it has 1.0.0\)\.$",
         ),
         ("not a model!", r"RoI locator 'not a model!' .*\(model 'not a model!' is not in the library"),
+        ("loc/", r"RoI locator 'loc/' .*\(loc/: no such model folder or \.zip\)\.$"),  # a path: never the id 'loc'
     ],
 )
 def test_a_locator_that_cannot_be_found_is_refused_when_the_predictor_is_built(model_library, reference, problem):
