@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 CANCEL_GRACE_S = 0.8  # a cancel unanswered this long terminates the child (cancel must return within 2 s)
 PYTHON_ENV = "SEGNETS_WORKER_PYTHON"  # overrides the child's Python executable
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding SegNetsLib/
+# PythonSlicer (CTKAppLauncher) exits 1 with this line when its interpreter dies by a signal (ctkAppLauncher.cpp)
+LAUNCHER_CRASH_LINE = re.compile(r"^error: \[.*\] exit abnormally")
 
 
 def child_python() -> str:
@@ -363,7 +366,8 @@ def _ended_by(process: subprocess.Popen, deadline: float) -> bool:
 
 def _death_sentence(code: int | None, last_line: str = "") -> str:
     """One sentence for a child that stopped by itself with exit code ``code`` (negative: a signal);
-    ``last_line``, its last line on stderr, says why when it exited with an error."""
+    ``last_line``, its last line on stderr, says why when it exited with an error (or that the interpreter
+    behind the PythonSlicer launcher died by a signal)."""
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
@@ -371,6 +375,8 @@ def _death_sentence(code: int | None, last_line: str = "") -> str:
             name = f"signal {-code}"
         why = {"SIGKILL": ", often the system running out of memory", "SIGSEGV": ", a crash in native code"}
         cause = f"was killed by {name}{why.get(name, '')}"
+    elif LAUNCHER_CRASH_LINE.match(last_line):  # behind PythonSlicer: the signal is not passed on
+        cause = "was killed or crashed, often the system running out of memory"
     else:
         cause = f"exited with code {code}" + (f" ({last_line.rstrip('.')[:200]})" if last_line else "")
     return f"The SegNets worker process {cause}; nothing was written, and the next job starts a fresh worker."

@@ -307,3 +307,35 @@ def test_a_child_that_exits_at_start_says_why(tmp_path):
             job.result()
     finally:
         worker.shutdown()
+
+
+@posix_only
+def test_an_interpreter_killed_behind_the_launcher_is_reported_as_killed_not_as_exit_code_1(tmp_path):
+    """Inside Slicer the child is PythonSlicer (CTKAppLauncher): when the out-of-memory killer ends its interpreter,
+    the launcher prints "error: [<interpreter>] exit abnormally - Report the problem." and exits 1 (ctkAppLauncher.cpp,
+    applicationFinished on QProcess::CrashExit); this stand-in launcher does the same."""
+    launcher = tmp_path / "PythonSlicer"
+    launcher.write_text(
+        f"#!{sys.executable}\nimport subprocess, sys\ncode = subprocess.call([{sys.executable!r}, *sys.argv[1:]])\n"
+        "if code < 0:\n"
+        "    print(f'error: [{sys.argv[0]}-real] exit abnormally - Report the problem.', file=sys.stderr)\n"
+        "    sys.exit(1)\nsys.exit(code)\n"
+    )
+    launcher.chmod(0o755)
+    worker = ProcessWorker(python=str(launcher))
+    try:
+        hello = worker.submit("hello")
+        assert hello.wait(120)
+        interpreter = hello.result()["pid"]
+        os.kill(interpreter, signal.SIGSTOP)  # busy, so the next job is in flight when it dies
+        job = worker.submit("hello")
+        os.kill(interpreter, signal.SIGKILL)
+        assert job.wait(30) and job.state is JobState.FAILED
+        with pytest.raises(WorkerError) as error:
+            job.result()
+        message = str(error.value)
+        assert "was killed or crashed, often the system running out of memory" in message, message
+        assert "Report the problem" not in message and "code 1" not in message
+        assert message.count(".") == 1 and "\n" not in message, "one sentence"
+    finally:
+        worker.shutdown()
