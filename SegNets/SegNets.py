@@ -195,9 +195,11 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelLibr
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
+        from SegNetsLib.mrml.volumes import first_input_volume  # needs numpy only: Slicer ships it
+
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
-            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        if not self._parameterNode.inputVolume:  # one the selector shows: never a label map the combo box hides
+            self._parameterNode.inputVolume = first_input_volume(slicer.mrmlScene)
         if self._parameterNode.device == "auto":  # a device chosen when Slicer last ran
             self._parameterNode.device = qt.QSettings().value(SETTINGS_DEVICE, "auto")
 

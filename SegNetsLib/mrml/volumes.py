@@ -106,3 +106,14 @@ def labelmap_node_from_volume(scene, labelmap: Volume, name: str, display: bool 
     if not np.issubdtype(labelmap.array.dtype, np.integer):
         raise SegNetsError(f"labelmap {name!r} holds {labelmap.array.dtype} values; labels must be integers.")
     return _new_volume_node(scene, "vtkMRMLLabelMapVolumeNode", labelmap, name, display)
+
+
+def first_input_volume(scene):
+    """The first volume the panel's input selector lists, or None: a node of class exactly
+    vtkMRMLScalarVolumeNode (the selector shows no child classes: label maps, vector and tensor volumes) that
+    is not hidden from editors. ``scene.GetFirstNodeByClass`` would also return a label map added first."""
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
+        if node.GetClassName() == "vtkMRMLScalarVolumeNode" and not node.GetHideFromEditors():
+            return node
+    return None

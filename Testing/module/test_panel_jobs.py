@@ -178,3 +178,27 @@ def test_closing_the_scene_after_a_finetune_saved_its_model_says_so_and_lists_it
         assert widget.refreshed == [None]
     else:
         assert widget.ui.stageLabel.text.startswith("The scene was closed before the result was shown; the base model")
+
+
+def test_the_default_input_is_a_volume_the_input_selector_lists_never_a_label_map_added_first(mrml):
+    """The input selector lists vtkMRMLScalarVolumeNode exactly (showChildNodeTypes false; qMRMLSortFilterProxyModel
+    skips a node whose class name differs) and no hidden node; GetFirstNodeByClass also returns a label map, which
+    the selector then could not show while Segment would run on it."""
+    from SegNetsLib.mrml.volumes import first_input_volume
+
+    scene = mrml.scene
+    scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "liver-label")
+    scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "photo")
+    scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "helper").SetHideFromEditors(True)
+    assert first_input_volume(scene) is None
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    assert first_input_volume(scene) is ct
+
+    params = types.SimpleNamespace(inputVolume=None, device="cpu")
+    widget = _methods(
+        "SegNetsWidget.initializeParameterNode", logic=types.SimpleNamespace(getParameterNode=lambda: params)
+    )
+    widget.setParameterNode = lambda node: setattr(widget, "_parameterNode", node)
+    widget.initializeParameterNode.__func__.__globals__["slicer"].mrmlScene = scene
+    widget.initializeParameterNode()
+    assert params.inputVolume is ct, params.inputVolume.GetClassName()
