@@ -61,9 +61,8 @@ class ModelLibraryControls:
             self._refreshModels()
 
     def onImportModel(self) -> None:
-        path = qt.QFileDialog.getOpenFileName(
-            self.parent, _("Import model"), "", _("Models (*.zip card.json);;Weights (*.safetensors *.pt *.pth)")
-        )
+        # bare weights need an architecture and labels: `segnets models import` takes them (import_model_file)
+        path = qt.QFileDialog.getOpenFileName(self.parent, _("Import model"), "", _("Models (*.zip card.json)"))
         if not path:
             return
         with slicer.util.tryWithErrorDisplay(_("The model could not be imported."), waitCursor=True):

@@ -107,8 +107,9 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
         return card_summary(self.core().library.card(*split_reference(reference)))
 
     def importModel(self, path: str):
-        path = Path(path)
-        return self.core().library.import_path(path.parent if path.name == "card.json" else path)
+        from SegNetsLib.app.logic import import_model_file
+
+        return import_model_file(self.core().library, path)
 
     def exportModel(self, reference: str, path: str) -> Path:
         from SegNetsLib.card.versions import split_reference

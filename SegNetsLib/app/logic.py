@@ -26,6 +26,7 @@ from SegNetsLib.card.card import LabelInfo, ModelCard
 from SegNetsLib.card.versions import split_reference
 from SegNetsLib.core.box import Box, box_union
 from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.models.importers import WEIGHT_SUFFIXES
 from SegNetsLib.models.library import ModelEntry, ModelLibrary, model_at
 from SegNetsLib.runtime.devices import list_devices
 
@@ -80,6 +81,18 @@ def device_choices() -> list[tuple[str, str]]:
         for gpu in list_devices()
     ]
     return choices
+
+
+def import_model_file(library: ModelLibrary, path: str | Path) -> ModelEntry:
+    """Import what the panel's Import offers: a model .zip or a model folder's card.json. Bare weights need an
+    architecture and labels the panel cannot ask for: refused in one sentence naming the command that takes them."""
+    path = Path(path)
+    if path.suffix.lower() in WEIGHT_SUFFIXES:
+        raise SegNetsError(
+            f"{path.name}: bare weights need their architecture and labels, which the command 'segnets models import' "
+            "takes (--architecture, --labels); here choose a model .zip or a model folder's card.json."
+        )
+    return library.import_path(path.parent if path.name == "card.json" else path)
 
 
 def card_summary(card: ModelCard) -> str:

@@ -306,3 +306,24 @@ def test_a_finetune_summary_says_which_model_was_kept_and_where_with_the_runs_no
         aside.summary(library)
         == "New model liver 1.1.0, kept outside the library. Note: the model is kept in /x/liver."
     )
+
+
+def test_the_panels_import_takes_a_zip_or_a_card_json_and_refuses_bare_weights_naming_the_command(tmp_path):
+    """The panel cannot ask for the architecture and labels bare weights need: its Import says which command takes
+    them, where the library alone names bare options ('--architecture') as if the panel had them."""
+    import torch
+    from safetensors.torch import save_file
+
+    from SegNetsLib.app.logic import import_model_file
+
+    source = ModelLibrary(tmp_path / "source")
+    entry = add_tiny_model(source, "tiny", patch_size=(8, 16, 16))
+    zipped = source.export(entry.id, tmp_path / "tiny.zip")
+    assert import_model_file(ModelLibrary(tmp_path / "a"), zipped).id == "tiny"
+    assert import_model_file(ModelLibrary(tmp_path / "b"), str(entry.path / "card.json")).id == "tiny"
+    for name in ("unet.safetensors", "unet.PTH"):
+        weights = tmp_path / name
+        save_file({"w": torch.zeros(2)}, str(weights)) if name.endswith("safetensors") else torch.save({}, weights)
+        with pytest.raises(SegNetsError, match=rf"^{name}: bare weights .*'segnets models import'") as error:
+            import_model_file(ModelLibrary(tmp_path / "c"), weights)
+        assert "(--architecture, --labels)" in str(error.value) and str(error.value).count(". ") == 0

@@ -75,6 +75,18 @@ def test_choice_combo_items_match_the_parameter_choices():
     assert items == choices
 
 
+def test_the_import_dialog_offers_only_files_the_panel_can_import():
+    """Bare weights need an architecture and labels the panel cannot ask for (SegNetsLib.app.logic.import_model_file
+    refuses them): the dialog offers model zips and card.json only."""
+    handler = panel_source.find("ModelLibraryControls.onImportModel")
+    (call,) = [
+        n for n in ast.walk(handler) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "getOpenFileName"
+    ]
+    filters = ast.literal_eval(call.args[3].args[0])  # _("...")
+    assert "*.zip" in filters and "card.json" in filters
+    assert not re.search(r"\*\.(safetensors|pt|pth)\b", filters), filters
+
+
 def test_custom_widgets_declare_their_base_class():
     declared = {c.find("class").text: c.find("extends").text for c in _ui_tree().iter("customwidget")}
     used = {w.get("class") for w in _ui_tree().iter("widget")} - {None}
