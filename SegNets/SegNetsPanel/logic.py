@@ -112,9 +112,12 @@ class SegNetsLogic(ScriptedLoadableModuleLogic):
         return import_model_file(self.core().library, path)
 
     def exportModel(self, reference: str, path: str) -> Path:
+        """Write the model version as a .zip at ``path`` (".zip" added: Qt's own save dialog adds no suffix, and
+        the library writes a folder at a path without one)."""
         from SegNetsLib.card.versions import split_reference
 
         modelId, version = split_reference(reference)
+        path = path if str(path).lower().endswith(".zip") else f"{path}.zip"
         return self.core().library.export(modelId, path, version)
 
     def deleteModel(self, reference: str) -> list[str]:
