@@ -70,10 +70,6 @@ from SegNetsLib.training.validation import mean_dice, validation_dice
 log = logging.getLogger(__name__)
 
 
-def _ignore(entry: dict) -> None:
-    """Progress entries of ranks other than the main one (only rank 0 writes)."""
-
-
 class _Trainer:
     """One training run on this rank; see :func:`train`."""
 
@@ -220,7 +216,7 @@ class _Trainer:
             distributed.barrier()
             self.clock.epoch_end_s = time.monotonic() - timed
             if cut_short:
-                log.info(
+                self._say(
                     "Time limit of %.0f s: epoch %d was cut short after %d of %d iterations; the run ends.",
                     options.time_limit_s,
                     epoch,
@@ -229,9 +225,14 @@ class _Trainer:
                 )
                 break
             if not self._room_for_iteration():
-                log.info("Time limit of %.0f s reached after epoch %d.", options.time_limit_s, epoch)
+                self._say("Time limit of %.0f s reached after epoch %d.", options.time_limit_s, epoch)
                 break
         return self._finish()
+
+    def _say(self, message: str, *args: Any) -> None:
+        """Log ``message`` once per run: on rank 0 (every rank takes the same decisions)."""
+        if self.ranks.is_main:
+            log.info(message, *args)
 
     def _stage_setup(self, stage: Stage, epoch: int):
         """(model, optimizer) for ``stage``: DDP-wrapped under torchrun, optimizer state restored on resume."""
@@ -271,9 +272,7 @@ class _Trainer:
             leave=False,
             disable=not (self.ranks.is_main and sys.stderr.isatty()),
         )
-        running = EpochProgress(
-            epoch + 1, self.stages[-1].end, iterations, self.clock, self.log.running if self.ranks.is_main else _ignore
-        )
+        running = EpochProgress(epoch + 1, self.stages[-1].end, iterations, self.clock, self.log.running)
         losses = []
         for step in range(iterations):
             if self.cancel:
@@ -298,7 +297,8 @@ class _Trainer:
             self.clock.record_iteration(time.monotonic() - timed)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            running.report(step + 1, losses[-1], force=step == 0)
+            if self.ranks.is_main:  # one line and one log entry per run, not one per rank
+                running.report(step + 1, losses[-1], force=step == 0)
             done = epoch * iterations + step + 1
             self.progress(done / (self.stages[-1].end * iterations), f"epoch {epoch + 1}/{self.stages[-1].end}")
         bar.close()

@@ -72,6 +72,7 @@ def test_torchrun_two_cpu_ranks(dataset, tmp_path, model_library, norm):
     finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert finished.stdout.count("Saved tiny-ddp 1.0.0") == 1  # only rank 0 reports and writes
+    assert finished.stderr.count("epoch 1/1: iteration 1/3") == 1  # the running epoch's line once, not per rank
 
     summary = json.loads((work / "log.json").read_text())["summary"]
     digests = summary["rank_weight_digests"]
