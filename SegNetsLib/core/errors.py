@@ -19,3 +19,8 @@ class NotWritten(SegNetsError):
 
 class Cancelled(Exception):
     """Raised inside a long operation when its cancel token is set; nothing was written."""
+
+
+class ReportedByMainRank(SegNetsError):
+    """Under torchrun, a problem that rank 0 reports for the whole run: the other ranks stop with it but do not
+    repeat it, so the user reads one sentence rather than one per process."""

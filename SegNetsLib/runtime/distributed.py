@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.errors import ReportedByMainRank, SegNetsError
 
 T = TypeVar("T")
 
@@ -148,3 +148,27 @@ def mean_over_ranks(value: float, device: torch.device) -> float:
     tensor = torch.tensor([float(value)], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return float(tensor.item()) / dist.get_world_size()
+
+
+def refuse(message: str) -> SegNetsError:
+    """The error to raise for a problem every rank found alike: rank 0's names it, the others' stay silent."""
+    return SegNetsError(message) if is_main() else ReportedByMainRank(message)
+
+
+def on_every_rank(function: Callable[..., T], *arguments: Any) -> T:
+    """``function(*arguments)`` on every rank; a SegNetsError on any rank stops every rank, and rank 0 raises it
+    (naming the rank it came from when another), so that the run reports it once."""
+    try:
+        value, problem = function(*arguments), None
+    except SegNetsError as error:
+        if not (dist.is_available() and dist.is_initialized()):
+            raise
+        value, problem = None, error
+    problems = gather_objects(None if problem is None else str(problem))
+    failed = next(((index, text) for index, text in enumerate(problems) if text is not None), None)
+    if failed is None:
+        return value  # type: ignore[return-value]
+    index, text = failed
+    if is_main() and problem is not None:
+        raise problem
+    raise refuse(text if index == 0 else f"rank {index}: {text}")

@@ -130,7 +130,7 @@ def existing_checkpoint(work_dir: Path, resume: bool, dataset_name: str, is_main
             problem = str(error)
     found, problem = distributed.broadcast_object((found, problem))
     if problem:
-        raise SegNetsError(problem)
+        raise distributed.refuse(problem)
     return found
 
 

@@ -11,7 +11,6 @@ import numpy as np
 import SimpleITK as sitk
 
 from SegNetsLib.card.card import ModelCard, Normalization
-from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.imageio.volumes import volume_to_sitk
 from SegNetsLib.inference.preprocess import preprocess
 from SegNetsLib.runtime import distributed
@@ -115,7 +114,7 @@ def grid_shapes(cases: list[Case], target_spacing: tuple[float, float, float]) -
 def check_foreground(cases: list[PreparedCase], dataset: LabeledDataset, label_names: list[str]) -> None:
     """Refuse a dataset whose training ``cases`` (those of every rank) hold no voxel of any foreground label."""
     if not any(distributed.gather_objects(any(len(points) for case in cases for points in case.foreground))):
-        raise SegNetsError(
+        raise distributed.refuse(
             f"{dataset.root / 'labelsTr'}: no training case holds a voxel of {', '.join(label_names)}; "
             "there is nothing to learn."
         )

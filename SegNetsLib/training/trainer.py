@@ -32,7 +32,6 @@ from tqdm import tqdm
 
 from SegNetsLib import nets
 from SegNetsLib.card.card import ModelCard
-from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.progress import CancelToken, ProgressFn, no_progress
 from SegNetsLib.models.library import ModelLibrary
 from SegNetsLib.models.store import meta_network
@@ -91,13 +90,13 @@ class _Trainer:
         self.amp = options.amp and ranks.device.type == "cuda"
         self.train_cases, self.validation_cases = split_cases(dataset.cases, options.validation_fraction)
         if len(self.train_cases) < ranks.world_size:
-            raise SegNetsError(
+            raise distributed.refuse(
                 f"dataset {dataset.name!r} has {len(self.train_cases)} training case(s) but {ranks.world_size} "
                 "ranks; start at most as many processes as training cases."
             )
         checkpoint = existing_checkpoint(self.work_dir, options.resume, dataset.name, ranks.is_main)
         self.state: dict[str, Any] = checkpoint.state if checkpoint else {}
-        base_net, base_card, architecture = starting_point(start, dataset)
+        base_net, base_card, architecture = distributed.on_every_rank(starting_point, start, dataset)  # said once
         self.card = (
             ModelCard.from_dict(self.state["card"])
             if checkpoint
@@ -162,7 +161,7 @@ class _Trainer:
         model, optimizer, stage = None, None, None
         saved = distributed.broadcast_object(self.log.summary)  # rank 0's log; other nodes may not see it
         if epoch >= self.stages[-1].end and "model" in saved:
-            raise SegNetsError(
+            raise distributed.refuse(
                 f"{self.work_dir}: this run already finished and saved model {saved['model']} {saved['version']}; "
                 "pass a larger --epochs to train on, or use another --work-dir."
             )
@@ -388,9 +387,9 @@ def train(
     Cancelled when ``cancel`` is set (the last finished epoch's checkpoint stays for --resume).
     """
     began = time.monotonic()  # a time limit counts from here: reading and preparing the data are part of it
-    dataset = load_dataset(dataset_dir)
     ranks = distributed.start(resolve_device(options.device))
     try:
+        dataset = distributed.on_every_rank(load_dataset, dataset_dir)  # a bad dataset is reported once, by rank 0
         return _Trainer(dataset, start, options, ranks, progress or no_progress, cancel, began).run()
     finally:
         distributed.stop()

@@ -1,0 +1,59 @@
+"""Bad input to ``segnets train`` under ``torchrun --nproc_per_node=2`` (CPU, gloo): one error line for the run,
+said by rank 0, not one per rank; torchrun's exit status says the run failed and nothing is written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from msd_builder import make_msd_dataset
+
+
+def _torchrun(*arguments: str, library: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += ["-m", "SegNetsLib.cli", "train", "--save-model", "Tiny", "--device", "cpu", *arguments]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "SEGNETS_MODELS": str(library)}
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, data_dir) -> Path:
+    return make_msd_dataset(tmp_path_factory.mktemp("ddp_errors") / "Tiny", data_dir, cases=3)
+
+
+def test_missing_image_is_one_line(dataset, tmp_path, model_library):
+    """A case without its image (the same problem on every rank): one sentence naming the file."""
+    (dataset / "imagesTr" / "case_001_0000.nii.gz").rename(tmp_path / "moved.nii.gz")
+    try:
+        finished = _torchrun("--dataset", str(dataset), "--work-dir", str(tmp_path / "work"), library=model_library)
+    finally:
+        (tmp_path / "moved.nii.gz").rename(dataset / "imagesTr" / "case_001_0000.nii.gz")
+    assert finished.returncode != 0
+    lines = [line for line in finished.stderr.splitlines() if line.startswith("segnets train:")]
+    assert lines == [
+        f"segnets train: error: {dataset / 'labelsTr' / 'case_001.nii.gz'}: no image for this case in "
+        "imagesTr (expected case_001_0000.nii.gz or case_001.nii.gz)."
+    ], finished.stderr[-3000:]
+    assert "Traceback" not in finished.stderr.split("torch/distributed")[0]  # no Python traceback of ours
+    assert not (tmp_path / "work").exists() and not list(model_library.iterdir())
+
+
+def test_too_many_ranks_an_unknown_model_and_a_bad_option_are_one_line(dataset, tmp_path, data_dir, model_library):
+    """Two ranks for one training case (refused after the ranks joined), a model the library lacks, and an
+    option argparse refuses."""
+    two = make_msd_dataset(tmp_path / "Two", data_dir, cases=2)
+    finished = _torchrun("--dataset", str(two), "--work-dir", str(tmp_path / "work"), library=model_library)
+    assert finished.returncode != 0
+    assert finished.stderr.count("start at most as many processes as training cases") == 1, finished.stderr[-3000:]
+
+    finished = _torchrun("--dataset", str(dataset), "--model", "no-such-model", library=model_library)
+    assert finished.returncode != 0
+    assert finished.stderr.count("model 'no-such-model' is not in the library") == 1, finished.stderr[-3000:]
+
+    finished = _torchrun("--dataset", str(two), "--epochs", "0", library=model_library)
+    assert finished.returncode != 0
+    assert finished.stderr.count("argument --epochs: 0 is not a positive integer") == 1, finished.stderr[-3000:]
+    assert finished.stderr.count("usage: segnets train") == 1
