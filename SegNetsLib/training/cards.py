@@ -39,6 +39,12 @@ def new_card(
     )
 
 
+def ranks_used(earlier: list[int] | None, world_size: int) -> list[int]:
+    """The numbers of processes a run has trained with, in order: a resumed run's ``earlier`` ones, then this one."""
+    used = [int(n) for n in earlier or [world_size]]
+    return used if used[-1] == world_size else [*used, world_size]
+
+
 def final_card(
     trained: ModelCard,
     dice: dict[str, float | None],
@@ -51,10 +57,13 @@ def final_card(
     dataset: LabeledDataset,
     train_cases: list[Case],
     validation_cases: list[Case],
-    world_size: int,
+    ranks: list[int],
     patch_size: tuple[int, ...],
 ) -> ModelCard:
-    """The card saved with the trained model: its library id and version, and what it was trained on."""
+    """The card saved with the trained model: its library id and version, and what it was trained on.
+
+    ``ranks``: the numbers of processes the run trained with, in order (more than one when resumed with another).
+    """
     card = ModelCard.from_dict(trained.to_dict())
     card.id, card.name = slug(options.save_model), options.save_model
     library = ModelLibrary()
@@ -71,7 +80,7 @@ def final_card(
                 "validation_cases": len(validation_cases),
                 "cases": [case.name for case in train_cases],
                 "validation": [case.name for case in validation_cases],
-                "ranks": world_size,
+                "ranks": ranks[0] if len(ranks) == 1 else list(ranks),
                 **dataset.extra,
             }
         ],
@@ -87,6 +96,8 @@ def final_card(
             else ""
         )
         + ", batch "
-        f"{options.batch_size} per rank, patch {list(patch_size)}.",
+        f"{options.batch_size} per rank"
+        + (f" on {' then '.join(str(n) for n in ranks)} ranks" if len(ranks) > 1 else "")
+        + f", patch {list(patch_size)}.",
     )
     return card

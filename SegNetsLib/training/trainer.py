@@ -38,7 +38,7 @@ from SegNetsLib.models.store import meta_network
 from SegNetsLib.runtime import distributed
 from SegNetsLib.runtime.devices import resolve_device
 from SegNetsLib.training.augment import AugmentOptions, build_augmentation, input_size, training_batch
-from SegNetsLib.training.cards import final_card, new_card
+from SegNetsLib.training.cards import final_card, new_card, ranks_used
 from SegNetsLib.training.checkpoint import existing_checkpoint, load_checkpoint, save_checkpoint
 from SegNetsLib.training.clock import EpochProgress, TimeLimit
 from SegNetsLib.training.data import check_foreground, prepare_case, split_cases
@@ -125,6 +125,10 @@ class _Trainer:
         self._checkpoint = checkpoint
         self.base_card = base_card
         self.iteration_losses: list[float] = []
+        earlier = self.state.get("ranks")  # a run resumed with another number of processes changes shards and batch
+        self.state["ranks"] = ranks_used(earlier, ranks.world_size)
+        if earlier and earlier[-1] != ranks.world_size and ranks.is_main:
+            log.info("The run trained on %d process(es) and goes on with %d.", earlier[-1], ranks.world_size)
         self.log = TrainingLog.resume(self.work_dir, self.label_names, self.state.get("epoch", 0))
 
     def _prepare(self, cases, rng: np.random.Generator, pad_to: tuple[int, int, int]) -> list[PreparedCase]:
@@ -354,7 +358,7 @@ class _Trainer:
                 dataset=self.dataset,
                 train_cases=self.train_cases,
                 validation_cases=self.validation_cases,
-                world_size=self.ranks.world_size,
+                ranks=self.state["ranks"],
                 patch_size=self.patch_size,
             )
             model_path = ModelLibrary().add_or_keep(self.net, self.card)  # or kept aside, and said where

@@ -14,7 +14,8 @@ from msd_builder import make_msd_dataset
 
 from SegNetsLib.models.library import ModelLibrary
 from SegNetsLib.training.checkpoint import load_checkpoint
-from SegNetsLib.training.trainer import LAST
+from SegNetsLib.training.options import TrainOptions
+from SegNetsLib.training.trainer import LAST, train
 
 
 def _digest(state: dict) -> str:
@@ -87,3 +88,30 @@ def test_torchrun_two_cpu_ranks(dataset, tmp_path, model_library, norm):
     assert trained_on["ranks"] == 2 and trained_on["training_cases"] == 2 and trained_on["validation_cases"] == 1
     assert sorted(path.name for path in model_library.rglob("card.json")) == ["card.json"]  # exactly one card
     assert not list(work.glob(".*partial*"))  # no half-written files from either rank
+
+
+def test_resuming_with_another_number_of_ranks_is_recorded(dataset, tmp_path, model_library, one_torch_thread):
+    """An epoch on 2 ranks, then a resume in one process: the card names both, not the last process count alone."""
+    work = tmp_path / "work"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    command += ["SegNetsLib.cli", "train", "--dataset", str(dataset), "--save-model", "Mixed", "--epochs", "1"]
+    command += ["--iterations", "1", "--batch-size", "1", "--patch-size", "16", "32", "32", "--base-channels", "4"]
+    command += ["--build-args", json.dumps({"levels": 3}), "--device", "cpu", "--work-dir", str(work)]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "SEGNETS_MODELS": str(model_library)}
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+
+    options = TrainOptions(
+        save_model="Mixed",
+        epochs=2,
+        iterations_per_epoch=1,
+        batch_size=1,
+        patch_size=(16, 32, 32),
+        device="cpu",
+        build_args={"levels": 3, "base_channels": 4},
+        work_dir=work,
+        resume=True,
+    )
+    result = train(dataset, "unet3d", options)  # the second epoch in this one process
+    assert result.card.provenance.trained_on[0]["ranks"] == [2, 1]
+    assert "2 then 1 ranks" in result.card.provenance.notes
