@@ -106,7 +106,11 @@ def _jobs(
 ) -> list[tuple[Path, Path, Path | None]]:
     """(input, output, probabilities output) per volume; checks names and places before any work is done: a
     result never lands on an input, on another result, or under a file."""
-    from SegNetsLib.imageio.segmentations import is_segmentation_file, is_written_segmentation_file
+    from SegNetsLib.imageio.segmentations import (
+        is_segmentation_file,
+        is_written_segmentation_file,
+        refuse_segmentation_input,
+    )
     from SegNetsLib.imageio.volumes import check_written_volume_name, listed_volume_files
 
     if source.is_dir():
@@ -127,6 +131,7 @@ def _jobs(
     else:
         if not source.exists():
             raise SegNetsError(f"{source}: no such file or folder.")
+        refuse_segmentation_input(source)
         if output.is_dir():
             output = output / f"{_stem(source)}{SEGMENTATION_SUFFIX}"
         if not is_written_segmentation_file(output):

@@ -41,6 +41,12 @@ def is_segmentation_file(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(SEGMENTATION_SUFFIX)
 
 
+def refuse_segmentation_input(path: str | os.PathLike) -> None:
+    """Raise when ``path`` names a segmentation file (``.seg.nrrd``) given where the image to segment goes."""
+    if is_segmentation_file(path):
+        raise SegNetsError(f"{path}: a segmentation, not an image volume; give the image volume to segment.")
+
+
 def write_segmentation(labelmap: Volume, labels: list[LabelInfo], path: str | os.PathLike) -> Path:
     """Write a uint8 labelmap [k, j, i] atomically as ``.seg.nrrd`` (one segment per label, with name,
     color and terminology) or, for ``.nii.gz``/``.nii``/``.nrrd``/``.mha``, as a plain labelmap image.

@@ -187,3 +187,14 @@ def test_hidden_files_of_a_folder_are_no_input(model, data_dir, tmp_path, capsys
     (inputs / "._mr.nii.gz").write_bytes(b"\x00\x05\x16\x07 Mac OS X")
     assert _segment(model, "--input", inputs, "--output", outputs, "--roi", "off") == 0, capsys.readouterr().err
     assert [p.name for p in outputs.iterdir()] == ["mr.seg.nrrd"]
+
+
+def test_a_segmentation_given_as_input_is_refused(model, data_dir, tmp_path, capsys):
+    """A .seg.nrrd named by mistake (the annotation, not its image) used to be segmented as an image, exit 0."""
+    annotation = tmp_path / "ct.seg.nrrd"
+    labels = sitk.Cast(sitk.ReadImage(str(data_dir / "ts_ct_sm" / "label.nii.gz")) > 0, sitk.sitkUInt8)
+    sitk.WriteImage(labels, str(annotation))  # a 3D 0/1 labelmap: readable as a volume
+    assert _segment(model, "--input", annotation, "--output", tmp_path / "out.seg.nrrd", "--roi", "off") == 1
+    err = capsys.readouterr().err
+    assert "ct.seg.nrrd: a segmentation, not an image volume" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out.seg.nrrd").exists()

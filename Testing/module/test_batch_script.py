@@ -184,3 +184,13 @@ def test_a_model_written_as_a_path_is_that_path_never_a_library_model(inputs, li
     assert not (tmp_path / "out" / "ct_a.seg.nrrd").exists()
     assert _load_script().main([*arguments, "--model", "~/m", "--output", str(tmp_path / "home-out")]) == 0
     assert (tmp_path / "home-out" / "ct_a.seg.nrrd").exists()
+
+
+def test_a_segmentation_given_as_input_is_refused_before_any_work(inputs, tmp_path, capsys):
+    """A .seg.nrrd named by mistake (the annotation, not its image) used to be segmented as an image, exit 0."""
+    annotation = tmp_path / "ct_a.seg.nrrd"
+    annotation.write_bytes(b"NRRD0004\n")  # never read: refused from its name
+    arguments = ["--input", str(annotation), "--model", "x", "--output", str(tmp_path / "o")]
+    assert _load_script().main(arguments) == 2
+    assert "ct_a.seg.nrrd: a segmentation, not an image volume" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
