@@ -1,10 +1,10 @@
 """Segment a volume, or every volume in a folder, headless, with Slicer's own MRML.
 
     Slicer --no-main-window --python-script SegNets/Scripts/segnets_batch.py \\
-        --input DIR_OR_FILE --model ID[@VERSION] --output DIR [--device auto|cpu|cuda:N] [--roi auto|off]
+        --input DIR_OR_FILE --model ID[@VERSION] --output DIR [--device auto|cpu|cuda:N] [--roi auto|off] [--overwrite]
 
 Writes ``<output>/<name>.seg.nrrd`` per volume (named, colored segments with terminology; reference
-geometry set) and ``<output>/summary.json``; exits 1 when any volume failed or anything else went
+geometry set) and ``<output>/summary.json``; an existing ``.seg.nrrd`` is replaced only with ``--overwrite``; exits 1 when any volume failed or anything else went
 wrong (printed as one line; Slicer ``--python-script`` does not exit by itself), 2 on bad arguments.
 Model work runs in the SegNets worker child process, as from the panel.
 Runs the same way under plain Python with PyPI's slicer-core (no Slicer application), e.g. in CI.
@@ -42,6 +42,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output", required=True, type=Path, help="folder for the .seg.nrrd files and summary.json")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--roi", choices=("auto", "off"), default="auto", help="RoI localization (default: auto)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace .seg.nrrd files already in the output folder (default: refuse)",
+    )
     parser.add_argument(
         "--library", type=Path, help="model library folder (default: $SEGNETS_MODELS or ~/.segnets/models)"
     )
@@ -104,6 +109,18 @@ def output_targets(sources: list[Path], output: Path) -> list[Path]:
             )
         targets.append(target)
     return targets
+
+
+def refuse_existing(targets: list[Path]) -> None:
+    """Raise when a target is already there (an earlier result, or the user's own segmentation of that name)."""
+    from SegNetsLib.core.errors import SegNetsError
+
+    existing = [target for target in targets if target.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise SegNetsError(
+            f"{existing[0]} already exists{more}; give another output folder, or --overwrite to replace it."
+        )
 
 
 def segment_file(logic, volumes_logic, source: Path, target: Path, args: argparse.Namespace) -> dict:
@@ -174,6 +191,8 @@ def run(argv: list[str]) -> int:
     try:
         sources = input_files(args.input)
         targets = output_targets(sources, args.output)
+        if not args.overwrite:
+            refuse_existing(targets)
     except SegNetsError as error:
         print(f"segnets_batch: error: {error}", file=sys.stderr)
         return 2

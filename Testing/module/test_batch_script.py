@@ -194,3 +194,21 @@ def test_a_segmentation_given_as_input_is_refused_before_any_work(inputs, tmp_pa
     assert _load_script().main(arguments) == 2
     assert "ct_a.seg.nrrd: a segmentation, not an image volume" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_existing_results_are_never_replaced_without_overwrite(inputs, library, tmp_path, capsys):
+    """Output folder = input folder: ct_a.seg.nrrd beside ct_a.nii.gz (the user's painting) was silently replaced."""
+    import shutil
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(inputs / "ct_a.nii.gz", folder / "ct_a.nii.gz")
+    (folder / "ct_a.seg.nrrd").write_bytes(b"the user's own segmentation")
+    arguments = ["--input", str(folder), "--model", "all-liver", "--output", str(folder), "--device", "cpu"]
+    arguments += ["--roi", "off", "--library", str(library.root)]
+    assert _load_script().main(arguments) == 2
+    assert f"{folder / 'ct_a.seg.nrrd'} already exists" in capsys.readouterr().err
+    assert (folder / "ct_a.seg.nrrd").read_bytes() == b"the user's own segmentation"
+    assert sorted(p.name for p in folder.iterdir()) == ["ct_a.nii.gz", "ct_a.seg.nrrd"]
+    assert _load_script().main([*arguments, "--overwrite"]) == 0
+    assert slicerio.segment_names(slicerio.read_segmentation(str(folder / "ct_a.seg.nrrd"))) == ["Liver"]
