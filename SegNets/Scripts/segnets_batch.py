@@ -123,18 +123,30 @@ def refuse_existing(targets: list[Path]) -> None:
         )
 
 
-def segment_file(logic, volumes_logic, source: Path, target: Path, args: argparse.Namespace) -> dict:
-    """Segment one file into ``target``; the nodes are removed from the scene afterwards."""
-    from SegNetsLib import mrml
+def resolve_model(logic, reference: str) -> Path:
+    """The model folder or .zip that ``reference`` (id[@version] or a path) names, its card read: a missing or
+    damaged model is one error before any volume, not the same error for every volume of the folder."""
+    from SegNetsLib.card.schema import CARD_FILE, read_card
     from SegNetsLib.card.versions import split_reference
+
+    model, version = split_reference(reference) if not Path(reference).exists() else (reference, None)
+    path = logic.model_path(model, version)
+    if path.is_dir():
+        read_card(path / CARD_FILE)
+    return path
+
+
+def segment_file(logic, volumes_logic, source: Path, target: Path, model: Path, args: argparse.Namespace) -> dict:
+    """Segment one file into ``target`` with the ``model`` folder or .zip; the nodes are removed from the scene
+    afterwards."""
+    from SegNetsLib import mrml
 
     started = time.monotonic()
     scene = logic.scene
     volume_node = mrml.load_volume_node(volumes_logic, source, _stem(source))
     created = [volume_node]
     try:
-        model, version = split_reference(args.model) if not Path(args.model).exists() else (args.model, None)
-        job = logic.start_segment(volume_node, model, version=version, device=args.device, roi=args.roi)
+        job = logic.start_segment(volume_node, str(model), device=args.device, roi=args.roi)
         stage = None
         while not job.wait(0.5):
             snapshot = job.progress()
@@ -202,15 +214,16 @@ def run(argv: list[str]) -> int:
 
     if args.output.exists() and not args.output.is_dir():  # e.g. an output file named where a folder goes
         raise SegNetsError(f"{args.output} is a file, not a folder; give another output folder.")
-    writable_folder(args.output)  # before any model work: an unusable output folder would fail every volume
     scene, volumes_logic, _logics = mrml_context()
     logic = SegmentationLogic(scene, ModelLibrary(args.library), ProcessWorker())
     results, failures = [], []
     try:
+        model = resolve_model(logic, args.model)
+        writable_folder(args.output)  # before any model work: an unusable output folder would fail every volume
         for source, target in zip(sources, targets):
             print(f"segnets_batch: {source} -> {target}", flush=True)
             try:
-                results.append(segment_file(logic, volumes_logic, source, target, args))
+                results.append(segment_file(logic, volumes_logic, source, target, model, args))
             except Exception as error:  # one bad volume must not stop the batch; it is reported
                 message = str(error) if isinstance(error, SegNetsError) else f"{type(error).__name__}: {error}"
                 print(f"segnets_batch: error: {source}: {message}", file=sys.stderr, flush=True)
