@@ -219,7 +219,13 @@ def run(argv: list[str]) -> int:
     results, failures = [], []
     try:
         model = resolve_model(logic, args.model)
-        writable_folder(args.output)  # before any model work: an unusable output folder would fail every volume
+        try:  # before any model work: an unusable output folder would fail every volume
+            writable_folder(args.output)
+        except OSError as error:  # a file where a parent folder goes, a read-only disk, no permission
+            raise SegNetsError(
+                f"{args.output}: the folder cannot be made or written to ({error.strerror or error}); "
+                "give another output folder."
+            ) from error
         for source, target in zip(sources, targets):
             print(f"segnets_batch: {source} -> {target}", flush=True)
             try:

@@ -231,3 +231,16 @@ def test_an_unusable_model_is_one_error_before_any_volume(inputs, library, tmp_p
     assert len(errors) == 1, errors
     assert ("not in the library" if damage == "missing" else "card.json: not valid JSON") in errors[0]
     assert " -> " not in captured.out and not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_sentence(inputs, library, tmp_path, capsys):
+    """A file where a parent folder goes printed Python's 'NotADirectoryError: [Errno 20] Not a directory: ...'."""
+    (tmp_path / "a-file").write_text("not a folder")
+    output = tmp_path / "a-file" / "out"
+    arguments = ["--input", str(inputs / "ct_a.nii.gz"), "--model", "all-liver", "--output", str(output)]
+    assert _load_script().main([*arguments, "--library", str(library.root)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segnets_batch: error:")]
+    assert errors == [
+        f"segnets_batch: error: {output}: the folder cannot be made or written to (Not a directory); "
+        "give another output folder."
+    ]
