@@ -14,8 +14,11 @@ The ``segnets segment`` command does the same without any Slicer code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -172,17 +175,35 @@ def segment_file(logic, volumes_logic, source: Path, target: Path, model: Path, 
 
 def main(argv: list[str]) -> int:
     """:func:`run`, with any error outside one volume's segmentation (torch missing, an unwritable output
-    folder) printed in one line and returned as 1."""
+    folder) printed in one line and returned as 1; Ctrl-C returns 130 and SIGTERM 143, once the write under way
+    has removed its temporary file and the worker child has ended."""
+    from SegNetsLib.cli import Terminated
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    in_main = threading.current_thread() is threading.main_thread()  # signal handlers are set there only
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main else None
     try:
         return run(argv)
     except SystemExit as stop:  # argparse's usage errors
         return stop.code if isinstance(stop.code, int) else 2
+    except KeyboardInterrupt:
+        print("segnets_batch: interrupted; no file was left half-written.", file=sys.stderr, flush=True)
+        return 130
+    except Terminated:
+        print("segnets_batch: terminated; no file was left half-written.", file=sys.stderr, flush=True)
+        return 128 + signal.SIGTERM
     except BaseException as error:  # noqa: BLE001 - Slicer would otherwise keep running with no window
         from SegNetsLib.core.errors import SegNetsError
 
         message = str(error) if isinstance(error, SegNetsError) else f"{type(error).__name__}: {error}"
         print(f"segnets_batch: error: {message}", file=sys.stderr, flush=True)
         return 1
+    finally:
+        if in_main:
+            with contextlib.suppress(KeyboardInterrupt, Terminated):  # a stop once the batch is over changes nothing
+                signal.signal(signal.SIGTERM, previous)
 
 
 def exit_process(code: int) -> None:

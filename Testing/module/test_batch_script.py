@@ -244,3 +244,25 @@ def test_an_output_folder_that_cannot_be_made_is_one_sentence(inputs, library, t
         f"segnets_batch: error: {output}: the folder cannot be made or written to (Not a directory); "
         "give another output folder."
     ]
+
+
+@pytest.mark.parametrize(("stop", "code", "said"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_a_stopped_batch_says_so_and_leaves_only_whole_files(inputs, library, tmp_path, stop, code, said):
+    """Ctrl-C printed 'error: KeyboardInterrupt: ' and exited 1; kill ended it with no word (and no clean-up)."""
+    import signal
+    import time
+
+    output = tmp_path / "out"
+    arguments = [sys.executable, str(SCRIPT), "--input", str(inputs), "--model", "all-liver", "--output", str(output)]
+    arguments += ["--device", "cpu", "--roi", "off", "--library", str(library.root)]
+    process = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert " -> " in process.stdout.readline()  # the first volume is under way
+        time.sleep(1.0)
+        process.send_signal(getattr(signal, stop))
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == code, err
+    assert f"segnets_batch: {said}; no file was left half-written." in err.splitlines(), err
+    assert all(p.name.endswith(".seg.nrrd") and not p.name.startswith(".") for p in output.iterdir())
