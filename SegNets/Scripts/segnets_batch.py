@@ -253,7 +253,8 @@ def run(argv: list[str]) -> int:
                 results.append(segment_file(logic, volumes_logic, source, target, model, args))
             except Exception as error:  # one bad volume must not stop the batch; it is reported
                 message = str(error) if isinstance(error, SegNetsError) else f"{type(error).__name__}: {error}"
-                print(f"segnets_batch: error: {source}: {message}", file=sys.stderr, flush=True)
+                named = message if message.startswith(f"{source}: ") else f"{source}: {message}"
+                print(f"segnets_batch: error: {named}", file=sys.stderr, flush=True)
                 failures.append({"input": str(source), "error": message})
     finally:
         logic.worker.shutdown()

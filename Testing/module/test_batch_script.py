@@ -266,3 +266,13 @@ def test_a_stopped_batch_says_so_and_leaves_only_whole_files(inputs, library, tm
     assert process.returncode == code, err
     assert f"segnets_batch: {said}; no file was left half-written." in err.splitlines(), err
     assert all(p.name.endswith(".seg.nrrd") and not p.name.startswith(".") for p in output.iterdir())
+
+
+def test_a_failed_volume_is_named_once_in_its_error_line(inputs, library, tmp_path, capsys):
+    """The line read 'error: <path>: <path>: not a readable image file ...': the message already names the file."""
+    broken = inputs / "broken.nii.gz"
+    arguments = ["--input", str(broken), "--model", "all-liver", "--output", str(tmp_path / "out")]
+    assert _load_script().main([*arguments, "--library", str(library.root)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segnets_batch: error:")]
+    assert len(errors) == 1 and errors[0].count(str(broken)) == 1, errors
+    assert errors[0].startswith(f"segnets_batch: error: {broken}: not a readable image file"), errors
