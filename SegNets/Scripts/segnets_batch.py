@@ -153,7 +153,7 @@ def segment_file(logic, volumes_logic, source: Path, target: Path, model: Path, 
         stage = None
         while not job.wait(0.5):
             snapshot = job.progress()
-            if snapshot.stage != stage:
+            if snapshot.stage and snapshot.stage != stage:  # blank until the worker child takes the job
                 stage = snapshot.stage
                 print(f"  {source.name}: {stage} ({snapshot.fraction:.0%})", flush=True)
         result = logic.finish_segment(job)

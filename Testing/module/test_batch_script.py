@@ -276,3 +276,13 @@ def test_a_failed_volume_is_named_once_in_its_error_line(inputs, library, tmp_pa
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segnets_batch: error:")]
     assert len(errors) == 1 and errors[0].count(str(broken)) == 1, errors
     assert errors[0].startswith(f"segnets_batch: error: {broken}: not a readable image file"), errors
+
+
+def test_progress_lines_name_a_stage(inputs, library, tmp_path, capsys):
+    """The first progress line of each volume read '  ct_b.nrrd:  (0%)': the job's stage before it starts is blank."""
+    import re
+
+    arguments = ["--input", str(inputs / "ct_b.nrrd"), "--model", "all-liver", "--output", str(tmp_path / "out")]
+    assert _load_script().main([*arguments, "--device", "cpu", "--roi", "off", "--library", str(library.root)]) == 0
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert progress and all(re.fullmatch(r"  ct_b\.nrrd: \w[\w ]* \(\d+%\)", line) for line in progress), progress
