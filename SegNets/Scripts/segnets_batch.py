@@ -145,7 +145,6 @@ def segment_file(logic, volumes_logic, source: Path, target: Path, model: Path, 
     from SegNetsLib import mrml
 
     started = time.monotonic()
-    scene = logic.scene
     volume_node = mrml.load_volume_node(volumes_logic, source, _stem(source))
     created = [volume_node]
     try:
@@ -169,8 +168,23 @@ def segment_file(logic, volumes_logic, source: Path, target: Path, model: Path, 
             "rois": [list(map(int, box)) for box in result.rois],
         }
     finally:
-        for node in created:
-            scene.RemoveNode(node)
+        remove_nodes(created)
+
+
+def remove_nodes(nodes: list) -> None:
+    """Remove ``nodes`` from their scene with their subject hierarchy items and display and storage nodes: a folder
+    of volumes leaves the scene as it found it (slicer-core keeps the item of a removed node, which then logs
+    "DataNodeCache inconsistency found" errors)."""
+    import slicer
+
+    from SegNetsLib.mrml.volumes import remove_temporary_node
+
+    for node in nodes:
+        hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(node.GetScene())
+        item = hierarchy.GetItemByDataNode(node) if hierarchy is not None else 0
+        if item:
+            hierarchy.RemoveItem(item, False, False)  # the item only; its node goes next, with what was made for it
+        remove_temporary_node(node)
 
 
 def main(argv: list[str]) -> int:

@@ -286,3 +286,31 @@ def test_progress_lines_name_a_stage(inputs, library, tmp_path, capsys):
     assert _load_script().main([*arguments, "--device", "cpu", "--roi", "off", "--library", str(library.root)]) == 0
     progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
     assert progress and all(re.fullmatch(r"  ct_b\.nrrd: \w[\w ]* \(\d+%\)", line) for line in progress), progress
+
+
+def test_each_volume_leaves_the_scene_as_it_found_it(mrml, inputs, library, tmp_path):
+    """Removed volumes and segmentations left their display and storage nodes and their subject hierarchy items
+    (3 nodes and 2 items a volume; slicer-core then logged 'DataNodeCache inconsistency found' errors)."""
+    import slicer
+    import vtk
+
+    from SegNetsLib.app.logic import SegmentationLogic
+
+    batch = _load_script()
+    args = batch.parse_args(
+        ["--input", "x", "--model", "m", "--output", str(tmp_path), "--device", "cpu", "--roi", "off"]
+    )
+    logic = SegmentationLogic(mrml.scene, library)
+
+    def scene_state() -> tuple[int, int]:
+        hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(mrml.scene)
+        items = vtk.vtkIdList()
+        hierarchy.GetItemChildren(hierarchy.GetSceneItemID(), items, True)
+        return mrml.scene.GetNumberOfNodes(), items.GetNumberOfIds()
+
+    before = scene_state()
+    for name in ("ct_a.nii.gz", "ct_b.nrrd"):
+        target = tmp_path / f"{name.split('.')[0]}.seg.nrrd"
+        batch.segment_file(logic, mrml.volumes_logic, inputs / name, target, library.find("all-liver"), args)
+        assert target.is_file()
+    assert scene_state() == before
