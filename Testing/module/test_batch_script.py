@@ -314,3 +314,12 @@ def test_each_volume_leaves_the_scene_as_it_found_it(mrml, inputs, library, tmp_
         batch.segment_file(logic, mrml.volumes_logic, inputs / name, target, library.find("all-liver"), args)
         assert target.is_file()
     assert scene_state() == before
+
+
+def test_an_unknown_device_is_a_bad_argument(inputs, tmp_path, capsys):
+    """'--device gpu' loaded and failed every volume in turn ('device 'gpu' is unknown'), exit 1."""
+    arguments = ["--input", str(inputs), "--model", "x", "--output", str(tmp_path / "o"), "--device", "gpu"]
+    assert _load_script().main(arguments) == 2
+    assert "argument --device: 'gpu' is not a device; choose auto, cpu, cuda, cuda:N or mps" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert _load_script().parse_args([*arguments[:-1], "CUDA:1"]).device == "cuda:1"
