@@ -3,7 +3,7 @@
 Round 1: k0 bin-centre slices (bench/sparse.py's protocol), from scratch for ``--time-limit`` s or
 ``--iterations``. Round r > 1: the user paints the suggested slice fully (the reference on it), the model of
 round r - 1 continues warm (``finetune.rounds.finetune_round``) and the result on screen changes where the added
-slice reaches (``finetune.rounds.local_update``; the walkers run only there). Per round: Dice
+slice reaches (``finetune.update.local_update``; the walkers run only there). Per round: Dice
 against the full reference, wall and CPU seconds of the round and of the suggestion, beside Fill between slices
 (``mci``) and the random walker (``rw``) given the same slices. At rounds 2 and 3 (k0 -> k0 + 1 -> k0 + 2) the
 same previous model also continues with the slice the fixed bin rule would add (of the k + 1 bin centres, the one
@@ -206,7 +206,7 @@ def fill_between_rounds(cases: dict, rows: list[dict]) -> None:
 
 def row(name, number, method, result, truth, seconds, slices, shown, how=None) -> dict:
     """A network row: ``dice`` of what the user sees (``shown``: the round's update where the added slice reaches,
-    ``finetune.rounds.local_update``, the previous result elsewhere)."""
+    ``finetune.update.local_update``, the previous result elsewhere)."""
     out = {
         "structure": name,
         "round": number,

@@ -43,7 +43,7 @@ class FinetuneOptions:
     segment: False skips the whole-volume segmentation (``labelmap`` is then the annotation itself).
     refine: settle the network's boundaries with a seeded random walker (:mod:`SegNetsLib.finetune.refine`).
     changing: the only box [k, j, i] of the result the caller will use (a correction round keeps the rest of the
-    previous result, :func:`SegNetsLib.finetune.rounds.changing_box`): the random walkers run only there, and
+    previous result, :func:`SegNetsLib.finetune.update.changing_box`): the random walkers run only there, and
     elsewhere the result is the network's labelmap; None: everywhere.
     annotation_name: how error messages name the annotation (its file, say).
     seed: the random draws of a new network's weights, the patches and the augmentation (with the same

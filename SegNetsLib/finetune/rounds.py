@@ -23,7 +23,6 @@ from torch import nn
 
 from SegNetsLib.card.card import ModelCard
 from SegNetsLib.core import annotation as ann
-from SegNetsLib.core.box import Box
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.progress import CancelToken, ProgressFn
 from SegNetsLib.core.volume import Volume
@@ -31,7 +30,8 @@ from SegNetsLib.finetune.loop import FinetuneCallback
 from SegNetsLib.finetune.options import FinetuneOptions, FinetuneResult
 from SegNetsLib.finetune.run import finetune
 from SegNetsLib.finetune.start import is_architecture, painted_lineage, round_of, trained_on_volume
-from SegNetsLib.finetune.suggest import DEFAULT_MEASURE, SliceSuggestion, distance_to_painted, suggest_slice
+from SegNetsLib.finetune.suggest import DEFAULT_MEASURE, SliceSuggestion, suggest_slice
+from SegNetsLib.finetune.update import changing_box, local_update
 from SegNetsLib.models.library import ModelLibrary, load
 
 # A correction round trains ROUND_BASE_ITERATIONS plus ROUND_PER_SLICE_ITERATIONS per slice added, at most
@@ -51,11 +51,6 @@ ROUND_LEARNING_RATE = 3e-3
 # from a 2-slice round 1 (300 iterations) with the suggested slice, mean Dice gain +0.070 against +0.069 with the
 # deformation, each within 0.009 of it, in 5.5 s against 6.4 s on 2 threads
 ROUND_DEFORM = False
-# A correction that confirms the result: an added slice on which the result the user had already agrees with the
-# painting (:func:`slice_agreement` at least CONFIRMED_DICE) changes the result on that slice only. Chosen on
-# bench/sparse_sets.py's TUNE set (41 structures, 121 corrections; docs/benchmarks/sparse_rounds.md): no correction
-# lowered Dice (7 without it, the largest -0.004), mean gain +0.0390 against +0.0401; with 0.95: 5 and +0.0395.
-CONFIRMED_DICE = 0.90
 
 
 @dataclass
@@ -190,8 +185,8 @@ def finetune_round(
 
     previous: the previous round's labelmap [k, j, i] (what the user has on screen): the update then changes
     it only on the slices nearer an added slice than any earlier painted one, or on the added slice alone where
-    the result already agreed with its painting (:func:`local_update`), so a correction never undoes what the user
-    already accepted elsewhere."""
+    the result already agreed with its painting (:func:`SegNetsLib.finetune.update.local_update`), so a
+    correction never undoes what the user already accepted elsewhere."""
     options = options or FinetuneOptions()
     number, added, labels, unpainted, before, repainted = 1, {}, None, {}, {}, {}
     if not is_architecture(start):
@@ -254,75 +249,6 @@ def finetune_round(
     if measure:  # None: no suggestion (a caller that times it apart); of the result the user will see
         result.suggestion = suggest_for(result, volume, measure, options.device)
     return result
-
-
-def changing_box(shape: Sequence[int], painted: Mapping[int, Sequence[int]], added: Mapping[int, Sequence[int]]) -> Box:
-    """The box of an array of ``shape`` [k, j, i] that :func:`local_update` may change when ``added`` slices join
-    those ``painted`` before ({axis: indices}): along the added slices' axis, from the nearest slice painted before
-    below them to the nearest above (or the array's ends), both included: painted, every voxel of those two is a
-    seed, so what lies between them is settled without the rest."""
-    axis = ann.painting_axis(added)
-    first, last = min(added[axis]), max(added[axis])
-    below = [int(i) for i in painted.get(axis, []) if i < first]
-    above = [int(i) for i in painted.get(axis, []) if i > last]
-    start, stop = [0, 0, 0], [int(n) for n in shape]
-    start[axis] = max(below) if below else 0
-    stop[axis] = min(above) + 1 if above else stop[axis]
-    return Box(*start, *stop)
-
-
-def local_update(
-    previous: np.ndarray,
-    new: np.ndarray,
-    painted: Sequence[int],
-    added: Sequence[int],
-    axis: int,
-    painting: np.ndarray | None = None,
-    ignore_value: int | None = ann.DEFAULT_IGNORE_VALUE,
-) -> np.ndarray:
-    """``previous`` [k, j, i] with the slices nearer each ``added`` slice than any slice painted before
-    (``painted``) along ``axis`` taken from ``new``: a correction changes the result where the new slice is the
-    nearest painting (to the volume's end beyond the outer painted slice) and keeps it where an earlier one is.
-    With ``painting`` (the annotation's labels [k, j, i]), an added slice on which ``previous`` already agrees with
-    it (:data:`CONFIRMED_DICE`; a slice empty in both counts) changes only itself: the user confirmed the result
-    there, and its neighbours count it as painted.
-
-    Chosen on bench/sparse_sets.py's TUNE set (docs/benchmarks/sparse_rounds.md). On its first 24 structures
-    (rounds 1 to 4 with the suggested slice, 71 corrections): mean Dice gain +0.0334, 1 loss (-0.001), against
-    +0.0358 and 6 losses (at most -0.014) taking every slice between the painted neighbours, and +0.0351 and 14
-    losses (at most -0.045) taking the new result whole."""
-    out = np.array(previous, copy=True)
-    moved_out, moved_new = np.moveaxis(out, axis, 0), np.moveaxis(new, axis, 0)
-    positions = np.arange(moved_out.shape[0])
-    confirmed = [
-        k
-        for k in added
-        if painting is not None
-        and slice_agreement(np.take(previous, k, axis), np.take(painting, k, axis), ignore_value) >= CONFIRMED_DICE
-    ]
-    distance = distance_to_painted([*painted, *confirmed], len(positions))  # a confirmed slice settles its neighbours
-    for k in added:
-        nearer = positions == k if k in confirmed else np.abs(positions - k) < distance
-        moved_out[nearer] = moved_new[nearer]
-    return out
-
-
-def slice_agreement(result: np.ndarray, painting: np.ndarray, ignore_value: int | None) -> float:
-    """The lowest Dice, over the labels either gives, of a result's labels against those painted on the same slice
-    [j, i], over the painted voxels (those not ``ignore_value``): a label the result missed scores 0 however large the
-    others; 1.0 when both are empty there."""
-    known = np.ones(painting.shape, dtype=bool) if ignore_value is None else painting != ignore_value
-    ours, theirs = np.asarray(result)[known], np.asarray(painting)[known]
-    values = set(np.unique(ours[ours != 0]).tolist()) | set(np.unique(theirs[theirs != 0]).tolist())
-    return min(
-        (
-            2.0
-            * np.count_nonzero((ours == v) & (theirs == v))
-            / (np.count_nonzero(ours == v) + np.count_nonzero(theirs == v))
-            for v in values
-        ),
-        default=1.0,
-    )
 
 
 def suggest_for(

@@ -5,7 +5,7 @@ does each stretch between the outer painted slice and the end of the result (of 
 refined one). A candidate's score is how far painting it would bring the uncertain voxels closer to a painted
 slice, summed: the uncertain voxels of every slice times the slices by which the candidate shortens that slice's
 distance to the nearest painting, since what the network knows fades with that distance (and a correction changes
-at most the slices nearer the new slice than any other, ``finetune.rounds.local_update``). Uncertain voxels under
+at most the slices nearer the new slice than any other, ``finetune.update.local_update``). Uncertain voxels under
 each measure:
 - ``area``: the result's foreground (every voxel of the result is as uncertain as its distance makes it);
 - ``painted-area``: as ``area``, but a slice between two painted ones counts at least the area of those two

@@ -12,20 +12,17 @@ from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.options import FinetuneOptions
 from SegNetsLib.finetune.rounds import (
-    CONFIRMED_DICE,
     ROUND_MAX_ITERATIONS,
     added_slices,
-    changing_box,
     finetune_round,
-    local_update,
     previous_round,
     round_history,
     round_iterations,
     round_options,
-    slice_agreement,
 )
 from SegNetsLib.finetune.save import save_result
 from SegNetsLib.finetune.start import Start, round_of, trained_on_volume
+from SegNetsLib.finetune.update import local_update
 from SegNetsLib.models.library import ModelLibrary, load
 
 TINY = FinetuneOptions(
@@ -177,52 +174,6 @@ def test_the_same_voxels_at_another_spacing_are_another_volume():
     assert not trained_on_volume(first.card, Volume(image.array, spacing=(0.7, 0.7, 5.0)))
 
 
-def test_a_local_update_changes_the_result_only_where_the_added_slice_is_the_nearest_painting():
-    previous = np.zeros((20, 4, 4), np.uint8)
-    new = np.ones_like(previous)
-    out = local_update(previous, new, painted=[3, 10, 16], added=[12], axis=0)  # 11 and 14: as near 10 and 16
-    assert np.nonzero(out.any(axis=(1, 2)))[0].tolist() == [12, 13]
-    out = local_update(previous, new, painted=[3, 10], added=[1, 18], axis=0)  # beyond the ends: to the volume's
-    assert np.nonzero(out.any(axis=(1, 2)))[0].tolist() == [0, 1, 15, 16, 17, 18, 19]
-    out = local_update(previous, new, painted=[3, 10], added=[6], axis=0)  # an odd gap: 4 and 8 nearer the painted
-    assert np.nonzero(out.any(axis=(1, 2)))[0].tolist() == [5, 6, 7]
-    out = np.moveaxis(local_update(np.moveaxis(previous, 0, 2), np.moveaxis(new, 0, 2), [3, 10], [6], axis=2), 2, 0)
-    assert np.nonzero(out.any(axis=(1, 2)))[0].tolist() == [5, 6, 7]  # the same along another axis
-    assert not previous.any()  # the previous result is not modified
-
-
-def test_a_correction_that_confirms_the_result_changes_only_its_own_slice():
-    previous = np.zeros((20, 4, 4), np.uint8)
-    previous[:, 1:3, 1:3] = 1
-    new = np.full_like(previous, 2)
-    painting = np.full(previous.shape, 255, np.uint8)  # unpainted everywhere ...
-    painting[12] = previous[12]  # ... but slice 12, painted as the result already had it
-    out = local_update(previous, new, [3, 10, 16], [12], 0, painting=painting)
-    assert np.nonzero((out != previous).any(axis=(1, 2)))[0].tolist() == [12]
-    painting[12, 0, :] = 1  # 4 + 4 more voxels: Dice 2 * 4 / 12 = 0.67 against the result, below CONFIRMED_DICE
-    out = local_update(previous, new, [3, 10, 16], [12], 0, painting=painting)
-    assert np.nonzero((out != previous).any(axis=(1, 2)))[0].tolist() == [12, 13]  # the slices it is nearest
-    painting[8] = previous[8]  # two slices added in one round: 8 confirms the result, 12 corrects it
-    out = local_update(previous, new, [3, 16], [8, 12], 0, painting=painting)
-    # 12 changes the slices nearer it than 3, 16 and the confirmed 8: 11 to 13 (10 is as near 8)
-    assert np.nonzero((out != previous).any(axis=(1, 2)))[0].tolist() == [8, 11, 12, 13]
-
-
-def test_slice_agreement_counts_painted_voxels_with_the_same_label():
-    painting = np.array([[1, 1, 0, 255], [2, 2, 0, 255]], np.uint8)
-    result = np.array([[1, 1, 0, 1], [2, 1, 0, 2]], np.uint8)  # 3 of 4 painted labels; the unpainted column ignored
-    # label 1: 2 of the result's 3 against 2 painted; label 2: 1 of 1 against 2 painted: the lower counts
-    assert slice_agreement(result, painting, 255) == pytest.approx(min(2 * 2 / (3 + 2), 2 * 1 / (1 + 2)))
-    assert slice_agreement(result, painting, None) == 0.0  # 255 counted as a label the result never gives
-    large = np.zeros((40, 40), np.uint8)
-    large[5:35, 5:35] = 1
-    missed = large.copy()
-    missed[15:20, 15:20] = 2  # a small second label painted where the result has the first: not confirmed
-    assert slice_agreement(large, missed, 255) == 0.0
-    assert slice_agreement(np.zeros((3, 3)), np.zeros((3, 3)), 255) == 1.0  # both empty: nothing to disagree on
-    assert CONFIRMED_DICE == pytest.approx(0.90)
-
-
 def test_a_round_given_the_previous_result_keeps_it_away_from_the_added_slice():
     image, truth = _phantom()
     first = finetune_round(image, _painted(image, truth, (3, 8)), "unet3d", dataclasses.replace(TINY, iterations=5))
@@ -282,14 +233,6 @@ def test_a_previous_result_of_another_size_is_refused_before_training():
             progress=lambda fraction, stage: calls.append(stage),
         )
     assert calls == []  # nothing ran
-
-
-def test_the_changing_box_runs_from_the_painted_slice_below_the_added_one_to_the_one_above():
-    painted = {0: [3, 8, 15]}
-    assert changing_box((28, 20, 20), painted, {0: [5]}) == (3, 0, 0, 9, 20, 20)
-    assert changing_box((28, 20, 20), painted, {0: [20]}) == (15, 0, 0, 28, 20, 20)  # beyond: to the end
-    assert changing_box((28, 20, 20), painted, {0: [1, 10]}) == (0, 0, 0, 16, 20, 20)
-    assert changing_box((28, 20, 20), painted, {1: [4]}) == (0, 0, 0, 28, 20, 20)  # across: nothing painted on it
 
 
 def test_a_correction_refined_only_where_it_changes_the_result_is_the_full_correction_there():
