@@ -4,8 +4,9 @@
         --input DIR_OR_FILE --model ID[@VERSION] --output DIR [--device auto|cpu|cuda:N] [--roi auto|off] [--overwrite]
 
 Writes ``<output>/<name>.seg.nrrd`` per volume (named, colored segments with terminology; reference
-geometry set) and ``<output>/summary.json``; an existing ``.seg.nrrd`` is replaced only with ``--overwrite``; exits 1 when any volume failed or anything else went
-wrong (printed as one line; Slicer ``--python-script`` does not exit by itself), 2 on bad arguments.
+geometry set) and ``<output>/summary.json``; an existing ``.seg.nrrd`` is replaced only with ``--overwrite``.
+Exits 1 when any volume failed or anything else went wrong (printed as one line; Slicer ``--python-script``
+does not exit by itself), 2 on bad arguments.
 Model work runs in the SegNets worker child process, as from the panel.
 Runs the same way under plain Python with PyPI's slicer-core (no Slicer application), e.g. in CI.
 The ``segnets segment`` command does the same without any Slicer code.
