@@ -9,6 +9,7 @@ extended by the card's rule (``extend_box``) and merged where they overlap.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 
@@ -20,6 +21,8 @@ from SegNetsLib.core.box import Box, extend_box, find_components, merge_overlapp
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.inference.preprocess import Preprocessed
 from SegNetsLib.nets.runet import ROI_PADDING_VOXELS
+
+log = logging.getLogger(__name__)
 
 MAX_ROIS_PER_LABEL = 10  # 3D RU-Net keeps the 10 largest components per class at test time
 MIN_COMPONENT_FRACTION = 0.01  # components smaller than 1 % of a label's largest are noise of the coarse pass
@@ -70,17 +73,33 @@ def _located_boxes(
     settings: RoiSettings,
 ) -> list[Box]:
     """Components of each mask (the largest :data:`MAX_ROIS_PER_LABEL`, none under :data:`MIN_COMPONENT_FRACTION`
-    of the largest), their boxes mapped by ``to_network`` onto the network grid of ``shape``, extended and merged."""
+    of the largest), their boxes mapped by ``to_network`` onto the network grid of ``shape``, extended and merged.
+
+    Components left out are logged (a warning when some are beyond the limit): none is skipped silently."""
     boxes = []
+    too_many, too_small = 0, 0
     for mask in masks:
         components = find_components(mask, connectivity=COMPONENT_CONNECTIVITY)
         if not components:
             continue
         smallest = max(1, math.ceil(components[0].area * MIN_COMPONENT_FRACTION))
-        for component in components[:MAX_ROIS_PER_LABEL]:
-            if component.area < smallest:
-                break
+        kept = [component for component in components if component.area >= smallest]
+        too_small += len(components) - len(kept)
+        too_many += max(len(kept) - MAX_ROIS_PER_LABEL, 0)
+        for component in kept[:MAX_ROIS_PER_LABEL]:
             boxes.append(extend_roi(to_network(component.box), shape, spacing_kji, settings))
+    if too_many or too_small:
+        log.log(
+            logging.WARNING if too_many else logging.INFO,
+            "RoI localization left out %d component(s) the coarse pass found (%d beyond the %d largest of their "
+            "label, %d under %g %% of their label's largest); they are not segmented. Segment with RoI off to "
+            "include them.",
+            too_many + too_small,
+            too_many,
+            MAX_ROIS_PER_LABEL,
+            too_small,
+            100 * MIN_COMPONENT_FRACTION,
+        )
     return merge_overlapping(boxes)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -35,3 +37,24 @@ def test_foreground_masks_softmax_and_multi_label():
     assert len(softmax) == 2 and softmax[0][0].all() and softmax[1][1, 0].all() and not softmax[0][1].any()
     multi = foreground_masks(torch.tensor([[[[1.0, -1.0]]]]).expand(1, 1, 2, 2), multi_label=True)
     assert multi[0][..., 0].all() and not multi[0][..., 1].any()
+
+
+def test_components_left_out_of_the_rois_are_reported(caplog):
+    """Beyond the 10 largest components of a label, or under 1 % of its largest, the coarse pass's finds are
+    not segmented: the log must say how many, never skip them silently."""
+    mask = np.zeros((4, 40, 40), bool)
+    for index in range(12):  # twelve equal 2 x 2 x 2 components, far apart
+        y, x = 3 * (index // 4) * 4, 3 * (index % 4) * 3
+        mask[1:3, y : y + 2, x : x + 2] = True
+    mask[:, 30:40, 30:40] = True  # the largest: 400 voxels; 1 % of it is 4 voxels
+    mask[0, 0, 39] = True  # a one-voxel speck under that
+    settings = RoiSettings(extension="padding", padding_mm=0.0)
+    with caplog.at_level(logging.INFO, logger="SegNetsLib"):
+        boxes = boxes_from_masks([mask], (1.0, 1.0, 1.0), mask.shape, (1.0, 1.0, 1.0), settings)
+    assert len(boxes) == 10
+    assert "left out 4 component(s)" in caplog.text
+    assert "3 beyond the 10 largest of their label, 1 under 1 %" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="SegNetsLib"):
+        boxes_from_masks([mask[:, 30:, 30:]], (1.0, 1.0, 1.0), (4, 10, 10), (1.0, 1.0, 1.0), settings)
+    assert "left out" not in caplog.text
