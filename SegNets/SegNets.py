@@ -383,7 +383,9 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelLibr
     def _showSegmentResult(self, result) -> None:
         if result is None:
             return
-        self.ui.stageLabel.text = _("Done: {name}.").format(name=result.segmentation_node.GetName())
+        self.ui.stageLabel.text = _("Done: {name} ({region}).").format(
+            name=result.segmentation_node.GetName(), region=result.region()
+        )
         if result.roi_node is not None and self._parameterNode:
             self._parameterNode.roiNode = result.roi_node
         result.segmentation_node.CreateClosedSurfaceRepresentation()

@@ -40,6 +40,11 @@ class SegmentResult:
     card: ModelCard
     rois: list[Box]
 
+    def region(self) -> str:
+        """Where the model segmented, for the panel and the web page: "in N RoI(s)" or "whole volume" (RoI off, a
+        model without RoI localization, or a coarse pass that found nothing)."""
+        return f"in {len(self.rois)} RoI(s)" if self.rois else "whole volume"
+
 
 @dataclass
 class FinetuneOutcome:

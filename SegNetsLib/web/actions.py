@@ -345,7 +345,10 @@ class PanelActions(RoundActions):
             return
         self._replace_result(result)
         if new_model is None:
-            self.data.message = f"Segmented {self.data.volume_name!r} with {result.card.name} {result.card.version}."
+            where = result.region()
+            self.data.message = (
+                f"Segmented {self.data.volume_name!r} ({where}) with {result.card.name} {result.card.version}."
+            )
             return
         self.refresh_models()
         if finetuned.in_library(self.logic.library):

@@ -117,7 +117,7 @@ def test_segment_fills_the_output_chosen_when_it_started_not_one_chosen_while_it
     ]
     assert names == ["my strokes"], "a node chosen after the start keeps its segments"
     assert chosen.GetSegmentation().GetNthSegment(0).GetName() == "Liver"
-    assert widget.ui.stageLabel.text == "Done: chosen output."
+    assert widget.ui.stageLabel.text == "Done: chosen output (whole volume)."
 
 
 def test_an_output_deleted_while_segment_ran_gives_a_new_node(mrml, panel):
@@ -129,8 +129,23 @@ def test_an_output_deleted_while_segment_ran_gives_a_new_node(mrml, panel):
     mrml.scene.RemoveNode(chosen)
     params.outputSegmentation = None  # as the parameter node's reference drops a removed node
     widget._poll()
-    assert widget.ui.stageLabel.text == "Done: CT Tiny test 3D U-Net."
+    assert widget.ui.stageLabel.text == "Done: CT Tiny test 3D U-Net (whole volume)."
     assert mrml.scene.GetFirstNodeByName("CT Tiny test 3D U-Net").GetSegmentation().GetNumberOfSegments() == 1
+
+
+def test_the_stage_label_says_whether_rois_or_the_whole_volume_were_segmented(mrml, panel):
+    """RoI Auto that found a region says so; Off (and Auto that found nothing) says the whole volume was segmented."""
+    widget, params = panel
+    params.roiMode = "Auto"
+    widget.onSegmentButton()
+    assert widget._job.wait(120)
+    widget._poll()
+    assert widget.ui.stageLabel.text == "Done: CT Tiny test 3D U-Net (in 1 RoI(s))."
+    params.roiMode = "Off"
+    widget.onSegmentButton()
+    assert widget._job.wait(120)
+    widget._poll()
+    assert widget.ui.stageLabel.text == "Done: CT Tiny test 3D U-Net (whole volume)."
 
 
 def _painted(mrml, params) -> tuple:

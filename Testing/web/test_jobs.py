@@ -4,6 +4,7 @@ driven from Python on an asyncio loop as the server's event loop drives it (no b
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -70,6 +71,10 @@ def test_a_second_segment_after_the_first_ends_waits_until_its_result_is_shown(w
     asyncio.run(scenario())
     assert actions._job is None and not actions.busy
     assert actions.data.message.startswith("Segmented 'crop'") and actions.data.has_result
+    # the page says which mode ran: RoI localization (the page's default, auto) or the whole volume
+    assert re.match(r"Segmented 'crop' \((in \d+ RoI\(s\)|whole volume)\) with ", actions.data.message), (
+        actions.data.message
+    )
 
 
 STOP_DURING_FINETUNE = """
