@@ -147,12 +147,12 @@ class Predictor:
         if locate:
             try:
                 boxes = self._locate(pre, tracker, cancel, name)
+                if not boxes:
+                    log.info("%s: the coarse pass found no structure; segmenting the whole volume.", name)
             except ValueError as error:  # a coarse grid too small for the network: no localization
                 if not _single_voxel_level(error):
                     raise
                 log.info("%s: the coarse pass's grid is too small for the network; segmenting the whole volume.", name)
-            if not boxes:
-                log.info("%s: the coarse pass found no structure; segmenting the whole volume.", name)
         elif roi == "auto":
             log.info("%s: model %r does not use RoI localization; segmenting the whole volume.", name, self.card.id)
         fine_boxes = boxes or [Box(0, 0, 0, *pre.shape)]

@@ -288,4 +288,5 @@ def test_a_volume_too_small_for_the_network_is_refused_naming_it_and_a_tiny_coar
     with caplog.at_level(logging.INFO, logger="SegNetsLib"):
         labels = Predictor(net, coarse, device="cpu").predict(ct, roi="auto").labelmap.array
     assert "coarse pass's grid is too small" in caplog.text
+    assert "found no structure" not in caplog.text  # the coarse pass never ran: it cannot have found nothing
     assert labels.shape == ct.shape_kji  # segmented, the whole volume
