@@ -41,6 +41,23 @@ def _label_segments(segmentation, labels: list[LabelInfo]) -> None:
         segmentation.SetSegmentIndex(ids[value], index)
 
 
+def _share_empty_labelmap(segmentation_node, labelmap_node) -> None:
+    """Give every segment ``labelmap_node``'s all-background labelmap (one shared layer) on its grid.
+
+    Segments made empty by ``AddEmptySegment`` have no grid at all, and Slicer's storage node then writes a
+    1 x 1 x 1 image at the origin in place of the volume's geometry.
+    """
+    import slicer
+
+    image = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(
+        labelmap_node, segmentation_node.GetParentTransformNode()
+    )
+    name = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    segmentation = segmentation_node.GetSegmentation()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segmentation.GetNthSegment(index).AddRepresentation(name, image)
+
+
 def segmentation_from_labelmap(
     scene,
     labelmap: Volume,
@@ -89,6 +106,8 @@ def segmentation_from_labelmap(
         ):
             raise SegNetsError(f"Slicer could not import the labelmap into segmentation {name!r}.")
         _label_segments(segmentation_node.GetSegmentation(), labels)
+        if not values:  # every segment empty: give them the volume's grid, or they have none
+            _share_empty_labelmap(segmentation_node, temporary)
     finally:
         remove_temporary_node(temporary)
     place_next_to(segmentation_node, reference_volume_node)

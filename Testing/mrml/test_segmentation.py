@@ -128,3 +128,26 @@ def test_a_terminology_with_every_field_survives_slicers_tag_and_the_card():
     card = replace(LIVER_CARD, labels=[LabelInfo(1, "Mass", (1.0, 0.0, 0.0), term)])
     again = ModelCard.from_dict(json.loads(json.dumps(validate_card(card.to_dict()))))
     assert again.labels[0].terminology == term
+
+
+def test_a_result_with_no_foreground_is_saved_on_the_volumes_grid(mrml, tmp_path):
+    """A model that finds nothing: every segment is empty, and the .seg.nrrd the batch script, the panel and SegNets
+    Web save was a 1 x 1 x 1 image at the origin (``segnets segment`` writes the volume's grid)."""
+    from SegNetsLib.imageio.segmentations import read_labelmap_and_labels
+
+    direction = np.array([[0.0, -1.0, 0.0], [0.8, 0.0, 0.6], [-0.6, 0.0, 0.8]])  # oblique
+    volume = Volume(
+        np.zeros((6, 7, 9), np.int16), spacing=(0.7, 0.8, 2.5), origin=(-10.0, 20.0, 30.0), direction=direction
+    )
+    volume_node = mrml_bridge.volume_node_from_volume(mrml.scene, volume, "CT")
+    card = [LabelInfo(1, "Liver", (0.87, 0.51, 0.41)), LabelInfo(4, "Kidney", (0.2, 0.3, 0.9))]
+    empty = volume.with_array(np.zeros(volume.shape_kji, np.uint8))
+    node = mrml_bridge.segmentation_from_labelmap(mrml.scene, empty, card, volume_node, "nothing found")
+    path = mrml_bridge.save_segmentation_node(node, tmp_path / "nothing.seg.nrrd")
+
+    back, labels = read_labelmap_and_labels(path)
+    assert back.same_geometry(volume, tolerance_mm=1e-4), (back.shape_kji, back.origin, back.spacing)
+    assert not back.array.any()
+    assert [(value, label.name) for value, label in labels.items()] == [(1, "Liver"), (4, "Kidney")]
+    again = mrml.segmentations_logic.LoadSegmentationFromFile(str(path), False, "again")
+    assert again.GetSegmentation().GetNumberOfSegments() == 2
