@@ -60,6 +60,31 @@ class Terminology:
             ]
         )
 
+    @classmethod
+    def from_slicer_string(cls, text: str) -> Terminology | None:
+        """Parse Slicer's ``TerminologyEntry`` tag (the inverse of :meth:`as_slicer_string`); None for an empty or
+        malformed tag, or one without a category and type."""
+
+        def code(part: str) -> Code | None:
+            parts = part.split("^")
+            return Code(*parts) if len(parts) == 3 and any(parts) else None
+
+        fields = text.split("~") if text else []
+        if len(fields) != 7:
+            return None
+        category, type_ = code(fields[1]), code(fields[2])
+        if category is None or type_ is None:
+            return None
+        return cls(
+            category=category,
+            type=type_,
+            type_modifier=code(fields[3]),
+            anatomic_region=code(fields[5]),
+            anatomic_region_modifier=code(fields[6]),
+            context=fields[0],
+            anatomic_context=fields[4],
+        )
+
 
 @dataclass
 class LabelInfo:

@@ -15,9 +15,9 @@ import numpy as np
 import SimpleITK as sitk
 import slicerio
 from scipy import ndimage
-from slicerio.segmentation import terminology_entry_from_string
+from slicerio.segmentation import terminology_entry_from_string, terminology_entry_to_string
 
-from SegNetsLib.card.card import LabelInfo
+from SegNetsLib.card.card import LabelInfo, Terminology
 from SegNetsLib.card.factory import PALETTE
 from SegNetsLib.core.atomic import atomic_file
 from SegNetsLib.core.constants import SEGMENTATION_SUFFIX
@@ -226,7 +226,7 @@ def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, LabelInfo]]:
         mask = slicerio.segment_mask(segmentation, segment).transpose(2, 1, 0)
         labelmap[mask] = value
         name = str(segment.get("name") or f"label {value}")
-        labels[value] = LabelInfo(value, name, _segment_color(segment.get("color"), index))
+        labels[value] = LabelInfo(value, name, _segment_color(segment.get("color"), index), _terminology(segment))
         drawn.append((value, bool(mask.any())))
     left = set(np.unique(labelmap).tolist())  # the values the drawing left, in one pass
     covered = [labels[value].name for value, painted in drawn if painted and value not in left]
@@ -236,6 +236,15 @@ def _read_seg_nrrd(path: Path) -> tuple[Volume, dict[int, LabelInfo]]:
             "layers), and a labelmap holds one label per voxel; make the segments not overlap or save them apart."
         )
     return Volume.from_ijk_to_lps(labelmap, np.asarray(segmentation["ijkToLPS"], dtype=float)), labels
+
+
+def _terminology(segment: dict) -> Terminology | None:
+    """A segment's terminology (its ``TerminologyEntry`` tag, as slicerio parsed it); None when it has none."""
+    entry = segment.get("terminology")
+    try:
+        return Terminology.from_slicer_string(terminology_entry_to_string(entry)) if entry else None
+    except (KeyError, TypeError):  # a tag without a category or type
+        return None
 
 
 def _segment_color(value: object, index: int) -> tuple[float, float, float]:

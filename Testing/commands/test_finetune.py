@@ -105,17 +105,24 @@ def test_out_of_range_and_ignore_valued_paintings_are_refused_naming_the_file(fi
     assert code == 1 and "ignored.nii.gz marks every painted voxel with 255" in err
 
 
-def test_segment_names_and_colors_of_a_seg_nrrd_annotation_describe_the_result(files, capsys, model_library):
+def test_segment_names_colors_and_terminology_of_a_seg_nrrd_annotation_describe_the_result(
+    files, capsys, model_library
+):
+    """As in the panel, which takes them from the painted segments (the terminology was dropped here)."""
     import slicerio
 
-    from SegNetsLib.card.card import LabelInfo
+    from SegNetsLib.card.card import Code, LabelInfo, Terminology
     from SegNetsLib.imageio.segmentations import write_segmentation
 
     folder, paths = files
     image = Volume(np.random.default_rng(0).normal(size=(8, 16, 16)).astype(np.float32), spacing=(2, 2, 2))
     labels = np.zeros((8, 16, 16), np.uint8)
     labels[4, 2:7, 2:7], labels[4, 9:14, 9:14] = 1, 2
-    painted = [LabelInfo(1, "Liver", (0.8, 0.4, 0.3)), LabelInfo(2, "Right kidney", (0.7, 0.5, 0.3))]
+    kidney = Terminology(
+        Code("SCT", "123037004", "Anatomical Structure"), Code("SCT", "64033007", "Kidney"),
+        Code("SCT", "24028007", "Right"),
+    )  # fmt: skip
+    painted = [LabelInfo(1, "Liver", (0.8, 0.4, 0.3)), LabelInfo(2, "Right kidney", (0.7, 0.5, 0.3), kidney)]
     write_segmentation(image.with_array(labels), painted, folder / "painted.seg.nrrd")
     out = folder / "result.seg.nrrd"
     code, err = _run(
@@ -126,6 +133,9 @@ def test_segment_names_and_colors_of_a_seg_nrrd_annotation_describe_the_result(f
     segments = slicerio.read_segmentation(str(out))["segments"]
     assert [s["name"] for s in segments] == ["Liver", "Right kidney"]
     assert [[round(c, 3) for c in s["color"]] for s in segments] == [[0.8, 0.4, 0.3], [0.7, 0.5, 0.3]]
+    assert "terminology" not in segments[0]
+    assert segments[1]["terminology"]["type"] == ["SCT", "64033007", "Kidney"]
+    assert segments[1]["terminology"]["typeModifier"] == ["SCT", "24028007", "Right"]
 
 
 def test_a_several_channel_image_learns_from_scratch_on_every_channel(files, capsys, model_library):

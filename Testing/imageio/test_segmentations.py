@@ -49,6 +49,15 @@ def test_seg_nrrd_round_trips_names_colors_terminology_and_voxels(data_dir, tmp_
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
 
+def test_a_seg_nrrd_read_back_keeps_each_segments_terminology(data_dir, tmp_path):
+    """``segnets finetune`` takes an annotation's labels from here: its terminology was dropped."""
+    from SegNetsLib.imageio.segmentations import read_labelmap_and_labels
+
+    path = write_segmentation(_oblique_labelmap(data_dir), LABELS, tmp_path / "painted.seg.nrrd")
+    _, labels = read_labelmap_and_labels(path)
+    assert {value: label.terminology for value, label in labels.items()} == {5: LIVER_TERMINOLOGY, 1: None, 7: None}
+
+
 def test_slicer_core_reader_opens_the_seg_nrrd_with_names_colors_and_voxels(mrml, data_dir, tmp_path):
     slicer = pytest.importorskip("slicer")
     labelmap = _oblique_labelmap(data_dir)
