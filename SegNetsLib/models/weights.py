@@ -95,7 +95,9 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             raise _damaged(path, f"tensor {str(name)[:80]!r} has no valid dtype, shape and data offsets")
         count = math.prod(shape)
         if not 0 <= offsets[0] <= offsets[1] <= data_size or offsets[1] - offsets[0] != count * item:
-            raise _damaged(path, f"tensor {str(name)[:80]!r} of shape {tuple(shape)} lies outside the file's data")
+            raise _damaged(
+                path, f"tensor {str(name)[:80]!r} of shape {shown_shape(shape)} lies outside the file's data"
+            )
         shapes[name] = tuple(shape)
     return shapes
 
@@ -175,16 +177,31 @@ def shapes_of(tensors: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]
     return {name: tuple(tensor.shape) for name, tensor in tensors.items()}
 
 
+def shown_name(name: object, limit: int = 80) -> str:
+    """A tensor name from an untrusted file as an error quotes it: control characters escaped (the message stays
+    one line, no terminal escapes), cut at ``limit`` characters."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(name))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shown_shape(shape: tuple[int, ...], limit: int = 8) -> str:
+    """A tensor shape as an error quotes it; one of more than ``limit`` dimensions is cut, with its length."""
+    shape = tuple(shape)
+    if len(shape) <= limit:
+        return str(shape)
+    return f"({', '.join(map(str, shape[:limit]))}, … {len(shape)} dimensions)"
+
+
 def first_mismatch(found: Shapes, expected: Shapes) -> str | None:
     """The first difference between two name -> shape maps, in words, or None when they agree."""
     for name, shape in expected.items():
         if name not in found:
             return f"has no tensor '{name}' (shape {tuple(shape)})"
         if tuple(found[name]) != tuple(shape):
-            return f"has tensor '{name}' of shape {tuple(found[name])} where {tuple(shape)} is expected"
+            return f"has tensor '{name}' of shape {shown_shape(found[name])} where {tuple(shape)} is expected"
     for name, shape in found.items():
         if name not in expected:
-            return f"has tensor '{name}' (shape {tuple(shape)}) that the network does not have"
+            return f"has tensor '{shown_name(name)}' (shape {shown_shape(shape)}) that the network does not have"
     return None
 
 

@@ -201,6 +201,26 @@ def test_build_args_keys_with_control_characters_stay_one_sentence(model, tmp_pa
     expect("build-args-line-break", keeps_the_promise(lambda: load(path)))
 
 
+def test_tensor_names_and_shapes_from_the_weights_are_quoted_on_one_short_line(model, tmp_path):
+    """A tensor named with a line break and an escape code printed a forged second line; a shape of 200 000
+    dimensions made a 600 kB message. Both are the file's, not the network's: quoted escaped and cut."""
+    card_text, weights = model
+    header = _header(weights)
+    forged = "evil\nsegnets models: Imported\x1b[31m"
+    header[forged] = {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+    (tmp_path / "odd-name").mkdir()
+    path = _write_model(tmp_path / "odd-name", card_text, _with_header(weights, header))
+    message = keeps_the_promise(lambda: load(path))
+    assert "'evil\\nsegnets models: Imported\\x1b[31m' (shape (0,)) that the network does not have" in message
+    header = _header(weights)
+    name = next(key for key in header if key != "__metadata__")
+    header[name]["shape"] = header[name]["shape"] + [1] * 200_000
+    (tmp_path / "long-shape").mkdir()
+    path = _write_model(tmp_path / "long-shape", card_text, _with_header(weights, header))
+    message = keeps_the_promise(lambda: load(path))
+    assert f"'{name}' of shape (" in message and "… 200001 dimensions) where" in message, message
+
+
 def test_zip_entry_without_a_name_is_refused_in_one_sentence(model, tmp_path):
     """Found by the long run: an entry whose name is empty made zipfile's is_dir raise IndexError."""
     card_text, weights = model
