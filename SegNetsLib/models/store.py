@@ -235,19 +235,27 @@ def weights_bound(card: ModelCard) -> int:
 
 
 def _unpack(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int, source: str) -> None:
-    """Write the entry ``info`` to ``target``; refused beyond ``limit`` bytes (declared or written)."""
+    """Write the entry ``info`` to ``target`` (in a temporary folder); refused beyond ``limit`` bytes (declared or
+    written). A full disk or a file size limit there is a SegNetsError naming the zip and the temporary folder."""
     name = target.name
     if info.file_size > limit:
         raise SegNetsError(
             f"{source}: {name} would unpack to {info.file_size:,} bytes, more than the {limit:,}-byte limit."
         )
     written = 0
-    with open(target, "wb") as handle:
-        for chunk in _entry_chunks(archive, info, f"{source}: entry {name}"):
-            written += len(chunk)
-            if written > limit:
-                raise SegNetsError(f"{source}: {name} unpacks to more than {limit:,} bytes; the zip is refused.")
-            handle.write(chunk)
+    try:
+        with open(target, "wb") as handle:
+            for chunk in _entry_chunks(archive, info, f"{source}: entry {name}"):
+                written += len(chunk)
+                if written > limit:
+                    raise SegNetsError(f"{source}: {name} unpacks to more than {limit:,} bytes; the zip is refused.")
+                handle.write(chunk)
+    except OSError as error:
+        raise SegNetsError(
+            f"{source}: {name} could not be unpacked into the temporary folder {tempfile.gettempdir()} "
+            f"({(error.strerror or str(error)).rstrip('.')}); free some space there or set TMPDIR to a folder "
+            "with room."
+        ) from None
 
 
 def write_model_zip(folder: Path, path: str | os.PathLike) -> Path:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
 import safetensors.torch
 import torch
+from fuzz_helpers import full_disk, one_sentence
 from model_helpers import outputs, snapshot, tiny_model
 
 from SegNetsLib.card.factory import derive_card
@@ -258,3 +260,25 @@ def test_a_damaged_or_wrong_zip_is_refused_naming_the_zip(tmp_path):
     assert str(caught.value).startswith("badjson.zip: card.json: not valid JSON") and "segnets-model-" not in str(
         caught.value
     )
+
+
+def test_a_zip_unpacked_onto_a_full_temporary_disk_is_one_sentence_and_the_library_unchanged(tmp_path, monkeypatch):
+    """The weights are unpacked into a temporary folder first: a full disk there raised a bare OSError (a traceback
+    from 'segnets models import' and 'segnets segment --model x.zip')."""
+    files = _model_bytes(tmp_path)
+    archive = _zip(tmp_path / "model.zip", files)
+    library = ModelLibrary(tmp_path / "lib")
+    library.import_path(tmp_path / "src")
+    before = snapshot(library.root)
+    scratch = tmp_path / "scratch"
+    with full_disk(scratch, size_kib=64):
+        (scratch / "filler").write_bytes(bytes(60 * 1024))  # the card fits in what is left, the weights do not
+        monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+        for attempt in (lambda: library.import_path(archive, version="2.0.0"), lambda: load(archive)):
+            with pytest.raises(SegNetsError) as caught:
+                attempt()
+            message = one_sentence(caught.value)
+            assert message.startswith("model.zip: weights.safetensors could not be unpacked into the temporary")
+            assert str(scratch) in message and "No space left on device" in message
+        assert sorted(p.name for p in scratch.iterdir()) == ["filler"]  # no scratch folder left behind
+    assert snapshot(library.root) == before
