@@ -84,7 +84,7 @@ def list_models(args: argparse.Namespace) -> int:
         card, provenance = entry.card, entry.card.provenance
         base = f"{provenance.base_model_id}@{provenance.base_model_version}" if provenance.base_model_id else "-"
         labels = ", ".join(label.name for label in card.labels)
-        rows.append((card.id, card.version, card.architecture, labels, base, provenance.created or "-"))
+        rows.append((entry.id, entry.version, card.architecture, labels, base, provenance.created or "-"))  # by folders
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

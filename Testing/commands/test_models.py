@@ -118,3 +118,18 @@ def test_a_library_or_export_place_that_is_a_file_and_build_args_that_are_not_an
     with pytest.raises(SystemExit):
         run(capsys, "import", str(afile), "--architecture", "unet3d", "--labels", "liver", "--build-args", "[1, 2]")
     assert "is not a JSON object" in capsys.readouterr().err
+
+
+def test_list_shows_each_version_by_the_folder_it_loads_from(model_library, capsys):
+    """A version folder copied by hand keeps its card's id and version: the list showed the card's (1.0.0 twice),
+    not the id@version that loads it and that 'remove' deletes."""
+    library = ModelLibrary(model_library)
+    net, card = tiny_model()
+    first = library.add(net, card)
+    copy = first.parent / "1.1.0"
+    copy.mkdir()
+    for path in first.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    code, out, _ = run(capsys, "list")
+    rows = [line.split()[:2] for line in out.splitlines()[1:-1]]
+    assert code == 0 and rows == [[card.id, "1.0.0"], [card.id, "1.1.0"]]
