@@ -17,6 +17,8 @@ from SegNetsLib.core.errors import SegNetsError
 CARD_FILE = "card.json"
 MAX_CARD_BYTES = 4 * 1024 * 1024  # a card is a few kB; anything this large is not a card
 MAX_CARD_DEPTH = 32  # a card nests 6 levels of objects and lists; deeper JSON exhausts Python's recursion
+# a CT window's ends and 1 / its width stay far inside float32 (3.4e38): wider or narrower makes every input NaN or inf
+MAX_WINDOW = 1e30
 
 
 @functools.cache
@@ -128,6 +130,13 @@ def validate_card(data: dict[str, Any], source: str = CARD_FILE) -> dict[str, An
     if window is not None and not window[0] < window[1]:
         raise SegNetsError(
             f"{source}: field 'normalization.window' is {window} but must be [low, high] with low < high."
+        )
+    if window is not None and not (
+        -MAX_WINDOW <= window[0] and window[1] <= MAX_WINDOW and window[1] - window[0] >= 1 / MAX_WINDOW
+    ):
+        raise SegNetsError(
+            f"{source}: field 'normalization.window' is {window} but must lie within ±{MAX_WINDOW:g} with its ends "
+            f"at least {1 / MAX_WINDOW:g} apart (inputs are normalized in 32-bit floats)."
         )
     return data
 

@@ -139,6 +139,8 @@ BAD_CARDS = [
     (("orientation",), "XYZ", "field 'orientation'"),
     (("normalization", "kind"), "minmax", "field 'normalization.kind' is \"minmax\" but must be one of"),
     (("normalization",), {"kind": "ct_window"}, "field 'normalization.window' is required"),
+    (("normalization", "window"), [-1e308, 1e308], "field 'normalization.window' is [-1e+308, 1e+308] but must"),
+    (("normalization", "window"), [0, 1e-300], "must lie within ±1e+30 with its ends at least 1e-30 apart"),
     (("patch_size",), [64, 64], "field 'patch_size' must have exactly 3 items"),
     (("roi", "extension"), "scale3", "field 'roi.extension'"),
     (("roi", "padding_mm"), -1, "field 'roi.padding_mm' is -1 but must be >= 0"),
