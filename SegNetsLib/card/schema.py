@@ -61,7 +61,13 @@ def _describe(error: jsonschema.ValidationError) -> str:
         choices = ", ".join(json.dumps(choice) for choice in (expected if kind == "enum" else [expected]))
         return f"{field} is {value} but must be one of {choices}"
     if kind == "pattern":
-        hint = " (a semantic version such as 1.0.0)" if where == ["version"] else f" (pattern {expected})"
+        hint = (
+            " (a semantic version such as 1.0.0)"
+            if where == ["version"]
+            else " (one line of text, no control characters)"
+            if expected == card_schema()["$defs"]["one_line"]["pattern"]
+            else f" (pattern {expected})"
+        )
         return f"{field} is {value} but must match{hint}"
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         words = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[kind]

@@ -127,6 +127,16 @@ BAD_CARDS = [
     (("labels", 0, "color"), "red", "field 'labels[0].color' must be of type array"),
     (("labels", 0, "color", 2), 1.5, "field 'labels[0].color[2]' is 1.5 but must be <= 1"),
     (("labels", 0, "value"), 0, "field 'labels[0].value' is 0 but must be >= 1"),
+    (
+        ("labels", 1, "name"),
+        "tumor\nsegnets: ok",
+        "field 'labels[1].name' is \"tumor\\nsegnets: ok\" but must match (one line",
+    ),
+    (
+        ("in_channels", 0, "modality"),
+        "CT\x1b[31m",
+        "field 'in_channels[0].modality' is \"CT\\u001b[31m\" but must match",
+    ),
     (("labels", 1, "value"), 1, "field 'labels[1].value' repeats label value 1"),
     (("labels", 0, "terminology", "category"), _DELETE, "field 'labels[0].terminology.category' is required"),
     (
