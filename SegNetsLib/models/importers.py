@@ -87,10 +87,10 @@ def _own_weights(path: Path, architecture: str, tensors: dict, options: dict[str
     """Weights saved from a SegNets network (our key names)."""
     card = make_card(architecture, **_card_fields(path, architecture, {}, options))
     try:
-        shape_only = meta_network(card)  # names, shapes and size checked before the network takes memory
+        shape_only = meta_network(card, path.name)  # names, shapes and size checked before the network takes memory
         check_shapes(shapes_of(tensors), shape_only, path.name, describe_network(card))
         check_network_size(shape_only, path.name, describe_network(card))
-        return load_checked(build_network(card), tensors, path.name, describe_network(card)), card
+        return load_checked(build_network(card, source=path.name), tensors, path.name, describe_network(card)), card
     except SegNetsError as error:
         if architecture in OFFICIAL_CARDS:
             raise SegNetsError(

@@ -67,15 +67,15 @@ def describe_network(card: ModelCard) -> str:
     )
 
 
-def build_network(card: ModelCard, meta: bool = False) -> nn.Module:
+def build_network(card: ModelCard, meta: bool = False, source: str = CARD_FILE) -> nn.Module:
     """An untrained network as the card describes it (``nets.build`` with the card's build args).
 
     ``meta=True`` builds it on PyTorch's meta device: names, shapes and dtypes only, no memory, so an
     untrusted card can be checked (:func:`meta_network`) before anything is allocated. A real build
-    checks the size first.
+    checks the size first. ``source``: what errors call the card (its path, or the zip it came in).
     """
     if not meta:
-        check_network_size(meta_network(card), "card.json", describe_network(card))
+        check_network_size(meta_network(card, source), source, describe_network(card))
     try:
         if meta:
             with torch.device("meta"):
@@ -83,19 +83,20 @@ def build_network(card: ModelCard, meta: bool = False) -> nn.Module:
         return nets.build(card.architecture, len(card.in_channels), card.num_classes, **card.build_args)
     except SegNetsError as error:
         raise SegNetsError(
-            f"card.json: field 'build_args' does not fit {card.architecture} ({str(error).rstrip('.')})."
+            f"{source}: field 'build_args' does not fit {card.architecture} ({str(error).rstrip('.')})."
         ) from None
     except Exception as error:  # noqa: BLE001 - a constructor fed untrusted arguments may fail in any way
         reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         raise SegNetsError(
-            f"card.json: field 'build_args' does not make a {card.architecture} network ({reason.rstrip('.')})."
+            f"{source}: field 'build_args' does not make a {card.architecture} network ({reason.rstrip('.')})."
         ) from None
 
 
-def meta_network(card: ModelCard) -> nn.Module:
-    """The card's network on the meta device (shapes only), refused when larger than :mod:`.limits` allows."""
-    net = build_network(card, meta=True)
-    check_network_size(net, "card.json", describe_network(card), available=None)
+def meta_network(card: ModelCard, source: str = CARD_FILE) -> nn.Module:
+    """The card's network on the meta device (shapes only), refused when larger than :mod:`.limits` allows;
+    errors call the card ``source``."""
+    net = build_network(card, meta=True, source=source)
+    check_network_size(net, source, describe_network(card), available=None)
     return net
 
 
@@ -132,16 +133,17 @@ def load_folder(
     every tensor name and shape is checked against the card's architecture before loading. ``name``: what errors
     call the model (a zip it was unpacked from), else its folder."""
     folder, target = Path(folder), resolve_device(device)
-    card = read_card(folder / CARD_FILE, None if name is None else f"{name}: {CARD_FILE}")
+    card_source = str(folder / CARD_FILE) if name is None else f"{name}: {CARD_FILE}"
+    card = read_card(folder / CARD_FILE, card_source)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise SegNetsError(f"{name or folder}: the model has no {WEIGHTS_FILE}.")
     source = f"{folder.name}/{WEIGHTS_FILE}" if name is None else f"{name}: {WEIGHTS_FILE}"
     network = describe_network(card)
-    shape_only = meta_network(card)  # no memory spent until names, shapes and size are checked
+    shape_only = meta_network(card, card_source)  # no memory spent until names, shapes and size are checked
     check_shapes(safetensors_shapes(weights), shape_only, source, network)
     check_network_size(shape_only, source, network)
-    net = load_checked(build_network(card), read_safetensors(weights), source, network)
+    net = load_checked(build_network(card, source=card_source), read_safetensors(weights), source, network)
     return net.to(target).eval(), card
 
 
@@ -210,7 +212,8 @@ def extract_model_zip(path: str | os.PathLike, folder: Path, max_bytes: int | No
             raise SegNetsError(f"{path.name}: would unpack to {declared:,} bytes, more than the {cap:,}-byte limit.")
         _unpack(archive, members[CARD_FILE], folder / CARD_FILE, min(cap, MAX_CARD_BYTES), path.name)
         card = read_card(folder / CARD_FILE, f"{path.name}: {CARD_FILE}")
-        _unpack(archive, members[WEIGHTS_FILE], folder / WEIGHTS_FILE, min(cap, weights_bound(card)), path.name)
+        bound = weights_bound(card, f"{path.name}: {CARD_FILE}")
+        _unpack(archive, members[WEIGHTS_FILE], folder / WEIGHTS_FILE, min(cap, bound), path.name)
 
 
 def read_zip_card(path: str | os.PathLike) -> ModelCard:
@@ -229,9 +232,9 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise SegNetsError(f"{path.name}: not a readable zip archive ({error}).") from None
 
 
-def weights_bound(card: ModelCard) -> int:
+def weights_bound(card: ModelCard, source: str = CARD_FILE) -> int:
     """The most bytes a weights file of ``card``'s network can hold: every tensor as float64, and a header."""
-    return 2 * network_bytes(meta_network(card)) + WEIGHTS_HEADER_BYTES
+    return 2 * network_bytes(meta_network(card, source)) + WEIGHTS_HEADER_BYTES
 
 
 def _unpack(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int, source: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import pytest
 from fuzz_helpers import one_sentence, run_limited, sparse_safetensors
@@ -133,3 +134,17 @@ def test_card_asking_for_a_v_net_of_a_million_convolutions_is_refused_at_once(tm
         timeout=30,
     )
     assert "must lie between 1 and 16" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("build_args", [{"base_channels": 100000, "levels": 2}, {"in_channels": 10**9}])
+def test_a_refused_network_names_the_model_it_came_from(tmp_path, build_args):
+    """The refusal said "card.json: ..." whichever model, zip or library id it was about."""
+    folder = _model_with_build_args(tmp_path, build_args)
+    archive = tmp_path / "liver.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in folder.iterdir():
+            zipped.write(path, path.name)
+    for model, named in ((folder, f"{folder / 'card.json'}: "), (archive, "liver.zip: card.json: ")):
+        with pytest.raises(SegNetsError) as refused:
+            load(model)
+        assert one_sentence(refused.value).startswith(named), refused.value
