@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from SegNetsLib.core.annotation import is_dense, labelled
 from SegNetsLib.finetune.cleanup import annotated_range
@@ -25,7 +26,8 @@ def painting_notes(
 ) -> list[str]:
     """Notes for painted ``labels`` [k, j, i] on ``slices`` (``weight``: their weight map,
     :func:`~SegNetsLib.core.annotation.weight_map`): a label absent from a painted slice between two that hold it
-    (learned as background there), and, for a network learned from the painting alone (``from_scratch``),
+    (learned as background there), an outline drawn on a painted slice and not filled (its inside background
+    too), and, for a network learned from the painting alone (``from_scratch``),
     consecutive painted slices (the result then stays on them: :func:`~SegNetsLib.finetune.cleanup.annotated_range`).
     None for a dense annotation (:func:`~SegNetsLib.core.annotation.is_dense`): every slice is painted, so a label
     absent from one is background there and the structure does end where its painting does."""
@@ -36,6 +38,7 @@ def painting_notes(
     for axis, indices in axes.items():
         moved = np.moveaxis(labels, axis, 0)
         notes += _absent_between(moved, indices, axis, ignore_value, names or {})
+        notes += _enclosed(moved, indices, axis, ignore_value, names or {})
         if from_scratch and len(axes) == 1 and len(indices) >= 2 and _stays(moved, indices, ignore_value):
             notes.append(
                 f"slices {indices[0]}-{indices[-1]} along axis {axis} are painted one after another: the structure "
@@ -74,6 +77,34 @@ def _absent_between(
                 f"{names.get(value, f'label {value}')} is absent from painted slice(s) {listed} along axis {axis} "
                 f"between slices that hold it: it is learned as background there; paint it there, or {unknown}"
             )
+    return notes
+
+
+def _enclosed(
+    moved: np.ndarray, indices: Sequence[int], axis: int, ignore_value: int | None, names: Mapping[int, str]
+) -> list[str]:
+    """A note per label whose painting encloses more voxels painted 0 than it holds on painted slices of ``moved``
+    (the axis first): an outline drawn and not filled, its inside learned as background. A smaller enclosed part (a
+    vertebra's canal, a kidney's sinus: at most 0.46 of the painting on any slice of the benchmark's 66 structures)
+    is taken as meant."""
+    found: dict[int, list[tuple[int, int, int]]] = {}  # label -> [(slice, enclosed voxels, painted voxels)]
+    for s in indices:
+        plane = moved[s]
+        for value in (int(v) for v in np.unique(plane) if v != 0 and v != ignore_value):
+            mask = plane == value
+            inside = int((ndimage.binary_fill_holes(mask) & (plane == 0)).sum())
+            if inside >= mask.sum():
+                found.setdefault(value, []).append((s, inside, int(mask.sum())))
+    notes = []
+    for value, outlines in sorted(found.items()):
+        listed = ", ".join(str(s) for s, _, _ in outlines[:_LISTED]) + (", ..." if len(outlines) > _LISTED else "")
+        inside, held = sum(o[1] for o in outlines), sum(o[2] for o in outlines)
+        unknown = f" or mark it {ignore_value}" if ignore_value is not None else ""
+        notes.append(
+            f"{names.get(value, f'label {value}')} is painted as an outline on painted slice(s) {listed} along axis "
+            f"{axis} ({inside} unpainted voxels inside, {held} painted): the inside is learned as background; if it "
+            f"belongs to it, paint it (the Draw effect, or Scissors' Fill inside, fills an outline){unknown}"
+        )
     return notes
 
 
