@@ -14,6 +14,7 @@ from SegNetsLib.core.annotation import is_dense, labelled
 from SegNetsLib.finetune.cleanup import annotated_range
 
 _LISTED = 5  # slices named in a note, at most
+_SCANT = 0.1  # a label on a painted slice with under this share of the painted slices beside it: a leftover
 
 
 def painting_notes(
@@ -26,7 +27,7 @@ def painting_notes(
 ) -> list[str]:
     """Notes for painted ``labels`` [k, j, i] on ``slices`` (``weight``: their weight map,
     :func:`~SegNetsLib.core.annotation.weight_map`): a label absent from a painted slice between two that hold it
-    (learned as background there), an outline drawn on a painted slice and not filled (its inside background
+    (learned as background there) or left there as a few voxels (an erase stroke's leftovers), an outline drawn on a painted slice and not filled (its inside background
     too), and, for a network learned from the painting alone (``from_scratch``),
     consecutive painted slices (the result then stays on them: :func:`~SegNetsLib.finetune.cleanup.annotated_range`).
     None for a dense annotation (:func:`~SegNetsLib.core.annotation.is_dense`): every slice is painted, so a label
@@ -38,6 +39,7 @@ def painting_notes(
     for axis, indices in axes.items():
         moved = np.moveaxis(labels, axis, 0)
         notes += _absent_between(moved, indices, axis, ignore_value, names or {})
+        notes += _scant_between(moved, indices, axis, ignore_value, names or {})
         notes += _enclosed(moved, indices, axis, ignore_value, names or {})
         if from_scratch and len(axes) == 1 and len(indices) >= 2 and _stays(moved, indices, ignore_value):
             notes.append(
@@ -76,6 +78,35 @@ def _absent_between(
             notes.append(
                 f"{names.get(value, f'label {value}')} is absent from painted slice(s) {listed} along axis {axis} "
                 f"between slices that hold it: it is learned as background there; paint it there, or {unknown}"
+            )
+    return notes
+
+
+def _scant_between(
+    moved: np.ndarray, indices: Sequence[int], axis: int, ignore_value: int | None, names: Mapping[int, str]
+) -> list[str]:
+    """A note per label holding under :data:`_SCANT` of the voxels of the nearest painted slices on either side that
+    hold it on painted slices of ``moved`` (the axis first) between them, where those slices are painted background
+    (the rest of the structure there is learned as background)."""
+    painted = dict(zip(indices, moved[list(indices)]))
+    notes = []
+    for value in (int(v) for v in np.unique(np.stack(list(painted.values()))) if v != 0 and v != ignore_value):
+        counts = {s: int((plane == value).sum()) for s, plane in painted.items()}
+        holding = [s for s in indices if counts[s]]
+        scant = [
+            s
+            for s in holding[1:-1]
+            if counts[s]
+            < _SCANT * min(counts[max(h for h in holding if h < s)], counts[min(h for h in holding if h > s)])
+            and _painted_background(painted, holding, s, value)
+        ]
+        if scant:
+            listed = ", ".join(map(str, scant[:_LISTED])) + (", ..." if len(scant) > _LISTED else "")
+            held = ", ".join(str(counts[s]) for s in scant[:_LISTED]) + (", ..." if len(scant) > _LISTED else "")
+            notes.append(
+                f"{names.get(value, f'label {value}')} holds only {held} voxel(s) on painted slice(s) {listed} along "
+                f"axis {axis}, under a tenth of the painted slices beside them: the rest of it is learned as background "
+                "there; paint it whole there, or erase what is left"
             )
     return notes
 

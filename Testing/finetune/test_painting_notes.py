@@ -93,3 +93,17 @@ def test_an_outline_drawn_and_not_filled_is_named_and_a_canal_inside_a_structure
     assert _notes(labels, {0: [5, 10, 15]}, 255, names={1: "spleen"}) == []
     labels[15, 3:9, 3:9] = 255  # the inside marked unknown
     assert _notes(labels, {0: [5, 10, 15]}, 255, names={1: "spleen"}) == []
+
+
+def test_a_label_almost_erased_from_a_painted_slice_between_two_that_hold_it_is_named():
+    """An erase stroke leaving a few voxels of a structure on a slice makes that slice painted, the rest of the
+    structure on it background (the test CT's spleen, 3 painted slices: Dice 0.954 -> 0.863 for 2 voxels left)."""
+    labels = _painted((5, 15))
+    labels[10, 3, 3] = 1  # 1 voxel left of 16
+    notes = _notes(labels, {0: [5, 10, 15]}, 255, names={1: "spleen"})
+    assert notes == [
+        "spleen holds only 1 voxel(s) on painted slice(s) 10 along axis 0, under a tenth of the painted slices beside "
+        "them: the rest of it is learned as background there; paint it whole there, or erase what is left"
+    ]
+    labels[10, 2:6, 2:4] = 1  # half of it (a structure narrowing): not a leftover
+    assert _notes(labels, {0: [5, 10, 15]}, 255, names={1: "spleen"}) == []
