@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from SegNetsLib.core.annotation import is_dense, labelled
-from SegNetsLib.finetune.cleanup import annotated_range
+from SegNetsLib.finetune.cleanup import SINGLE_SLICE_MARGIN, annotated_range
 
 _LISTED = 5  # slices named in a note, at most
 _SCANT = 0.1  # a label on a painted slice with under this share of the painted slices beside it: a leftover
@@ -27,9 +27,10 @@ def painting_notes(
 ) -> list[str]:
     """Notes for painted ``labels`` [k, j, i] on ``slices`` (``weight``: their weight map,
     :func:`~SegNetsLib.core.annotation.weight_map`): a label absent from a painted slice between two that hold it
-    (learned as background there) or left there as a few voxels (an erase stroke's leftovers), an outline drawn on a painted slice and not filled (its inside background
-    too), and, for a network learned from the painting alone (``from_scratch``),
-    consecutive painted slices (the result then stays on them: :func:`~SegNetsLib.finetune.cleanup.annotated_range`).
+    (learned as background there) or left there as a few voxels (an erase stroke's leftovers), an outline drawn on a
+    painted slice and not filled (its inside background too), and, for a network learned from the painting alone
+    (``from_scratch``), consecutive painted slices or a lone one (the result then stays on or near them:
+    :func:`~SegNetsLib.finetune.cleanup.annotated_range`).
     None for a dense annotation (:func:`~SegNetsLib.core.annotation.is_dense`): every slice is painted, so a label
     absent from one is background there and the structure does end where its painting does."""
     if is_dense(weight):
@@ -46,7 +47,21 @@ def painting_notes(
                 f"slices {indices[0]}-{indices[-1]} along axis {axis} are painted one after another: the structure "
                 "is taken to end there, so the result stays on them; if it goes on, paint slices a few apart"
             )
+        if from_scratch and len(axes) == 1 and len(indices) == 1:
+            notes += _lone(moved, indices[0], axis, ignore_value)
     return notes
+
+
+def _lone(moved: np.ndarray, index: int, axis: int, ignore_value: int | None) -> list[str]:
+    """A note when ``index`` is the one painted slice of ``moved`` (the axis first), holding the structure: a
+    network learned from it alone results only within :data:`SINGLE_SLICE_MARGIN` slices of it."""
+    kept = annotated_range([index], moved.shape[0])
+    if not labelled(moved[index], ignore_value).any() or (kept.start == 0 and kept.stop == moved.shape[0]):
+        return []
+    return [
+        f"only slice {index} along axis {axis} is painted: the result stays on slices {kept.start}-{kept.stop - 1}, "
+        f"within {SINGLE_SLICE_MARGIN} slices of it; if the structure goes on, paint a slice near each of its ends too"
+    ]
 
 
 def _stays(moved: np.ndarray, indices: Sequence[int], ignore_value: int | None) -> bool:

@@ -107,3 +107,17 @@ def test_a_label_almost_erased_from_a_painted_slice_between_two_that_hold_it_is_
     ]
     labels[10, 2:6, 2:4] = 1  # half of it (a structure narrowing): not a leftover
     assert _notes(labels, {0: [5, 10, 15]}, 255, names={1: "spleen"}) == []
+
+
+def test_a_lone_painted_slice_from_scratch_says_how_far_the_result_reaches():
+    """One painted slice: a new network's result stays within 3 slices of it (the test CT's spleen, 30 slices long,
+    painted on its middle slice: Dice 0.38, without a word)."""
+    labels = _painted((10,))
+    (note,) = _notes(labels, {0: [10]}, 255, names={1: "spleen"}, from_scratch=True)
+    assert note == (
+        "only slice 10 along axis 0 is painted: the result stays on slices 7-13, within 3 slices of it; if the "
+        "structure goes on, paint a slice near each of its ends too"
+    )
+    assert _notes(labels, {0: [10]}, 255, from_scratch=False) == []  # a pretrained model is not limited
+    thin = _painted((2,), shape=(5, 8, 8))  # the range holds the whole axis: nothing is cut
+    assert _notes(thin, {0: [2]}, 255, from_scratch=True) == []
