@@ -270,7 +270,7 @@ class SegmentationLogic:
         """
         from SegNetsLib.finetune.options import FinetuneOptions
         from SegNetsLib.finetune.start import is_architecture
-        from SegNetsLib.mrml.annotation import labels_from_segments
+        from SegNetsLib.mrml.annotation import labels_from_segments, outside_notes
 
         if not time_limit_s or time_limit_s <= 0:
             raise SegNetsError(f"time budget {time_limit_s!r} s is not positive; give fine-tuning some seconds.")
@@ -278,6 +278,7 @@ class SegmentationLogic:
         annotation, label_to_segment = mrml.annotation_from_segmentation(
             annotation_node, segment_ids, volume_node, refuse_covered=True
         )
+        left_out = outside_notes(annotation_node, segment_ids, volume_node, annotation.array)
         labels = labels_from_segments(annotation_node, label_to_segment)
         extend = False
         if is_architecture(start):
@@ -314,7 +315,7 @@ class SegmentationLogic:
             options=options,
             description=f"Fine-tune on volume {volume_node.GetName()!r}",
         )
-        job.context.update(kind="finetune", volume_node=volume_node)  # the node, not its ID (see _job_node)
+        job.context.update(kind="finetune", volume_node=volume_node, notes=left_out)  # the node, not its ID (_job_node)
         return job
 
     def finish_finetune(self, job: Job, name: str | None = None) -> FinetuneOutcome | None:
@@ -344,7 +345,7 @@ class SegmentationLogic:
             segmentation,
             result.validation_dice,
             result.kept,
-            list(result.notes),
+            [*job.context.get("notes", []), *result.notes],
             result.round,
             result.suggestion,
             volume_node,

@@ -176,6 +176,51 @@ def _refuse_covered(
         )
 
 
+def painted_outside(segmentation_node, segment_ids: list[str], reference_volume_node) -> int:
+    """How many painted voxels of ``segment_ids`` have their centres outside ``reference_volume_node``'s grid
+    (through the two nodes' parent transforms): an export onto the volume leaves them out (a segmentation painted on
+    a larger volume, the volume cropped since). The segmentation node itself is never modified."""
+    import slicer
+    import vtk
+
+    segment_ids = _checked_ids(segmentation_node, segment_ids)
+    segmentation = segmentation_node.GetSegmentation()
+    labelmap = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    had_labelmaps = segmentation.ContainsRepresentation(labelmap)
+    work = segmentation_node.GetScene().AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__segnets_outside__")
+    try:
+        ids = vtk.vtkStringArray()
+        for segment_id in segment_ids:
+            ids.InsertNextValue(segment_id)
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, ids, work):
+            return 0
+        own = _voxels(work)
+        if own is None or not own.any():
+            return 0
+        same = segmentation_node.GetTransformNodeID() == reference_volume_node.GetTransformNodeID()
+        move = None if same else _between(segmentation_node, reference_volume_node)
+        dimensions = reference_volume_node.GetImageData().GetDimensions()
+        reference = Volume.from_ijk_to_ras(np.zeros(dimensions[::-1], np.uint8), ijk_to_ras_of(reference_volume_node))
+        return int((~_centres_inside(own, ijk_to_ras_of(work), reference, move)[1]).sum())
+    finally:
+        remove_temporary_node(work)
+        if not had_labelmaps and segmentation.ContainsRepresentation(labelmap):
+            segmentation.RemoveRepresentation(labelmap)  # made for the export (from closed surfaces)
+
+
+def outside_notes(segmentation_node, segment_ids: list[str], reference_volume_node, exported: np.ndarray) -> list[str]:
+    """A note when some of the painting of ``segment_ids`` lies outside ``reference_volume_node`` (left out of
+    ``exported``, their labelmap on its grid); SegNetsError when all of it does (not an unpainted segmentation)."""
+    outside = painted_outside(segmentation_node, segment_ids, reference_volume_node)
+    volume = reference_volume_node.GetName()
+    if outside and not exported.any():
+        raise SegNetsError(
+            f"the segmentation {segmentation_node.GetName()!r} is painted only outside volume {volume!r} ({outside} "
+            "voxels beyond its extent); paint the volume's own slices, or fine-tune on the volume it was painted on."
+        )
+    return [f"{outside} painted voxels lie outside volume {volume!r}: they were left out"] if outside else []
+
+
 def labels_from_segments(segmentation_node, label_to_segment: dict[int, str]) -> list[LabelInfo]:
     """The label list (value, name, color, terminology) of the chosen segments, for a new model card."""
     segmentation = segmentation_node.GetSegmentation()
@@ -197,9 +242,20 @@ def _painted_centres(
     ``labels`` [k, j, i] (a grid with the 4 x 4 ``ijk_to_ras``), that voxel's label (the last one where several
     fall in it). ``move``: RAS points (3, N) of that grid's frame to ``reference``'s (None: one frame)."""
     out = np.zeros(reference.shape_kji, dtype=np.uint8)
+    kji, inside, target = _centres_inside(labels, ijk_to_ras, reference, move)
+    out[target[2][inside], target[1][inside], target[0][inside]] = labels[kji][inside]
+    return out
+
+
+def _centres_inside(
+    labels: np.ndarray,
+    ijk_to_ras: np.ndarray,
+    reference: Volume,
+    move: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """(the labelled voxels' indices (k, j, i) in ``labels``, bool (N,): whether each one's centre lies in a voxel of
+    ``reference``'s grid, int (3, N): that voxel's (i, j, k)); see :func:`_painted_centres` for the arguments."""
     kji = np.nonzero(labels)
-    if not kji[0].size:
-        return out
     ijk1 = np.stack([kji[2], kji[1], kji[0], np.ones_like(kji[0])]).astype(float)
     if move is None:
         ijk = np.linalg.inv(reference.ijk_to_ras()) @ np.asarray(ijk_to_ras, float) @ ijk1
@@ -209,5 +265,4 @@ def _painted_centres(
         ijk = np.linalg.inv(reference.ijk_to_ras()) @ ras
     target = np.rint(ijk[:3]).astype(int)
     inside = np.all((target >= 0) & (target < np.array(reference.shape_kji[::-1])[:, None]), axis=0)
-    out[target[2][inside], target[1][inside], target[0][inside]] = labels[kji][inside]
-    return out
+    return kji, inside, target

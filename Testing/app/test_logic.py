@@ -327,3 +327,30 @@ def test_the_panels_import_takes_a_zip_or_a_card_json_and_refuses_bare_weights_n
         with pytest.raises(SegNetsError, match=rf"^{name}: bare weights .*'segnets models import'") as error:
             import_model_file(ModelLibrary(tmp_path / "c"), weights)
         assert "(--architecture, --labels)" in str(error.value) and str(error.value).count(". ") == 0
+
+
+def test_a_segmentation_painted_beyond_the_volume_is_named_and_its_part_outside_noted(mrml, logic, small_ct):
+    """A segmentation painted on a taller grid (the volume cropped since, say): all of it outside the volume was
+    refused as 'no annotated slice: ... --slices axis:i,j', a command-line flag, though the user had painted; a slice
+    of it outside was left out without a word."""
+    import slicer.util
+
+    volume_node = mrml_bridge_volume(mrml, small_ct)
+    taller = Volume(np.zeros((24, 32, 32), np.int16), small_ct.spacing, small_ct.origin, small_ct.direction)
+    taller_node = bridge.volume_node_from_volume(mrml.scene, taller, "taller")
+    node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "annotation")
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(taller_node)
+    segment_id = node.GetSegmentation().AddEmptySegment("", "liver", [0.1, 0.8, 0.2])
+    painted = np.zeros(taller.shape_kji, np.uint8)
+    painted[[18, 21], 8:20, 8:20] = 1  # beyond the volume's 16 slices
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, segment_id, taller_node)
+    with pytest.raises(SegNetsError, match=r"'annotation' is painted only outside volume 'CT' \(288 voxels beyond"):
+        logic.start_finetune(volume_node, node, [segment_id], "unet3d", 60.0, device="cpu", iterations=1)
+
+    painted[[4, 11], 8:20, 8:20] = 1  # two slices inside too: learned, the rest said to be left out
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, segment_id, taller_node)
+    job = logic.start_finetune(volume_node, node, [segment_id], "unet3d", 60.0, device="cpu", iterations=1)
+    outcome = logic.finish_finetune(wait(job))
+    assert outcome.notes[0] == "288 painted voxels lie outside volume 'CT': they were left out"
+    assert slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, taller_node).sum() == 576  # as painted
