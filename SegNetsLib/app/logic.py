@@ -303,6 +303,7 @@ class SegmentationLogic:
             volume_name=volume_node.GetName(),
             annotation_name=f"the segmentation {annotation_node.GetName()!r}",
             slices=reviewed,
+            ignore_value=None,  # labels are segment numbers: a segmentation cannot mark a voxel unlabeled
         )
         job = self.worker.submit(
             "finetune",

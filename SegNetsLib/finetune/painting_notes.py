@@ -89,10 +89,10 @@ def _absent_between(
         ]
         if missing:
             listed = ", ".join(map(str, missing[:_LISTED])) + (", ..." if len(missing) > _LISTED else "")
-            unknown = f"mark the parts you did not paint {ignore_value}" if ignore_value is not None else "paint it"
+            unknown = f", or mark the parts you did not paint {ignore_value}" if ignore_value is not None else ""
             notes.append(
                 f"{names.get(value, f'label {value}')} is absent from painted slice(s) {listed} along axis {axis} "
-                f"between slices that hold it: it is learned as background there; paint it there, or {unknown}"
+                f"between slices that hold it: it is learned as background there; paint it there{unknown}"
             )
     return notes
 

@@ -354,3 +354,28 @@ def test_a_segmentation_painted_beyond_the_volume_is_named_and_its_part_outside_
     outcome = logic.finish_finetune(wait(job))
     assert outcome.notes[0] == "288 painted voxels lie outside volume 'CT': they were left out"
     assert slicer.util.arrayFromSegmentBinaryLabelmap(node, segment_id, taller_node).sum() == 576  # as painted
+
+
+def test_a_painting_note_in_the_panel_gives_advice_a_segmentation_can_follow(mrml, logic, small_ct, data_dir):
+    """A structure left out of a painted slice between two that hold it: the note told panel users to 'mark the
+    parts you did not paint 255', a label value no segment of a segmentation can take."""
+    import slicer.util
+
+    volume_node = mrml_bridge_volume(mrml, small_ct)
+    _, reference = load_case(data_dir)
+    node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "annotation")
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    liver = node.GetSegmentation().AddEmptySegment("", "liver", [0.1, 0.8, 0.2])
+    lesion = node.GetSegmentation().AddEmptySegment("", "lesion", [0.8, 0.8, 0.2])
+    painted = np.zeros(small_ct.shape_kji, np.uint8)
+    painted[[2, 14]] = reference[SMALL][[2, 14]]
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, liver, volume_node)
+    painted[:] = 0
+    painted[8, 3:6, 3:6] = 1  # slice 8 painted with the lesion alone
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, lesion, volume_node)
+    job = logic.start_finetune(volume_node, node, [liver, lesion], "unet3d", 60.0, device="cpu", iterations=1)
+    assert logic.finish_finetune(wait(job)).notes == [
+        "liver is absent from painted slice(s) 8 along axis 0 between slices that hold it: it is learned as "
+        "background there; paint it there"
+    ]
