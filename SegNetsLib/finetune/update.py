@@ -83,22 +83,20 @@ def gap_slices(
     painting: np.ndarray, painted: Sequence[int], added: Sequence[int], axis: int, ignore_value: int | None
 ) -> list[int]:
     """The ``added`` slices of ``painting`` [k, j, i] (labels; ``ignore_value`` unpainted) along ``axis`` painted with
-    no label at all, with a ``painted`` slice holding some label on each side of them."""
-    holding = [k for k in painted if _holds_label(np.take(painting, k, axis), ignore_value)]
+    no label at all, with a ``painted`` slice holding the same label on each side of them: one label below and
+    another above is where each structure ends, not a gap in one."""
+    held = {k: _labels_held(np.take(painting, k, axis), ignore_value) for k in {*painted, *added}}
     return [
         k
         for k in added
-        if not _holds_label(np.take(painting, k, axis), ignore_value)
-        and any(i < k for i in holding)
-        and any(i > k for i in holding)
+        if not held[k]
+        and set().union(*(held[i] for i in held if i < k)) & set().union(*(held[i] for i in held if i > k))
     ]
 
 
-def _holds_label(painting: np.ndarray, ignore_value: int | None) -> bool:
-    """Whether a painted slice [j, i] holds a label other than background (0) and ``ignore_value``."""
-    return (
-        bool(np.any((painting != 0) & (painting != ignore_value))) if ignore_value is not None else bool(painting.any())
-    )
+def _labels_held(painting: np.ndarray, ignore_value: int | None) -> set[int]:
+    """The labels of a painted slice [j, i] other than background (0) and ``ignore_value``."""
+    return {int(v) for v in np.unique(painting) if v != 0 and v != ignore_value}
 
 
 def slice_agreement(result: np.ndarray, painting: np.ndarray, ignore_value: int | None) -> float:

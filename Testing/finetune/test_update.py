@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from SegNetsLib.finetune.update import CONFIRMED_DICE, changing_box, local_update, slice_agreement
+from SegNetsLib.finetune.update import CONFIRMED_DICE, changing_box, gap_slices, local_update, slice_agreement
 
 
 def test_a_local_update_changes_the_result_only_where_the_added_slice_is_the_nearest_painting():
@@ -49,6 +49,24 @@ def test_a_correction_painted_empty_between_painted_structure_changes_only_its_o
     painting[15] = 0  # nothing painted beyond: the structure may end at 10, whose nearer slices change
     out = local_update(previous, new, [5, 15], [10], 0, painting=painting)
     assert np.nonzero((out != previous).any(axis=(1, 2)))[0].tolist() == [8, 9, 10, 11, 12]
+
+
+def test_an_empty_correction_between_two_different_labels_is_where_each_ends_not_a_gap():
+    previous = np.zeros((20, 4, 4), np.uint8)
+    previous[:10, 1:3, 1:3], previous[10:, 1:3, 1:3] = 1, 2
+    new = np.zeros_like(previous)
+    painting = np.full(previous.shape, 255, np.uint8)
+    painting[[5, 15]] = previous[[5, 15]]  # label 1 below, label 2 above ...
+    painting[10] = 0  # ... and nothing between: each may end there, as a single label painted on one side only
+    out = local_update(previous, new, [5, 15], [10], 0, painting=painting)
+    assert np.nonzero((out != previous).any(axis=(1, 2)))[0].tolist() == [8, 9, 10, 11, 12]
+    assert gap_slices(painting, [5, 15], [10], 0, 255) == []
+    painting[15, 0, 0] = 1  # label 1 painted above too: a gap in label 1
+    assert gap_slices(painting, [5, 15], [10], 0, 255) == [10]
+    across = np.moveaxis(painting, 0, 2)  # the same along another axis
+    assert gap_slices(across, [5, 15], [10], 2, 255) == [10]
+    painting[15] = previous[15]
+    assert gap_slices(np.moveaxis(painting, 0, 2), [5, 15], [10], 2, 255) == []
 
 
 def test_slice_agreement_counts_painted_voxels_with_the_same_label():
