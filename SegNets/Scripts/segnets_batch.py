@@ -138,14 +138,14 @@ def refuse_existing(targets: list[Path]) -> None:
 
 def resolve_model(logic, reference: str) -> Path:
     """The model folder or .zip that ``reference`` (id[@version] or a path) names, its card read: a missing or
-    damaged model is one error before any volume, not the same error for every volume of the folder."""
-    from SegNetsLib.card.schema import CARD_FILE, read_card
+    damaged model (folder or .zip) is one error before any volume, not the same error for every volume of the
+    folder."""
+    from SegNetsLib.app.logic import card_of
     from SegNetsLib.card.versions import split_reference
 
     model, version = split_reference(reference) if not Path(reference).exists() else (reference, None)
     path = logic.model_path(model, version)
-    if path.is_dir():
-        read_card(path / CARD_FILE)
+    card_of(path)
     return path
 
 

@@ -126,7 +126,7 @@ def card_summary(card: ModelCard) -> str:
     return "\n".join(lines)
 
 
-def _card_of(model_path: Path) -> ModelCard:
+def card_of(model_path: Path) -> ModelCard:
     """The card of a model folder or .zip, read without loading the weights."""
     from SegNetsLib.card.schema import CARD_FILE, read_card
     from SegNetsLib.models.store import read_zip_card
@@ -288,7 +288,7 @@ class SegmentationLogic:
             begin = str(model_path)
             # a round continued: it changes the result near the new slice only
             previous = self._shown.get(begin, (None, None))[1]
-            mapping, extend = _label_values_for_model(_card_of(model_path), labels)
+            mapping, extend = _label_values_for_model(card_of(model_path), labels)
             remapped = np.zeros_like(annotation.array)
             for old, new in mapping.items():
                 remapped[annotation.array == old] = new

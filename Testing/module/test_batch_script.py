@@ -214,9 +214,10 @@ def test_existing_results_are_never_replaced_without_overwrite(inputs, library, 
     assert slicerio.segment_names(slicerio.read_segmentation(str(folder / "ct_a.seg.nrrd"))) == ["Liver"]
 
 
-@pytest.mark.parametrize("damage", ["missing", "card"])
+@pytest.mark.parametrize("damage", ["missing", "card", "zip"])
 def test_an_unusable_model_is_one_error_before_any_volume(inputs, library, tmp_path, capsys, damage):
-    """A missing model or a damaged card.json failed every volume in turn, each loaded first, N identical errors."""
+    """A missing model, a damaged card.json or a damaged .zip failed every volume in turn, each loaded first, N
+    identical errors."""
     import shutil
 
     model = "no-such-model"
@@ -224,12 +225,16 @@ def test_an_unusable_model_is_one_error_before_any_volume(inputs, library, tmp_p
         model = str(tmp_path / "damaged")
         shutil.copytree(library.find("all-liver"), model)
         (tmp_path / "damaged" / "card.json").write_text("{")
+    if damage == "zip":
+        model = str(tmp_path / "damaged.zip")
+        (tmp_path / "damaged.zip").write_bytes(b"not a zip")
     arguments = ["--input", str(inputs), "--model", model, "--output", str(tmp_path / "out"), "--device", "cpu"]
     assert _load_script().main([*arguments, "--library", str(library.root)]) == 1
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("segnets_batch: error:")]
     assert len(errors) == 1, errors
-    assert ("not in the library" if damage == "missing" else "card.json: not valid JSON") in errors[0]
+    said = {"missing": "not in the library", "card": "card.json: not valid JSON", "zip": "not a readable zip archive"}
+    assert said[damage] in errors[0]
     assert " -> " not in captured.out and not (tmp_path / "out").exists()
 
 
