@@ -4,7 +4,7 @@
         --input DIR_OR_FILE --model ID[@VERSION] --output DIR [--device auto|cpu|cuda:N] [--roi auto|off] [--overwrite]
 
 Writes ``<output>/<name>.seg.nrrd`` per volume (named, colored segments with terminology; reference
-geometry set) and ``<output>/summary.json``; an existing ``.seg.nrrd`` is replaced only with ``--overwrite``.
+geometry set) and ``<output>/summary.json``; an existing one is replaced only with ``--overwrite``.
 Exits 1 when any volume failed or anything else went wrong (printed as one line; Slicer ``--python-script``
 does not exit by itself), 2 on bad arguments.
 Model work runs in the SegNets worker child process, as from the panel.
@@ -58,7 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace .seg.nrrd files already in the output folder (default: refuse)",
+        help="replace .seg.nrrd files and summary.json already in the output folder (default: refuse)",
     )
     parser.add_argument(
         "--library", type=Path, help="model library folder (default: $SEGNETS_MODELS or ~/.segnets/models)"
@@ -248,8 +248,8 @@ def run(argv: list[str]) -> int:
     try:
         sources = input_files(args.input)
         targets = output_targets(sources, args.output)
-        if not args.overwrite:
-            refuse_existing(targets)
+        if not args.overwrite:  # summary.json too: an earlier run's record of its volumes
+            refuse_existing([*targets, args.output / SUMMARY_FILE])
     except SegNetsError as error:
         print(f"segnets_batch: error: {error}", file=sys.stderr)
         return 2

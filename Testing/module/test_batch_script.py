@@ -214,6 +214,20 @@ def test_existing_results_are_never_replaced_without_overwrite(inputs, library, 
     assert slicerio.segment_names(slicerio.read_segmentation(str(folder / "ct_a.seg.nrrd"))) == ["Liver"]
 
 
+def test_an_earlier_runs_summary_is_never_replaced_without_overwrite(inputs, library, tmp_path, capsys):
+    """A second batch into the same folder (other volumes, no .seg.nrrd in the way) replaced the first one's
+    summary.json, its only record of what was segmented and what failed."""
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "summary.json").write_text("an earlier run's summary")
+    arguments = ["--input", str(inputs / "ct_a.nii.gz"), "--model", "all-liver", "--output", str(output)]
+    arguments += ["--device", "cpu", "--roi", "off", "--library", str(library.root)]
+    assert _load_script().main(arguments) == 2
+    assert f"{output / 'summary.json'} already exists" in capsys.readouterr().err
+    assert sorted(p.name for p in output.iterdir()) == ["summary.json"]
+    assert (output / "summary.json").read_text() == "an earlier run's summary"
+
+
 @pytest.mark.parametrize("damage", ["missing", "card", "zip"])
 def test_an_unusable_model_is_one_error_before_any_volume(inputs, library, tmp_path, capsys, damage):
     """A missing model, a damaged card.json or a damaged .zip failed every volume in turn, each loaded first, N
