@@ -124,18 +124,6 @@ def output_targets(sources: list[Path], output: Path) -> list[Path]:
     return targets
 
 
-def refuse_existing(targets: list[Path]) -> None:
-    """Raise when a target is already there (an earlier result, or the user's own segmentation of that name)."""
-    from SegNetsLib.core.errors import SegNetsError
-
-    existing = [target for target in targets if target.exists()]
-    if existing:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise SegNetsError(
-            f"{existing[0]} already exists{more}; give another output folder, or --overwrite to replace it."
-        )
-
-
 def resolve_model(logic, reference: str) -> Path:
     """The model folder or .zip that ``reference`` (id[@version] or a path) names, its card read: a missing or
     damaged model (folder or .zip) is one error before any volume, not the same error for every volume of the
@@ -241,6 +229,7 @@ def exit_process(code: int) -> None:
 
 def run(argv: list[str]) -> int:
     """Segment every input; 0 when all succeeded, 1 when any failed (see summary.json)."""
+    from SegNetsLib.commands.arguments import refuse_existing
     from SegNetsLib.core.atomic import atomic_file, writable_folder
     from SegNetsLib.core.errors import SegNetsError
 

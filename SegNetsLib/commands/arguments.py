@@ -28,6 +28,17 @@ def refuse_overwriting_inputs(output: str | os.PathLike, inputs: Mapping[str, st
             raise SegNetsError(f"{output}: writing there would overwrite {flag} {path}; give another output file.")
 
 
+def refuse_existing(targets: list[Path]) -> None:
+    """Raise when one of ``targets`` is already there (an earlier result, or the user's own file of that name): a
+    result named by SegNets, not by the user, never replaces a file without ``--overwrite``."""
+    existing = [target for target in targets if target.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise SegNetsError(
+            f"{existing[0]} already exists{more}; give another output folder, or --overwrite to replace it."
+        )
+
+
 def check_place(path: str | os.PathLike, folder: bool = False) -> None:
     """Raise when ``path`` (a file, or with ``folder`` a folder) cannot be written because a file stands where one
     of its folders, or the folder itself, should be."""

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from SegNetsLib.commands.arguments import check_place, refuse_overwriting_inputs, same_file
+from SegNetsLib.commands.arguments import check_place, refuse_existing, refuse_overwriting_inputs, same_file
 from SegNetsLib.core.constants import DEVICE_CHOICES, ROI_CHOICES, SEGMENTATION_SUFFIX, VOLUME_SUFFIXES
 from SegNetsLib.core.errors import SegNetsError
 
@@ -54,6 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="seg.nrrd",
         help="output file type when --output is a folder (default: seg.nrrd)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace results already in the --output folder (default: refuse; a file named by --output is replaced)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or messages, only errors")
     parser.set_defaults(handler=run)
 
@@ -63,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         logging.getLogger("SegNetsLib").setLevel(logging.WARNING)
     jobs = _jobs(Path(args.input), Path(args.output), args.probabilities, args.format)
+    if not args.overwrite and Path(args.output).is_dir():  # names SegNets chose: an earlier result or the user's file
+        named = [target for _, target, _ in jobs]
+        if Path(args.input).is_dir():  # a folder of probabilities too
+            named += [target for _, _, target in jobs if target is not None]
+        refuse_existing(named)
     from SegNetsLib.inference.predictor import (
         Predictor,  # torch and MONAI are imported only once the arguments make sense
     )

@@ -198,3 +198,22 @@ def test_a_segmentation_given_as_input_is_refused(model, data_dir, tmp_path, cap
     err = capsys.readouterr().err
     assert "ct.seg.nrrd: a segmentation, not an image volume" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out.seg.nrrd").exists()
+
+
+def test_results_already_in_the_output_folder_are_never_replaced_without_overwrite(model, data_dir, tmp_path, capsys):
+    """Output folder = input folder: ct.seg.nrrd beside ct.nii.gz (the user's own segmentation, not an input) was
+    replaced silently, as the batch script did before it refused it."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(data_dir / "ts_mr_sm" / "image.nii.gz", folder / "ct.nii.gz")
+    (folder / "ct.seg.nrrd").write_bytes(b"the user's own segmentation")
+    arguments = ["--input", folder, "--output", folder, "--roi", "off", "--device", "cpu", "--quiet"]
+    assert _segment(model, *arguments) == 1
+    err = capsys.readouterr().err
+    assert f"{folder / 'ct.seg.nrrd'} already exists; give another output folder, or --overwrite" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert (folder / "ct.seg.nrrd").read_bytes() == b"the user's own segmentation"
+    assert _segment(model, "--input", folder / "ct.nii.gz", "--output", folder, "--roi", "off", "--quiet") == 1
+    assert (folder / "ct.seg.nrrd").read_bytes() == b"the user's own segmentation"  # a name SegNets chose there too
+    assert _segment(model, *arguments, "--overwrite") == 0
+    assert slicerio.segment_names(slicerio.read_segmentation(str(folder / "ct.seg.nrrd"))) == ["liver"]
