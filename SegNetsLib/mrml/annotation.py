@@ -6,11 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from SegNetsLib.card.card import LabelInfo
+from SegNetsLib.card.card import LabelInfo, Terminology
 from SegNetsLib.core.annotation import DEFAULT_IGNORE_VALUE
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
-from SegNetsLib.mrml.terminology import terminology_from_slicer_string
 from SegNetsLib.mrml.volumes import ijk_to_ras_of, matrix_to_numpy, remove_temporary_node
 
 
@@ -227,7 +226,7 @@ def labels_from_segments(segmentation_node, label_to_segment: dict[int, str]) ->
     labels = []
     for value, segment_id in sorted(label_to_segment.items()):
         segment = segmentation.GetSegment(segment_id)
-        terminology = terminology_from_slicer_string(segment.GetTerminology()) if segment.HasTerminology() else None
+        terminology = Terminology.from_slicer_string(segment.GetTerminology()) if segment.HasTerminology() else None
         labels.append(LabelInfo(value, segment.GetName(), tuple(segment.GetColor()), terminology))
     return labels
 

@@ -113,7 +113,6 @@ def test_a_terminology_with_every_field_survives_slicers_tag_and_the_card():
 
     from SegNetsLib.card.card import Code, ModelCard, Terminology
     from SegNetsLib.card.schema import validate_card
-    from SegNetsLib.mrml.terminology import terminology_from_slicer_string
 
     term = Terminology(
         Code("SCT", "49755003", "Morphologically Altered Structure"),
@@ -124,7 +123,7 @@ def test_a_terminology_with_every_field_survives_slicers_tag_and_the_card():
     )
     tag = term.as_slicer_string()
     assert tag.endswith("~SCT^39607008^Lung~SCT^24028007^Right")
-    assert terminology_from_slicer_string(tag) == term
+    assert Terminology.from_slicer_string(tag) == term
     card = replace(LIVER_CARD, labels=[LabelInfo(1, "Mass", (1.0, 0.0, 0.0), term)])
     again = ModelCard.from_dict(json.loads(json.dumps(validate_card(card.to_dict()))))
     assert again.labels[0].terminology == term
