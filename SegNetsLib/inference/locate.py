@@ -48,21 +48,22 @@ def boxes_from_masks(
     shape: Sequence[int],
     spacing_kji: Sequence[float],
     settings: RoiSettings,
+    name: str = "",
 ) -> list[Box]:
     """Extended, merged network-grid boxes around the components of coarse ``masks``.
 
     ratio: network-grid voxels per coarse voxel along (d, h, w); shape: network-grid shape (d, h, w);
-    spacing_kji: network-grid spacing in mm along (d, h, w), for ``padding_mm``.
+    spacing_kji: network-grid spacing in mm along (d, h, w), for ``padding_mm``; name: the volume, for the log.
     """
-    return _located_boxes(masks, lambda box: _to_fine(box, ratio, shape), shape, spacing_kji, settings)
+    return _located_boxes(masks, lambda box: _to_fine(box, ratio, shape), shape, spacing_kji, settings, name)
 
 
-def boxes_from_labelmap(labels: np.ndarray, pre: Preprocessed, settings: RoiSettings) -> list[Box]:
+def boxes_from_labelmap(labels: np.ndarray, pre: Preprocessed, settings: RoiSettings, name: str = "") -> list[Box]:
     """Extended, merged boxes on ``pre``'s network grid around a locator model's labelmap [k, j, i] on the input grid.
 
     Every nonzero label is foreground: one mask, so touching structures of different labels are one component.
     """
-    return _located_boxes([labels != 0], pre.box_from_source, pre.shape, pre.grid.spacing[::-1], settings)
+    return _located_boxes([labels != 0], pre.box_from_source, pre.shape, pre.grid.spacing[::-1], settings, name)
 
 
 def _located_boxes(
@@ -71,11 +72,13 @@ def _located_boxes(
     shape: Sequence[int],
     spacing_kji: Sequence[float],
     settings: RoiSettings,
+    name: str = "",
 ) -> list[Box]:
     """Components of each mask (the largest :data:`MAX_ROIS_PER_LABEL`, none under :data:`MIN_COMPONENT_FRACTION`
     of the largest), their boxes mapped by ``to_network`` onto the network grid of ``shape``, extended and merged.
 
-    Components left out are logged (a warning when some are beyond the limit): none is skipped silently."""
+    Components left out are logged, naming the volume ``name`` (a warning when some are beyond the limit): none is
+    skipped silently."""
     boxes = []
     too_many, too_small = 0, 0
     for mask in masks:
@@ -91,9 +94,10 @@ def _located_boxes(
     if too_many or too_small:
         log.log(
             logging.WARNING if too_many else logging.INFO,
-            "RoI localization left out %d component(s) the coarse pass found (%d beyond the %d largest of their "
-            "label, %d under %g %% of their label's largest); they are not segmented. Segment with RoI off to "
+            "%sRoI localization left out %d component(s) the coarse pass found (%d beyond the %d largest of their "
+            "label, %d under %g %% of their label's largest); they are not segmented: segment with RoI off to "
             "include them.",
+            f"{name}: " if name else "",
             too_many + too_small,
             too_many,
             MAX_ROIS_PER_LABEL,

@@ -179,7 +179,7 @@ class Predictor:
         """Coarse pass over the whole volume; extended network-grid boxes around what it finds."""
         files = self._locator_files
         if files is None:
-            boxes = self._own_boxes(pre, tracker, cancel)
+            boxes = self._own_boxes(pre, tracker, cancel, name)
         else:
             tracker.begin(0.05, 0.2, "locating RoIs", 1)
             labels = (
@@ -187,7 +187,7 @@ class Predictor:
                 .predict(pre.source, roi="off", progress=tracker.nested(), cancel=cancel, name=name)
                 .labelmap.array
             )
-            boxes = boxes_from_labelmap(labels, pre, self.card.roi)
+            boxes = boxes_from_labelmap(labels, pre, self.card.roi, name)
         log.info(
             "RoI localization: %d box(es) covering %.1f %% of the volume.",
             len(boxes),
@@ -195,7 +195,7 @@ class Predictor:
         )
         return boxes
 
-    def _own_boxes(self, pre: Preprocessed, tracker: _Progress, cancel: CancelToken) -> list[Box]:
+    def _own_boxes(self, pre: Preprocessed, tracker: _Progress, cancel: CancelToken, name: str) -> list[Box]:
         """This network's coarse pass ("self" or "runet" locator) and the boxes around its labels."""
         settings = self.card.roi
         if settings.locator == "runet":  # the Global Image Encoder's down-sampled mask, as in the paper
@@ -207,7 +207,7 @@ class Predictor:
         logits = self._windows(coarse, forward, tracker, cancel)[0].float().cpu()
         ratio = tuple(n / c for n, c in zip(pre.shape, logits.shape[1:]))
         masks = foreground_masks(logits, self.card.multi_label)
-        return boxes_from_masks(masks, ratio, pre.shape, pre.grid.spacing[::-1], settings)
+        return boxes_from_masks(masks, ratio, pre.shape, pre.grid.spacing[::-1], settings, name)
 
     def _locator_predictor(self, files: Path) -> Predictor:
         """The card's locator model (at ``files``) in its own Predictor on this device: loaded on first use, then kept."""

@@ -6,10 +6,13 @@ import logging
 
 import numpy as np
 import torch
+from inference_helpers import ThresholdNet, hounsfield, threshold_card
 
 from SegNetsLib.card.card import RoiSettings
 from SegNetsLib.core.box import Box
+from SegNetsLib.core.volume import Volume
 from SegNetsLib.inference.locate import boxes_from_masks, foreground_masks
+from SegNetsLib.inference.predictor import Predictor
 
 
 def test_boxes_from_masks_scale_extend_and_merge():
@@ -58,3 +61,19 @@ def test_components_left_out_of_the_rois_are_reported(caplog):
     with caplog.at_level(logging.INFO, logger="SegNetsLib"):
         boxes_from_masks([mask[:, 30:, 30:]], (1.0, 1.0, 1.0), (4, 10, 10), (1.0, 1.0, 1.0), settings)
     assert "left out" not in caplog.text
+
+
+def test_components_left_out_are_said_in_one_sentence_naming_the_volume(caplog):
+    """The warning is what ``segnets segment --quiet`` shows of a folder's volume: it named none."""
+    array = np.full((24, 64, 64), -1000, np.int16)
+    for index in range(12):  # twelve bright blobs apart: the coarse pass finds 12 components of one label
+        y, x = 4 + 14 * (index // 4), 4 + 14 * (index % 4)
+        array[8:16, y : y + 6, x : x + 6] = 1000
+    card = threshold_card(1, roi=RoiSettings(mode="auto", coarse_factor=2.0, extension="padding", padding_mm=0.0))
+    predictor = Predictor(ThresholdNet(hounsfield(0.0)), card, device="cpu")
+    with caplog.at_level(logging.WARNING, logger="SegNetsLib"):
+        prediction = predictor.predict(Volume(array, (2.0, 2.0, 2.0)), roi="auto", name="scan_07.nii.gz")
+    assert len(prediction.rois) == 10
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("scan_07.nii.gz: RoI localization left out 2 component(s)")
+    assert warnings[0].count(". ") == 0 and warnings[0].endswith("segment with RoI off to include them.")
