@@ -77,20 +77,23 @@ def _located_boxes(
     """Components of each mask (the largest :data:`MAX_ROIS_PER_LABEL`, none under :data:`MIN_COMPONENT_FRACTION`
     of the largest), their boxes mapped by ``to_network`` onto the network grid of ``shape``, extended and merged.
 
-    Components left out are logged, naming the volume ``name`` (a warning when some are beyond the limit): none is
-    skipped silently."""
-    boxes = []
-    too_many, too_small = 0, 0
+    Components left out and outside every box (so not segmented) are logged, naming the volume ``name`` (a warning
+    when some are beyond the limit): none is skipped silently."""
+    boxes, beyond, small = [], [], []
     for mask in masks:
         components = find_components(mask, connectivity=COMPONENT_CONNECTIVITY)
         if not components:
             continue
         smallest = max(1, math.ceil(components[0].area * MIN_COMPONENT_FRACTION))
         kept = [component for component in components if component.area >= smallest]
-        too_small += len(components) - len(kept)
-        too_many += max(len(kept) - MAX_ROIS_PER_LABEL, 0)
+        small += [to_network(component.box) for component in components if component.area < smallest]
+        beyond += [to_network(component.box) for component in kept[MAX_ROIS_PER_LABEL:]]
         for component in kept[:MAX_ROIS_PER_LABEL]:
             boxes.append(extend_roi(to_network(component.box), shape, spacing_kji, settings))
+    merged = merge_overlapping(boxes)
+    too_many, too_small = (
+        sum(not any(b.intersection(m) == b for m in merged) for b in left) for left in (beyond, small)
+    )
     if too_many or too_small:
         log.log(
             logging.WARNING if too_many else logging.INFO,
@@ -104,7 +107,7 @@ def _located_boxes(
             too_small,
             100 * MIN_COMPONENT_FRACTION,
         )
-    return merge_overlapping(boxes)
+    return merged
 
 
 def _to_fine(box: Box, ratio: Sequence[float], shape: Sequence[int]) -> Box:

@@ -77,3 +77,20 @@ def test_components_left_out_are_said_in_one_sentence_naming_the_volume(caplog):
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 1 and warnings[0].startswith("scan_07.nii.gz: RoI localization left out 2 component(s)")
     assert warnings[0].count(". ") == 0 and warnings[0].endswith("segment with RoI off to include them.")
+
+
+def test_components_left_out_of_the_list_but_inside_a_roi_are_segmented_and_not_reported(caplog):
+    """Padded boxes that merge into one RoI over the whole volume segment every component: the log said that the
+    twelve-blob volume's 2 beyond the 10 largest were not segmented."""
+    mask = np.zeros((4, 40, 40), bool)
+    for index in range(12):  # twelve equal 2 x 2 x 2 components
+        y, x = 3 * (index // 4) * 4, 3 * (index % 4) * 3
+        mask[1:3, y : y + 2, x : x + 2] = True
+    with caplog.at_level(logging.INFO, logger="SegNetsLib"):
+        boxes = boxes_from_masks([mask], (1.0, 1.0, 1.0), mask.shape, (1.0, 1.0, 1.0), RoiSettings(padding_mm=40.0))
+    assert boxes == [Box(0, 0, 0, 4, 40, 40)]
+    assert "left out" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="SegNetsLib"):  # unpadded: the 2 boxes beyond the 10 are outside
+        boxes = boxes_from_masks([mask], (1.0, 1.0, 1.0), mask.shape, (1.0, 1.0, 1.0), RoiSettings(padding_mm=0.0))
+    assert len(boxes) == 10 and "left out 2 component(s)" in caplog.text
