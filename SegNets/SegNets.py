@@ -383,8 +383,8 @@ class SegNetsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelLibr
     def _showSegmentResult(self, result) -> None:
         if result is None:
             return
-        self.ui.stageLabel.text = _("Done: {name} ({region}).").format(
-            name=result.segmentation_node.GetName(), region=result.region()
+        self.ui.stageLabel.text = result.summary(
+            _("Done: {name} ({region}).").format(name=result.segmentation_node.GetName(), region=result.region())
         )
         if result.roi_node is not None and self._parameterNode:
             self._parameterNode.roiNode = result.roi_node

@@ -154,6 +154,8 @@ def segment_file(logic, volumes_logic, source: Path, target: Path, model: Path, 
                 stage = snapshot.stage
                 print(f"  {source.name}: {stage} ({snapshot.fraction:.0%})", flush=True)
         result = logic.finish_segment(job)
+        for note in result.notes:
+            print(f"  {source.name}: note: {note}", flush=True)
         created += [result.segmentation_node] + ([result.roi_node] if result.roi_node is not None else [])
         mrml.save_segmentation_node(result.segmentation_node, target)
         segmentation = result.segmentation_node.GetSegmentation()
@@ -164,6 +166,7 @@ def segment_file(logic, volumes_logic, source: Path, target: Path, model: Path, 
             "seconds": round(time.monotonic() - started, 2),
             "segments": [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())],
             "rois": [list(map(int, box)) for box in result.rois],
+            "notes": result.notes,
         }
     finally:
         remove_nodes(created)

@@ -14,67 +14,21 @@ creates no node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from SegNetsLib import mrml
+from SegNetsLib.app.outcomes import FinetuneOutcome, SegmentResult, is_in_library
 from SegNetsLib.app.worker import Job, ThreadWorker, Worker
 from SegNetsLib.card.card import LabelInfo, ModelCard
 from SegNetsLib.card.versions import split_reference
-from SegNetsLib.core.box import Box, box_union
+from SegNetsLib.core.box import box_union
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.models.importers import WEIGHT_SUFFIXES
 from SegNetsLib.models.library import ModelEntry, ModelLibrary, model_at
 from SegNetsLib.runtime.devices import list_devices
-
-
-@dataclass
-class SegmentResult:
-    """What Segment produced: the segmentation node, the ROI node of the segmented region (or None)."""
-
-    segmentation_node: Any
-    roi_node: Any
-    card: ModelCard
-    rois: list[Box]
-
-    def region(self) -> str:
-        """Where the model segmented, for the panel and the web page: "in N RoI(s)" or "whole volume" (RoI off, a
-        model without RoI localization, or a coarse pass that found nothing)."""
-        return f"in {len(self.rois)} RoI(s)" if self.rois else "whole volume"
-
-
-@dataclass
-class FinetuneOutcome:
-    """What Fine-tune produced: the model now in the library (a new version, or the base model when it
-    validated better; see ``kept``), the segmentation of the whole volume, and the held-out Dice."""
-
-    model: ModelEntry
-    segmentation: SegmentResult
-    validation_dice: float | None
-    kept: str
-    notes: list[str]
-    round: int = 0  # the interactive round: 1 first, n + 1 continued from round n (finetune.rounds)
-    suggestion: Any = None  # finetune.suggest.SliceSuggestion: the slice to paint next, or None
-    volume_node: Any = None  # the volume the round was made on: the suggested slice is one of its slices
-
-    def in_library(self, library: ModelLibrary) -> bool:
-        """Whether ``model`` is a version in ``library`` (not kept aside because the library could not take it)."""
-        return is_in_library(self.model.path, library)
-
-    def summary(self, library: ModelLibrary) -> str:
-        """What the run made, for the panel and the web page: the new model, or the base model kept (no new
-        version), or a model kept outside ``library``; then the run's notes (a skipped refinement, say)."""
-        model = f"{self.model.id} {self.model.version}"
-        if self.kept != "fine-tuned":
-            text = f"The base model {model} did better on the held-out slices and was kept; no new model was saved."
-        elif not self.in_library(library):
-            text = f"New model {model}, kept outside the library."
-        else:
-            text = f"New model {model}."
-        return " ".join([text, *(f"Note: {note.rstrip('.')}." for note in self.notes)])
 
 
 def device_choices() -> list[tuple[str, str]]:
@@ -243,7 +197,7 @@ class SegmentationLogic:
         roi_node = self._job_node(job, "roi_node")
         if roi_node is None and prediction.rois:
             roi_node = mrml.roi_node_from_box(volume_node, box_union(prediction.rois), f"{volume_node.GetName()} RoI")
-        return SegmentResult(segmentation_node, roi_node, card, list(prediction.rois))
+        return SegmentResult(segmentation_node, roi_node, card, list(prediction.rois), list(prediction.notes))
 
     # --- Fine-tune --------------------------------------------------------------------------------
     def start_finetune(
@@ -372,11 +326,6 @@ class SegmentationLogic:
         the scene closed (a node loaded afterwards may be given the same ID, and is not the job's)."""
         node = job.context.get(key)
         return node if node is not None and self.scene.IsNodePresent(node) else None
-
-
-def is_in_library(path: str | Path, library: ModelLibrary) -> bool:
-    """Whether a model folder ``path`` is in ``library`` (not kept aside because the library could not take it)."""
-    return Path(path).resolve().is_relative_to(Path(library.root).resolve())
 
 
 def where_saved(output: Any, library: ModelLibrary) -> str:

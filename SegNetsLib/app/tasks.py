@@ -7,9 +7,13 @@ through ``progress`` and stops at ``cancel``; it returns plain values too, never
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import os
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,8 +127,29 @@ def segment(
         inside.labelmap, inside.rois = volume.with_array(labels), [Box(*box)]
         return inside, predictor.card
 
-    prediction, card = with_cpu_fallback(run, device, notes.append)
+    with collected_warnings() as warned:  # said in the worker's log alone, the panel and web page would not show it
+        prediction, card = with_cpu_fallback(run, device, notes.append)
+    notes += [text for text in warned if text not in notes]
     return SegmentOutput(prediction.labelmap, [Box(*b) for b in prediction.rois], card, notes)
+
+
+@contextlib.contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """The warnings SegNetsLib logs on this thread inside the block (RoI components left out, say), in order."""
+    said: list[str] = []
+    thread = threading.get_ident()
+
+    class Collector(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread == thread:
+                said.append(record.getMessage())
+
+    logger, handler = logging.getLogger("SegNetsLib"), Collector(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield said
+    finally:
+        logger.removeHandler(handler)
 
 
 def finetune(

@@ -346,7 +346,7 @@ class PanelActions(RoundActions):
         self._replace_result(result)
         if new_model is None:
             where = result.region()
-            self.data.message = (
+            self.data.message = result.summary(
                 f"Segmented {self.data.volume_name!r} ({where}) with {result.card.name} {result.card.version}."
             )
             return
