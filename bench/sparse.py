@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 sys.path.insert(0, str(BENCH))
 import sparse_methods  # noqa: E402
-from sparse_methods import BRATS, LABEL_VALUES, evaluate, metrics, read_case, sparse_annotation  # noqa: E402
+from sparse_methods import BRATS, evaluate, metrics, read_case, sparse_annotation, structure_labels  # noqa: E402
 from sparse_sets import SETS, STRUCTURES  # noqa: E402
 from sparse_tables import merge, plot, table  # noqa: E402
 
@@ -56,7 +56,7 @@ def rescore(folders: list[str], data: Path, results: Path) -> None:
             if row["method"] in ("network", "unet-only"):
                 name, k = row["structure"], row["k"]
                 if name not in cases:  # one read per structure, not per k
-                    cases[name] = read_case(data / name.partition(":")[0], LABEL_VALUES[name])
+                    cases[name] = read_case(data / name.partition(":")[0], structure_labels(name))
                 image, truth = cases[name]
                 saved = np.load(Path(folder) / "labelmaps" / f"{name.replace(':', '_')}_k{k}.npz")
                 annotation, _ = sparse_annotation(truth, k)
@@ -91,7 +91,8 @@ def main(argv=None) -> int:
         "--structures",
         default="ts_ct_full:liver",
         help=f"comma-separated folder:structure from {', '.join(STRUCTURES)} "
-        "(or brats_pat000N_1:whole_tumour or :tumour_core), or 'all', or 'none'",
+        "(or brats_pat000N_1:whole_tumour or :tumour_core), folder:V or folder:V+W for label values V, W of a "
+        "folder of one's own under --data (image.nii.gz, label.nii.gz), or 'all', or 'none'",
     )
     parser.add_argument(
         "--set",
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
         if args.structures == "none"
         else args.structures.split(",")
     )
-    unknown = [n for n in names if n not in LABEL_VALUES] + [
+    unknown = [n for n in names if structure_labels(n) is None] + [
         m for m in methods if m not in ("network", "rw-range", "interp", "mci", "rw")
     ]
     if unknown:
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
         if not (data / folder).is_dir():
             print(f"<!-- {name}: {data / folder} is absent, skipped -->")
             continue
-        image, truth = read_case(data / folder, LABEL_VALUES[name])
+        image, truth = read_case(data / folder, structure_labels(name))
         for k in ks:
             evaluate(name, image, truth, k, methods, args.time_limit, rows, save, results / "labelmaps", args.device)
     where = (

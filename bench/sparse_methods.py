@@ -3,6 +3,7 @@ bin-centre slices, and each method's Dice, 95% Hausdorff distance (mm) and secon
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,17 @@ BRATS_REGIONS = {**BRATS_WHOLE_TUMOUR, **{f"{case}:tumour_core": [1, 3, 4] for c
 LABEL_VALUES = {**STRUCTURES, **BRATS_REGIONS}  # folder:structure -> its label values, every structure known here
 
 
+def structure_labels(name: str) -> int | list[int] | None:
+    """The label values of a structure ``folder:structure``: one of :data:`LABEL_VALUES`, or, for a folder of
+    one's own (``image.nii.gz`` and ``label.nii.gz``), ``folder:V`` or ``folder:V+W`` naming them; None when neither."""
+    if name in LABEL_VALUES:
+        return LABEL_VALUES[name]
+    folder, _, values = name.partition(":")
+    if folder and re.fullmatch(r"\d+(\+\d+)*", values):
+        return [int(v) for v in values.split("+")]
+    return None
+
+
 def metrics(prediction: np.ndarray, truth: np.ndarray, spacing_kji) -> tuple[float, float]:
     """Dice and 95% Hausdorff distance (mm) of two boolean masks [k, j, i]."""
     return dice(prediction, truth), hausdorff95(prediction, truth, spacing_kji)
@@ -38,7 +50,11 @@ def read_case(folder: Path, label_values):
 
     image = read_volume(folder / "image.nii.gz")
     labels = read_volume(folder / "label.nii.gz").array
+    if labels.shape != image.array.shape:
+        raise SystemExit(f"{folder / 'label.nii.gz'}: {labels.shape[::-1]} voxels, the image {image.array.shape[::-1]}.")
     truth = np.isin(labels, np.atleast_1d(label_values))
+    if not truth.any():
+        raise SystemExit(f"{folder / 'label.nii.gz'}: no voxel holds label value(s) {label_values}.")
     return image, truth
 
 

@@ -34,7 +34,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
-from sparse_methods import LABEL_VALUES, read_case  # noqa: E402
+from sparse_methods import read_case, structure_labels  # noqa: E402
 from sparse_sets import SETS  # noqa: E402
 
 from SegNetsLib.core.annotation import bin_centre_slices  # noqa: E402
@@ -366,7 +366,7 @@ def run(args) -> int:
         if not folder.is_dir():
             print(f"<!-- {name}: {folder} is absent, skipped -->")
             continue
-        image, truth = read_case(folder, LABEL_VALUES[name])
+        image, truth = read_case(folder, structure_labels(name))
         structure_rounds(name, image, truth, args, rows, save)
         cases[name] = (image, truth)
     if cases and not args.network_only:
@@ -406,9 +406,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not Path(args.data).is_dir():  # no data collection beside the checkout: the test volumes, as bench/sparse.py
         args.data = str(REPO / "Testing" / "Data")
-    unknown = [n for n in args.structures.split(",") if n not in LABEL_VALUES]
+    unknown = [n for n in args.structures.split(",") if structure_labels(n) is None]
     if unknown and not args.set and not args.merge:
-        parser.error(f"unknown structure {', '.join(map(repr, unknown))}: folder:structure of bench/sparse_sets.py.")
+        parser.error(
+            f"unknown structure {', '.join(map(repr, unknown))}: folder:structure of bench/sparse_sets.py, or folder:V "
+            "(label values V+W...) of a folder of one's own"
+        )
     if args.merge:
         rows = [r for folder in args.merge.split(",") for r in json.loads((Path(folder) / "rounds.json").read_text())]
         results = Path(args.results)
@@ -416,7 +419,7 @@ def main(argv=None) -> int:
         missing = {r["structure"] for r in rows} - {r["structure"] for r in rows if r["method"] == "mci"}
         if missing:  # a run stopped before its Fill between slices: run it now
             fill_between_rounds(
-                {n: read_case(Path(args.data) / n.partition(":")[0], LABEL_VALUES[n]) for n in missing}, rows
+                {n: read_case(Path(args.data) / n.partition(":")[0], structure_labels(n)) for n in missing}, rows
             )
         (results / "rounds.json").write_text(json.dumps(rows, indent=1))
         print(tables(rows))
