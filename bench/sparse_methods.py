@@ -51,7 +51,9 @@ def read_case(folder: Path, label_values):
     image = read_volume(folder / "image.nii.gz")
     labels = read_volume(folder / "label.nii.gz").array
     if labels.shape != image.array.shape:
-        raise SystemExit(f"{folder / 'label.nii.gz'}: {labels.shape[::-1]} voxels, the image {image.array.shape[::-1]}.")
+        raise SystemExit(
+            f"{folder / 'label.nii.gz'}: {labels.shape[::-1]} voxels, the image {image.array.shape[::-1]}."
+        )
     truth = np.isin(labels, np.atleast_1d(label_values))
     if not truth.any():
         raise SystemExit(f"{folder / 'label.nii.gz'}: no voxel holds label value(s) {label_values}.")
