@@ -117,10 +117,16 @@ def _parse_labels(spec: dict, path: Path) -> tuple[dict[int, str], int | None]:
 
 
 def _files_by_stem(folder: Path) -> dict[str, Path]:
+    """The volume files of ``folder`` by name without suffix; two files of one name are refused (ITK would read
+    ``case.nii`` when asked for ``case.nii.gz``, so neither choice is safe)."""
     files: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         stem = volume_stem(path.name)
         if stem is not None and not path.name.startswith("."):
+            if stem in files:
+                raise SegNetsError(
+                    f"{folder}: {files[stem].name} and {path.name} are the same case in two files; keep one."
+                )
             files[stem] = path
     return files
 

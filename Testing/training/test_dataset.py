@@ -195,3 +195,17 @@ def test_split_and_shard_are_disjoint_and_complete(nnunet_dataset):
     shares = [shard(items, rank, 3) for rank in range(3)]
     assert sorted(sum(shares, [])) == items and [len(s) for s in shares] == [3, 2, 2]
     assert shard(items) == items  # a single process gets everything
+
+
+@pytest.mark.parametrize(
+    ("folder", "name", "twin"), [("imagesTr", "case_001_0000", ".nii"), ("labelsTr", "case_001", ".nrrd")]
+)
+def test_a_case_in_two_files_is_refused(nnunet_dataset, tmp_path, folder, name, twin):
+    """case.nii beside case.nii.gz (an uncompressed copy left behind): ITK reads the .nii even when asked for the
+    .nii.gz, so training on either silently is unsafe; both files are named."""
+    root = _copy(nnunet_dataset, tmp_path)
+    original = root / folder / f"{name}.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(original)) * 0, str(root / folder / f"{name}{twin}"))
+    with pytest.raises(SegNetsError, match="are the same case in two files") as raised:
+        load_dataset(root)
+    assert f"{name}.nii.gz" in str(raised.value) and f"{name}{twin} " in str(raised.value)
