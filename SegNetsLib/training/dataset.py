@@ -170,6 +170,16 @@ def _channels_in(reader: sitk.ImageFileReader) -> int:
     return reader.GetNumberOfComponents()
 
 
+def _voxel_to_lps(reader: sitk.ImageFileReader) -> np.ndarray:
+    """The 4 x 4 map from voxel (i, j, k) to LPS mm of a header's first three axes."""
+    dimension = reader.GetDimension()
+    matrix = np.eye(4)
+    direction = np.array(reader.GetDirection()).reshape(dimension, dimension)[:3, :3]
+    matrix[:3, :3] = direction * np.array(reader.GetSpacing()[:3])
+    matrix[:3, 3] = reader.GetOrigin()[:3]
+    return matrix
+
+
 def _check_headers(case: Case, num_channels: int) -> None:
     label = read_header(case.label)
     if label.GetDimension() != 3 or label.GetNumberOfComponents() != 1:
@@ -186,6 +196,12 @@ def _check_headers(case: Case, num_channels: int) -> None:
         if not np.allclose(image.GetSpacing()[:3], label.GetSpacing(), rtol=1e-3):
             raise SegNetsError(
                 f"{path}: spacing {image.GetSpacing()[:3]} mm differs from its label's {label.GetSpacing()}."
+            )
+        tolerance = 1e-2 * max(label.GetSpacing())  # as read_case's check
+        if not np.allclose(_voxel_to_lps(image), _voxel_to_lps(label), rtol=0.0, atol=tolerance):
+            raise SegNetsError(
+                f"{path}: its origin or axis directions differ from its label's ({case.label.name}); "
+                "every channel and the label must share one voxel grid."
             )
         found += _channels_in(image)
     if found != num_channels:

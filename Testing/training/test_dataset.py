@@ -209,3 +209,31 @@ def test_a_case_in_two_files_is_refused(nnunet_dataset, tmp_path, folder, name, 
     with pytest.raises(SegNetsError, match="are the same case in two files") as raised:
         load_dataset(root)
     assert f"{name}.nii.gz" in str(raised.value) and f"{name}{twin} " in str(raised.value)
+
+
+@pytest.mark.parametrize("change", ["origin", "direction"])
+def test_a_channel_off_its_labels_grid_is_refused(tmp_path, data_dir, change):
+    """A second channel moved or flipped against the label (an unregistered T2) was stacked with the first one
+    unchecked; the header check names its file before any case is read."""
+    root = make_msd_dataset(tmp_path / "two", data_dir, cases=2, channels=2)
+    path = root / "imagesTr" / "case_001_0001.nii.gz"
+    image = sitk.ReadImage(str(path))
+    if change == "origin":
+        image.SetOrigin([value + 30.0 for value in image.GetOrigin()])
+    else:
+        direction = list(image.GetDirection())
+        direction[0], direction[4] = -direction[0], -direction[4]
+        image.SetDirection(direction)
+    sitk.WriteImage(image, str(path))
+    with pytest.raises(SegNetsError, match=r"case_001_0001\.nii\.gz: its origin or axis directions differ"):
+        load_dataset(root)
+
+
+def test_a_label_off_its_images_grid_is_refused_before_reading(nnunet_dataset, tmp_path):
+    root = _copy(nnunet_dataset, tmp_path)
+    path = root / "labelsTr" / "case_002.nii.gz"
+    label = sitk.ReadImage(str(path))
+    label.SetOrigin([value - 20.0 for value in label.GetOrigin()])
+    sitk.WriteImage(label, str(path))
+    with pytest.raises(SegNetsError, match=r"case_002_0000\.nii\.gz: its origin or axis directions differ"):
+        load_dataset(root)
