@@ -164,6 +164,24 @@ def _find_cases(root: Path, channels: list[str]) -> list[Case]:
     return cases
 
 
+def _check_listing(spec: dict, cases: list[Case], path: Path) -> None:
+    """Refuse a case dataset.json lists (MSD "training") without its label file, and a "numTraining" that is not
+    the number of cases found: a case lost in copying would otherwise be left out silently."""
+    found = {case.name for case in cases}
+    listed = spec.get("training")
+    for entry in listed if isinstance(listed, list) else []:
+        label = entry.get("label") if isinstance(entry, dict) else None
+        stem = volume_stem(Path(label).name) if isinstance(label, str) else None
+        if stem is not None and stem not in found:
+            raise SegNetsError(f"{path}: lists training case {brief(label)}, but labelsTr holds no {stem} label.")
+    expected = spec.get("numTraining")
+    if type(expected) is int and expected != len(cases):
+        raise SegNetsError(
+            f"{path}: numTraining is {expected}, but labelsTr holds {len(cases)} case(s); "
+            "restore the missing cases or correct numTraining."
+        )
+
+
 def _channels_in(reader: sitk.ImageFileReader) -> int:
     if reader.GetDimension() == 4:
         return int(reader.GetSize()[3]) * reader.GetNumberOfComponents()
@@ -236,6 +254,7 @@ def load_dataset(root: str | os.PathLike) -> LabeledDataset:
     channels = _parse_channels(spec, spec_path)
     labels, ignore_value = _parse_labels(spec, spec_path)
     cases = _find_cases(root, channels)
+    _check_listing(spec, cases, spec_path)
     for case in cases:
         _check_headers(case, len(channels))
     return LabeledDataset(

@@ -237,3 +237,18 @@ def test_a_label_off_its_images_grid_is_refused_before_reading(nnunet_dataset, t
     sitk.WriteImage(label, str(path))
     with pytest.raises(SegNetsError, match=r"case_002_0000\.nii\.gz: its origin or axis directions differ"):
         load_dataset(root)
+
+
+def test_a_listed_case_without_files_and_a_wrong_num_training_are_refused(tmp_path, data_dir):
+    """A case lost in copying (both its files gone) was left out silently although dataset.json lists it."""
+    root = make_msd_dataset(tmp_path / "msd", data_dir, cases=3, layout="msd")
+    for path in (root / "imagesTr" / "case_002.nii.gz", root / "labelsTr" / "case_002.nii.gz"):
+        path.unlink()
+    with pytest.raises(SegNetsError, match=r"lists training case '\./labelsTr/case_002\.nii\.gz'.*no case_002 label"):
+        load_dataset(root)
+    spec = json.loads((root / "dataset.json").read_text())
+    _edit_json(root, training=spec["training"][:2])
+    with pytest.raises(SegNetsError, match=r"dataset\.json: numTraining is 3, but labelsTr holds 2 case\(s\)"):
+        load_dataset(root)
+    _edit_json(root, numTraining=2)
+    assert [case.name for case in load_dataset(root).cases] == ["case_000", "case_001"]
