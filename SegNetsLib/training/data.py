@@ -112,9 +112,18 @@ def grid_shapes(cases: list[Case], target_spacing: tuple[float, float, float]) -
 
 
 def check_foreground(cases: list[PreparedCase], dataset: LabeledDataset, label_names: list[str]) -> None:
-    """Refuse a dataset whose training ``cases`` (those of every rank) hold no voxel of any foreground label."""
-    if not any(distributed.gather_objects(any(len(points) for case in cases for points in case.foreground))):
+    """Refuse a dataset whose training ``cases`` (those of every rank) hold no voxel of some foreground label: the
+    model's card would name a structure it never saw."""
+    present = [any(len(case.foreground[index]) for case in cases) for index in range(len(label_names))]
+    seen = [any(column) for column in zip(*distributed.gather_objects(present))]
+    if not any(seen):
         raise distributed.refuse(
             f"{dataset.root / 'labelsTr'}: no training case holds a voxel of {', '.join(label_names)}; "
             "there is nothing to learn."
+        )
+    missing = [name for name, found in zip(label_names, seen) if not found]
+    if missing:
+        raise distributed.refuse(
+            f"{dataset.root / 'labelsTr'}: no training case holds a voxel of {', '.join(missing)}; remove it from "
+            "dataset.json's labels or add cases that hold it (the model would name a structure it never saw)."
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -176,6 +177,18 @@ def test_refuses_a_dataset_without_any_foreground(tmp_path, model_library):
         )
     with pytest.raises(SegNetsError, match="labelsTr: no training case holds a voxel of liver"):
         train(root, "unet3d", _options(tmp_path, "unet3d"))
+    assert ModelLibrary(model_library).list() == []
+
+
+def test_refuses_a_label_no_training_case_holds(dataset, tmp_path, model_library):
+    """A label dataset.json names but no case holds was trained for nothing and named on the model's card."""
+    root = tmp_path / "Extra"
+    shutil.copytree(dataset, root)
+    spec = json.loads((root / "dataset.json").read_text())
+    spec["labels"]["kidney"] = 3
+    (root / "dataset.json").write_text(json.dumps(spec))
+    with pytest.raises(SegNetsError, match="labelsTr: no training case holds a voxel of kidney; remove it"):
+        train(root, "unet3d", _options(tmp_path, "unet3d", epochs=1, iterations_per_epoch=1))
     assert ModelLibrary(model_library).list() == []
 
 
