@@ -246,7 +246,7 @@ def load_dataset(root: str | os.PathLike) -> LabeledDataset:
             )
     spec_path = root / "dataset.json"
     try:
-        spec = json.loads(spec_path.read_text())
+        spec = json.loads(spec_path.read_text(encoding="utf-8-sig"))  # a BOM, as Windows editors write, is no error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SegNetsError(f"{spec_path}: not valid JSON ({error}).") from None
     if not isinstance(spec, dict):

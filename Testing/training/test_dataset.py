@@ -252,3 +252,11 @@ def test_a_listed_case_without_files_and_a_wrong_num_training_are_refused(tmp_pa
         load_dataset(root)
     _edit_json(root, numTraining=2)
     assert [case.name for case in load_dataset(root).cases] == ["case_000", "case_001"]
+
+
+def test_dataset_json_with_a_byte_order_mark_is_read(nnunet_dataset, tmp_path):
+    """Windows editors (Notepad, PowerShell 5's Out-File) start UTF-8 files with a byte order mark."""
+    root = _copy(nnunet_dataset, tmp_path)
+    spec = root / "dataset.json"
+    spec.write_bytes(b"\xef\xbb\xbf" + spec.read_bytes())
+    assert load_dataset(root).labels == {1: "liver", 2: "spleen"}
