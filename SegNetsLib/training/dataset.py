@@ -99,8 +99,14 @@ def _parse_labels(spec: dict, path: Path) -> tuple[dict[int, str], int | None]:
             raise SegNetsError(
                 f'{path}: label entry {brief(key)}: {brief(value)} is neither name: value nor "value": name.'
             ) from None
+        if name in values:
+            raise SegNetsError(f"{path}: label name {brief(name)} is given twice; each label needs its own name.")
         values[name] = number
     by_value = {number: name for name, number in values.items()}
+    if len(by_value) < len(values):
+        twice = next(number for number in by_value if list(values.values()).count(number) > 1)
+        names = [name for name, number in values.items() if number == twice]
+        raise SegNetsError(f"{path}: labels {brief(names)} share the value {twice}; each label needs its own value.")
     if 0 not in by_value:
         raise SegNetsError(f"{path}: the labels need background with value 0.")
     ignore_value = next((number for name, number in values.items() if name.lower() == "ignore"), None)

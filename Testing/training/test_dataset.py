@@ -114,6 +114,12 @@ def test_bad_dataset_json_labels_and_channels(nnunet_dataset, tmp_path):
     _edit_json(root, labels={"background": 0, "liver": 1, "spleen": 2}, channel_names={"0": "CT", "1": "T2"})
     with pytest.raises(SegNetsError, match=r"case case_000 lacks channel 1 \(T2\): no case_000_0001 image"):
         load_dataset(root)
+    _edit_json(root, labels={"background": 0, "liver": 1, "spleen": 2, "tumour": 2}, channel_names={"0": "CT"})
+    with pytest.raises(SegNetsError, match=r"labels \['spleen', 'tumour'\] share the value 2"):
+        load_dataset(root)  # one name was dropped silently, and the card called the spleen a tumour
+    _edit_json(root, labels={"0": "background", "1": "organ", "2": "organ"})
+    with pytest.raises(SegNetsError, match="label name 'organ' is given twice"):
+        load_dataset(root)
     (root / "dataset.json").write_text("{not json")
     with pytest.raises(SegNetsError, match="not valid JSON"):
         load_dataset(root)
