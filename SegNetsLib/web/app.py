@@ -36,6 +36,7 @@ from trame_slicer.app.ui import (
 )
 from trame_slicer.core import SlicerApp
 from trame_slicer.rca_view import register_rca_factories
+from vtkmodules.vtkCommonCore import vtkCommand
 
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.web.actions import PanelActions
@@ -152,6 +153,24 @@ class SegNetsWebApp(TrameApp):
                 self._show_volume(self.loader.load_path(self._data_files[0]))
             except SegNetsError as error:
                 self._panel_state.data.error = str(error)
+                return
+        self._fit_views_at_first_resize()
+
+    def _fit_views_at_first_resize(self) -> None:
+        """Fit every view to the volume again when the browser first sends its size.
+
+        A browser that has just connected has not sized its views yet (they are 300 x 300 pixels): the volume
+        fitted to that square and then stretched to the view's real shape showed the axial view cropped.
+        """
+        for view in self.slicer_app.view_manager.get_views():
+            interactor = view.interactor()
+            tag: list[int] = []
+
+            def refit(_caller, _event, view=view, interactor=interactor, tag=tag) -> None:
+                interactor.RemoveObserver(tag[0])
+                view.fit_view_to_content()
+
+            tag.append(interactor.AddObserver(vtkCommand.WindowResizeEvent, refit))
 
     async def _on_upload(self, files: list[dict]) -> None:
         with self.state:

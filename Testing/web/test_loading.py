@@ -140,3 +140,33 @@ def test_a_data_folder_lists_no_hidden_file(data_dir, tmp_path):
     (tmp_path / "mr.nii.gz").unlink()
     with pytest.raises(SegNetsError, match="holds no volume file"):
         volume_files_in(tmp_path)
+
+
+def test_a_data_volume_fills_the_views_once_the_browser_sizes_them(tmp_path, data_dir):
+    """``--data`` is loaded when a browser connects, while its views are still 300 x 300 pixels: once the page
+    sized the axial view 503 x 914, it showed the middle 105 mm of the CT's 192 mm width (and no way to paint the
+    rest) until the user reset the view."""
+    pytest.importorskip("trame_slicer")
+    import numpy as np
+    from trame.app import get_server
+    from vtkmodules.vtkCommonCore import vtkCommand
+
+    from SegNetsLib.web.app import SegNetsWebApp
+
+    ct = data_dir / "ts_ct_sm" / "image.nii.gz"
+    app = SegNetsWebApp(get_server(f"segnets-fit-{tmp_path.name}", client_type="vue3"), data=ct)
+    app._on_client_connected()
+    volume = app.actions.volume_node
+    bounds = np.zeros(6)
+    volume.GetRASBounds(bounds)
+    extent = bounds[1::2] - bounds[::2]  # R, A, S in mm
+    for view in app.slicer_app.view_manager.get_slice_views():  # the browser sends each view's size
+        view.interactor().UpdateSize(503, 914)
+        view.interactor().InvokeEvent(vtkCommand.WindowResizeEvent)
+    axial = app.slicer_app.scene.GetSingletonNode(
+        app.slicer_app.view_manager.get_slice_views()[0].get_singleton_tag(), "vtkMRMLSliceNode"
+    )
+    assert axial.GetOrientation() == "Axial" and list(axial.GetDimensions())[:2] == [503, 914]
+    width, height, _ = axial.GetFieldOfView()
+    assert width >= extent[0] - 1e-3 and height >= extent[1] - 1e-3, (width, height, extent)
+    app.actions.logic.worker.shutdown(wait=False)
