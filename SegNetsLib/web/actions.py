@@ -231,7 +231,7 @@ class PanelActions(RoundActions):
                 raise SegNetsError(f"time budget {self.data.time_budget_s!r} is not a number of seconds.") from None
             empty = self.data.suggested_empty and self.data.suggested_slice is not None
             reviewed = {int(self.data.suggested_axis): [int(self.data.suggested_slice)]} if empty else None
-            job = self.logic.start_finetune(
+            return self.logic.start_finetune(
                 self.volume_node,
                 self.annotation_node,
                 segment_ids,
@@ -240,8 +240,6 @@ class PanelActions(RoundActions):
                 device=self.data.device,
                 reviewed=reviewed,
             )
-            self.data.suggested_empty = False  # the next round suggests another slice
-            return job
 
         self._start("finetune", submit)
 

@@ -21,6 +21,7 @@ class RoundActions:
         self.data.round = int(outcome.round)
         self.data.suggested_slice = None if suggestion is None else int(suggestion.index)
         self.data.suggested_axis = 0 if suggestion is None else int(suggestion.axis)
+        self.data.suggested_empty = False  # said of the previous suggestion; kept when a Fine-tune is cancelled
         self.data.round_text = describe_round(
             outcome.round, suggestion, outcome.model.card.provenance.seconds, geometry
         ).replace("then Update", "then Fine-tune again")

@@ -77,6 +77,40 @@ def test_a_second_segment_after_the_first_ends_waits_until_its_result_is_shown(w
     )
 
 
+def test_a_cancelled_finetune_keeps_slice_is_empty_checked(web_app):
+    """The user checked *Slice is empty* for the suggested slice, clicked Fine-tune and cancelled it: the page said
+    nothing was changed and still suggested that slice, but had unchecked the box, so the next Fine-tune would not
+    learn the slice as empty."""
+    import numpy as np
+
+    from SegNetsLib.mrml import segmentation_from_labelmap, volume_from_node
+
+    app, crop = web_app
+    actions = app.actions
+
+    async def scenario() -> None:
+        app._show_volume(app.loader.load_path(crop))
+        volume = volume_from_node(actions.volume_node)
+        painted = np.zeros(volume.shape_kji, np.uint8)
+        painted[20, 20:40, 20:40] = 1
+        card = actions._card(actions.data.model_key)
+        segmentation_from_labelmap(
+            actions.scene, volume.with_array(painted), card.labels, actions.volume_node, "Annotation",
+            segmentation_node=actions.annotation_node,
+        )  # fmt: skip
+        actions.data.round, actions.data.suggested_slice, actions.data.suggested_axis = 1, 3, 0  # as round 1 left it
+        actions.data.suggested_empty, actions.data.time_budget_s = True, 600
+        actions.finetune()
+        assert actions.data.busy, actions.data.error
+        actions.cancel()
+        while actions.data.busy:
+            await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert "cancelled; nothing was changed" in actions.data.message, actions.data.message
+    assert actions.data.suggested_slice == 3 and actions.data.suggested_empty, "the cancel unchecked Slice is empty"
+
+
 STOP_DURING_FINETUNE = """
 import asyncio, os, signal
 import numpy as np
