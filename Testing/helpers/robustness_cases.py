@@ -156,6 +156,13 @@ CASES: dict[str, Case] = {
         r"holds \d+ channels; SegNets Web shows single-channel volumes",
         "Testing/web/test_loading.py",
     ),
+    "upload-segmentation": Case(
+        "a SegNets Web upload or `--data` file that is a segmentation (`.seg.nrrd`, from 3D Slicer or a download)",
+        "“'liver.seg.nrrd' is a segmentation, not an image: open the image (CT, MR) to segment; SegNets Web loads no "
+        "segmentation file.” The scene stays as it was; a `--data` folder's `.seg.nrrd` files are not listed.",
+        r"is a segmentation, not an image: open the image \(CT, MR\) to segment",
+        "Testing/web/test_loading.py",
+    ),
     "output-over-input": Case(
         "`segnets segment` / `finetune` asked to write a result onto an input (the annotation, the image, a scan of "
         "the input folder, probabilities over the segmentation), two inputs of a folder whose results share a name, "

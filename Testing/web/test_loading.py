@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 from fuzz_helpers import one_sentence, run_limited
 from robustness_cases import expect
@@ -127,6 +129,30 @@ def test_a_2_gb_data_file_of_zeros_is_refused_from_its_first_bytes(loaded, tmp_p
         loader.load_path(zeros)
     expect("upload-wrong-content", one_sentence(refused.value))
     assert node.GetScene().GetNodeByID(node.GetID()) is node
+
+
+def test_a_segmentation_upload_is_refused_and_the_scene_stays(loaded, data_dir, tmp_path):
+    """A .seg.nrrd (an annotation made in 3D Slicer, or the page's own download) was loaded as the volume: the CT,
+    the painting and the result were replaced by a grey labelmap named 'liver.seg'."""
+    from SegNetsLib.app.selftest import LIVER
+    from SegNetsLib.core.volume import Volume
+    from SegNetsLib.imageio.segmentations import write_segmentation
+    from SegNetsLib.web.loading import volume_files_in
+
+    loader, node = loaded
+    scene = node.GetScene()
+    before = scene.GetNumberOfNodes()
+    labels = Volume(np.zeros((4, 5, 6), np.uint8))
+    labels.array[1, 2:4, 2:5] = 1
+    path = write_segmentation(labels, [LIVER], tmp_path / "liver.seg.nrrd")
+    with pytest.raises(SegNetsError) as refused:
+        loader.load_uploaded([{"name": "liver.seg.nrrd", "content": Path(path).read_bytes()}])
+    message = one_sentence(refused.value)
+    assert message.startswith("'liver.seg.nrrd' is a segmentation"), message
+    expect("upload-segmentation", message)
+    assert scene.GetNumberOfNodes() == before and scene.GetNodeByID(node.GetID()) is node
+    (tmp_path / "ct.nii.gz").write_bytes((data_dir / "ts_ct_sm" / "image.nii.gz").read_bytes())
+    assert volume_files_in(tmp_path) == [tmp_path / "ct.nii.gz"]  # the folder's .seg.nrrd sorts first
 
 
 def test_a_data_folder_lists_no_hidden_file(data_dir, tmp_path):
