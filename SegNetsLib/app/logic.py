@@ -223,7 +223,7 @@ class SegmentationLogic:
         grid) and never modified.
         """
         from SegNetsLib.finetune.options import FinetuneOptions
-        from SegNetsLib.finetune.start import is_architecture
+        from SegNetsLib.finetune.start import is_architecture, trained_on_volume
         from SegNetsLib.mrml.annotation import labels_from_segments, outside_notes
 
         if not time_limit_s or time_limit_s <= 0:
@@ -240,9 +240,12 @@ class SegmentationLogic:
         else:
             model_path = self.model_path(*split_reference(start))
             begin = str(model_path)
-            # a round continued: it changes the result near the new slice only
-            previous = self._shown.get(begin, (None, None))[1]
-            mapping, extend = _label_values_for_model(card_of(model_path), labels)
+            start_card = card_of(model_path)
+            # a round continued: it changes the result near the new slice only (the result shown on another volume
+            # is no previous result: it would be said to be left unused)
+            shown = self._shown.get(begin, (None, None))[1]
+            previous = shown if shown is not None and trained_on_volume(start_card, volume) else None
+            mapping, extend = _label_values_for_model(start_card, labels)
             remapped = np.zeros_like(annotation.array)
             for old, new in mapping.items():
                 remapped[annotation.array == old] = new

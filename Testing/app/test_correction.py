@@ -205,3 +205,32 @@ def test_the_results_kept_for_stepping_back_are_those_of_the_volume_fine_tuned_l
     assert logic.round_segmentation(*rounds[1]) is not None  # the volume fine-tuned last: its round is kept
     assert logic.round_segmentation(*rounds[0]) is None, "the first volume's result is still held"
     assert len(logic._shown) == 1
+
+
+def test_a_fine_tune_on_another_volume_says_nothing_of_a_previous_result(mrml, tmp_path):
+    """Fine-tune on volume B from the model of a round on volume A (the web page after an upload, the panel after
+    choosing another volume) ended with "Note: the previous result was not used ...": A's result was passed as B's."""
+    import slicer.util
+
+    logic = SegmentationLogic(mrml.scene, ModelLibrary(tmp_path / "models"), ThreadWorker())
+    rng = np.random.default_rng(0)
+    truth = np.zeros((12, 20, 20), np.uint8)
+    truth[2:10, 5:15, 5:15] = 1
+    start, notes = "unet3d", []
+    try:
+        for name in ("A", "B"):  # the same shape and spacing, other voxels
+            image = rng.normal(0, 5, truth.shape).astype(np.float32) + 100.0 * truth
+            volume_node = bridge.volume_node_from_volume(mrml.scene, Volume(image), name)
+            node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"annotation {name}")
+            node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+            segment_id = node.GetSegmentation().AddEmptySegment("", "liver", [0.1, 0.8, 0.2])
+            painted = np.zeros_like(truth)
+            painted[[3, 8]] = truth[[3, 8]]
+            slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, segment_id, volume_node)
+            job = logic.start_finetune(volume_node, node, [segment_id], start, 60.0, device="cpu", iterations=2)
+            outcome = logic.finish_finetune(wait(job))
+            start, notes = f"{outcome.model.id}@{outcome.model.version}", outcome.notes
+    finally:
+        logic.worker.shutdown()
+    assert outcome.round == 1 and outcome.kept == "fine-tuned"
+    assert not [note for note in notes if "previous result" in note], notes
