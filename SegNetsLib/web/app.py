@@ -178,6 +178,7 @@ class SegNetsWebApp(TrameApp):
             if self.actions.busy:
                 self._panel_state.data.error = "SegNets is working on the current volume; wait or Cancel, then load."
                 return
+            shown, painted = self._panel_state.data.volume_name, self.actions.annotated_slice_count()
             try:
                 node = self.loader.load_uploaded(files)
             except SegNetsError as error:
@@ -185,6 +186,10 @@ class SegNetsWebApp(TrameApp):
                 log.info("upload refused: %s", error)
                 return
             self._show_volume(node)
+            if painted:  # the scene was cleared: say what went with it
+                self._panel_state.data.message += (
+                    f" The painting of {shown!r} ({painted} slice{'s' if painted > 1 else ''}) was discarded with it."
+                )
 
     def _show_volume(self, volume_node) -> None:
         self.actions.on_volume_loaded(volume_node)  # adds the annotation segmentation first ...

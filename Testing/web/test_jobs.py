@@ -167,3 +167,34 @@ def test_the_server_stopped_during_a_finetune_exits_cleanly_and_saves_nothing(we
     assert done.returncode == 0 and "terminate called" not in done.stderr, done.stderr[-3000:]
     assert "STOPPED" in done.stdout
     assert sorted(path.relative_to(library) for path in library.rglob("*")) == before  # no version, no partial
+
+
+def test_an_upload_says_that_the_painting_of_the_volume_shown_was_discarded(web_app, data_dir):
+    """Uploading another volume cleared the painted slices without a word ("Loaded 'other'; pick a model and click
+    Segment."): coming back to the first volume, its correction rounds could not go on without repainting them."""
+    import numpy as np
+
+    from SegNetsLib.mrml import segmentation_from_labelmap, volume_from_node
+
+    app, crop = web_app
+    actions = app.actions
+    other = data_dir / "ts_mr_sm" / "image.nii.gz"
+
+    async def scenario() -> None:
+        app._show_volume(app.loader.load_path(crop))
+        volume = volume_from_node(actions.volume_node)
+        painted = np.zeros(volume.shape_kji, np.uint8)
+        painted[[10, 20], 20:40, 20:40] = 1
+        card = actions._card(actions.data.model_key)
+        segmentation_from_labelmap(
+            actions.scene, volume.with_array(painted), card.labels, actions.volume_node, "Annotation",
+            segmentation_node=actions.annotation_node,
+        )  # fmt: skip
+        await app._on_upload([{"name": "other.nii.gz", "content": other.read_bytes()}])
+        assert actions.data.message.endswith("The painting of 'crop' (2 slices) was discarded with it."), (
+            actions.data.message
+        )
+        await app._on_upload([{"name": "again.nii.gz", "content": other.read_bytes()}])  # nothing painted on 'other'
+        assert actions.data.message == "Loaded 'again'; pick a model and click Segment.", actions.data.message
+
+    asyncio.run(scenario())
