@@ -163,6 +163,8 @@ def run_loop(
             _report(result, settings, validation, elapsed, progress, callback, progress_span)
         if validation is not None and since_best >= settings.patience:
             break
+    if validate is None and result.iterations % settings.report_every:  # the last iterations: shown, not left out
+        _report(result, settings, None, time.monotonic() - start, progress, callback, progress_span)
     if validate is not None:
         cancel.raise_if_cancelled()
         final = validate(net)

@@ -132,6 +132,16 @@ def test_progress_reports_iteration_loss_and_validation():
     assert any(r["validation_dice"] is not None for r in records)
 
 
+def test_the_last_iteration_is_reported_without_validation():
+    """One painted slice (nothing to validate on) and fewer than 10 iterations: the web page and the panel showed no
+    iteration and no loss for the whole Fine-tune (and, after more, the count of the last multiple of 10)."""
+    image, truth = _phantom()
+    records = []
+    finetune(image, _annotation(image, truth, (8,)), "unet3d", TINY, callback=records.append)
+    assert records and records[-1]["iteration"] == TINY.iterations, records
+    assert all(r["validation_dice"] is None for r in records)
+
+
 def _base_model(library: ModelLibrary) -> str:
     card = make_card(
         "unet3d",
