@@ -30,6 +30,7 @@ from SegNetsLib.core.annotation import annotated_slices, count_slices
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.mrml import annotation_from_segmentation, segmentation_from_labelmap, volume_from_node
 from SegNetsLib.mrml.files import save_segmentation_node
+from SegNetsLib.web.models import NEW_NETWORK_LABELS, is_new_network, model_choices, new_network_text
 from SegNetsLib.web.rounds import RoundActions
 from SegNetsLib.web.state import Choice, PanelState
 
@@ -95,20 +96,14 @@ class PanelActions(RoundActions):
     def refresh_models(self) -> None:
         """List the model library; keep the current choice when it is still there."""
         entries = self.logic.library.list()
-        self.data.models = [
-            Choice(
-                title=f"{entry.card.name} {entry.version} ({entry.card.architecture})",
-                value=f"{entry.id}@{entry.version}",
-            )
-            for entry in entries
-        ]
+        self.data.models = model_choices(entries)
         keys = [item.value for item in self.data.models]
-        if self.data.model_key not in keys:
-            self.data.model_key = keys[-1] if keys else None
+        if self.data.model_key not in keys:  # the newest library version, else a new 3D U-Net
+            self.data.model_key = keys[len(entries) - 1] if entries else keys[len(entries)]
         self._on_model_changed(self.data.model_key)
 
     def _card(self, key: str | None):
-        if not key:
+        if not key or is_new_network(key):
             return None
         model_id, version = split_reference(key)
         return self.logic.library.card(model_id, version)
@@ -119,8 +114,8 @@ class PanelActions(RoundActions):
         except SegNetsError as error:
             self.data.error = str(error)
             return
-        self.data.model_card_text = card_summary(card) if card else ""
-        self._label_annotation(card)
+        self.data.model_card_text = card_summary(card) if card else new_network_text(key) if is_new_network(key) else ""
+        self._label_annotation(card.labels if card else NEW_NETWORK_LABELS if is_new_network(key) else None)
 
     # --- volume and annotation ---------------------------------------------------------------------
     def on_volume_loaded(self, volume_node) -> None:
@@ -132,7 +127,10 @@ class PanelActions(RoundActions):
         annotation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
         self._annotation_node_id = annotation.GetID()
         try:
-            self._label_annotation(self._card(self.data.model_key))
+            card = self._card(self.data.model_key)
+            self._label_annotation(
+                card.labels if card else NEW_NETWORK_LABELS if is_new_network(self.data.model_key) else None
+            )
         except SegNetsError as error:
             self.data.error = str(error)
         self.data.volume_name = volume_node.GetName()
@@ -143,21 +141,22 @@ class PanelActions(RoundActions):
         self._clear_training()
         self.data.message = f"Loaded {volume_node.GetName()!r}; pick a model and click Segment."
 
-    def _label_annotation(self, card) -> None:
-        """Give a still unpainted annotation one empty segment per label of ``card`` (names, colours, terminology).
+    def _label_annotation(self, labels) -> None:
+        """Give a still unpainted annotation one empty segment per label of ``labels`` (a card's, or a new
+        network's one segment: names, colours, terminology).
 
         Once the user has painted, the annotation is theirs and is left exactly as it is.
         """
         annotation, volume_node = self.annotation_node, self.volume_node
-        if card is None or annotation is None or volume_node is None:
+        if labels is None or annotation is None or volume_node is None:
             return
-        labels = self.annotation_labels()
-        if labels is not None and labels[0].array.any():
+        painted = self.annotation_labels()
+        if painted is not None and painted[0].array.any():
             return
         volume = volume_from_node(volume_node)
         empty = volume.with_array(np.zeros(volume.shape_kji, dtype=np.uint8))
         segmentation_from_labelmap(
-            self.scene, empty, card.labels, volume_node, ANNOTATION_NAME, segmentation_node=annotation
+            self.scene, empty, labels, volume_node, ANNOTATION_NAME, segmentation_node=annotation
         )
         self.editor.set_active_segment_id(self.editor.get_nth_segment_id(0))
 
@@ -211,6 +210,11 @@ class PanelActions(RoundActions):
         """Segment the volume with the chosen model on the worker thread."""
 
         def submit() -> Job:
+            if is_new_network(self.data.model_key):
+                raise SegNetsError(
+                    f"a new {self.data.model_key} has learned nothing yet: paint the structure on a few slices and "
+                    "click Fine-tune, or pick a model of the library to Segment with."
+                )
             model_id, version = split_reference(self.data.model_key or "")
             return self.logic.start_segment(
                 self.volume_node, model_id, version=version, device=self.data.device, roi=self.data.roi_mode
