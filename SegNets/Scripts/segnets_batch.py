@@ -69,14 +69,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def input_files(path: Path) -> list[Path]:
     """The volume files to segment: ``path`` itself, or the volume files directly inside it."""
     from SegNetsLib.core.errors import SegNetsError
-    from SegNetsLib.imageio.segmentations import is_segmentation_file, refuse_segmentation_input
+    from SegNetsLib.imageio.segmentations import refuse_segmentation_input
     from SegNetsLib.imageio.volumes import listed_volume_files
 
     if path.is_file():
         refuse_segmentation_input(path)
         return [path]
     if path.is_dir():
-        files = [p for p in listed_volume_files(path) if not is_segmentation_file(p)]
+        files = listed_volume_files(path)
         if files:
             return files
         raise SegNetsError(f"{path}: the folder holds no volume files (.nii.gz, .nrrd, .mha ...).")

@@ -116,15 +116,11 @@ def _jobs(
 ) -> list[tuple[Path, Path, Path | None]]:
     """(input, output, probabilities output) per volume; checks names and places before any work is done: a
     result never lands on an input, on another result, or under a file."""
-    from SegNetsLib.imageio.segmentations import (
-        is_segmentation_file,
-        is_written_segmentation_file,
-        refuse_segmentation_input,
-    )
+    from SegNetsLib.imageio.segmentations import is_written_segmentation_file, refuse_segmentation_input
     from SegNetsLib.imageio.volumes import check_written_volume_name, listed_volume_files
 
     if source.is_dir():
-        volumes = [p for p in listed_volume_files(source) if not is_segmentation_file(p)]
+        volumes = listed_volume_files(source)
         if not volumes:
             raise SegNetsError(f"{source}: the folder holds no volume files ({', '.join(VOLUME_SUFFIXES)}).")
         if (output.exists() and not output.is_dir()) or (not output.exists() and is_written_segmentation_file(output)):

@@ -20,12 +20,12 @@ from slicerio.segmentation import terminology_entry_from_string, terminology_ent
 from SegNetsLib.card.card import LabelInfo, Terminology
 from SegNetsLib.card.factory import PALETTE
 from SegNetsLib.core.atomic import atomic_file
-from SegNetsLib.core.constants import SEGMENTATION_SUFFIX
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.imageio.volumes import (
     check_declared_size,
     check_written_volume_name,
+    is_segmentation_file,
     is_written_volume_file,
     read_image,
     volume_from_sitk,
@@ -34,11 +34,6 @@ from SegNetsLib.imageio.volumes import (
 )
 
 _COMPRESSION_LEVEL = 1  # gzip level: labelmaps compress well even at 1, and level 9 is several times slower
-
-
-def is_segmentation_file(path: str | os.PathLike) -> bool:
-    """True for a Slicer segmentation file name (``.seg.nrrd``)."""
-    return str(path).lower().endswith(SEGMENTATION_SUFFIX)
 
 
 def refuse_segmentation_input(path: str | os.PathLike) -> None:

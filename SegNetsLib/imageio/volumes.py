@@ -40,13 +40,19 @@ def is_volume_file(path: str | os.PathLike) -> bool:
     return name.endswith(VOLUME_SUFFIXES)
 
 
+def is_segmentation_file(path: str | os.PathLike) -> bool:
+    """True for a Slicer segmentation file name (``.seg.nrrd``)."""
+    return str(path).lower().endswith(SEGMENTATION_SUFFIX)
+
+
 def listed_volume_files(folder: str | os.PathLike) -> list[Path]:
-    """The volume files directly inside ``folder``, sorted; hidden ones (a name starting with '.': the temporary
-    file of a write cut short, ``.ct.nii.gz.x1y2.partial.nii.gz``, or a macOS ``._ct.nii.gz``) are no input."""
+    """The image volume files directly inside ``folder``, sorted; hidden ones (a name starting with '.': the
+    temporary file of a write cut short, ``.ct.nii.gz.x1y2.partial.nii.gz``, or a macOS ``._ct.nii.gz``) and
+    segmentations (``.seg.nrrd``, a result beside its image) are no input."""
     return sorted(
         path
         for path in Path(folder).iterdir()
-        if not path.name.startswith(".") and path.is_file() and is_volume_file(path)
+        if not path.name.startswith(".") and path.is_file() and is_volume_file(path) and not is_segmentation_file(path)
     )
 
 
@@ -61,8 +67,7 @@ def volume_stem(name: str) -> str | None:
 
 def is_written_volume_file(path: str | os.PathLike) -> bool:
     """True when the file name ends in a single-file volume format SegNets writes (not a ``.seg.nrrd``)."""
-    name = str(path).lower()
-    return name.endswith(WRITTEN_VOLUME_SUFFIXES) and not name.endswith(SEGMENTATION_SUFFIX)
+    return str(path).lower().endswith(WRITTEN_VOLUME_SUFFIXES) and not is_segmentation_file(path)
 
 
 def check_written_volume_name(path: str | os.PathLike, what: str = "a volume") -> None:

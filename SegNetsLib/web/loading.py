@@ -10,10 +10,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from SegNetsLib.core.constants import SEGMENTATION_SUFFIX
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.imageio.volumes import (
     VOLUME_SUFFIXES,
+    is_segmentation_file,
     is_volume_file,
     listed_volume_files,
     read_volume,
@@ -54,8 +54,8 @@ _SIGNATURES = {
 def volume_files_in(path: Path) -> list[Path]:
     """The volume files a ``--data`` argument names: the file itself, or a folder's volume files (sorted)."""
     path = Path(path)
-    if path.is_dir():  # a segmentation beside its image is not the volume to show
-        files = [file for file in listed_volume_files(path) if not file.name.lower().endswith(SEGMENTATION_SUFFIX)]
+    if path.is_dir():
+        files = listed_volume_files(path)
         if not files:
             raise SegNetsError(f"--data folder {str(path)!r} holds no volume file ({', '.join(VOLUME_SUFFIXES)}).")
         return files
@@ -68,7 +68,7 @@ def check_signature(head: bytes, shown_name: str) -> None:
     """Refuse, from its first bytes, a file whose content is not the volume format its name says (an HTML
     page, a zip or a file of zeros renamed ``.nii``), before the rest of it is written or read."""
     lower = shown_name.lower()
-    if lower.endswith(SEGMENTATION_SUFFIX):  # a labelmap NRRD: it would replace the image, painting and result
+    if is_segmentation_file(lower):  # a labelmap NRRD: it would replace the image, painting and result
         raise SegNetsError(
             f"{shown_name!r} is a segmentation, not an image: open the image (CT, MR) to segment; SegNets Web "
             "loads no segmentation file."
