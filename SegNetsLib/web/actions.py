@@ -99,7 +99,7 @@ class PanelActions(RoundActions):
         self.data.models = model_choices(entries)
         keys = [item.value for item in self.data.models]
         if self.data.model_key not in keys:  # the newest library version, else a new 3D U-Net
-            self.data.model_key = keys[len(entries) - 1] if entries else keys[len(entries)]
+            self.data.model_key = keys[max(len(entries) - 1, 0)]
         self._on_model_changed(self.data.model_key)
 
     def _card(self, key: str | None):
@@ -108,6 +108,12 @@ class PanelActions(RoundActions):
         model_id, version = split_reference(key)
         return self.logic.library.card(model_id, version)
 
+    @staticmethod
+    def _start_labels(key: str | None, card):
+        """The labels an unpainted annotation starts with for the model choice ``key`` (``card``: its card, None
+        for a new network or no choice): the card's, a new network's one segment, or None."""
+        return card.labels if card else NEW_NETWORK_LABELS if is_new_network(key) else None
+
     def _on_model_changed(self, key: str | None) -> None:
         try:
             card = self._card(key)
@@ -115,7 +121,7 @@ class PanelActions(RoundActions):
             self.data.error = str(error)
             return
         self.data.model_card_text = card_summary(card) if card else new_network_text(key) if is_new_network(key) else ""
-        self._label_annotation(card.labels if card else NEW_NETWORK_LABELS if is_new_network(key) else None)
+        self._label_annotation(self._start_labels(key, card))
 
     # --- volume and annotation ---------------------------------------------------------------------
     def on_volume_loaded(self, volume_node) -> None:
@@ -127,10 +133,7 @@ class PanelActions(RoundActions):
         annotation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
         self._annotation_node_id = annotation.GetID()
         try:
-            card = self._card(self.data.model_key)
-            self._label_annotation(
-                card.labels if card else NEW_NETWORK_LABELS if is_new_network(self.data.model_key) else None
-            )
+            self._label_annotation(self._start_labels(self.data.model_key, self._card(self.data.model_key)))
         except SegNetsError as error:
             self.data.error = str(error)
         self.data.volume_name = volume_node.GetName()
