@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -39,28 +41,53 @@ def annotation_from_segmentation(
     itself is never modified. ``refuse_covered``: raise SegNetsError when a painted segment lies wholly under
     later ones (overlapping layers), so that it would not be learned at all.
     """
-    import slicer
-
     segment_ids = _checked_ids(segmentation_node, segment_ids)
     if len(segment_ids) >= DEFAULT_IGNORE_VALUE:  # that value marks unlabeled voxels
         raise SegNetsError(
             f"{len(segment_ids)} segments were chosen; at most {DEFAULT_IGNORE_VALUE - 1} can be learned at once."
         )
-    scene = segmentation_node.GetScene()
-    segmentation = segmentation_node.GetSegmentation()
-    labelmap = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
-    had_labelmaps = segmentation.ContainsRepresentation(labelmap)
-    temporary = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__segnets_annotation__")
-    try:
+    with _work_node(segmentation_node, "__segnets_annotation__") as temporary:
         array, ijk_to_ras = _exported(segmentation_node, segment_ids, reference_volume_node, temporary)
         annotation = Volume.from_ijk_to_ras(array, ijk_to_ras)
         if refuse_covered:
             _refuse_covered(segmentation_node, segment_ids, array, reference_volume_node, temporary)
-    finally:
-        remove_temporary_node(temporary)
-        if not had_labelmaps and segmentation.ContainsRepresentation(labelmap):
-            segmentation.RemoveRepresentation(labelmap)  # made for the export (from closed surfaces)
     return annotation, {index + 1: segment_id for index, segment_id in enumerate(segment_ids)}
+
+
+@contextlib.contextmanager
+def _work_node(segmentation_node, name: str) -> Iterator[Any]:
+    """A temporary labelmap node to export ``segmentation_node``'s segments into; removed afterwards, with the
+    binary labelmaps an export made from closed surfaces (the segmentation node is left as it was)."""
+    import slicer
+
+    segmentation = segmentation_node.GetSegmentation()
+    labelmap = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    had_labelmaps = segmentation.ContainsRepresentation(labelmap)
+    node = segmentation_node.GetScene().AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name)
+    try:
+        yield node
+    finally:
+        remove_temporary_node(node)
+        if not had_labelmaps and segmentation.ContainsRepresentation(labelmap):
+            segmentation.RemoveRepresentation(labelmap)
+
+
+def _id_array(segment_ids: list[str]):
+    """``segment_ids`` as the vtkStringArray Slicer's export takes."""
+    import vtk
+
+    ids = vtk.vtkStringArray()
+    for segment_id in segment_ids:
+        ids.InsertNextValue(segment_id)
+    return ids
+
+
+def _frame_map(segmentation_node, reference_volume_node) -> Callable[[np.ndarray], np.ndarray] | None:
+    """RAS points of the segmentation's frame to the volume's (:func:`_between`); None when both hang under the
+    same parent transform (one frame)."""
+    if segmentation_node.GetTransformNodeID() == reference_volume_node.GetTransformNodeID():
+        return None
+    return _between(segmentation_node, reference_volume_node)
 
 
 def _exported(
@@ -72,11 +99,8 @@ def _exported(
     export into."""
     import slicer
     import slicer.util
-    import vtk
 
-    ids = vtk.vtkStringArray()
-    for segment_id in segment_ids:
-        ids.InsertNextValue(segment_id)
+    ids = _id_array(segment_ids)
     if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
         segmentation_node, ids, work_node, reference_volume_node
     ):
@@ -86,16 +110,14 @@ def _exported(
         )
     array = np.array(slicer.util.arrayFromVolume(work_node), dtype=np.uint8, copy=True)
     ijk_to_ras = ijk_to_ras_of(work_node)
-    same = segmentation_node.GetTransformNodeID() == reference_volume_node.GetTransformNodeID()
-    if same and _on_grid(segmentation_node, segment_ids, ijk_to_ras):
+    move = _frame_map(segmentation_node, reference_volume_node)
+    if move is None and _on_grid(segmentation_node, segment_ids, ijk_to_ras):
         return array, ijk_to_ras  # each painted voxel is a voxel of the grid: the export missed none
     if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, ids, work_node):
         raise SegNetsError(f"Slicer could not export segmentation {segmentation_node.GetName()!r}.")
     own = _voxels(work_node)
     if own is not None:
-        move = None if same else _between(segmentation_node, reference_volume_node)
-        reference = Volume.from_ijk_to_ras(array, ijk_to_ras)
-        centres = _painted_centres(own, ijk_to_ras_of(work_node), reference, move)
+        centres = _painted_centres(own, ijk_to_ras_of(work_node), array.shape, ijk_to_ras, move)
         array[array == 0] = centres[array == 0]  # Slicer's nearest labels first; what they missed added
     return array, ijk_to_ras
 
@@ -180,31 +202,20 @@ def painted_outside(segmentation_node, segment_ids: list[str], reference_volume_
     (through the two nodes' parent transforms): an export onto the volume leaves them out (a segmentation painted on
     a larger volume, the volume cropped since). The segmentation node itself is never modified."""
     import slicer
-    import vtk
 
     segment_ids = _checked_ids(segmentation_node, segment_ids)
-    segmentation = segmentation_node.GetSegmentation()
-    labelmap = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
-    had_labelmaps = segmentation.ContainsRepresentation(labelmap)
-    work = segmentation_node.GetScene().AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__segnets_outside__")
-    try:
-        ids = vtk.vtkStringArray()
-        for segment_id in segment_ids:
-            ids.InsertNextValue(segment_id)
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, ids, work):
+    with _work_node(segmentation_node, "__segnets_outside__") as work:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentation_node, _id_array(segment_ids), work
+        ):
             return 0
         own = _voxels(work)
         if own is None or not own.any():
             return 0
-        same = segmentation_node.GetTransformNodeID() == reference_volume_node.GetTransformNodeID()
-        move = None if same else _between(segmentation_node, reference_volume_node)
-        dimensions = reference_volume_node.GetImageData().GetDimensions()
-        reference = Volume.from_ijk_to_ras(np.zeros(dimensions[::-1], np.uint8), ijk_to_ras_of(reference_volume_node))
-        return int((~_centres_inside(own, ijk_to_ras_of(work), reference, move)[1]).sum())
-    finally:
-        remove_temporary_node(work)
-        if not had_labelmaps and segmentation.ContainsRepresentation(labelmap):
-            segmentation.RemoveRepresentation(labelmap)  # made for the export (from closed surfaces)
+        shape_kji = reference_volume_node.GetImageData().GetDimensions()[::-1]
+        move = _frame_map(segmentation_node, reference_volume_node)
+        inside = _centres_inside(own, ijk_to_ras_of(work), shape_kji, ijk_to_ras_of(reference_volume_node), move)[1]
+        return int((~inside).sum())
 
 
 def outside_notes(segmentation_node, segment_ids: list[str], reference_volume_node, exported: np.ndarray) -> list[str]:
@@ -234,14 +245,16 @@ def labels_from_segments(segmentation_node, label_to_segment: dict[int, str]) ->
 def _painted_centres(
     labels: np.ndarray,
     ijk_to_ras: np.ndarray,
-    reference: Volume,
+    shape_kji: tuple[int, ...],
+    reference_ijk_to_ras: np.ndarray,
     move: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """uint8 labels on ``reference``'s grid [k, j, i]: each voxel holding the centre of a labelled voxel of
-    ``labels`` [k, j, i] (a grid with the 4 x 4 ``ijk_to_ras``), that voxel's label (the last one where several
-    fall in it). ``move``: RAS points (3, N) of that grid's frame to ``reference``'s (None: one frame)."""
-    out = np.zeros(reference.shape_kji, dtype=np.uint8)
-    kji, inside, target = _centres_inside(labels, ijk_to_ras, reference, move)
+    """uint8 labels on a reference grid (``shape_kji``, 4 x 4 ``reference_ijk_to_ras``): each voxel holding the
+    centre of a labelled voxel of ``labels`` [k, j, i] (a grid with the 4 x 4 ``ijk_to_ras``), that voxel's label
+    (the last one where several fall in it). ``move``: RAS points (3, N) of that grid's frame to the reference's
+    (None: one frame)."""
+    out = np.zeros(shape_kji, dtype=np.uint8)
+    kji, inside, target = _centres_inside(labels, ijk_to_ras, shape_kji, reference_ijk_to_ras, move)
     out[target[2][inside], target[1][inside], target[0][inside]] = labels[kji][inside]
     return out
 
@@ -249,19 +262,21 @@ def _painted_centres(
 def _centres_inside(
     labels: np.ndarray,
     ijk_to_ras: np.ndarray,
-    reference: Volume,
+    shape_kji: tuple[int, ...],
+    reference_ijk_to_ras: np.ndarray,
     move: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
     """(the labelled voxels' indices (k, j, i) in ``labels``, bool (N,): whether each one's centre lies in a voxel of
-    ``reference``'s grid, int (3, N): that voxel's (i, j, k)); see :func:`_painted_centres` for the arguments."""
+    the reference grid, int (3, N): that voxel's (i, j, k)); see :func:`_painted_centres` for the arguments."""
     kji = np.nonzero(labels)
     ijk1 = np.stack([kji[2], kji[1], kji[0], np.ones_like(kji[0])]).astype(float)
+    to_reference = np.linalg.inv(np.asarray(reference_ijk_to_ras, float))
     if move is None:
-        ijk = np.linalg.inv(reference.ijk_to_ras()) @ np.asarray(ijk_to_ras, float) @ ijk1
+        ijk = to_reference @ np.asarray(ijk_to_ras, float) @ ijk1
     else:
         ras = np.asarray(ijk_to_ras, float) @ ijk1
         ras[:3] = move(ras[:3])
-        ijk = np.linalg.inv(reference.ijk_to_ras()) @ ras
+        ijk = to_reference @ ras
     target = np.rint(ijk[:3]).astype(int)
-    inside = np.all((target >= 0) & (target < np.array(reference.shape_kji[::-1])[:, None]), axis=0)
+    inside = np.all((target >= 0) & (target < np.array(shape_kji[::-1])[:, None]), axis=0)
     return kji, inside, target
