@@ -194,16 +194,6 @@ def _channels_in(reader: sitk.ImageFileReader) -> int:
     return reader.GetNumberOfComponents()
 
 
-def _voxel_to_lps(reader: sitk.ImageFileReader) -> np.ndarray:
-    """The 4 x 4 map from voxel (i, j, k) to LPS mm of a header's first three axes."""
-    dimension = reader.GetDimension()
-    matrix = np.eye(4)
-    direction = np.array(reader.GetDirection()).reshape(dimension, dimension)[:3, :3]
-    matrix[:3, :3] = direction * np.array(reader.GetSpacing()[:3])
-    matrix[:3, 3] = reader.GetOrigin()[:3]
-    return matrix
-
-
 def _check_headers(case: Case, num_channels: int) -> None:
     label = read_header(case.label)
     if label.GetDimension() != 3 or label.GetNumberOfComponents() != 1:
@@ -221,8 +211,8 @@ def _check_headers(case: Case, num_channels: int) -> None:
             raise SegNetsError(
                 f"{path}: spacing {image.GetSpacing()[:3]} mm differs from its label's {label.GetSpacing()}."
             )
-        tolerance = 1e-2 * max(label.GetSpacing())  # as read_case's check
-        if not np.allclose(_voxel_to_lps(image), _voxel_to_lps(label), rtol=0.0, atol=tolerance):
+        grid = volume_from_sitk(image, voxels=False)  # the headers' geometry, no voxels read
+        if not grid.same_geometry(volume_from_sitk(label, voxels=False), tolerance_mm=1e-2 * max(label.GetSpacing())):
             raise SegNetsError(
                 f"{path}: its origin or axis directions differ from its label's ({case.label.name}); "
                 "every channel and the label must share one voxel grid."
