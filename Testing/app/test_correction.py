@@ -178,11 +178,24 @@ def test_a_round_after_a_segment_was_renamed_is_refused_rather_than_unlearning_i
         logic.worker.shutdown()
 
 
+def _liver_painted_on_3_and_8(mrml, image: np.ndarray, truth: np.ndarray, name: str):
+    """(volume node of ``image`` [k, j, i] named ``name``, its annotation segmentation, the "liver" segment's id)
+    with ``truth`` painted on slices 3 and 8, as a user would."""
+    import slicer.util
+
+    volume_node = bridge.volume_node_from_volume(mrml.scene, Volume(image), name)
+    node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"annotation {name}")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segment_id = node.GetSegmentation().AddEmptySegment("", "liver", [0.1, 0.8, 0.2])
+    painted = np.zeros_like(truth)
+    painted[[3, 8]] = truth[[3, 8]]
+    slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, segment_id, volume_node)
+    return volume_node, node, segment_id
+
+
 def test_the_results_kept_for_stepping_back_are_those_of_the_volume_fine_tuned_last(mrml, tmp_path):
     """Every round's labelmap stayed in memory until Slicer closed, every volume's (about 100 MB a round for a
     512 x 512 x 400 CT): after a round on another volume only that volume's rounds are kept."""
-    import slicer.util
-
     logic = SegmentationLogic(mrml.scene, ModelLibrary(tmp_path / "models"), ThreadWorker())
     rounds = {}
     try:
@@ -190,13 +203,7 @@ def test_the_results_kept_for_stepping_back_are_those_of_the_volume_fine_tuned_l
             image = np.random.default_rng(seed).normal(0, 5, (12, 20, 20)).astype(np.float32)
             truth = np.zeros(image.shape, np.uint8)
             truth[2:10, 5:15, 5:15] = 1
-            volume_node = bridge.volume_node_from_volume(mrml.scene, Volume(image + 100.0 * truth), f"CT {seed}")
-            node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"annotation {seed}")
-            node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
-            segment_id = node.GetSegmentation().AddEmptySegment("", "liver", [0.1, 0.8, 0.2])
-            painted = np.zeros_like(truth)
-            painted[[3, 8]] = truth[[3, 8]]
-            slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, segment_id, volume_node)
+            volume_node, node, segment_id = _liver_painted_on_3_and_8(mrml, image + 100.0 * truth, truth, f"CT {seed}")
             job = logic.start_finetune(volume_node, node, [segment_id], "unet3d", 60.0, device="cpu", iterations=2)
             outcome = logic.finish_finetune(wait(job))
             rounds[seed] = (f"{outcome.model.id}@{outcome.model.version}", volume_node)
@@ -210,8 +217,6 @@ def test_the_results_kept_for_stepping_back_are_those_of_the_volume_fine_tuned_l
 def test_a_fine_tune_on_another_volume_says_nothing_of_a_previous_result(mrml, tmp_path):
     """Fine-tune on volume B from the model of a round on volume A (the web page after an upload, the panel after
     choosing another volume) ended with "Note: the previous result was not used ...": A's result was passed as B's."""
-    import slicer.util
-
     logic = SegmentationLogic(mrml.scene, ModelLibrary(tmp_path / "models"), ThreadWorker())
     rng = np.random.default_rng(0)
     truth = np.zeros((12, 20, 20), np.uint8)
@@ -220,13 +225,7 @@ def test_a_fine_tune_on_another_volume_says_nothing_of_a_previous_result(mrml, t
     try:
         for name in ("A", "B"):  # the same shape and spacing, other voxels
             image = rng.normal(0, 5, truth.shape).astype(np.float32) + 100.0 * truth
-            volume_node = bridge.volume_node_from_volume(mrml.scene, Volume(image), name)
-            node = mrml.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"annotation {name}")
-            node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
-            segment_id = node.GetSegmentation().AddEmptySegment("", "liver", [0.1, 0.8, 0.2])
-            painted = np.zeros_like(truth)
-            painted[[3, 8]] = truth[[3, 8]]
-            slicer.util.updateSegmentBinaryLabelmapFromArray(painted, node, segment_id, volume_node)
+            volume_node, node, segment_id = _liver_painted_on_3_and_8(mrml, image, truth, name)
             job = logic.start_finetune(volume_node, node, [segment_id], start, 60.0, device="cpu", iterations=2)
             outcome = logic.finish_finetune(wait(job))
             start, notes = f"{outcome.model.id}@{outcome.model.version}", outcome.notes
