@@ -11,6 +11,8 @@ from SegNetsLib.core.errors import SegNetsError
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8080
+# what the `web` extra brings (trame-slicer, slicer-core, vtk and what they import), absent from a plain install
+WEB_PACKAGES = ("trame", "trame_server", "trame_slicer", "wslink", "aiohttp", "slicer", "vtk", "vtkmodules")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,9 +59,17 @@ def run_web(args: argparse.Namespace) -> int:
     for noisy in ("trame_client", "trame_server", "trame_rca", "wslink", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from trame.app import get_server
+    try:
+        from trame.app import get_server
 
-    from SegNetsLib.web.app import SegNetsWebApp
+        from SegNetsLib.web.app import SegNetsWebApp
+    except ImportError as error:
+        missing = (error.name or "").split(".")[0]
+        if missing not in WEB_PACKAGES:
+            raise
+        raise SegNetsError(
+            f"SegNets Web needs the Python package {missing!r}, which is not installed: pip install 'segnets[web]'."
+        ) from error
 
     server = get_server("segnets_web", client_type="vue3")
     app = SegNetsWebApp(server, data=args.data, status_endpoint=args.status_endpoint)
