@@ -13,7 +13,7 @@ import slicer
 from slicer.i18n import tr as _
 
 MODULE_DIR = Path(__file__).resolve().parents[1]  # SegNets.py's folder (a clone's SegNets/, or the installed one)
-TORCH_REQUIREMENT = ">=2.1"
+TORCH_REQUIREMENT = ">=2.3"  # torch.amp.GradScaler (training) is new in torch 2.3
 MIN_SLICER_VERSION = (5, 10)  # the first Slicer with Python 3.12; Slicer 5.8 ships Python 3.9
 MIN_PYTHON_VERSION = (3, 10)  # what SegNetsLib needs (pyproject.toml: requires-python)
 
