@@ -111,6 +111,10 @@ class CorrectionRoundControls:
             + " "
             + _("Segmentation {name}.").format(name=result.segmentation.segmentation_node.GetName())
         )
+        if result.kept == "untrained":  # no model was saved: no round to continue, step back from or paint for
+            self._round = None
+            self.ui.roundLabel.text = ""
+            return
         self._round = result
         self._roundNodes[reference] = result.segmentation.segmentation_node.GetID()
         volumeNode = self._roundVolume()

@@ -286,16 +286,18 @@ class SegmentationLogic:
         volume_key = records[-1].get("sha256") if result.kept == "fine-tuned" and records else None
         if volume_key is not None:  # the results of rounds on other volumes are not needed any more
             self._shown = {path: shown for path, shown in self._shown.items() if shown[0] == volume_key}
-        self._shown[str(entry.path)] = (volume_key, result.labelmap)
+        if result.kept != "untrained":  # no model: no round to continue or show again
+            self._shown[str(entry.path)] = (volume_key, result.labelmap)
         volume_node = self._job_node(job, "volume_node")
         if volume_node is None:  # the model is saved all the same: say where it is
             raise SegNetsError(f"{_volume_gone(job)}, so no segmentation was made; {where_saved(result, self.library)}")
+        version = "(no model saved)" if result.kept == "untrained" else entry.version
         node = mrml.segmentation_from_labelmap(
             self.scene,
             result.labelmap,
             entry.card.labels,
             volume_node,
-            name or f"{volume_node.GetName()} {entry.card.name} {entry.version}",
+            name or f"{volume_node.GetName()} {entry.card.name} {version}",
         )
         segmentation = SegmentResult(node, None, entry.card, [])
         return FinetuneOutcome(
@@ -333,9 +335,12 @@ class SegmentationLogic:
 
 def where_saved(output: Any, library: ModelLibrary) -> str:
     """Where a finished Fine-tune's model went (``output``: its job's result, a tasks.FinetuneOutput), as the end of
-    a sentence: a new version in ``library``, one kept outside it, or none (the base model did better)."""
+    a sentence: a new version in ``library``, one kept outside it, or none (the base model did better, or the new
+    network trained 0 iterations)."""
     entry = output.entry
     model = f"{entry.id} {entry.version}"
+    if output.kept == "untrained":
+        return "the new network trained 0 iterations and no model was saved."
     if output.kept != "fine-tuned":
         return f"the base model {model} did better and no new model was saved."
     if is_in_library(entry.path, library):

@@ -51,9 +51,12 @@ class FinetuneOutcome:
 
     def summary(self, library: ModelLibrary) -> str:
         """What the run made, for the panel and the web page: the new model, or the base model kept (no new
-        version), or a model kept outside ``library``; then the run's notes (a skipped refinement, say)."""
+        version), or none (a new network that trained 0 iterations), or a model kept outside ``library``; then the
+        run's notes (a skipped refinement, say)."""
         model = f"{self.model.id} {self.model.version}"
-        if self.kept != "fine-tuned":
+        if self.kept == "untrained":
+            text = "No new model."
+        elif self.kept != "fine-tuned":
             text = f"The base model {model} did better on the held-out slices and was kept; no new model was saved."
         elif not self.in_library(library):
             text = f"New model {model}, kept outside the library."

@@ -168,7 +168,8 @@ def finetune(
     """Train from the painted slices, then save a new model version in the library at ``library_root``.
 
     start: an architecture name or a model folder/zip path; when the base model validated better it is
-    kept and nothing is saved (the entry is then the base model's).
+    kept and nothing is saved (the entry is then the base model's); nor is a new network that trained 0
+    iterations (``kept == "untrained"``: the entry is then its card at ``start``, in no library).
     """
     from SegNetsLib.finetune.rounds import finetune_round as run_finetune
     from SegNetsLib.finetune.save import with_painted_labels

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         check_annotation(image, shown, name=f"the previous result {args.previous}")
         previous = shown.array
     result = finetune_round(image, annotation, args.model, options, progress=report, previous=previous)
-    if painted and result.kept == "fine-tuned":  # classes new to the model: the segments' names and colors
+    if painted and result.kept != "base":  # classes new to the model: the segments' names and colors
         result.card = with_painted_labels(result.card, painted)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -156,23 +156,21 @@ def run(args: argparse.Namespace) -> int:
         if args.save_model and result.kept == "fine-tuned":
             _note_a_name_taken(args.save_model, result.card)
         saved = save_result(result, args.save_model)
-        print(
-            f"model -> library {saved}" if saved else "model: the base model was kept; nothing new saved",
-            file=sys.stderr,
-        )
+        kept = "the base model was kept" if result.kept == "base" else "the new network is untrained"
+        print(f"model -> library {saved}" if saved else f"model: {kept}; nothing new saved", file=sys.stderr)
     return 0
 
 
 def _outcome(result) -> str:
     """One line on what the run trained: a new network (or none, when the time limit left no iteration) or which
     model it kept."""
-    if result.kept != "fine-tuned" or result.card.provenance.base_model_id is not None:
-        return f"kept the {result.kept} model after {result.iterations} iterations, {result.seconds:.0f} s"
-    if result.iterations == 0:
+    if result.kept == "untrained":
         return (
             f"the new network trained 0 iterations within the time limit; raise --time-limit or give --iterations "
             f"({result.seconds:.0f} s)"
         )
+    if result.kept != "fine-tuned" or result.card.provenance.base_model_id is not None:
+        return f"kept the {result.kept} model after {result.iterations} iterations, {result.seconds:.0f} s"
     return f"trained a new network for {result.iterations} iterations, {result.seconds:.0f} s"
 
 

@@ -81,10 +81,12 @@ class FinetuneOptions:
 @dataclass
 class FinetuneResult:
     """net/card: the model kept (the fine-tuned one, or the base when it validated better; then
-    ``kept == "base"`` and nothing new need be saved); labelmap: uint8 [k, j, i] in the input's geometry
-    with every annotated voxel equal to the user's label; validation_dice / base_validation_dice: mean
-    foreground Dice on the held-out annotated slices (None without held-out slices); network_labelmap:
-    the network's own labelmap [k, j, i] before boundary refinement (annotated voxels kept too).
+    ``kept == "base"`` and nothing new need be saved; a new network that trained 0 iterations: ``kept ==
+    "untrained"``, nothing to save); labelmap: uint8 [k, j, i] in the input's geometry with every annotated voxel
+    equal to the user's label; validation_dice / base_validation_dice: mean foreground Dice on the held-out
+    annotated slices (None without held-out slices); network_labelmap: the network's own labelmap [k, j, i] before
+    boundary refinement (annotated voxels kept too; untrained: the labelmap, the random walker's own or the
+    painting).
     round / added_slices / suggestion: set by :func:`SegNetsLib.finetune.rounds.finetune_round`: the interactive
     round (1 the first on this volume, n + 1 continued from round n; 0 when :func:`finetune` ran alone), the
     slices it added {axis: indices}, and the slice to paint next (:class:`SegNetsLib.finetune.suggest.SliceSuggestion`,

@@ -287,10 +287,12 @@ def _finetune(
         iterations += more.iterations
         history += more.history
     cancel.raise_if_cancelled()
+    untrained = begin.from_scratch and iterations == 0  # a random network: nothing to segment with, nor to save
+    kept = "untrained" if untrained else kept
 
     progress(0.85, "segmenting the whole volume")
     net.eval()
-    if options.segment:
+    if options.segment and not untrained:
         # from scratch (or continued from such a round): limit to the annotated range first, then the
         # card's post-processing
         predict_card = without_postprocessing(card) if begin.painted_only else card
@@ -309,7 +311,15 @@ def _finetune(
     else:
         network_out = np.where(weight > 0, labels, 0)
     out = network_out
-    refine = walkers is not None
+    refine = walkers is not None and not untrained
+    if untrained:  # the walker's own result where there is one, else the painting
+        alone = walkers.alone() if walkers is not None else None
+        out = network_out = alone if alone is not None else network_out
+        made = "the random walker's own from the painted slices" if alone is not None else "the painting alone"
+        notes.append(
+            f"the new network trained 0 iterations within the time limit, so no model was saved and the result is "
+            f"{made}; give a larger time budget"
+        )
     walked_out = walkers.on_grid(network_out) if refine else None  # the network's result on the walkers' grid
     if refine and deadline is not None:  # the estimate made before training can fall short: check on the result
         needed = refinement_seconds(*walkers.walked, result=walked_out, classical=walkers.classical)
@@ -336,6 +346,7 @@ def _finetune(
     if kept == "fine-tuned":
         card = result_card(begin, volume, options, slices, weight, iterations, seconds, val_dice, base_dice)
     outcome = f"trained a new network ({iterations} iterations)" if begin.from_scratch else f"kept the {kept} model"
+    outcome = "no network trained (0 iterations)" if untrained else outcome
     progress(1.0, f"done: {outcome}" + (f", validation Dice {val_dice:.3f}" if val_dice is not None else ""))
     return FinetuneResult(
         net=net.cpu().eval(),

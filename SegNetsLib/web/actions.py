@@ -336,7 +336,9 @@ class PanelActions(RoundActions):
                 new_model = finetuned.model if finetuned is not None else None
                 if finetuned is not None and finetuned.validation_dice is not None:
                     self.data.validation_dice = float(finetuned.validation_dice)
-                if finetuned is not None:
+                if finetuned is not None and finetuned.kept == "untrained":  # no model saved: no round either
+                    self._forget_rounds()
+                elif finetuned is not None:
                     self._show_round(finetuned)
         except SegNetsError as error:
             self.data.error = str(error)
@@ -359,9 +361,10 @@ class PanelActions(RoundActions):
         if finetuned.in_library(self.logic.library):
             self.data.model_key = f"{new_model.id}@{new_model.version}"
         dice = "" if self.data.validation_dice is None else f" (validation Dice {self.data.validation_dice:.3f})"
-        self.data.message = f"Fine-tuned{dice}; the volume was segmented with the model kept. " + finetuned.summary(
-            self.logic.library
+        segmented = (
+            "" if finetuned.kept == "untrained" else f"Fine-tuned{dice}; the volume was segmented with the model kept. "
         )
+        self.data.message = segmented + finetuned.summary(self.logic.library)
 
     def _replace_result(self, result) -> None:
         """Show the newest result (segmentation and RoI nodes) and drop the previous one's nodes."""

@@ -183,21 +183,23 @@ def test_a_model_of_another_channel_count_is_refused_naming_the_image_file(files
     assert "segnets finetune: error: two.nii.gz: the image has 2 channel(s) but model 'one-channel' expects 1" in err
 
 
-def test_a_run_that_trained_no_iteration_says_so_rather_than_a_model_was_fine_tuned(files):
-    """A time limit spent before the first step (a busy machine, a large volume) leaves the new network untrained."""
-    import dataclasses
+def test_a_run_that_trained_no_iteration_says_so_and_saves_no_model(files, capsys, model_library, monkeypatch):
+    """A time limit spent before the first step (a busy machine, a large volume) leaves the new network untrained:
+    the run says so and adds no model to the library (the next user would segment with a random network); the
+    segmentation is written all the same."""
+    import SegNetsLib.finetune.run as run
 
-    from SegNetsLib.commands.finetune import _outcome
-    from SegNetsLib.finetune.options import FinetuneOptions
-    from SegNetsLib.finetune.run import finetune
-    from SegNetsLib.imageio.volumes import read_volume
-
+    monkeypatch.setattr(run, "training_budget_s", lambda *args: 1e-9)  # the budget spent before the first step
     folder, paths = files
-    image, annotation = read_volume(paths["image"]), read_volume(paths["annotation"])
-    result = finetune(image, annotation, "unet3d", FinetuneOptions(iterations=1, device="cpu"))
-    untrained = _outcome(dataclasses.replace(result, iterations=0))
-    assert untrained.startswith("the new network trained 0 iterations within the time limit; raise --time-limit")
-    assert _outcome(result).startswith("trained a new network for 1 iterations")
+    code, err = _run(
+        capsys, "--input", paths["image"], "--annotations", paths["annotation"], "--time-limit", "60",
+        "--device", "cpu", "--output", folder / "seg.nii.gz",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "the new network trained 0 iterations within the time limit; raise --time-limit" in err
+    assert "note: the new network trained 0 iterations within the time limit, so no model was saved" in err
+    assert "model: the new network is untrained; nothing new saved" in err and "model -> library" not in err
+    assert not any(model_library.iterdir()) and (folder / "seg.nii.gz").is_file()
 
 
 def test_a_network_from_scratch_is_reported_as_trained_not_fine_tuned(files, capsys, model_library):
