@@ -224,15 +224,15 @@ class SegmentationLogic:
         """
         from SegNetsLib.finetune.options import FinetuneOptions
         from SegNetsLib.finetune.start import is_architecture, trained_on_volume
-        from SegNetsLib.mrml.annotation import labels_from_segments, outside_notes
+        from SegNetsLib.mrml.annotation import annotation_and_outside, labels_from_segments, outside_notes
 
         if not time_limit_s or time_limit_s <= 0:
             raise SegNetsError(f"time budget {time_limit_s!r} s is not positive; give fine-tuning some seconds.")
         volume = mrml.volume_from_node(volume_node)
-        annotation, label_to_segment = mrml.annotation_from_segmentation(
+        annotation, label_to_segment, outside = annotation_and_outside(
             annotation_node, segment_ids, volume_node, refuse_covered=True
         )
-        left_out = outside_notes(annotation_node, segment_ids, volume_node, annotation.array)
+        left_out = outside_notes(annotation_node, volume_node, annotation.array, outside)
         labels = labels_from_segments(annotation_node, label_to_segment)
         extend = False
         if is_architecture(start):

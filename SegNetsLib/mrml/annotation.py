@@ -41,17 +41,37 @@ def annotation_from_segmentation(
     itself is never modified. ``refuse_covered``: raise SegNetsError when a painted segment lies wholly under
     later ones (overlapping layers), so that it would not be learned at all.
     """
+    annotation, label_to_segment, _ = _annotation(segmentation_node, segment_ids, reference_volume_node, refuse_covered)
+    return annotation, label_to_segment
+
+
+def annotation_and_outside(
+    segmentation_node, segment_ids: list[str], reference_volume_node, refuse_covered: bool = False
+) -> tuple[Volume, dict[int, str], int]:
+    """:func:`annotation_from_segmentation`'s ``(annotation, label_to_segment)`` and how many painted voxels of
+    ``segment_ids`` have their centres outside ``reference_volume_node``'s grid (through the two nodes' parent
+    transforms): the export onto the volume leaves them out (a segmentation painted on a larger volume, the volume
+    cropped since). The segments are exported onto their own grid once, for both."""
+    return _annotation(segmentation_node, segment_ids, reference_volume_node, refuse_covered, count_outside=True)
+
+
+def _annotation(
+    segmentation_node, segment_ids: list[str], reference_volume_node, refuse_covered: bool, count_outside: bool = False
+) -> tuple[Volume, dict[int, str], int | None]:
+    """(annotation, label_to_segment, painted voxels outside the volume or None unless ``count_outside``)."""
     segment_ids = _checked_ids(segmentation_node, segment_ids)
     if len(segment_ids) >= DEFAULT_IGNORE_VALUE:  # that value marks unlabeled voxels
         raise SegNetsError(
             f"{len(segment_ids)} segments were chosen; at most {DEFAULT_IGNORE_VALUE - 1} can be learned at once."
         )
     with _work_node(segmentation_node, "__segnets_annotation__") as temporary:
-        array, ijk_to_ras = _exported(segmentation_node, segment_ids, reference_volume_node, temporary)
+        array, ijk_to_ras, outside = _exported(
+            segmentation_node, segment_ids, reference_volume_node, temporary, count_outside
+        )
         annotation = Volume.from_ijk_to_ras(array, ijk_to_ras)
         if refuse_covered:
             _refuse_covered(segmentation_node, segment_ids, array, reference_volume_node, temporary)
-    return annotation, {index + 1: segment_id for index, segment_id in enumerate(segment_ids)}
+    return annotation, {index + 1: segment_id for index, segment_id in enumerate(segment_ids)}, outside
 
 
 @contextlib.contextmanager
@@ -91,12 +111,13 @@ def _frame_map(segmentation_node, reference_volume_node) -> Callable[[np.ndarray
 
 
 def _exported(
-    segmentation_node, segment_ids: list[str], reference_volume_node, work_node
-) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 labels [k, j, i] on ``reference_volume_node``'s grid, that grid's 4 x 4 IJK-to-RAS) of ``segment_ids``
+    segmentation_node, segment_ids: list[str], reference_volume_node, work_node, count_outside: bool = False
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(uint8 labels [k, j, i] on ``reference_volume_node``'s grid, that grid's 4 x 4 IJK-to-RAS, and with
+    ``count_outside`` the painted voxels whose centres lie outside that grid, else None) of ``segment_ids``
     (segment_ids[n] has label n + 1, later ones winning): Slicer's nearest-neighbour export, and each voxel holding
-    the centre of a painted voxel of the segmentation's own grid that it missed. ``work_node``: a labelmap node to
-    export into."""
+    the centre of a painted voxel of the segmentation's own grid that it missed; the export onto the segmentation's
+    own grid, made when either needs it, serves both. ``work_node``: a labelmap node to export into."""
     import slicer
     import slicer.util
 
@@ -111,15 +132,21 @@ def _exported(
     array = np.array(slicer.util.arrayFromVolume(work_node), dtype=np.uint8, copy=True)
     ijk_to_ras = ijk_to_ras_of(work_node)
     move = _frame_map(segmentation_node, reference_volume_node)
-    if move is None and _on_grid(segmentation_node, segment_ids, ijk_to_ras):
-        return array, ijk_to_ras  # each painted voxel is a voxel of the grid: the export missed none
+    on_grid = move is None and _on_grid(segmentation_node, segment_ids, ijk_to_ras)
+    if on_grid and not count_outside:
+        return array, ijk_to_ras, None  # each painted voxel is a voxel of the grid: the export missed none
     if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, ids, work_node):
+        if count_outside:  # as before: nothing known outside when Slicer cannot export the segments on their own
+            return array, ijk_to_ras, 0
         raise SegNetsError(f"Slicer could not export segmentation {segmentation_node.GetName()!r}.")
     own = _voxels(work_node)
-    if own is not None:
-        centres = _painted_centres(own, ijk_to_ras_of(work_node), array.shape, ijk_to_ras, move)
+    if own is None:
+        return array, ijk_to_ras, 0 if count_outside else None
+    kji, inside, target = _centres_inside(own, ijk_to_ras_of(work_node), array.shape, ijk_to_ras, move)
+    if not on_grid:
+        centres = _painted_centres(own, kji, inside, target, array.shape)
         array[array == 0] = centres[array == 0]  # Slicer's nearest labels first; what they missed added
-    return array, ijk_to_ras
+    return array, ijk_to_ras, int((~inside).sum()) if count_outside else None
 
 
 def _on_grid(segmentation_node, segment_ids: list[str], ijk_to_ras: np.ndarray) -> bool:
@@ -197,31 +224,10 @@ def _refuse_covered(
         )
 
 
-def painted_outside(segmentation_node, segment_ids: list[str], reference_volume_node) -> int:
-    """How many painted voxels of ``segment_ids`` have their centres outside ``reference_volume_node``'s grid
-    (through the two nodes' parent transforms): an export onto the volume leaves them out (a segmentation painted on
-    a larger volume, the volume cropped since). The segmentation node itself is never modified."""
-    import slicer
-
-    segment_ids = _checked_ids(segmentation_node, segment_ids)
-    with _work_node(segmentation_node, "__segnets_outside__") as work:
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-            segmentation_node, _id_array(segment_ids), work
-        ):
-            return 0
-        own = _voxels(work)
-        if own is None or not own.any():
-            return 0
-        shape_kji = reference_volume_node.GetImageData().GetDimensions()[::-1]
-        move = _frame_map(segmentation_node, reference_volume_node)
-        inside = _centres_inside(own, ijk_to_ras_of(work), shape_kji, ijk_to_ras_of(reference_volume_node), move)[1]
-        return int((~inside).sum())
-
-
-def outside_notes(segmentation_node, segment_ids: list[str], reference_volume_node, exported: np.ndarray) -> list[str]:
-    """A note when some of the painting of ``segment_ids`` lies outside ``reference_volume_node`` (left out of
-    ``exported``, their labelmap on its grid); SegNetsError when all of it does (not an unpainted segmentation)."""
-    outside = painted_outside(segmentation_node, segment_ids, reference_volume_node)
+def outside_notes(segmentation_node, reference_volume_node, exported: np.ndarray, outside: int) -> list[str]:
+    """A note when ``outside`` painted voxels of the segmentation lie outside ``reference_volume_node`` (left out of
+    ``exported``, their labelmap on its grid; :func:`annotation_and_outside` gives both); SegNetsError when all of
+    the painting does (not an unpainted segmentation)."""
     volume = reference_volume_node.GetName()
     if outside and not exported.any():
         raise SegNetsError(
@@ -244,17 +250,15 @@ def labels_from_segments(segmentation_node, label_to_segment: dict[int, str]) ->
 
 def _painted_centres(
     labels: np.ndarray,
-    ijk_to_ras: np.ndarray,
+    kji: tuple[np.ndarray, ...],
+    inside: np.ndarray,
+    target: np.ndarray,
     shape_kji: tuple[int, ...],
-    reference_ijk_to_ras: np.ndarray,
-    move: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """uint8 labels on a reference grid (``shape_kji``, 4 x 4 ``reference_ijk_to_ras``): each voxel holding the
-    centre of a labelled voxel of ``labels`` [k, j, i] (a grid with the 4 x 4 ``ijk_to_ras``), that voxel's label
-    (the last one where several fall in it). ``move``: RAS points (3, N) of that grid's frame to the reference's
-    (None: one frame)."""
+    """uint8 labels on a reference grid of ``shape_kji``: each voxel holding the centre of a labelled voxel of
+    ``labels`` [k, j, i], that voxel's label (the last one where several fall in it); ``kji``, ``inside``,
+    ``target``: :func:`_centres_inside` of ``labels`` on that grid."""
     out = np.zeros(shape_kji, dtype=np.uint8)
-    kji, inside, target = _centres_inside(labels, ijk_to_ras, shape_kji, reference_ijk_to_ras, move)
     out[target[2][inside], target[1][inside], target[0][inside]] = labels[kji][inside]
     return out
 
@@ -267,7 +271,9 @@ def _centres_inside(
     move: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
     """(the labelled voxels' indices (k, j, i) in ``labels``, bool (N,): whether each one's centre lies in a voxel of
-    the reference grid, int (3, N): that voxel's (i, j, k)); see :func:`_painted_centres` for the arguments."""
+    the reference grid (``shape_kji``, 4 x 4 ``reference_ijk_to_ras``), int (3, N): that voxel's (i, j, k));
+    ``labels`` lie on a grid with the 4 x 4 ``ijk_to_ras``; ``move``: RAS points (3, N) of that grid's frame to the
+    reference's (None: one frame)."""
     kji = np.nonzero(labels)
     ijk1 = np.stack([kji[2], kji[1], kji[0], np.ones_like(kji[0])]).astype(float)
     to_reference = np.linalg.inv(np.asarray(reference_ijk_to_ras, float))
