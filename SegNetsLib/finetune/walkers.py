@@ -20,7 +20,7 @@ from SegNetsLib.core.progress import CancelToken
 from SegNetsLib.finetune.calibrate import classical_inputs
 from SegNetsLib.finetune.cleanup import keep_annotated_components, limit_to_annotated_range
 from SegNetsLib.finetune.interpolate import INTERPOLATION_WEIGHT
-from SegNetsLib.finetune.refine import REFINEMENT_REACH_MM, each_channel_standardized, refine_result
+from SegNetsLib.finetune.refine import REFINEMENT_REACH_MM, refine_result
 from SegNetsLib.finetune.working_grid import Walked, WorkingGrid, working_grid
 
 
@@ -106,7 +106,9 @@ def prepare_walkers(
     if known is not None:
         grid = grid.within(known, REFINEMENT_REACH_MM, spacing)
     began = time.monotonic()
-    walked = grid.walked(each_channel_standardized(image), labels, weight, spacing)  # the walker alone too
+    # the image as it is: the refinement standardizes each channel of what it walks on, and the walker alone reads the
+    # first channel in units of its own noise, so a standardized copy here would only be standardized again
+    walked = grid.walked(image, labels, weight, spacing)
     walkers = Walkers(grid, walked, slices, labels, weight, spacing, painted_only, changing=changing)
     walkers.way_there_s = time.monotonic() - began
     if known is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from SegNetsLib.core.box import Box
 from SegNetsLib.finetune.refine import reach_box, refine_with_random_walker
 
 
@@ -270,3 +271,28 @@ def test_the_refinement_of_several_channels_does_not_depend_on_their_units():
         np.stack([image, 1000.0 * other + 5000.0]), network, annotation, weight, **kwargs
     )
     assert np.array_equal(scaled, same) and not np.array_equal(same, network)
+
+
+def test_the_walkers_standardize_each_channel_of_a_two_channel_image_once():
+    """prepare_walkers hands the image to the walkers as it is (no standardized copy of the whole [c, k, j, i]
+    volume): the refinement standardizes each channel of what it walks on, so the labels equal those of the image
+    standardized beforehand, as the walkers once saw it (a second pass changes nothing but rounding there)."""
+    from SegNetsLib.finetune.refine import each_channel_standardized
+    from SegNetsLib.finetune.walkers import prepare_walkers
+
+    truth = _ball()
+    rng = np.random.default_rng(3)
+    image = np.stack([400.0 * truth + rng.normal(0, 40, truth.shape), 0.5 * truth + rng.normal(3, 0.1, truth.shape)])
+    image = image.astype(np.float32)  # two channels in units 800 times apart
+    annotation = np.full(truth.shape, 255, np.uint8)
+    weight = np.zeros(truth.shape, np.float32)
+    for index in (5, 10, 15):
+        annotation[index], weight[index] = truth[index], 1.0
+    slices, box = {0: [5, 10, 15]}, Box(2, 7, 7, 19, 26, 26)
+    network = _ball(radius=6.0).astype(np.uint8)
+    walkers = prepare_walkers(image, annotation, weight, (1.0, 1.0, 1.0), slices, box, painted_only=True)
+    assert walkers.walked.image is image
+    standardized = prepare_walkers(each_channel_standardized(image), annotation, weight, (1.0,) * 3, slices, box, True)
+    refined = walkers.refine(walkers.on_grid(network))
+    assert np.array_equal(refined, standardized.refine(standardized.on_grid(network)))
+    assert np.array_equal(walkers.alone(), standardized.alone()) and set(np.unique(refined)) == {0, 1}
