@@ -42,13 +42,19 @@ def annotated_slices(
     the most not-yet-covered labelled voxels that are painted as a region in it (a labelled neighbour along
     both of its in-plane axes) is taken first, any labelled voxel once no such voxel is left. Three annotated
     axial slices thus give three axial slices, not the few coronal slices that cross a thin vessel painted on
-    them; axial, coronal and sagittal slices may be mixed.
+    them; axial, coronal and sagittal slices may be mixed. A block of consecutive slices painted one after another
+    is read along the axis the painter stopped at: slices along one axis each written whole (no ``ignore_value``
+    voxel in them, nothing else but ``ignore_value``), or else the axis across which the block ends in its
+    fullest faces (:func:`_block_slices`), however few slices along another axis would hold its labels.
     """
     if labels.ndim != 3:
         raise SegNetsError(f"the annotation must be a 3D labelmap; it has shape {labels.shape}.")
     painted = labelled(labels, ignore_value)
-    slices = merge_slices(given or {})
+    slices = merge_slices(given or {}, _whole_slices(labels, painted, ignore_value))
     uncovered = painted & ~slices_mask(labels.shape, slices)
+    if uncovered.any():
+        slices = merge_slices(slices, _block_slices(uncovered))
+        uncovered &= ~slices_mask(labels.shape, slices)
     if not uncovered.any():  # ``given`` covers every labelled voxel
         return {axis: sorted(indices) for axis, indices in slices.items()}
     other_axes = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
@@ -63,6 +69,46 @@ def annotated_slices(
         slices[axis].append(index)
         uncovered[(slice(None),) * axis + (index,)] = False
     return {axis: sorted(indices) for axis, indices in slices.items()}
+
+
+def _whole_slices(labels: np.ndarray, painted: np.ndarray, ignore_value: int | None) -> Slices:
+    """{axis: the slices holding a ``painted`` voxel} when ``labels`` [k, j, i] are slices along that one axis each
+    written whole, the rest ``ignore_value`` (some slice of it wholly so); {} otherwise (no ignore value, or none
+    such: the outside left 0, slices along several axes, a painted slice holding ``ignore_value``)."""
+    if ignore_value is None:
+        return {}
+    written = labels != ignore_value
+    for axis, others in enumerate(((1, 2), (0, 2), (0, 1))):
+        holds, full = written.any(axis=others), written.all(axis=others)
+        if np.array_equal(holds, full) and not full.all():
+            return {axis: [int(i) for i in np.flatnonzero(painted.any(axis=others))]}
+    return {}
+
+
+def _block_slices(painted: np.ndarray) -> Slices:
+    """{axis: its slices holding a ``painted`` voxel} for a block painted slice after slice: along that axis the
+    slices holding paint are consecutive and each holds a region (2 x 2 painted voxels in its plane, not only lines
+    where slices of other axes cross it), and of the axes where that holds it alone has the block end in its fullest
+    faces (its first and last slices hold the largest share of its fullest slice, a face at the volume's end none:
+    painting stops flat across the axis painted along, where the painter stopped; across the others the
+    structure's own boundary ends it). {} otherwise (slices a gap apart, slices along several axes, or a box,
+    which reads alike along every axis)."""
+    others = ((1, 2), (0, 2), (0, 1))
+    held = [np.flatnonzero(painted.any(axis=o)) for o in others]  # [k, j, i] indices holding paint
+    block = painted[tuple(slice(h[0], h[-1] + 1) for h in held)]  # (the painted voxels' box)
+    shares: dict[int, float] = {}
+    for axis in range(3):
+        moved = np.moveaxis(block, axis, 0)
+        counts = moved.sum(axis=(1, 2))
+        squares = moved[:, :-1, :-1] & moved[:, 1:, :-1] & moved[:, :-1, 1:] & moved[:, 1:, 1:]
+        if counts.all() and squares.any(axis=(1, 2)).all():
+            ends = (0 < held[axis][0], held[axis][-1] < painted.shape[axis] - 1)  # a face at the volume's end:
+            faces = counts[0] * ends[0] + counts[-1] * ends[1]  # no painter stopped there
+            shares[axis] = float(faces) / (2.0 * float(counts.max()))
+    best = max(shares, key=shares.get, default=None)
+    if best is None or any(share >= shares[best] for axis, share in shares.items() if axis != best):
+        return {}
+    return {best: [int(i) for i in held[best]]}
 
 
 def _has_neighbour(mask: np.ndarray, axis: int) -> np.ndarray:

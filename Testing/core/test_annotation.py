@@ -37,6 +37,22 @@ def test_a_thin_vessel_painted_on_four_axial_slices_gives_those_slices():
     assert ann.annotated_slices(labels) == {0: [0, 5, 10, 15], 1: [], 2: []}
 
 
+def test_a_thin_vessel_painted_whole_on_ten_axial_slices_one_after_another_stays_axial():
+    """Slices 5-14 written whole (no unlabeled voxel: vessel or background), the rest unlabeled (255): the axial slices
+    the editor wrote, though eight coronal rows and two end slices would hold every labelled voxel too."""
+    labels = np.full((20, 91, 117), 255, dtype=np.uint8)
+    labels[5:15] = _thin_tube()[5:15]
+    slices = ann.annotated_slices(labels)
+    assert slices == {0: list(range(5, 15)), 1: [], 2: []}
+    assert ann.weight_map(labels, slices).sum() == 10 * 91 * 117  # every written voxel is learned, nothing else
+    coronal = np.full((20, 91, 117), 255, dtype=np.uint8)  # the same vessel written whole on coronal rows instead
+    coronal[:, 45:49] = _thin_tube()[:, 45:49]
+    assert ann.annotated_slices(coronal) == {0: [], 1: [45, 46, 47, 48], 2: []}
+    panel = np.where(labels == 255, 0, labels)  # as the panel exports it: 0 outside, no unlabeled value
+    assert ann.annotated_slices(panel, None) == ann.annotated_slices(panel) == {0: list(range(5, 15)), 1: [], 2: []}
+    assert ann.annotated_slices(np.where(coronal == 255, 0, coronal), None) == {0: [], 1: [45, 46, 47, 48], 2: []}
+
+
 def test_given_slices_are_kept_and_only_the_rest_is_covered():
     labels = np.zeros((20, 91, 117), dtype=np.uint8)
     labels[[0, 5, 10]] = _thin_tube()[[0, 5, 10]]

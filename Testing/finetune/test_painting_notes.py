@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from SegNetsLib.core.annotation import weight_map
+from SegNetsLib.core.annotation import annotated_slices, weight_map
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.options import FinetuneOptions
 from SegNetsLib.finetune.painting_notes import painting_notes
@@ -121,3 +121,19 @@ def test_a_lone_painted_slice_from_scratch_says_how_far_the_result_reaches():
     assert _notes(labels, {0: [10]}, 255, from_scratch=False) == []  # a pretrained model is not limited
     thin = _painted((2,), shape=(5, 8, 8))  # the range holds the whole axis: nothing is cut
     assert _notes(thin, {0: [2]}, 255, from_scratch=True) == []
+
+
+def test_a_block_of_axial_slices_painted_whole_is_noted_along_the_axial_axis():
+    """A rod of 3 x 20 voxels painted on ten consecutive axial slices: the note names those axial slices, not the
+    3 coronal rows that would hold the rod's voxels in fewer slices; written whole (the rest unlabeled, 255) and as
+    the panel exports a round vessel painted so (0 outside, no unlabeled value)."""
+    labels = np.full((20, 40, 40), 255, np.uint8)
+    labels[5:15] = 0
+    labels[5:15, 18:21, 10:30] = 1
+    (note,) = _notes(labels, annotated_slices(labels, 255), 255, from_scratch=True)
+    assert note.startswith("slices 5-14 along axis 0 are painted one after another")
+    y, x = np.indices((40, 40))
+    panel = np.zeros((20, 40, 40), np.uint8)
+    panel[5:15] = (y - 20) ** 2 + (x - 20) ** 2 <= 3**2  # 6 voxels across: 7 coronal rows hold it
+    (note,) = _notes(panel, annotated_slices(panel, None), None, from_scratch=True)
+    assert note.startswith("slices 5-14 along axis 0 are painted one after another")
