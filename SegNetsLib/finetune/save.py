@@ -65,7 +65,8 @@ def result_card(
 
 def save_result(result: FinetuneResult, name: str | None = None, library: ModelLibrary | None = None) -> str | None:
     """Add the fine-tuned model to the library as a new version; returns "id@version", or None when the
-    base model was kept or a new network trained 0 iterations (nothing new to save: see ``result.kept``). ``name`` gives a new model its own name and id."""
+    base model was kept or a new network trained 0 iterations (nothing new to save: see ``result.kept``).
+    ``name`` gives a new model its own name and id."""
     if result.kept != "fine-tuned":
         return None
     library = library or ModelLibrary()
