@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch import nn
 
 from SegNetsLib.core.errors import ReportedByMainRank, SegNetsError
+from SegNetsLib.runtime.devices import resolve_device
 
 T = TypeVar("T")
 
@@ -80,12 +81,17 @@ def shard(items: Sequence[T], rank_index: int | None = None, num_ranks: int | No
     return list(items[rank_index::num_ranks])
 
 
-def start(device: torch.device, timeout_s: float = 1800.0) -> Ranks:
+def start(spec: str | torch.device, timeout_s: float = 1800.0) -> Ranks:
     """Join the torchrun process group when there is one, and pick this rank's device.
 
-    ``device`` is the device the user asked for (resolved); under torchrun a CUDA device becomes
+    ``spec`` is the device the user asked for ("auto", "cpu", "cuda", "cuda:N", "mps"); one this machine lacks
+    is refused before any rank joins, said by rank 0 for the run. Under torchrun a CUDA device becomes
     ``cuda:LOCAL_RANK`` and the backend is NCCL, otherwise gloo. Single processes join nothing.
     """
+    try:
+        device = resolve_device(spec)
+    except SegNetsError as error:  # every rank asked for the same device: rank 0 says it once
+        raise refuse(str(error)) from None
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not launched_by_torchrun():
         return Ranks(0, 1, 0, device)

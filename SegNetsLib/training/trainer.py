@@ -36,7 +36,6 @@ from SegNetsLib.core.progress import CancelToken, ProgressFn, no_progress
 from SegNetsLib.models.library import ModelLibrary
 from SegNetsLib.models.store import meta_network
 from SegNetsLib.runtime import distributed
-from SegNetsLib.runtime.devices import resolve_device
 from SegNetsLib.training.augment import AugmentOptions, build_augmentation, input_size, training_batch
 from SegNetsLib.training.cards import final_card, new_card, ranks_used
 from SegNetsLib.training.checkpoint import existing_checkpoint, load_checkpoint, save_checkpoint
@@ -391,7 +390,7 @@ def train(
     Cancelled when ``cancel`` is set (the last finished epoch's checkpoint stays for --resume).
     """
     began = time.monotonic()  # a time limit counts from here: reading and preparing the data are part of it
-    ranks = distributed.start(resolve_device(options.device))
+    ranks = distributed.start(options.device)
     try:
         dataset = distributed.on_every_rank(load_dataset, dataset_dir)  # a bad dataset is reported once, by rank 0
         return _Trainer(dataset, start, options, ranks, progress or no_progress, cancel, began).run()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from msd_builder import make_msd_dataset
 
 
@@ -57,3 +58,16 @@ def test_too_many_ranks_an_unknown_model_and_a_bad_option_are_one_line(dataset, 
     assert finished.returncode != 0
     assert finished.stderr.count("argument --epochs: 0 is not a positive integer") == 1, finished.stderr[-3000:]
     assert finished.stderr.count("usage: segnets train") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_a_gpu_this_machine_lacks_is_one_line(dataset, tmp_path, model_library):
+    """'--device cuda' without a CUDA GPU: each rank printed the same sentence, one line per process."""
+    work = tmp_path / "work"
+    finished = _torchrun("--dataset", str(dataset), "--work-dir", str(work), "--device", "cuda", library=model_library)
+    assert finished.returncode != 0
+    lines = [line for line in finished.stderr.splitlines() if line.startswith("segnets train:")]
+    assert lines == ["segnets train: error: device 'cuda' is not available: this machine has no usable CUDA GPU."], (
+        finished.stderr[-3000:]
+    )
+    assert not work.exists() and not list(model_library.iterdir())
