@@ -65,6 +65,14 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
         raise
 
 
+def _stopped(command: str, how: str, status: int) -> int:
+    """Say that the command was stopped (Ctrl-C, SIGTERM) and return ``status``. Under torchrun every process is
+    stopped alike (torchrun passes the signal on and waits for each), so rank 0 says it for the run."""
+    if not _other_rank():
+        print(f"segnets {command}: {how}; no file was left half-written.", file=sys.stderr)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return 0 on success, 1 with a one-line reason on failure, 130 (Ctrl-C) or
     143 (SIGTERM) when stopped."""
@@ -85,11 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segnets {args.command}: cancelled; no file was left half-written.", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print(f"segnets {args.command}: interrupted; no file was left half-written.", file=sys.stderr)
-        return 130
+        return _stopped(args.command, "interrupted", 130)
     except Terminated:
-        print(f"segnets {args.command}: terminated; no file was left half-written.", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        return _stopped(args.command, "terminated", 128 + signal.SIGTERM)
     finally:
         if in_main:
             with contextlib.suppress(KeyboardInterrupt, Terminated):  # a stop once the command is over changes nothing

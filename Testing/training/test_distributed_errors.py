@@ -3,9 +3,12 @@ said by rank 0, not one per rank; torchrun's exit status says the run failed and
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,10 +16,15 @@ import torch
 from msd_builder import make_msd_dataset
 
 
-def _torchrun(*arguments: str, library: Path) -> subprocess.CompletedProcess:
+def _command(*arguments: str, library: Path) -> tuple[list[str], dict[str, str]]:
+    """``segnets train ARGUMENTS`` under torchrun with 2 CPU processes, and its environment."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command += ["-m", "SegNetsLib.cli", "train", "--save-model", "Tiny", "--device", "cpu", *arguments]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "SEGNETS_MODELS": str(library)}
+    return command, {**os.environ, "OMP_NUM_THREADS": "1", "SEGNETS_MODELS": str(library)}
+
+
+def _torchrun(*arguments: str, library: Path) -> subprocess.CompletedProcess:
+    command, environment = _command(*arguments, library=library)
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
 
 
@@ -71,3 +79,31 @@ def test_a_gpu_this_machine_lacks_is_one_line(dataset, tmp_path, model_library):
         finished.stderr[-3000:]
     )
     assert not work.exists() and not list(model_library.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stop", "said"), [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")])
+def test_a_stopped_run_says_so_once(dataset, tmp_path, model_library, stop, said):
+    """Ctrl-C (SIGINT to torchrun's process group) once training runs, or SIGTERM: every rank said it stopped."""
+    arguments = ("--dataset", str(dataset), "--work-dir", str(tmp_path / "work"), "--base-channels", "4")
+    command, environment = _command(*arguments, "--epochs", "50", library=model_library)
+    process = subprocess.Popen(
+        command, env=environment, stderr=subprocess.PIPE, text=True, start_new_session=True, stdout=subprocess.DEVNULL
+    )
+    guard = threading.Timer(240, os.killpg, (process.pid, signal.SIGKILL))  # a run that never starts fails, not hangs
+    guard.start()
+    try:
+        said_before = []
+        while "iteration 1/" not in (line := process.stderr.readline()):  # the first epoch is under way
+            assert line, "".join(said_before)[-3000:]
+            said_before.append(line)
+        os.killpg(process.pid, stop)
+        err = "".join(said_before) + process.communicate(timeout=120)[1]
+    finally:
+        guard.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode != 0
+    lines = [line for line in err.splitlines() if line.startswith("segnets train:")]
+    assert lines == [f"segnets train: {said}; no file was left half-written."], err[-3000:]
+    assert not list(model_library.iterdir())
