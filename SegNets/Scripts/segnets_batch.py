@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import signal
 import sys
 import threading
@@ -40,20 +39,12 @@ _make_segnetslib_importable()
 SUMMARY_FILE = "summary.json"
 
 
-def device(text: str) -> str:
-    """An argparse type: a device name (whether this machine has it is found where the model runs)."""
-    name = text.strip().lower()
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a device; choose auto, cpu, cuda, cuda:N or mps")
-    return name
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="segnets_batch.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", required=True, type=Path, help="a volume file or a folder of volume files")
     parser.add_argument("--model", required=True, help="library id[@version], or a model folder or .zip")
     parser.add_argument("--output", required=True, type=Path, help="folder for the .seg.nrrd files and summary.json")
-    parser.add_argument("--device", default="auto", type=device, help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--roi", choices=("auto", "off"), default="auto", help="RoI localization (default: auto)")
     parser.add_argument(
         "--overwrite",
@@ -242,6 +233,9 @@ def run(argv: list[str]) -> int:
         targets = output_targets(sources, args.output)
         if not args.overwrite:  # summary.json too: an earlier run's record of its volumes
             refuse_existing([*targets, args.output / SUMMARY_FILE])
+        from SegNetsLib.runtime.devices import resolve_device  # torch: once the files make sense
+
+        resolve_device(args.device)  # an unknown device, or one this machine lacks, would fail every volume
     except SegNetsError as error:
         print(f"segnets_batch: error: {error}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("slicer")
 slicerio = pytest.importorskip("slicerio")
@@ -339,6 +340,18 @@ def test_an_unknown_device_is_a_bad_argument(inputs, tmp_path, capsys):
     """'--device gpu' loaded and failed every volume in turn ('device 'gpu' is unknown'), exit 1."""
     arguments = ["--input", str(inputs), "--model", "x", "--output", str(tmp_path / "o"), "--device", "gpu"]
     assert _load_script().main(arguments) == 2
-    assert "argument --device: 'gpu' is not a device; choose auto, cpu, cuda, cuda:N or mps" in capsys.readouterr().err
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert errors == ["segnets_batch: error: device 'gpu' is unknown; choose one of auto, cpu, cuda, cuda:N, mps."]
     assert not (tmp_path / "o").exists()
-    assert _load_script().parse_args([*arguments[:-1], "CUDA:1"]).device == "cuda:1"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_a_gpu_this_machine_lacks_is_refused_before_any_volume(inputs, library, tmp_path, capsys):
+    """'--device cuda:0' without a CUDA GPU loaded and failed every volume in turn, then wrote summary.json."""
+    output = tmp_path / "out"
+    arguments = ["--input", str(inputs), "--model", "all-liver", "--output", str(output), "--device", "CUDA:0"]
+    assert _load_script().main([*arguments, "--library", str(library.root)]) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error" in line]
+    assert errors == ["segnets_batch: error: device 'CUDA:0' is not available: this machine has no usable CUDA GPU."]
+    assert " -> " not in captured.out and not output.exists()
