@@ -1,7 +1,7 @@
 """The SegNets panel: model, Segment/Cancel with progress, annotation tools, Fine-tune, download.
 
 Only layout lives here; every button calls a method of :class:`SegNetsLib.web.actions.PanelActions`.
-Elements carry ``id`` attributes (``segnets-*``) so people and tests can find them.
+Elements carry ``id`` attributes (``segnets-*``), each on one element of the page, so people and tests can find them.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Protocol
 
 from trame.widgets import html
 from trame.widgets.vuetify3 import (
+    Template,
     VAlert,
     VBtn,
     VCard,
@@ -17,6 +18,7 @@ from trame.widgets.vuetify3 import (
     VCardTitle,
     VCheckbox,
     VDivider,
+    VLabel,
     VProgressLinear,
     VSelect,
     VSlider,
@@ -217,17 +219,22 @@ class SegNetsPanel(FlexContainer):
                     click=action,
                     disabled=(f"!{name.volume_name} || {name.busy}",),
                 )
-        VSlider(
-            id="segnets-brush",
-            label="Brush",
-            v_model=(self._brush_diameter_state,),
-            min=1,
-            max=30,
-            step=1,
-            thumb_label=True,
-            density="compact",
-            hide_details=True,
-        )
+        # A slider's label="..." gets the id of its input (given or generated): ids repeated on the page. The label
+        # is given as a slot instead, and the page's id is on a wrapper.
+        with (
+            html.Div(id="segnets-brush"),
+            VSlider(
+                v_model=(self._brush_diameter_state,),
+                min=1,
+                max=30,
+                step=1,
+                thumb_label=True,
+                density="compact",
+                hide_details=True,
+            ),
+            Template(v_slot_label=True),
+        ):
+            VLabel("Brush", classes="v-slider__label")
         html.Div("Annotated slices: {{ %s }}" % name.annotated_slices, id="segnets-annotated", classes="text-caption")
 
     def _build_finetune(self) -> None:

@@ -179,6 +179,13 @@ def paint_slice(page, server, k: int, mask_ji: np.ndarray, row_step: int) -> dic
     )
 
 
+def assert_ids_unique(page) -> None:
+    """Every id on the page names one element (the brush slider's id was on its label and its input both)."""
+    ids = page.evaluate("() => Array.from(document.querySelectorAll('[id]'), element => element.id)")
+    repeated = sorted({name for name in ids if ids.count(name) > 1})
+    assert not repeated, f"ids on more than one element: {repeated}"
+
+
 @pytest.mark.web
 def test_upload_segment_paint_finetune_download(browser, server, case, tmp_path):
     clock = Clock()
@@ -199,6 +206,7 @@ def test_upload_segment_paint_finetune_download(browser, server, case, tmp_path)
     upload.set_input_files(str(bad))
     page.wait_for_selector("#segnets-error")
     assert "notes.nii.gz" in page.inner_text("#segnets-error")
+    assert_ids_unique(page)
     assert server.status()["volume"] == status["volume"]
 
     # Upload the real volume (under another name) in its place.
@@ -289,6 +297,7 @@ def test_upload_segment_paint_finetune_download(browser, server, case, tmp_path)
         lambda s: s["job"]["kind"] == "finetune" and s["job"]["iteration"] > 0, STEP_TIMEOUT, "fine-tuning iterations"
     )
     page.wait_for_selector("#segnets-finetune-status:has-text('loss')")
+    assert_ids_unique(page)  # with Cancel, the progress bar and its stage
     status = server.wait_for(
         lambda s: not s["job"]["busy"] and "Fine-tuned" in s["message"],
         STEP_TIMEOUT + FINETUNE_SECONDS,
@@ -364,6 +373,7 @@ def test_upload_segment_paint_finetune_download(browser, server, case, tmp_path)
         lambda s: s["job"]["round"] == 1 and s["model_key"] == first_model, STEP_TIMEOUT, "the first round again"
     )
     page.wait_for_selector("#segnets-round:has-text('Back at round 1')")
+    assert_ids_unique(page)  # with the round, Go to slice, Slice is empty and Back one round
     again = download_result(page, tmp_path / "back.seg.nrrd") > 0
     assert np.array_equal(again, result), "stepping back did not show the first round's result"
     assert status["annotation"]["voxels"][segment] == painted_now, "stepping back modified the annotation"
