@@ -32,7 +32,7 @@ from SegNetsLib.mrml import annotation_from_segmentation, segmentation_from_labe
 from SegNetsLib.mrml.files import save_segmentation_node
 from SegNetsLib.web.models import NEW_NETWORK_LABELS, is_new_network, model_choices, new_network_text
 from SegNetsLib.web.rounds import RoundActions
-from SegNetsLib.web.state import Choice, PanelState
+from SegNetsLib.web.state import CLICK_FIELDS, Choice, PanelState
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +209,16 @@ class PanelActions(RoundActions):
             self.editor.undo_stack.redo()
 
     # --- jobs --------------------------------------------------------------------------------------
-    def segment(self) -> None:
-        """Segment the volume with the chosen model on the worker thread."""
+    def _take_fields(self, fields: dict | None) -> None:
+        """Take the fields a click sent ({state name: value}, of :data:`CLICK_FIELDS`): the page sends a changed field
+        alone only once none of its messages awaits an answer, so a click just after typing ran with the old value."""
+        if fields:
+            allowed = {getattr(self._panel.name, key) for key in CLICK_FIELDS}
+            self._server.state.update({name: value for name, value in fields.items() if name in allowed})
+
+    def segment(self, fields: dict | None = None) -> None:
+        """Segment the volume with the chosen model on the worker thread (``fields``: see :meth:`_take_fields`)."""
+        self._take_fields(fields)
 
         def submit() -> Job:
             if is_new_network(self.data.model_key):
@@ -225,17 +233,20 @@ class PanelActions(RoundActions):
 
         self._start("segment", submit)
 
-    def finetune(self) -> None:
-        """Fine-tune the chosen model on the painted slices, then segment the volume with the new version."""
+    def finetune(self, fields: dict | None = None) -> None:
+        """Fine-tune the chosen model on the painted slices, then segment the volume with the new version
+        (``fields``: see :meth:`_take_fields`)."""
+        self._take_fields(fields)
 
         def submit() -> Job:
             segment_ids = self._painted_segment_ids()
             if not segment_ids:
                 raise SegNetsError("Nothing is painted yet: paint the structures on a few slices, then Fine-tune.")
+            typed = self._server.state[self._panel.name.time_budget_s]  # as sent: an emptied field is ""
             try:
-                budget = float(self.data.time_budget_s)
+                budget = float(typed)
             except (TypeError, ValueError):
-                raise SegNetsError(f"time budget {self.data.time_budget_s!r} is not a number of seconds.") from None
+                raise SegNetsError(f"time budget {typed!r} is not a number of seconds.") from None
             empty = self.data.suggested_empty and self.data.suggested_slice is not None
             reviewed = {int(self.data.suggested_axis): [int(self.data.suggested_slice)]} if empty else None
             return self.logic.start_finetune(

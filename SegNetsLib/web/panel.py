@@ -28,15 +28,15 @@ from trame.widgets.vuetify3 import (
 from trame_server.utils.typed_state import TypedState
 from trame_slicer.app.ui import FlexContainer
 
-from SegNetsLib.web.state import PanelState
+from SegNetsLib.web.state import CLICK_FIELDS, PanelState
 
 DOWNLOAD_NAME = "segnets_result.seg.nrrd"
 
 
 class PanelActions(Protocol):
     def refresh_models(self) -> None: ...
-    def segment(self) -> None: ...
-    def finetune(self) -> None: ...
+    def segment(self, fields: dict | None = None) -> None: ...
+    def finetune(self, fields: dict | None = None) -> None: ...
     def cancel(self) -> None: ...
     def paint(self) -> None: ...
     def erase(self) -> None: ...
@@ -75,6 +75,11 @@ class SegNetsPanel(FlexContainer):
                 VCardTitle("Fine-tune", classes="text-subtitle-1")
                 with VCardText():
                     self._build_finetune()
+
+    def _with_fields(self, action) -> tuple:
+        """A click that sends the fields of :data:`CLICK_FIELDS` with it, as the page shows them."""
+        names = [getattr(self._name, key) for key in CLICK_FIELDS]
+        return (action, "[{%s}]" % ", ".join(f"{name}: {name}" for name in names))
 
     def _build_alerts(self) -> None:
         name = self._name
@@ -158,7 +163,7 @@ class SegNetsPanel(FlexContainer):
                 v_if=(f"!{name.busy}",),
                 color="primary",
                 prepend_icon="mdi-play",
-                click=self._actions.segment,
+                click=self._with_fields(self._actions.segment),
                 disabled=(f"!{name.volume_name} || !{name.model_key}",),
             )
             VBtn(
@@ -257,7 +262,7 @@ class SegNetsPanel(FlexContainer):
                 color="secondary",
                 prepend_icon="mdi-school",
                 classes="ml-2",
-                click=self._actions.finetune,
+                click=self._with_fields(self._actions.finetune),
                 disabled=(f"!{name.model_key} || {name.annotated_slices} < 1",),
             )
         VSparkline(

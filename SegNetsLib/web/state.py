@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# the fields Segment and Fine-tune read: their clicks send them as the page shows them (a changed field alone reaches
+# the server only once none of the page's messages awaits an answer; see PanelActions._take_fields)
+CLICK_FIELDS = ("model_key", "roi_mode", "device", "time_budget_s", "suggested_empty")
+
 
 @dataclass
 class Choice:

@@ -277,8 +277,15 @@ def test_upload_segment_paint_finetune_download(browser, server, case, tmp_path)
     reference_on_slices = int(liver[chosen].sum())
     assert 0.5 * reference_on_slices < last < 1.6 * reference_on_slices, (last, reference_on_slices)
 
-    # Cancel a fine-tune once it trains: nothing is saved, nothing changes.
+    # A budget typed and Fine-tune clicked at once: the click uses the budget typed (0 s is refused), not the one
+    # the server heard of before (the page sends a changed field only once no other message of it is pending).
     models_before = status["models"]
+    page.fill("#segnets-time-budget", "0")
+    page.click("#segnets-finetune")
+    status = server.wait_for(lambda s: s["error"] or s["job"]["busy"], STEP_TIMEOUT, "the 0 s Fine-tune's answer")
+    assert "time budget 0.0 s is not positive" in status["error"] and not status["job"]["busy"], status
+
+    # Cancel a fine-tune once it trains: nothing is saved, nothing changes.
     page.fill("#segnets-time-budget", str(FINETUNE_SECONDS))
     page.click("#segnets-finetune")
     server.wait_for(

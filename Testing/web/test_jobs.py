@@ -30,6 +30,40 @@ def web_app(tmp_path, monkeypatch, data_dir):
     app.actions.logic.worker.shutdown(wait=False)
 
 
+def test_fine_tune_takes_the_budget_its_click_sent(web_app):
+    """A budget typed just before Fine-tune reached the server after the click, which ran with the old one; the click
+    now sends it. An emptied field (the page sends "") raised TypeError in the click's handler: the page said nothing."""
+    import numpy as np
+
+    from SegNetsLib.mrml import segmentation_from_labelmap, volume_from_node
+
+    app, crop = web_app
+    actions = app.actions
+    budget = actions._panel.name.time_budget_s
+
+    async def scenario() -> list[str]:
+        app._show_volume(app.loader.load_path(crop))
+        volume = volume_from_node(actions.volume_node)
+        painted = np.zeros(volume.shape_kji, np.uint8)
+        painted[20, 20:40, 20:40] = 1
+        card = actions._card(actions.data.model_key)
+        segmentation_from_labelmap(
+            actions.scene, volume.with_array(painted), card.labels, actions.volume_node, "Annotation",
+            segmentation_node=actions.annotation_node,
+        )  # fmt: skip
+        errors = []
+        for typed in (0, ""):  # the server still holds the default, 60 s
+            actions.finetune({budget: typed})
+            assert not actions.data.busy
+            errors.append(actions.data.error)
+        return errors
+
+    assert asyncio.run(scenario()) == [
+        "time budget 0.0 s is not positive; give fine-tuning some seconds.",
+        "time budget '' is not a number of seconds.",
+    ]
+
+
 def test_an_upload_after_a_segment_ends_but_before_its_result_is_shown_is_refused(web_app, data_dir):
     """The job has ended on the worker and the page has not taken its result yet: an upload in that gap
     replaced the volume (the new node got the old one's id) and the CT's result was shown on the new volume."""
