@@ -119,8 +119,9 @@ class SegmentationLogic:
         self.scene = scene
         self.library = library or ModelLibrary()
         self.worker = worker or ThreadWorker()
-        # model folder -> (sha256 of the volume, the labelmap (Volume) of its round's result on screen): the rounds of
-        # the volume fine-tuned last, so that a long day's work keeps one volume's results, not every one's
+        # model folder -> (sha256 of the volume, the labelmap (Volume) on screen made with it: its round's result, or a
+        # later Segment's with it): the rounds of the volume fine-tuned last, so that a long day's work keeps one
+        # volume's results, not every one's
         self._shown: dict[str, tuple[str | None, Any]] = {}
 
     def model_path(self, model: str, version: str | None = None) -> Path:
@@ -194,6 +195,7 @@ class SegmentationLogic:
             name or f"{volume_node.GetName()} {card.name}",
             segmentation_node=output_node if output_node is not None else self._job_node(job, "output_node"),
         )
+        self._segmented_with_round(str(job.context.get("model_path")), volume_node, prediction.labelmap)
         roi_node = self._job_node(job, "roi_node")
         if roi_node is None and prediction.rois:
             roi_node = mrml.roi_node_from_box(volume_node, box_union(prediction.rois), f"{volume_node.GetName()} RoI")
@@ -310,6 +312,15 @@ class SegmentationLogic:
             result.suggestion,
             volume_node,
         )
+
+    def _segmented_with_round(self, model_path: str, volume_node, labelmap) -> None:
+        """Segment with a round's model on the volume of its round: its result (``labelmap``, uint8 Volume [k, j, i])
+        is the one on screen now, so the next round continues from it (and stepping back to that round shows it)."""
+        from SegNetsLib.finetune.start import trained_on_volume
+
+        kept = self._shown.get(model_path)
+        if kept is not None and trained_on_volume(card_of(Path(model_path)), mrml.volume_from_node(volume_node)):
+            self._shown[model_path] = (kept[0], labelmap)
 
     def round_segmentation(self, reference: str, volume_node, name: str | None = None) -> SegmentResult | None:
         """A new segmentation node of the result shown when the model ``reference`` ("id@version") was made in this

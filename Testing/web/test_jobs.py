@@ -232,3 +232,61 @@ def test_an_upload_says_that_the_painting_of_the_volume_shown_was_discarded(web_
         assert actions.data.message == "Loaded 'again'; pick a model and click Segment.", actions.data.message
 
     asyncio.run(scenario())
+
+
+def test_the_next_round_continues_from_the_result_segment_showed(web_app, data_dir):
+    """After round 2 the user clicked Segment, and the page showed round 2's model's own result in place of the round's
+    (which keeps round 1's result far from the slice added); the next round started from the round's result all the
+    same, and Back one round showed that result, never on screen then, rather than the one the round started from."""
+    import numpy as np
+
+    from SegNetsLib.app.selftest import load_case
+    from SegNetsLib.mrml import annotation_from_segmentation, segmentation_from_labelmap, volume_from_node
+
+    app, crop = web_app
+    actions = app.actions
+    _, liver = load_case(data_dir)
+    present = np.flatnonzero(liver.any(axis=(1, 2)))
+    below, middle, upper, above = (int(present[round(q * (len(present) - 1))]) for q in (0.25, 0.5, 0.62, 0.75))
+
+    def paint(slices: list[int]) -> None:
+        painted = np.zeros_like(liver)
+        painted[slices] = liver[slices]
+        volume = volume_from_node(actions.volume_node)
+        card = actions._card(actions.data.model_key)
+        segmentation_from_labelmap(
+            actions.scene, volume.with_array(painted), card.labels, actions.volume_node, "Annotation",
+            segmentation_node=actions.annotation_node,
+        )  # fmt: skip
+
+    def shown() -> np.ndarray:
+        node = actions.result_node
+        ids = [node.GetSegmentation().GetNthSegmentID(i) for i in range(node.GetSegmentation().GetNumberOfSegments())]
+        return annotation_from_segmentation(node, ids, actions.volume_node)[0].array > 0
+
+    async def run(action) -> np.ndarray:
+        action()
+        assert actions.data.busy, actions.data.error
+        while actions.data.busy:
+            await asyncio.sleep(0.05)
+        assert not actions.data.error, actions.data.error
+        return shown()
+
+    async def scenario() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        app._show_volume(app.loader.load_path(crop))
+        actions.data.time_budget_s = 10
+        for slices in ([below, above], [below, middle, above]):
+            paint(slices)
+            round_2 = await run(actions.finetune)
+        assert actions.data.round == 2, actions.data.message
+        segmented = await run(actions.segment)  # round 2's model alone, without the round's local update
+        paint([below, middle, upper, above])
+        await run(actions.finetune)
+        assert actions.data.round == 3, actions.data.message
+        actions.back_one_round()
+        assert actions.data.round == 2, actions.data.message
+        return round_2, segmented, shown()
+
+    round_2, segmented, back = asyncio.run(scenario())
+    assert not np.array_equal(segmented, round_2), "Segment showed round 2's result again"
+    assert np.array_equal(back, segmented), "Back one round did not show the result round 3 started from"
