@@ -20,6 +20,7 @@ Slices = dict[int, list[int]]
 
 DEFAULT_IGNORE_VALUE = 255
 DENSE_FRACTION = 0.9  # weight covering this much of the volume: it is ordinary (dense) training
+BLOCK_END_SHARE = 0.5  # a painted block's end faces hold at least this share of its fullest slice: cut flat there
 
 
 def labelled(labels: np.ndarray, ignore_value: int | None) -> np.ndarray:
@@ -86,15 +87,17 @@ def _whole_slices(labels: np.ndarray, painted: np.ndarray, ignore_value: int | N
 
 
 def _block_slices(painted: np.ndarray) -> Slices:
-    """{axis: its slices holding a ``painted`` voxel} for a block painted slice after slice: along that axis the
-    slices holding paint are consecutive and each holds a region (2 x 2 painted voxels in its plane, not only lines
-    where slices of other axes cross it), and of the axes where that holds it alone has the block end in its fullest
-    faces (its first and last slices hold the largest share of its fullest slice, a face at the volume's end none:
-    painting stops flat across the axis painted along, where the painter stopped; across the others the
-    structure's own boundary ends it). {} otherwise (slices a gap apart, slices along several axes, or a box,
-    which reads alike along every axis)."""
+    """{axis: its slices holding a ``painted`` voxel} for a block painted slice after slice: along every axis the
+    slices holding paint are consecutive, along that axis each holds a region (2 x 2 painted voxels in its plane,
+    not only lines where slices of other axes cross it), and of the axes where that holds it alone has the block end
+    in its fullest faces (its first and last slices hold the largest share of its fullest slice, on average at least
+    ``BLOCK_END_SHARE``; a face at the volume's end does not count: painting stops flat across the axis painted
+    along, where the painter stopped; across the others the structure's own boundary ends it). {} otherwise (slices
+    a gap apart, slices along several axes, a whole structure, or a box, which reads alike along every axis)."""
     others = ((1, 2), (0, 2), (0, 1))
     held = [np.flatnonzero(painted.any(axis=o)) for o in others]  # [k, j, i] indices holding paint
+    if any(len(h) != h[-1] - h[0] + 1 for h in held):  # an empty slice between painted ones: not one block
+        return {}
     block = painted[tuple(slice(h[0], h[-1] + 1) for h in held)]  # (the painted voxels' box)
     shares: dict[int, float] = {}
     for axis in range(3):
@@ -104,9 +107,11 @@ def _block_slices(painted: np.ndarray) -> Slices:
         if counts.all() and squares.any(axis=(1, 2)).all():
             ends = (0 < held[axis][0], held[axis][-1] < painted.shape[axis] - 1)  # a face at the volume's end:
             faces = counts[0] * ends[0] + counts[-1] * ends[1]  # no painter stopped there
-            shares[axis] = float(faces) / (2.0 * float(counts.max()))
+            shares[axis] = float(faces) / (max(sum(ends), 1) * float(counts.max()))
     best = max(shares, key=shares.get, default=None)
-    if best is None or any(share >= shares[best] for axis, share in shares.items() if axis != best):
+    if best is None or shares[best] < BLOCK_END_SHARE:  # no flat cut: blocks apart, slices along two axes, a whole
+        return {}  # structure
+    if any(share >= shares[best] for axis, share in shares.items() if axis != best):
         return {}
     return {best: [int(i) for i in held[best]]}
 

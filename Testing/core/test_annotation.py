@@ -53,6 +53,24 @@ def test_a_thin_vessel_painted_whole_on_ten_axial_slices_one_after_another_stays
     assert ann.annotated_slices(np.where(coronal == 255, 0, coronal), None) == {0: [], 1: [45, 46, 47, 48], 2: []}
 
 
+def test_two_pairs_of_axial_slices_apart_and_an_axial_with_a_coronal_pair_are_read_as_painted():
+    """Not one block: two pairs of consecutive axial slices with unpainted slices between them, and an axial pair
+    crossing a coronal pair, as the panel exports them (0 outside). Read as 15 or 23 coronal slices instead, the
+    unpainted part of the structure between the pairs would be learned as background."""
+    z, y, x = np.indices((40, 60, 60))
+    ellipsoid = (((z - 20) / 15) ** 2 + ((y - 30) / 8) ** 2 + ((x - 30) / 10) ** 2 <= 1).astype(np.uint8)
+    labels = np.zeros_like(ellipsoid)
+    labels[[12, 13, 26, 27]] = ellipsoid[[12, 13, 26, 27]]
+    slices = ann.annotated_slices(labels, None)
+    assert slices == {0: [12, 13, 26, 27], 1: [], 2: []}
+    assert not (ann.weight_map(labels, slices) * ellipsoid)[14:26].any()  # none of it between the pairs is learned
+    ball = ((z - 20) ** 2 + (y - 30) ** 2 + (x - 30) ** 2 <= 12**2).astype(np.uint8)
+    labels = np.zeros_like(ball)
+    labels[[18, 19]] = ball[[18, 19]]
+    labels[:, [30, 31]] = ball[:, [30, 31]]
+    assert ann.annotated_slices(labels, None) == {0: [18, 19], 1: [30, 31], 2: []}
+
+
 def test_given_slices_are_kept_and_only_the_rest_is_covered():
     labels = np.zeros((20, 91, 117), dtype=np.uint8)
     labels[[0, 5, 10]] = _thin_tube()[[0, 5, 10]]
