@@ -212,9 +212,8 @@ class PanelActions(RoundActions):
     def _take_fields(self, fields: dict | None) -> None:
         """Take the fields a click sent ({state name: value}, of :data:`CLICK_FIELDS`): the page sends a changed field
         alone only once none of its messages awaits an answer, so a click just after typing ran with the old value."""
-        if fields:
-            allowed = {getattr(self._panel.name, key) for key in CLICK_FIELDS}
-            self._server.state.update({name: value for name, value in fields.items() if name in allowed})
+        allowed = {getattr(self._panel.name, key) for key in CLICK_FIELDS}
+        self._server.state.update({name: value for name, value in (fields or {}).items() if name in allowed})
 
     def segment(self, fields: dict | None = None) -> None:
         """Segment the volume with the chosen model on the worker thread (``fields``: see :meth:`_take_fields`)."""
@@ -372,9 +371,8 @@ class PanelActions(RoundActions):
         if finetuned.in_library(self.logic.library):
             self.data.model_key = f"{new_model.id}@{new_model.version}"
         dice = "" if self.data.validation_dice is None else f" (validation Dice {self.data.validation_dice:.3f})"
-        segmented = (
-            "" if finetuned.kept == "untrained" else f"Fine-tuned{dice}; the volume was segmented with the model kept. "
-        )
+        untrained = finetuned.kept == "untrained"  # nothing segmented with a model: the walker's or the painting
+        segmented = "" if untrained else f"Fine-tuned{dice}; the volume was segmented with the model kept. "
         self.data.message = segmented + finetuned.summary(self.logic.library)
 
     def _replace_result(self, result) -> None:
