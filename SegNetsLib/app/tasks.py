@@ -44,7 +44,7 @@ class SegmentOutput:
 @dataclass
 class FinetuneOutput:
     """What Fine-tune produced: the model kept (a new library version, or the base), the whole-volume
-    labelmap, the held-out Dice, which model was kept ("fine-tuned" or "base") and notes."""
+    labelmap, the held-out Dice, which model was kept ("fine-tuned", "base", or "untrained": none) and notes."""
 
     entry: ModelEntry
     labelmap: Volume
@@ -200,9 +200,9 @@ def finetune(
 
     result = with_cpu_fallback(run, options.device, notes.append)
     cancel.raise_if_cancelled()
+    # classes the model did not know take the user's segment names, colors and terminology (untrained: every class)
+    card = with_painted_labels(result.card, {label.value: label for label in labels})
     if result.kept == "fine-tuned":
-        # classes the model did not know take the user's segment names, colors and terminology
-        card = with_painted_labels(result.card, {label.value: label for label in labels})
         if library.versions(card.id):  # one step above the newest version in this library
             base = copy.deepcopy(card)
             base.version = card.provenance.base_model_version or card.version
@@ -214,7 +214,8 @@ def finetune(
             notes.append(str(kept))
         entry = ModelEntry(card.id, card.version, folder, card)
     else:
-        entry = ModelEntry(result.card.id, result.card.version, Path(start), result.card)
+        card = card if result.kept == "untrained" else result.card
+        entry = ModelEntry(card.id, card.version, Path(start), card)
     progress(1.0, last["stage"])
     return FinetuneOutput(
         entry,

@@ -82,6 +82,8 @@ def test_the_worker_of_the_panel_and_the_web_page_saves_no_model_and_says_so(no_
         cancel=CancelToken(),
     )
     assert output.kept == "untrained" and library.list() == [] and NOTE in output.notes
+    # the result's segments are the painted ones, named and colored as painted, as `segnets finetune` writes them
+    assert output.entry.card.labels == [LabelInfo(1, "ellipsoid", (1.0, 0.5, 0.0), None)]
     assert where_saved(output, library) == "the new network trained 0 iterations and no model was saved."
     segmentation = SegmentResult(None, None, output.entry.card, [])
     outcome = FinetuneOutcome(output.entry, segmentation, None, output.kept, output.notes, output.round)
