@@ -88,7 +88,8 @@ class FinetuneResult:
     boundary refinement (annotated voxels kept too; untrained: the labelmap, the random walker's own or the
     painting).
     round / added_slices / suggestion: set by :func:`SegNetsLib.finetune.rounds.finetune_round`: the interactive
-    round (1 the first on this volume, n + 1 continued from round n; 0 when :func:`finetune` ran alone), the
+    round (1 the first on this volume, n + 1 continued from round n; 0 when :func:`finetune` ran alone or
+    ``kept == "untrained"``, then no suggestion either), the
     slices it added {axis: indices}, and the slice to paint next (:class:`SegNetsLib.finetune.suggest.SliceSuggestion`,
     None when no slice would add anything); repainted_slices: the earlier rounds' slices painted differently now
     {axis: indices} (known given the previous result)."""

@@ -234,7 +234,8 @@ def finetune_round(
         )
     if number == 1:
         added = {a: list(s) for a, s in result.slices.items() if s}
-    result.round, result.added_slices = number, added
+    untrained = result.kept == "untrained"  # no model saved: no round to continue, nor a slice to paint for one
+    result.round, result.added_slices = (0, {}) if untrained else (number, added)
     result.repainted_slices = _less(repainted, unpainted)
     if number >= 2 and result.kept == "fine-tuned":  # the card says what changed besides the slices added
         result.card.provenance.notes += correction_notes(result.repainted_slices, unpainted)
@@ -246,7 +247,7 @@ def finetune_round(
         painted = ann.weight_map(labels, result.slices, options.ignore_value) > 0
         merged[painted] = new[painted]  # every painted voxel keeps the user's label, a repainted one too
         result.labelmap = result.labelmap.with_array(merged.astype(new.dtype))
-    if measure:  # None: no suggestion (a caller that times it apart); of the result the user will see
+    if measure and not untrained:  # None: no suggestion (a caller that times it apart); of the result the user will see
         result.suggestion = suggest_for(result, volume, measure, options.device)
     return result
 

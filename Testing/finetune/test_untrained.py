@@ -53,6 +53,8 @@ def test_a_new_network_that_trained_no_iteration_is_not_saved_and_the_result_is_
     image, annotation, truth = _painted()
     result = finetune_round(image, annotation, "unet3d", OPTIONS)
     assert result.iterations == 0 and result.kept == "untrained"
+    # no model to continue: no round and no slice to paint next, as the panel and the web page show none
+    assert (result.round, result.added_slices, result.suggestion) == (0, {}, None)
     assert [note for note in result.notes if "0 iterations" in note or "refinement" in note] == [NOTE]
     painted = annotation.array > 0
     assert np.array_equal(result.labelmap.array[[4, 8, 12]], annotation.array[[4, 8, 12]])
