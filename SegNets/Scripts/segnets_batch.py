@@ -74,19 +74,46 @@ def input_files(path: Path) -> list[Path]:
     raise SegNetsError(f"{path}: no such file or folder.")
 
 
+@contextlib.contextmanager
+def stops_held():
+    """Hold Ctrl-C and SIGTERM until the block is over, then act on the first that came.
+
+    An exception raised while VTK initialises a module (its C code calls back into Python) crashes the process with
+    a segmentation fault, so VTK's modules are imported with stops held. Only signals with a Python handler are
+    held: a default handler ends the process without raising anything.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signal handlers are set there only
+        yield
+        return
+    came: list[int] = []
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
+    previous = {s: signal.signal(s, lambda signum, frame: came.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if came:
+            signal.raise_signal(came[0])  # its own handler now raises KeyboardInterrupt or Terminated
+
+
 def mrml_context():
-    """(scene, volumes logic, keep-alive): the running Slicer's, or a standalone slicer-core scene.
+    """(scene, volumes logic, keep-alive): the running Slicer's, or a standalone slicer-core scene with all of
+    VTK's modules imported (``slicer.util`` imports them at the first volume otherwise), with stops held.
 
     The third item owns the standalone application and module logics; keep it while the scene is used.
     """
-    import slicer
+    with stops_held():
+        import slicer
 
-    if hasattr(slicer, "app"):
-        return slicer.mrmlScene, slicer.modules.volumes.logic(), None
-    from SegNetsLib.mrml.standalone import create_scene
+        if hasattr(slicer, "app"):
+            return slicer.mrmlScene, slicer.modules.volumes.logic(), None
+        import vtk.util.numpy_support  # noqa: F401 - slicer.util.arrayFromVolume's import of every VTK module
 
-    standalone = create_scene()
-    return standalone.scene, standalone.volumes_logic, standalone
+        from SegNetsLib.mrml.standalone import create_scene
+
+        standalone = create_scene()
+        return standalone.scene, standalone.volumes_logic, standalone
 
 
 def _stem(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""SegNets/Scripts/segnets_batch.py under plain Python with slicer-core: real files in, .seg.nrrd out."""
+"""SegNets/Scripts/segnets_batch.py under plain Python with slicer-core: real files in, .seg.nrrd out (inputs and
+library: conftest.py; Ctrl-C and SIGTERM: test_batch_stops.py)."""
 
 from __future__ import annotations
 
@@ -15,36 +16,8 @@ import torch
 pytest.importorskip("slicer")
 slicerio = pytest.importorskip("slicerio")
 
-from SegNetsLib.app.selftest import add_tiny_model, load_case  # noqa: E402
-from SegNetsLib.imageio.volumes import write_volume  # noqa: E402
-from SegNetsLib.models.library import ModelLibrary  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parents[2] / "SegNets" / "Scripts" / "segnets_batch.py"
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory, data_dir):
-    """A folder with two small real CT volumes (different sizes, NIfTI and NRRD) and one broken file."""
-    folder = tmp_path_factory.mktemp("inputs")
-    image, _ = load_case(data_dir)
-    write_volume(_part(image, 16, 32, 32), folder / "ct_a.nii.gz")
-    write_volume(_part(image, 12, 24, 40), folder / "ct_b.nrrd")
-    (folder / "broken.nii.gz").write_bytes(b"this is not a NIfTI file")
-    (folder / "notes.txt").write_text("ignored: not a volume")
-    return folder
-
-
-def _part(image, d, h, w):
-    from SegNetsLib.core.volume import Volume
-
-    return Volume(image.array[:d, :h, :w].copy(), image.spacing, image.origin, image.direction)
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory):
-    library = ModelLibrary(tmp_path_factory.mktemp("models"))
-    add_tiny_model(library, "all-liver", foreground_bias=20.0, patch_size=(16, 32, 32))
-    return library
 
 
 def _load_script():
@@ -264,28 +237,6 @@ def test_an_output_folder_that_cannot_be_made_is_one_sentence(inputs, library, t
         f"segnets_batch: error: {output}: the folder cannot be made or written to (Not a directory); "
         "give another output folder."
     ]
-
-
-@pytest.mark.parametrize(("stop", "code", "said"), [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
-def test_a_stopped_batch_says_so_and_leaves_only_whole_files(inputs, library, tmp_path, stop, code, said):
-    """Ctrl-C printed 'error: KeyboardInterrupt: ' and exited 1; kill ended it with no word (and no clean-up)."""
-    import signal
-    import time
-
-    output = tmp_path / "out"
-    arguments = [sys.executable, str(SCRIPT), "--input", str(inputs), "--model", "all-liver", "--output", str(output)]
-    arguments += ["--device", "cpu", "--roi", "off", "--library", str(library.root)]
-    process = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert " -> " in process.stdout.readline()  # the first volume is under way
-        time.sleep(1.0)
-        process.send_signal(getattr(signal, stop))
-        _, err = process.communicate(timeout=120)
-    finally:
-        process.kill()
-    assert process.returncode == code, err
-    assert f"segnets_batch: {said}; no file was left half-written." in err.splitlines(), err
-    assert all(p.name.endswith(".seg.nrrd") and not p.name.startswith(".") for p in output.iterdir())
 
 
 def test_a_failed_volume_is_named_once_in_its_error_line(inputs, library, tmp_path, capsys):
