@@ -30,12 +30,32 @@ def web_app(tmp_path, monkeypatch, data_dir):
     app.actions.logic.worker.shutdown(wait=False)
 
 
+def paint(actions, labels) -> None:
+    """Write ``labels`` (uint8 [k, j, i] on the volume shown) into the page's annotation, as the Segment Editor does."""
+    from SegNetsLib.mrml import segmentation_from_labelmap, volume_from_node
+
+    volume = volume_from_node(actions.volume_node)
+    card = actions._card(actions.data.model_key)
+    segmentation_from_labelmap(
+        actions.scene, volume.with_array(labels), card.labels, actions.volume_node, "Annotation",
+        segmentation_node=actions.annotation_node,
+    )  # fmt: skip
+
+
+def paint_square(actions, slices) -> None:
+    """Paint a 20 x 20 voxel square of label 1 on axial ``slices`` (an index or a list) of the volume shown."""
+    import numpy as np
+
+    from SegNetsLib.mrml import volume_from_node
+
+    painted = np.zeros(volume_from_node(actions.volume_node).shape_kji, np.uint8)
+    painted[slices, 20:40, 20:40] = 1
+    paint(actions, painted)
+
+
 def test_fine_tune_takes_the_budget_its_click_sent(web_app):
     """A budget typed just before Fine-tune reached the server after the click, which ran with the old one; the click
     now sends it. An emptied field (the page sends "") raised TypeError in the click's handler: the page said nothing."""
-    import numpy as np
-
-    from SegNetsLib.mrml import segmentation_from_labelmap, volume_from_node
 
     app, crop = web_app
     actions = app.actions
@@ -43,14 +63,7 @@ def test_fine_tune_takes_the_budget_its_click_sent(web_app):
 
     async def scenario() -> list[str]:
         app._show_volume(app.loader.load_path(crop))
-        volume = volume_from_node(actions.volume_node)
-        painted = np.zeros(volume.shape_kji, np.uint8)
-        painted[20, 20:40, 20:40] = 1
-        card = actions._card(actions.data.model_key)
-        segmentation_from_labelmap(
-            actions.scene, volume.with_array(painted), card.labels, actions.volume_node, "Annotation",
-            segmentation_node=actions.annotation_node,
-        )  # fmt: skip
+        paint_square(actions, 20)
         errors = []
         for typed in (0, ""):  # the server still holds the default, 60 s
             actions.finetune({budget: typed})
@@ -115,23 +128,12 @@ def test_a_cancelled_finetune_keeps_slice_is_empty_checked(web_app):
     """The user checked *Slice is empty* for the suggested slice, clicked Fine-tune and cancelled it: the page said
     nothing was changed and still suggested that slice, but had unchecked the box, so the next Fine-tune would not
     learn the slice as empty."""
-    import numpy as np
-
-    from SegNetsLib.mrml import segmentation_from_labelmap, volume_from_node
-
     app, crop = web_app
     actions = app.actions
 
     async def scenario() -> None:
         app._show_volume(app.loader.load_path(crop))
-        volume = volume_from_node(actions.volume_node)
-        painted = np.zeros(volume.shape_kji, np.uint8)
-        painted[20, 20:40, 20:40] = 1
-        card = actions._card(actions.data.model_key)
-        segmentation_from_labelmap(
-            actions.scene, volume.with_array(painted), card.labels, actions.volume_node, "Annotation",
-            segmentation_node=actions.annotation_node,
-        )  # fmt: skip
+        paint_square(actions, 20)
         actions.data.round, actions.data.suggested_slice, actions.data.suggested_axis = 1, 3, 0  # as round 1 left it
         actions.data.suggested_empty, actions.data.time_budget_s = True, 600
         actions.finetune()
@@ -206,9 +208,6 @@ def test_the_server_stopped_during_a_finetune_exits_cleanly_and_saves_nothing(we
 def test_an_upload_says_that_the_painting_of_the_volume_shown_was_discarded(web_app, data_dir):
     """Uploading another volume cleared the painted slices without a word ("Loaded 'other'; pick a model and click
     Segment."): coming back to the first volume, its correction rounds could not go on without repainting them."""
-    import numpy as np
-
-    from SegNetsLib.mrml import segmentation_from_labelmap, volume_from_node
 
     app, crop = web_app
     actions = app.actions
@@ -216,14 +215,7 @@ def test_an_upload_says_that_the_painting_of_the_volume_shown_was_discarded(web_
 
     async def scenario() -> None:
         app._show_volume(app.loader.load_path(crop))
-        volume = volume_from_node(actions.volume_node)
-        painted = np.zeros(volume.shape_kji, np.uint8)
-        painted[[10, 20], 20:40, 20:40] = 1
-        card = actions._card(actions.data.model_key)
-        segmentation_from_labelmap(
-            actions.scene, volume.with_array(painted), card.labels, actions.volume_node, "Annotation",
-            segmentation_node=actions.annotation_node,
-        )  # fmt: skip
+        paint_square(actions, [10, 20])
         await app._on_upload([{"name": "other.nii.gz", "content": other.read_bytes()}])
         assert actions.data.message.endswith("The painting of 'crop' (2 slices) was discarded with it."), (
             actions.data.message
@@ -241,7 +233,7 @@ def test_the_next_round_continues_from_the_result_segment_showed(web_app, data_d
     import numpy as np
 
     from SegNetsLib.app.selftest import load_case
-    from SegNetsLib.mrml import annotation_from_segmentation, segmentation_from_labelmap, volume_from_node
+    from SegNetsLib.mrml import annotation_from_segmentation
 
     app, crop = web_app
     actions = app.actions
@@ -249,15 +241,10 @@ def test_the_next_round_continues_from_the_result_segment_showed(web_app, data_d
     present = np.flatnonzero(liver.any(axis=(1, 2)))
     below, middle, upper, above = (int(present[round(q * (len(present) - 1))]) for q in (0.25, 0.5, 0.62, 0.75))
 
-    def paint(slices: list[int]) -> None:
+    def paint_liver(slices: list[int]) -> None:
         painted = np.zeros_like(liver)
         painted[slices] = liver[slices]
-        volume = volume_from_node(actions.volume_node)
-        card = actions._card(actions.data.model_key)
-        segmentation_from_labelmap(
-            actions.scene, volume.with_array(painted), card.labels, actions.volume_node, "Annotation",
-            segmentation_node=actions.annotation_node,
-        )  # fmt: skip
+        paint(actions, painted)
 
     def shown() -> np.ndarray:
         node = actions.result_node
@@ -276,11 +263,11 @@ def test_the_next_round_continues_from_the_result_segment_showed(web_app, data_d
         app._show_volume(app.loader.load_path(crop))
         actions.data.time_budget_s = 10
         for slices in ([below, above], [below, middle, above]):
-            paint(slices)
+            paint_liver(slices)
             round_2 = await run(actions.finetune)
         assert actions.data.round == 2, actions.data.message
         segmented = await run(actions.segment)  # round 2's model alone, without the round's local update
-        paint([below, middle, upper, above])
+        paint_liver([below, middle, upper, above])
         await run(actions.finetune)
         assert actions.data.round == 3, actions.data.message
         actions.back_one_round()
