@@ -58,19 +58,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def input_files(path: Path) -> list[Path]:
-    """The volume files to segment: ``path`` itself, or the volume files directly inside it."""
+    """The volumes to segment: ``path`` itself, or the volume files and DICOM series directly inside it (one file
+    per series stands for it)."""
     from SegNetsLib.core.errors import SegNetsError
     from SegNetsLib.imageio.segmentations import refuse_segmentation_input
-    from SegNetsLib.imageio.volumes import listed_volume_files
+    from SegNetsLib.imageio.volumes import listed_volumes
 
     if path.is_file():
         refuse_segmentation_input(path)
         return [path]
     if path.is_dir():
-        files = listed_volume_files(path)
+        files = listed_volumes(path)
         if files:
             return files
-        raise SegNetsError(f"{path}: the folder holds no volume files (.nii.gz, .nrrd, .mha ...).")
+        raise SegNetsError(f"{path}: the folder holds no volume files (.nii.gz, .nrrd, .mha ...) and no DICOM series.")
     raise SegNetsError(f"{path}: no such file or folder.")
 
 
@@ -117,11 +118,10 @@ def mrml_context():
 
 
 def _stem(path: Path) -> str:
-    """The file name without its volume suffix (``ct.nii.gz`` -> ``ct``)."""
-    from SegNetsLib.imageio.volumes import volume_stem
+    """The file name without its volume suffix (``ct.nii.gz`` -> ``ct``); for a DICOM file, its series' stem."""
+    from SegNetsLib.imageio.volumes import input_stem
 
-    stem = volume_stem(path.name)
-    return path.stem if stem is None else stem
+    return input_stem(path)
 
 
 def output_targets(sources: list[Path], output: Path) -> list[Path]:

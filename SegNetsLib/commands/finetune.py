@@ -19,7 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "painted slice, other slices are unlabeled), fine-tune a model on them and segment the whole volume. "
         "The annotation is never modified; the base model is never overwritten.",
     )
-    parser.add_argument("--input", required=True, metavar="IMG", help="the volume (NIfTI, NRRD, MHA)")
+    parser.add_argument(
+        "--input",
+        required=True,
+        metavar="IMG",
+        help="the volume (NIfTI, NRRD, MHA), a DICOM series' folder, or one file of a DICOM series",
+    )
     parser.add_argument(
         "--annotations",
         required=True,
@@ -73,15 +78,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    from SegNetsLib.imageio.dicom import series_in
     from SegNetsLib.imageio.segmentations import is_segmentation_file, is_written_segmentation_file
     from SegNetsLib.imageio.volumes import is_volume_file
 
     for path, what in ((args.input, "--input"), (args.annotations, "--annotations"), (args.previous, "--previous")):
         if path is None:
             continue
-        if Path(path).is_dir():
+        if Path(path).is_dir() and not (what == "--input" and series_in(path)):  # a DICOM series' folder
             raise SegNetsError(f"{path}: is a folder, not a file ({what}).")
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise SegNetsError(f"{path}: no such file ({what}).")
     if not (is_volume_file(args.annotations) or is_segmentation_file(args.annotations)):
         raise SegNetsError(f"{args.annotations}: unknown annotation file type; use .nii.gz, .nrrd or .seg.nrrd.")
@@ -107,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from SegNetsLib.finetune.rounds import finetune_round
     from SegNetsLib.finetune.save import save_result, with_painted_labels
     from SegNetsLib.imageio.segmentations import read_labelmap, read_labelmap_and_labels, write_segmentation
-    from SegNetsLib.imageio.volumes import read_volume
+    from SegNetsLib.imageio.volumes import input_name, read_volume
 
     image = read_volume(args.input)
     annotation, painted = read_labelmap_and_labels(args.annotations)  # a .seg.nrrd's segments describe the labels
@@ -119,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         slices=merge_slices(*(parse_slices(text) for text in args.slices or [])),
         ignore_value=args.ignore_value,
         extend_head=args.extend_head,
-        volume_name=Path(args.input).name,
+        volume_name=input_name(args.input),
         label_names=names or None,
         annotation_name=str(args.annotations),
     )

@@ -28,7 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model", required=True, metavar="ID_OR_PATH", help="library id[@version], model folder or .zip"
     )
-    parser.add_argument("--input", required=True, metavar="IMG|DIR", help="a volume file, or a folder of volume files")
+    parser.add_argument(
+        "--input",
+        required=True,
+        metavar="IMG|DIR",
+        help="a volume file, or a folder of volume files and DICOM series (each series one volume)",
+    )
     parser.add_argument(
         "--output",
         required=True,
@@ -96,10 +101,10 @@ def _segment_one(
     predictor: Predictor, source: Path, target: Path, probabilities_target: Path | None, args: argparse.Namespace
 ) -> None:
     from SegNetsLib.imageio.segmentations import write_probabilities, write_segmentation
-    from SegNetsLib.imageio.volumes import read_volume
+    from SegNetsLib.imageio.volumes import input_name, read_volume
 
     volume = read_volume(source)
-    with _ProgressBar(source.name, enabled=not args.quiet and sys.stderr.isatty()) as report:
+    with _ProgressBar(input_name(source), enabled=not args.quiet and sys.stderr.isatty()) as report:
         prediction = predictor.predict(
             volume, roi=args.roi, progress=report, probabilities=probabilities_target is not None, name=str(source)
         )
@@ -108,7 +113,7 @@ def _segment_one(
         write_probabilities(prediction.probabilities, probabilities_target)
     if not args.quiet:
         where = f" in {len(prediction.rois)} RoI(s)" if prediction.rois else ""
-        print(f"{source.name}: segmented{where} -> {target}", file=sys.stderr)
+        print(f"{input_name(source)}: segmented{where} -> {target}", file=sys.stderr)
 
 
 def _jobs(
@@ -117,12 +122,14 @@ def _jobs(
     """(input, output, probabilities output) per volume; checks names and places before any work is done: a
     result never lands on an input, on another result, or under a file."""
     from SegNetsLib.imageio.segmentations import is_written_segmentation_file, refuse_segmentation_input
-    from SegNetsLib.imageio.volumes import check_written_volume_name, listed_volume_files
+    from SegNetsLib.imageio.volumes import check_written_volume_name, listed_volumes
 
     if source.is_dir():
-        volumes = listed_volume_files(source)
+        volumes = listed_volumes(source)
         if not volumes:
-            raise SegNetsError(f"{source}: the folder holds no volume files ({', '.join(VOLUME_SUFFIXES)}).")
+            raise SegNetsError(
+                f"{source}: the folder holds no volume files ({', '.join(VOLUME_SUFFIXES)}) and no DICOM series."
+            )
         if (output.exists() and not output.is_dir()) or (not output.exists() and is_written_segmentation_file(output)):
             raise SegNetsError(f"{output}: with a folder as --input, --output must be a folder.")
         probability_folder = Path(probabilities) if probabilities else None
@@ -169,13 +176,12 @@ def _check_targets(jobs: list[tuple[Path, Path, Path | None]]) -> None:
 
 
 def _stem(path: Path) -> str:
-    """The file name without its segmentation or volume suffix (``ct.nii.gz`` -> ``ct``)."""
-    from SegNetsLib.imageio.volumes import volume_stem
+    """The file name without its segmentation or volume suffix (``ct.nii.gz`` -> ``ct``); a DICOM series' stem."""
+    from SegNetsLib.imageio.volumes import input_stem
 
     if path.name.lower().endswith(SEGMENTATION_SUFFIX):
         return path.name[: -len(SEGMENTATION_SUFFIX)]
-    stem = volume_stem(path.name)
-    return path.stem if stem is None else stem
+    return input_stem(path)
 
 
 class _ProgressBar:

@@ -18,6 +18,7 @@ from SegNetsLib.core.constants import SEGMENTATION_SUFFIX, VOLUME_SUFFIXES, WRIT
 from SegNetsLib.core.errors import NotWritten, SegNetsError
 from SegNetsLib.core.memory import available_memory_bytes
 from SegNetsLib.core.volume import Volume
+from SegNetsLib.imageio import dicom
 from SegNetsLib.imageio.metaimage_header import check_metaimage_header
 from SegNetsLib.imageio.nifti_header import check_nifti_header
 from SegNetsLib.imageio.nrrd_header import check_nrrd_header
@@ -54,6 +55,31 @@ def listed_volume_files(folder: str | os.PathLike) -> list[Path]:
         for path in Path(folder).iterdir()
         if not path.name.startswith(".") and path.is_file() and is_volume_file(path) and not is_segmentation_file(path)
     )
+
+
+def listed_volumes(folder: str | os.PathLike) -> list[Path]:
+    """The volumes directly inside ``folder``, sorted: each volume file (:func:`listed_volume_files`) and, for each
+    DICOM series (files recognised by content, any name), its first file: :func:`read_volume` of that file reads
+    the whole series and :func:`input_stem` names its result."""
+    return sorted(listed_volume_files(folder) + [series.files[0] for series in dicom.series_in(folder)])
+
+
+def input_stem(path: str | os.PathLike) -> str:
+    """The name a result of ``path`` is given: the file name without its volume suffix, or for a DICOM file its
+    series' stem (description, number and the end of its UID: ``CT_abdomen_3_4f21c9``)."""
+    path = Path(path)
+    stem = volume_stem(path.name)
+    if stem is None and path.is_file() and dicom.is_dicom_file(path):
+        return dicom.series_of(path).stem
+    return path.stem if stem is None else stem
+
+
+def input_name(path: str | os.PathLike) -> str:
+    """How messages name an input: its file name, or for a DICOM file its series."""
+    path = Path(path)
+    if not is_volume_file(path) and path.is_file() and dicom.is_dicom_file(path):
+        return input_stem(path)
+    return path.name
 
 
 def volume_stem(name: str) -> str | None:
@@ -132,11 +158,14 @@ def check_declared_size(path: str | os.PathLike, what: str = "image") -> None:
     """Refuse a file whose header declares more than :data:`MAX_VOXELS` values or more bytes than this process
     can still allocate, before any voxel is read."""
     reader = read_header(path)
-    size = reader.GetSize()
-    components = max(1, reader.GetNumberOfComponents())
+    _check_size(path, reader.GetSize(), max(1, reader.GetNumberOfComponents()), reader.GetPixelIDValue(), what)
+
+
+def _check_size(path: str | os.PathLike, size: tuple[int, ...], components: int, pixel_id: int, what: str) -> None:
+    """Refuse ``size`` voxels of ``components`` values of SimpleITK type ``pixel_id`` beyond the limits above."""
     values = math.prod(size) * components
-    pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
-    item = np.dtype(_ITEM_TYPES.get(reader.GetPixelIDValue(), np.float64)).itemsize
+    pixel = sitk.GetPixelIDValueAsString(pixel_id)
+    item = np.dtype(_ITEM_TYPES.get(pixel_id, np.float64)).itemsize
     if values > MAX_VOXELS:
         raise SegNetsError(
             f"{path}: the header declares {' x '.join(map(str, size))} voxels ({values:,} values), more than the "
@@ -164,10 +193,15 @@ def read_volume(path: str | os.PathLike) -> Volume:
     """Read a volume from a NIfTI, NRRD or MHA file and check it is usable: 3D [k,j,i], or [c,k,j,i] from a vector
     image or a 4D one whose last axis holds the channels (see :func:`volume_from_sitk`).
 
+    A DICOM file (recognised by content, any name) reads its whole series from its folder; a folder reads the one
+    DICOM series it holds (see :mod:`~SegNetsLib.imageio.dicom`).
+
     Raises SegNetsError (one sentence naming the file) for unreadable files, images that are neither 3D nor 4D,
     absurd spacing, NaN/Inf voxels and empty or constant volumes.
     """
     path = Path(path)
+    if path.is_dir() or (path.is_file() and not is_volume_file(path) and dicom.is_dicom_file(path)):
+        return _read_series(path)
     if not path.is_file():
         raise SegNetsError(f"{path}: no such file.")
     image = read_image(path)
@@ -177,6 +211,22 @@ def read_volume(path: str | os.PathLike) -> Volume:
         )
     volume = volume_from_sitk(image)
     check_volume(volume, str(path))
+    return volume
+
+
+def _read_series(path: Path) -> Volume:
+    """The DICOM series of the file ``path``, or the one series in the folder ``path``."""
+    if path.is_file():
+        series = dicom.series_of(path)
+    else:
+        found = dicom.series_in(path)
+        if len(found) != 1:
+            some = "no DICOM series" if not found else f"{len(found)} DICOM series ({', '.join(s.stem for s in found)})"
+            raise SegNetsError(f"{path}: a folder with {some}; give one volume file, or one file of the series.")
+        series = found[0]
+    _check_size(series.label, series.size, 1, series.pixel_id, "image")
+    volume = volume_from_sitk(dicom.read_series(series))
+    check_volume(volume, series.label)
     return volume
 
 
