@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 import time
 from pathlib import Path
 
@@ -63,6 +64,8 @@ def write_series(
         path = folder / names.format(k + 1)
         writer.SetFileName(str(path))
         writer.SetImageIO("GDCMImageIO")
-        writer.Execute(piece)
+        kept = locale.setlocale(locale.LC_ALL)  # GDCM's writer leaves the C library's locale at "C", and Python's
+        writer.Execute(piece)  # text-mode subprocesses of later tests would then decode UTF-8 output as ASCII
+        locale.setlocale(locale.LC_ALL, kept)
         paths.append(path)
     return paths
