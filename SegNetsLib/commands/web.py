@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data",
         type=Path,
         default=None,
-        help="a volume file, or a folder whose first volume file is loaded when a browser connects",
+        help="a volume file or a file of a DICOM series, or a folder whose first volume (file or series) is loaded "
+        "when a browser connects",
     )
     parser.add_argument("--open-browser", action="store_true", help="open the page in this machine's browser")
     parser.add_argument(

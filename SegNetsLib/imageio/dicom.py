@@ -29,6 +29,11 @@ def is_dicom_file(path: str | os.PathLike) -> bool:
             head = file.read(132)
     except OSError:
         return False
+    return has_dicom_mark(head)
+
+
+def has_dicom_mark(head: bytes) -> bool:
+    """True when a file's first bytes (at least 132) hold the DICOM preamble mark."""
     return head[128:132] == b"DICM"
 
 

@@ -54,7 +54,8 @@ DEFAULT_LAYOUT = "Axial Primary"
 class SegNetsWebApp(TrameApp):
     """The web application.
 
-    ``data`` (a volume file, or a folder whose first volume is used) is loaded when a browser connects;
+    ``data`` (a volume file or a DICOM file of a series, or a folder whose first volume is used) is loaded when a
+    browser connects;
     ``status_endpoint`` serves ``/segnets/status.json`` for tests.
     """
 
