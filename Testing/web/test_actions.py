@@ -125,6 +125,8 @@ def test_fine_tune_refuses_a_segment_wholly_under_a_later_one_rather_than_leavin
     pytest.importorskip("trame_slicer")
     import numpy as np
     import slicer.util
+    from trame.app import get_server
+    from trame_server.utils.typed_state import TypedState
 
     from SegNetsLib import mrml as bridge
     from SegNetsLib.app.logic import SegmentationLogic
@@ -145,7 +147,9 @@ def test_fine_tune_refuses_a_segment_wholly_under_a_later_one_rather_than_leavin
         slicer.util.updateSegmentBinaryLabelmapFromArray(mask, node, segment_id, volume_node)
     worker = ThreadWorker("test worker")
     actions = PanelActions.__new__(PanelActions)
-    actions._panel = types.SimpleNamespace(data=PanelState(model_key="unet3d", time_budget_s=10))
+    actions._server = get_server(f"segnets-actions-{tmp_path.name}", client_type="vue3")  # the click reads its state
+    actions._panel = TypedState(actions._server.state, PanelState)
+    actions.data.model_key, actions.data.time_budget_s = "unet3d", 10
     actions._slicer_app = types.SimpleNamespace(scene=mrml.scene)
     actions._volume_node_id, actions._annotation_node_id, actions._job = volume_node.GetID(), node.GetID(), None
     actions.logic = SegmentationLogic(mrml.scene, library=ModelLibrary(tmp_path), worker=worker)
