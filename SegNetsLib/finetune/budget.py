@@ -152,6 +152,31 @@ def refinement_reserve(estimate_s: float, time_limit_s: float) -> float:
     return max(REFINEMENT_MARGIN * estimate_s, REFINEMENT_SHARE * time_limit_s)
 
 
+def _seconds(value: float, extra_decimals: int = 0) -> str:
+    """``value`` seconds rounded as a user reads them: whole seconds from 10 s, tenths from 0.1 s, else
+    hundredths (``extra_decimals`` more); under 0.005 s "less than 0.01 s"."""
+    if value < 0.005:
+        return "less than 0.01 s"
+    decimals = (0 if value >= 9.95 else 1 if value >= 0.095 else 2) + extra_decimals
+    return f"{value:.{decimals}f} s"
+
+
+def refinement_skipped_note(needed_s: float, left_s: float, limit_s: float) -> str:
+    """The note that the refinement, estimated at ``needed_s`` seconds, was skipped with ``left_s`` seconds of the
+    ``limit_s`` time limit left (negative: the run is already past it). The two numbers never read alike."""
+    limit = f"the {limit_s:g} s time limit"
+    if left_s < 0.005:  # a few milliseconds left are nothing a user can act on
+        needed = _seconds(needed_s)
+        needed = needed if needed.startswith("less") else f"about {needed}"
+        return f"boundary refinement skipped: it would take {needed}, and none of {limit} was left"
+    needed, left = _seconds(needed_s), _seconds(left_s)
+    for extra in (1, 2):
+        if needed != left:
+            break
+        needed, left = _seconds(needed_s, extra), _seconds(left_s, extra)
+    return f"boundary refinement skipped: it would take about {needed}, and only {left} of {limit} were left"
+
+
 def training_budget_s(time_limit_s: float, elapsed_s: float, reserve_s: float) -> float:
     """Seconds left for training in a ``time_limit_s`` run that has used ``elapsed_s`` and must keep ``reserve_s``
     (and SAFETY_FRACTION of the limit)."""

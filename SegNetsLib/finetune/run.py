@@ -31,6 +31,7 @@ from SegNetsLib.core.volume import Volume, sub_volume
 from SegNetsLib.finetune.budget import (
     refinement_reserve,
     refinement_seconds,
+    refinement_skipped_note,
     segmentation_seconds,
     segmented_regions,
     training_budget_s,
@@ -328,14 +329,12 @@ def _finetune(
         if needed > left:
             refine = False
             alone = walkers.alone()  # better than a network cut short (tune set: Dice 0.88 against 0.68 at k = 3)
-            notes.append(
-                f"boundary refinement skipped: it would take about {needed:.0f} s, and {max(left, 0):.0f} s "
-                "of the time limit were left"
-                + ("; the result is the random walker's own from the painted slices" if alone is not None else "")
-            )
+            note = refinement_skipped_note(needed, left, deadline - began)
             if alone is not None:
+                note += "; the result is the random walker's own from the painted slices"
                 out = alone
-            log.info("Boundary refinement skipped: about %.1f s needed, %.1f s left of the time limit.", needed, left)
+            notes.append(note)
+            log.info("%s.", note[0].upper() + note[1:])
     if refine:
         progress(0.93, "refining boundaries (random walker)")
         out = walkers.refine(walked_out, cancel)

@@ -10,6 +10,7 @@ from SegNetsLib.core.box import Box
 from SegNetsLib.finetune.budget import (
     MINIMUM_TRAINING_S,
     refinement_seconds,
+    refinement_skipped_note,
     segmentation_seconds,
     segmented_regions,
     stand_in_result,
@@ -94,6 +95,24 @@ def test_the_refinement_reserve_is_twice_the_estimate_and_at_least_a_tenth_of_th
 
     assert refinement_reserve(4.0, 60.0) == 8.0
     assert refinement_reserve(0.5, 60.0) == 6.0
+
+
+@pytest.mark.parametrize(
+    ("needed_s", "left_s", "limit_s", "said"),
+    [
+        (0.43, 0.01, 20.0, "about 0.4 s, and only 0.01 s of the 20 s time limit were left"),
+        (0.84, 0.81, 60.0, "about 0.84 s, and only 0.81 s of the 60 s time limit were left"),  # 0.8 twice would not do
+        (12.6, 3.2, 120.0, "about 13 s, and only 3.2 s of the 120 s time limit were left"),
+        (12.4, 12.2, 120.0, "about 12.4 s, and only 12.2 s of the 120 s time limit were left"),
+        (0.8, 0.002, 0.5, "about 0.8 s, and none of the 0.5 s time limit was left"),  # 2 ms: nothing to act on
+        (0.004, 0.001, 30.0, "less than 0.01 s, and none of the 30 s time limit was left"),
+        (0.8, -2.1, 0.01, "about 0.8 s, and none of the 0.01 s time limit was left"),
+        (0.8, 0.0, 90.5, "about 0.8 s, and none of the 90.5 s time limit was left"),
+    ],
+)
+def test_a_skipped_refinement_is_said_with_numbers_a_user_can_act_on(needed_s, left_s, limit_s, said):
+    note = refinement_skipped_note(needed_s, left_s, limit_s)
+    assert note == f"boundary refinement skipped: it would take {said}"
 
 
 @pytest.mark.parametrize(

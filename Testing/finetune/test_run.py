@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 
 import numpy as np
 import pytest
@@ -114,7 +115,11 @@ def test_refinement_that_would_overrun_the_time_limit_is_skipped_and_said():
     image, truth = _phantom()
     options = dataclasses.replace(TINY, iterations=None, time_limit_s=0.01)  # spent before training starts
     result = finetune(image, _annotation(image, truth, (4, 8, 12)), "unet3d", options)
-    assert any(note.startswith("boundary refinement skipped") for note in result.notes)
+    skipped = [note for note in result.notes if note.startswith("boundary refinement skipped")]
+    # the run is over its 0.01 s limit before the check (training takes at least a second): said so, not "0 s left"
+    assert len(skipped) == 1 and "none of the 0.01 s time limit was left" in skipped[0], skipped
+    needed = re.search(r"it would take about (\d+(?:\.\d+)?) s", skipped[0])
+    assert needed and float(needed.group(1)) > 0 and not re.search(r"\b0 s\b", skipped[0]), skipped
     # from scratch the result is then the random walker's own from the painted slices, in the known box
     from SegNetsLib.finetune.cleanup import known_box
     from SegNetsLib.finetune.refine import walker_alone
