@@ -26,7 +26,8 @@ class TimeLimit:
         self.iteration_s = 0.0  # the slower of the last iteration and the mean so far
         self.validation_s = 0.0  # the last validation pass
         self.epoch_end_s = 0.0  # checkpoint, log and curves of the last epoch
-        self._iterations, self._total = 0, 0.0
+        self._total = 0.0
+        self.durations: list[float] = []  # seconds of each iteration timed so far
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -35,9 +36,9 @@ class TimeLimit:
         return float("inf") if self.limit_s is None else self.limit_s - self.elapsed()
 
     def record_iteration(self, seconds: float) -> None:
-        self._iterations += 1
+        self.durations.append(seconds)
         self._total += seconds
-        self.iteration_s = max(seconds, self._total / self._iterations)
+        self.iteration_s = max(seconds, self._total / len(self.durations))
 
     def still_needed(self) -> float:
         """Seconds the end of an epoch and of the run take after the last iteration (validation, checkpoint,

@@ -60,7 +60,8 @@ def with_device_defaults(options: TrainOptions, device: torch.device) -> TrainOp
 
 @dataclass
 class TrainResult:
-    """The trained network (best weights), its card, where it went in the library, the per-epoch log."""
+    """The trained network (best weights), its card, where it went in the library, the per-epoch log, and each
+    iteration's loss and duration (seconds) in this call."""
 
     net: nn.Module
     card: ModelCard
@@ -68,6 +69,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     work_dir: Path
     iteration_losses: list[float]
+    iteration_seconds: list[float] = field(default_factory=list)
 
 
 def default_work_dir(save_model: str) -> Path:

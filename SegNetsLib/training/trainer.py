@@ -373,7 +373,8 @@ class _Trainer:
             self.log.plot()
             log.info("Saved model %s version %s to %s", self.card.id, self.card.version, model_path)
         distributed.barrier()
-        return TrainResult(self.net, self.card, model_path, self.log.rows, self.work_dir, self.iteration_losses)
+        losses, rows = self.iteration_losses, self.log.rows
+        return TrainResult(self.net, self.card, model_path, rows, self.work_dir, losses, self.clock.durations)
 
 
 def train(
