@@ -3,19 +3,28 @@
 A run with ``time_limit_s`` ends within a few percent of it whatever the epoch length: before each
 iteration :class:`TimeLimit` asks whether one more iteration, the epoch's validation and checkpoint,
 and the final save still fit; when they do not, the epoch ends early (the log says so) and the run
-finishes. Durations are measured as the run goes (iterations, validation, the end of an epoch).
+finishes. Durations are measured as the run goes (iterations, validation, the end of an epoch); before
+the first epoch, validation and the end of an epoch are timed once so that the first epoch budgets them too.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+from SegNetsLib.training.checkpoint import save_checkpoint
+from SegNetsLib.training.log import TrainingLog
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 30.0  # a log line (and log.json's "running" entry) at least this often during an epoch
 _MARGIN = 1.2  # estimates of what is still to come are stretched by this much
+_WEIGHT_WRITES = 4  # an epoch's checkpoints hold about four copies of the weights: weights, two optimizer moments, best
 
 
 class TimeLimit:
@@ -48,6 +57,21 @@ class TimeLimit:
     def room_for_iteration(self) -> bool:
         """True when one more iteration and everything after it still end before the deadline."""
         return self.left() >= _MARGIN * self.iteration_s + self.still_needed()
+
+    def rehearse_epoch_end(self, folder: Path, net: nn.Module, label_names: list[str], is_main: bool) -> None:
+        """Before the first epoch, with a limit, on the main rank (the one that writes and decides): set
+        :attr:`epoch_end_s` from one timed write of ``net``'s weights (times :data:`_WEIGHT_WRITES`) and one
+        drawing of the curves, both in a temporary folder inside ``folder`` that is then removed."""
+        if self.limit_s is None or not is_main:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".epoch-end-", dir=folder) as scratch:
+            timed = time.monotonic()
+            save_checkpoint(Path(scratch) / "weights.safetensors", net.state_dict(), {})
+            written = time.monotonic() - timed
+            timed = time.monotonic()
+            TrainingLog(scratch, label_names).plot()
+            self.epoch_end_s = _WEIGHT_WRITES * written + time.monotonic() - timed
 
 
 class EpochProgress:

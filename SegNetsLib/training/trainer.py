@@ -161,6 +161,7 @@ class _Trainer:
             timed = time.monotonic()
             validation_dice(self.net, validation_cases, self.label_names, self.patch_size, ranks.device, self.amp)
             self.clock.validation_s = time.monotonic() - timed
+        self.clock.rehearse_epoch_end(self.work_dir, self.net, self.label_names, ranks.is_main)
         model, optimizer, stage = None, None, None
         saved = distributed.broadcast_object(self.log.summary)  # rank 0's log; other nodes may not see it
         if epoch >= self.stages[-1].end and "model" in saved:

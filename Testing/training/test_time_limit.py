@@ -115,3 +115,48 @@ def test_cpu_defaults_are_an_epoch_and_patch_a_cpu_finishes():
     assert given.iterations_per_epoch == 7  # what the user asks for stays
     args = build_parser().parse_args(["train", "--dataset", "d", "--save-model", "m"])
     assert args.iterations is None  # the device decides
+
+
+@pytest.mark.slow  # a 170-million-weight network: a few GB and about 15 s
+@pytest.mark.timeout(200)
+def test_time_limit_budgets_a_costly_epoch_end_before_the_first_epoch_ends(dataset, tmp_path, model_library):
+    """A network of ~170 M weights (a checkpoint of ~2 GB with its optimizer state) and a limit shorter than one
+    epoch: the end of the epoch and of the run (checkpoint, curves, the library save) is budgeted from the first
+    iteration, with the margin the clock keeps, so the run ends before the limit, not after it."""
+    limit_s = 15.0
+    options = TrainOptions(
+        save_model="limited heavy",
+        time_limit_s=limit_s,
+        iterations_per_epoch=100_000,
+        batch_size=1,
+        patch_size=(16, 32, 16),
+        validation_fraction=0.0,  # no validation: the end of the epoch is its writing
+        device="cpu",
+        augment=False,
+        work_dir=tmp_path / "work",
+        build_args={"base_channels": 48, "levels": 5},
+    )
+    began = time.monotonic()
+    result = train(dataset, "unet3d", options)
+    took = time.monotonic() - began
+    print(f"time limit {limit_s:.0f} s, heavy network: train() returned after {took:.2f} s")
+    assert len(result.history) == 1 and 0 < result.history[0]["iterations"] < 100_000
+    assert took <= limit_s + 0.25, took  # without the estimate the writing came after the limit
+    assert not list((tmp_path / "work").glob(".epoch-end-*"))  # the rehearsal leaves nothing behind
+
+
+def test_epoch_end_is_estimated_before_the_first_epoch(tmp_path):
+    """The clock knows what an epoch's end costs before any epoch ended: a timed weight write and curve drawing."""
+    from SegNetsLib import nets
+    from SegNetsLib.training.clock import TimeLimit
+
+    net = nets.build("unet3d", 1, 2, base_channels=4, levels=3)
+    clock = TimeLimit(10.0, time.monotonic())
+    clock.rehearse_epoch_end(tmp_path, net, ["liver"], is_main=False)
+    assert clock.epoch_end_s == 0.0  # other ranks neither write nor decide
+    clock.rehearse_epoch_end(tmp_path, net, ["liver"], is_main=True)
+    assert clock.epoch_end_s > 0.0 and clock.still_needed() > 0.0
+    assert list(tmp_path.iterdir()) == []  # written in a temporary folder, then removed
+    unlimited = TimeLimit(None, time.monotonic())
+    unlimited.rehearse_epoch_end(tmp_path, net, ["liver"], is_main=True)
+    assert unlimited.epoch_end_s == 0.0
