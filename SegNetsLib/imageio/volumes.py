@@ -68,18 +68,22 @@ def input_stem(path: str | os.PathLike) -> str:
     """The name a result of ``path`` is given: the file name without its volume suffix, or for a DICOM file its
     series' stem (description, number and the end of its UID: ``CT_abdomen_3_4f21c9``)."""
     path = Path(path)
-    stem = volume_stem(path.name)
-    if stem is None and path.is_file() and dicom.is_dicom_file(path):
+    if is_dicom_input(path):
         return dicom.series_of(path).stem
+    stem = volume_stem(path.name)
     return path.stem if stem is None else stem
 
 
 def input_name(path: str | os.PathLike) -> str:
     """How messages name an input: its file name, or for a DICOM file its series."""
     path = Path(path)
-    if not is_volume_file(path) and path.is_file() and dicom.is_dicom_file(path):
-        return input_stem(path)
-    return path.name
+    return input_stem(path) if is_dicom_input(path) else path.name
+
+
+def is_dicom_input(path: str | os.PathLike) -> bool:
+    """True for a file without a volume suffix that holds DICOM (recognised by content): it stands for its series."""
+    path = Path(path)
+    return not is_volume_file(path) and path.is_file() and dicom.is_dicom_file(path)
 
 
 def volume_stem(name: str) -> str | None:
@@ -200,7 +204,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     absurd spacing, NaN/Inf voxels and empty or constant volumes.
     """
     path = Path(path)
-    if path.is_dir() or (path.is_file() and not is_volume_file(path) and dicom.is_dicom_file(path)):
+    if path.is_dir() or is_dicom_input(path):
         return _read_series(path)
     if not path.is_file():
         raise SegNetsError(f"{path}: no such file.")

@@ -15,13 +15,12 @@ from SegNetsLib.core.errors import SegNetsError
 def load_volume_node(volumes_logic, path: str | os.PathLike, name: str | None = None):
     """A scalar volume node read from ``path`` (NRRD, NIfTI, MHA...) by Slicer's Volumes logic; a DICOM file (its
     whole series) through :func:`~SegNetsLib.imageio.volumes.read_volume`, as everywhere else."""
-    from SegNetsLib.imageio.dicom import is_dicom_file
-    from SegNetsLib.imageio.volumes import input_stem, is_volume_file, read_volume
+    from SegNetsLib.imageio.volumes import input_stem, is_dicom_input, read_volume
 
     path = Path(path)
     if not path.is_file():
         raise SegNetsError(f"{path}: no such volume file.")
-    if not is_volume_file(path) and is_dicom_file(path):
+    if is_dicom_input(path):
         from SegNetsLib.mrml.volumes import volume_node_from_volume
 
         return volume_node_from_volume(volumes_logic.GetMRMLScene(), read_volume(path), name or input_stem(path))

@@ -12,10 +12,11 @@ import tempfile
 from pathlib import Path
 
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.imageio.dicom import has_dicom_mark, is_dicom_file, series_in
+from SegNetsLib.imageio.dicom import has_dicom_mark, series_in
 from SegNetsLib.imageio.volumes import (
     VOLUME_SUFFIXES,
     input_name,
+    is_dicom_input,
     is_segmentation_file,
     is_volume_file,
     listed_volumes,
@@ -101,7 +102,7 @@ def check_signature(head: bytes, shown_name: str) -> None:
 def check_volume_file(path: Path, shown_name: str) -> None:
     """Raise SegNetsError with a one-sentence reason when ``path`` is not a usable single-channel 3D volume (a DICOM
     file: its series)."""
-    dicom = not is_volume_file(path) and is_dicom_file(path)
+    dicom = is_dicom_input(path)
     if not dicom:
         if not is_volume_file(shown_name):
             raise SegNetsError(
