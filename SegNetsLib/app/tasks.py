@@ -200,8 +200,9 @@ def finetune(
 
     result = with_cpu_fallback(run, options.device, notes.append)
     cancel.raise_if_cancelled()
-    # classes the model did not know take the user's segment names, colors and terminology (untrained: every class)
-    card = with_painted_labels(result.card, {label.value: label for label in labels})
+    card = result.card
+    if result.kept != "base":  # classes new to the model (untrained: every class) take the user's segment names,
+        card = with_painted_labels(card, {label.value: label for label in labels})  # colors and terminology
     if result.kept == "fine-tuned":
         if library.versions(card.id):  # one step above the newest version in this library
             base = copy.deepcopy(card)
@@ -214,7 +215,6 @@ def finetune(
             notes.append(str(kept))
         entry = ModelEntry(card.id, card.version, folder, card)
     else:
-        card = card if result.kept == "untrained" else result.card
         entry = ModelEntry(card.id, card.version, Path(start), card)
     progress(1.0, last["stage"])
     return FinetuneOutput(
