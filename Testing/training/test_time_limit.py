@@ -30,6 +30,17 @@ def dataset(tmp_path_factory, data_dir):
     return make_msd_dataset(tmp_path_factory.mktemp("limit") / "Tiny", data_dir, cases=3)
 
 
+def timed_train(dataset, tmp_path, progress=None, **given) -> tuple:
+    """train() of a small 3D U-Net on the CPU (batch 1, no augmentation, work folder ``tmp_path/work``) with the
+    TrainOptions ``given``: (its result, seconds it took)."""
+    options = TrainOptions(
+        batch_size=1, device="cpu", augment=False, work_dir=tmp_path / "work", **{"patch_size": (16, 32, 32), **given}
+    )
+    began = time.monotonic()
+    result = train(dataset, "unet3d", options, progress=progress)
+    return result, time.monotonic() - began
+
+
 @pytest.mark.timeout(150)
 def test_time_limit_holds_when_one_epoch_is_longer_than_the_limit(dataset, tmp_path, model_library, caplog):
     """An epoch of 100 000 iterations and a 20 s limit: the epoch is cut short, validated, saved, on time."""
@@ -43,21 +54,16 @@ def test_time_limit_holds_when_one_epoch_is_longer_than_the_limit(dataset, tmp_p
             if entry:
                 seen_running.append(entry)
 
-    options = TrainOptions(
+    caplog.set_level(logging.INFO, logger="SegNetsLib")  # an in-process `segnets segment --quiet` may have raised it
+    result, took = timed_train(
+        dataset,
+        tmp_path,
+        watch,
         save_model="limited",
         time_limit_s=LIMIT_S,
         iterations_per_epoch=100_000,
-        batch_size=1,
-        patch_size=(16, 32, 32),
-        device="cpu",
-        augment=False,
-        work_dir=work,
         build_args={"base_channels": 4, "levels": 3},
     )
-    caplog.set_level(logging.INFO, logger="SegNetsLib")  # an in-process `segnets segment --quiet` may have raised it
-    began = time.monotonic()
-    result = train(dataset, "unet3d", options, progress=watch)
-    took = time.monotonic() - began
     print(f"time limit {LIMIT_S} s: train() returned after {took:.2f} s")
     expect("train-time-limit", f"returned after {took:.2f} s")
     assert abs(took - LIMIT_S) <= allowed_overshoot(LIMIT_S), took
@@ -77,20 +83,14 @@ def test_time_limit_holds_across_short_epochs(dataset, tmp_path, model_library):
     """Many short epochs: the run goes on from epoch to epoch and stops at the epoch or iteration that keeps it
     within the limit. How many epochs fit is the machine's: the expectations follow the iterations it timed."""
     limit_s, per_epoch = 15.0, 15
-    options = TrainOptions(
+    result, took = timed_train(
+        dataset,
+        tmp_path,
         save_model="limited short",
         time_limit_s=limit_s,
         iterations_per_epoch=per_epoch,
-        batch_size=1,
-        patch_size=(16, 32, 32),
-        device="cpu",
-        augment=False,
-        work_dir=tmp_path / "work",
         build_args={"base_channels": 4, "levels": 3},
     )
-    began = time.monotonic()
-    result = train(dataset, "unet3d", options)
-    took = time.monotonic() - began
     done = [row["iterations"] for row in result.history]
     slowest = max(result.iteration_seconds)
     print(
@@ -124,21 +124,16 @@ def test_time_limit_budgets_a_costly_epoch_end_before_the_first_epoch_ends(datas
     epoch: the end of the epoch and of the run (checkpoint, curves, the library save) is budgeted from the first
     iteration, with the margin the clock keeps, so the run ends before the limit, not after it."""
     limit_s = 15.0
-    options = TrainOptions(
+    result, took = timed_train(
+        dataset,
+        tmp_path,
         save_model="limited heavy",
         time_limit_s=limit_s,
         iterations_per_epoch=100_000,
-        batch_size=1,
         patch_size=(16, 32, 16),
         validation_fraction=0.0,  # no validation: the end of the epoch is its writing
-        device="cpu",
-        augment=False,
-        work_dir=tmp_path / "work",
         build_args={"base_channels": 48, "levels": 5},
     )
-    began = time.monotonic()
-    result = train(dataset, "unet3d", options)
-    took = time.monotonic() - began
     print(f"time limit {limit_s:.0f} s, heavy network: train() returned after {took:.2f} s")
     assert len(result.history) == 1 and 0 < result.history[0]["iterations"] < 100_000
     assert took <= limit_s + 0.25, took  # without the estimate the writing came after the limit
