@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import qt
 import slicer
 from slicer.i18n import tr as _
@@ -32,7 +34,7 @@ class ModelLibraryControls:
         if self._parameterNode:
             self._parameterNode.modelReference = reference
         self.ui.modelCardLabel.text = (
-            self.logic.describeModel(reference).replace("\n", "<br>")
+            html.escape(self.logic.describeModel(reference)).replace("\n", "<br>")  # the label shows rich text
             if reference
             else _("No model in the library. Import one in the Models section.")
         )
