@@ -154,8 +154,10 @@ def random_walker(
     edges: str = "std",
     noise: float | None = None,
     sampling: Sequence[float] | None = None,
+    unlabeled: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Seeded random walker on ``image`` [k, j, i]: seeds are all voxels of the annotated slices. ``mode``:
+    """Seeded random walker on ``image`` [k, j, i]: seeds are all voxels of the annotated slices but those of
+    ``unlabeled`` (bool [k, j, i]: painted with the ignore value, left for the walker to decide). ``mode``:
     scikit-image's solver ("cg_j", Jacobi-preconditioned, reaches the same tolerance faster); ``edges``, ``noise``:
     how intensities are scaled (:func:`walker_input`). ``sampling``: None runs scikit-image as a user of it
     would; the voxel size (k, j, i) mm runs :func:`evaluation.walker_grid.solve_random_walker` instead (a large
@@ -168,6 +170,8 @@ def random_walker(
     np.random.seed(seed)  # the conjugate-gradient solver starts from random guesses in some modes
     seeds = np.zeros(image.shape, dtype=np.int32)
     annotated = slices_mask(image.shape, slices)
+    if unlabeled is not None:
+        annotated &= ~unlabeled
     seeds[annotated] = annotation[annotated].astype(np.int32) + 1
     data, beta = walker_input(image, edges, noise=noise)
     values = np.unique(seeds[seeds > 0])  # background seeds = 1, class c = c + 1

@@ -40,11 +40,17 @@ def held_out_slice(indices: Sequence[int]) -> int | None:
 
 
 def held_out_scores(
-    image: np.ndarray, painted: np.ndarray, slices: Mapping[int, Sequence[int]], box: Box, spacing: Sequence[float]
+    image: np.ndarray,
+    painted: np.ndarray,
+    slices: Mapping[int, Sequence[int]],
+    box: Box,
+    spacing: Sequence[float],
+    unlabeled: np.ndarray | None = None,
 ) -> tuple[float, float] | None:
     """Mean Dice over the painted values of the walker's and of the outlines' prediction of the held-out slice
     (:func:`held_out_slice` of the axis with the most annotated slices) from its painted neighbours, or None
-    when there is no such slice or it holds no structure. ``painted``: the painted labels, 0 elsewhere; ``box``:
+    when there is no such slice or it holds no structure. ``painted``: the painted labels, 0 elsewhere (``unlabeled``,
+    bool [k, j, i]: voxels painted with the ignore value, neither seeds nor scored); ``box``:
     where the walker may run. Every voxel of a painted slice is a seed, so nothing beyond the two neighbours
     reaches the held-out slice: the walker and the outlines work only on the two and the slices between them
     (``box`` cut there along the axis; only the walker's normalization of the intensities, over the part it runs
@@ -68,24 +74,33 @@ def held_out_scores(
     start[axis], stop[axis] = max(start[axis], before) - before, min(stop[axis], after + 1) - before
     ends = [0, after - before]
     image_part = image[(slice(None), *between)] if image.ndim == 4 else image[between]
+    unknown = None if unlabeled is None else unlabeled[between]
     walker = np.take(
-        walker_alone(image_part, part, {axis: ends}, Box(*start, *stop), spacing), held - before, axis=axis
+        walker_alone(image_part, part, {axis: ends}, Box(*start, *stop), spacing, unlabeled=unknown),
+        held - before,
+        axis=axis,
     )
+    scored = np.ones(truth.shape, dtype=bool) if unlabeled is None else ~np.take(unlabeled, held, axis=axis)
     walker_dice, outline_dice = [], []
     for value in values:
         outline = np.take(interpolated_distance(part, value, axis, ends, spacing), held - before, axis=axis) > 0
-        walker_dice.append(dice(walker == value, truth == value))
-        outline_dice.append(dice(outline, truth == value))
+        walker_dice.append(dice((walker == value) & scored, truth == value))
+        outline_dice.append(dice(outline & scored, truth == value))
     return float(np.mean(walker_dice)), float(np.mean(outline_dice))
 
 
 def interpolation_weight(
-    image: np.ndarray, painted: np.ndarray, slices: Mapping[int, Sequence[int]], box: Box, spacing: Sequence[float]
+    image: np.ndarray,
+    painted: np.ndarray,
+    slices: Mapping[int, Sequence[int]],
+    box: Box,
+    spacing: Sequence[float],
+    unlabeled: np.ndarray | None = None,
 ) -> float:
     """The outlines' weight in the refinement's band: :data:`INTERPOLATION_WEIGHT` less :data:`CALIBRATION_GAIN`
     times the walker's Dice lead on the held-out slice (:func:`held_out_scores`), at least :data:`LOWEST_WEIGHT`;
     :data:`INTERPOLATION_WEIGHT` without a held-out slice or where the walker does not lead."""
-    scores = held_out_scores(image, painted, slices, box, spacing)
+    scores = held_out_scores(image, painted, slices, box, spacing, unlabeled)
     if scores is None:
         return INTERPOLATION_WEIGHT
     walker, outline = scores
@@ -99,12 +114,14 @@ def classical_inputs(
     box: Box | None,
     spacing: Sequence[float],
     within: Box | None = None,
+    unlabeled: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, float]:
     """What :func:`finetune.refine.refine_result` weighs beside a network trained on the painted slices alone: the
     random walker's own result inside ``box`` (:func:`finetune.refine.walker_alone`, [k, j, i]; only inside
-    ``within`` when given) and the outlines' weight (:func:`interpolation_weight`); without a box (slices along
-    several axes) (None, :data:`INTERPOLATION_WEIGHT`)."""
+    ``within`` when given; ``unlabeled``, bool [k, j, i]: voxels painted with the ignore value, no seeds) and the
+    outlines' weight (:func:`interpolation_weight`); without a box (nothing
+    painted) (None, :data:`INTERPOLATION_WEIGHT`)."""
     if box is None:
         return None, INTERPOLATION_WEIGHT
-    walker = walker_alone(image, painted, slices, box, spacing, within)
-    return walker, interpolation_weight(image, painted, slices, box, spacing)
+    walker = walker_alone(image, painted, slices, box, spacing, within, unlabeled)
+    return walker, interpolation_weight(image, painted, slices, box, spacing, unlabeled)

@@ -159,13 +159,20 @@ def _slid(distance: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 
 def interpolated_distances(
-    painted: np.ndarray, slices: Mapping[int, Sequence[int]], spacing: Sequence[float]
+    painted: np.ndarray,
+    slices: Mapping[int, Sequence[int]],
+    spacing: Sequence[float],
+    unlabeled: np.ndarray | None = None,
 ) -> dict[int, np.ndarray]:
-    """Label value -> :func:`interpolated_distance` between the annotated slices of the axis that has the most."""
+    """Label value -> :func:`interpolated_distance` between the annotated slices of the axis that has the most.
+    ``unlabeled``: bool [k, j, i], voxels painted with the ignore value; a label whose painting touches one has no
+    outline known there (a stroke, the rest left unlabeled) and is left out."""
     axis = painting_axis(slices)
     values = [int(v) for v in np.unique(painted) if v != 0]
     if not slices[axis]:
         return {}
+    if unlabeled is not None and unlabeled.any():
+        values = [v for v in values if not (ndimage.binary_dilation(painted == v) & unlabeled).any()]
     return {value: interpolated_distance(painted, value, axis, slices[axis], spacing) for value in values}
 
 

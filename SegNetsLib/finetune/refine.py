@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
+from SegNetsLib.core.annotation import slices_mask
 from SegNetsLib.core.box import Box, crop, mask_box
 from SegNetsLib.core.progress import CancelToken
 from SegNetsLib.evaluation.classical import edge_noise, random_walker, walker_input
@@ -74,7 +75,8 @@ def refine_result(
     painted = np.where(weight > 0, annotation, 0)
     interpolated = None
     if scratch_slices is not None and classical is not None:
-        interpolated = interpolated_distances(painted, scratch_slices, spacing)
+        unlabeled = slices_mask(painted.shape, scratch_slices) & (weight == 0)  # the ignore value's voxels
+        interpolated = interpolated_distances(painted, scratch_slices, spacing, unlabeled)
     out = refine_with_random_walker(
         image,
         labelmap,
@@ -102,8 +104,10 @@ def walker_alone(
     box: Box,
     spacing: Sequence[float],
     within: Box | None = None,
+    unlabeled: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The seeded random walker of :mod:`evaluation.classical` (every voxel of the annotated ``slices`` a seed)
+    """The seeded random walker of :mod:`evaluation.classical` (every voxel of the annotated ``slices`` a seed, but
+    those of ``unlabeled``, bool [k, j, i]: painted with the ignore value)
     inside ``box`` of ``image`` [k, j, i] (a [c, k, j, i] image: its first channel), 0 outside: what the user's
     own tool makes of the painted labels ``painted`` [k, j, i] (0 elsewhere); ``spacing``: (i, j, k) mm, for
     :func:`evaluation.walker_grid.solve_random_walker`. ``within``: run only on the part of
@@ -128,6 +132,7 @@ def walker_alone(
             edges=WALKER_EDGES,
             noise=noise,
             sampling=tuple(float(s) for s in spacing)[::-1],
+            unlabeled=None if unlabeled is None else unlabeled[box.slices],
         )
     return out
 

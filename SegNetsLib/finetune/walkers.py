@@ -113,6 +113,12 @@ def prepare_walkers(
     walkers.way_there_s = time.monotonic() - began
     if known is not None:
         walkers.classical, walkers.outline_weight = classical_inputs(
-            walked.image, walked.painted, walkers.walked_slices, grid.box(known), walked.spacing, grid.box(changing)
+            walked.image,
+            walked.painted,
+            walkers.walked_slices,
+            grid.box(known),
+            walked.spacing,
+            grid.box(changing),
+            walked.weight == 0,  # on a painted slice: painted with the ignore value, for the walker to decide
         )
     return walkers
