@@ -58,23 +58,25 @@ def known_box(
     labels: np.ndarray | None = None,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> Box | None:
-    """The box of a [k, j, i] volume of ``shape`` where a network trained on these slices alone knows something,
-    or None when slices lie along several axes.
+    """The box of a [k, j, i] volume of ``shape`` where a network trained on these slices alone knows something.
 
     Along the slice axis: :func:`annotated_range` (beyond the outer annotated slices by one slice less than the
     largest gap between consecutive ones). In-plane (with ``labels``, the painted
     labels): the bounding box of the annotated foreground widened by a quarter of its size and at least 20 mm
-    (spacing (i, j, k) mm).
+    (spacing (i, j, k) mm). Slices along several axes (an axial and a coronal one, say) each show the structure's
+    extent across their own axis: the painted foreground's box widened so along every axis (None without ``labels``
+    holding any).
     """
     axes = [axis for axis, indices in slices.items() if indices]
-    if len(axes) != 1:
+    several = len(axes) > 1
+    if not axes or (several and (labels is None or not labels.any())):
         return None
     axis = axes[0]
     keep = [slice(0, int(n)) for n in shape]
     keep[axis] = annotated_range(slices[axis], int(shape[axis]))
     if labels is not None and labels.any():
         spacing_kji = tuple(spacing)[::-1]
-        for other in (a for a in range(3) if a != axis):
+        for other in (a for a in range(3) if several or a != axis):
             present = np.nonzero(labels.any(axis=tuple(a for a in range(3) if a != other)))[0]
             low, high = int(present.min()), int(present.max()) + 1
             widen = max(int(round(20.0 / spacing_kji[other])), (high - low) // 4)
@@ -88,7 +90,7 @@ def limit_to_annotated_range(
     labels: np.ndarray | None = None,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
 ) -> None:
-    """Clear ``labelmap`` [k, j, i] in place outside :func:`known_box` (nothing when slices lie along several axes)."""
+    """Clear ``labelmap`` [k, j, i] in place outside :func:`known_box` (nothing when it has none)."""
     box = known_box(labelmap.shape, slices, labels, spacing)
     if box is None:
         return

@@ -96,7 +96,7 @@ def prepare_walkers(
     changing: Box | None = None,
 ) -> Walkers:
     """The walkers of a run painted on ``slices`` ({axis: indices}; ``labels`` and ``weight`` [k, j, i] as the
-    annotation gives them) whose painted structure lies in ``painted_box`` (None: slices along several axes). A
+    annotation gives them) whose painted structure lies in ``painted_box`` (None: none is known). A
     network trained on the painted slices alone (``painted_only``) results only inside that box, so the walkers'
     grid covers only it and the refinement's reach around it, and the walker's own result and the outlines'
     weight are measured there (only inside ``changing`` when given: a correction)."""

@@ -184,13 +184,13 @@ def working_grid(
     shape: Sequence[int], spacing: Sequence[float], slices: Mapping[int, Sequence[int]], box: Box | None
 ) -> WorkingGrid:
     """The grid the walkers work on for a full grid of ``shape`` [k, j, i] and ``spacing`` (i, j, k) mm whose painted
-    structure's known ``box`` is given (None: slices along several axes; the full grid): the full grid while the box
+    structure's known ``box`` is given (None, or slices along several axes: the full grid): the full grid while the box
     holds at most :data:`MAX_WORKING_VOXELS`, else coarsened along the two axes across the painted ``slices``
     ({axis: indices}) by the largest integer factors keeping each within MAX_COARSE_MM, or coarser still where the
     box would hold more than :data:`MAX_WALKED_VOXELS` voxels of that grid."""
     full = WorkingGrid(tuple(int(n) for n in shape))
-    if box is None or box.size <= MAX_WORKING_VOXELS:
-        return full
+    if box is None or box.size <= MAX_WORKING_VOXELS or sum(1 for indices in slices.values() if indices) > 1:
+        return full  # (slices along several axes: coarsening across one axis would merge the others' slices)
     axis = painting_axis(slices)
     spacing_kji = tuple(float(s) for s in spacing)[::-1]
     across = [a for a in range(3) if a != axis]
