@@ -65,6 +65,7 @@ def annotated_slices(
     other_axes = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
     near = [_has_neighbour(painted, axis) for axis in range(3)]
     in_region = [painted & near[a] & near[b] for a, b in other_axes.values()]
+    picked = []
     while uncovered.any():
         counts = [(uncovered & in_region[axis]).sum(axis=other_axes[axis]) for axis in range(3)]
         if not max(c.max() for c in counts):
@@ -72,8 +73,24 @@ def annotated_slices(
         axis = int(np.argmax([c.max() for c in counts]))
         index = int(np.argmax(counts[axis]))
         slices[axis].append(index)
+        picked.append((axis, index))
         uncovered[(slice(None),) * axis + (index,)] = False
-    return {axis: sorted(indices) for axis, indices in slices.items()}
+    return {axis: sorted(indices) for axis, indices in _without_redundant(painted, slices, picked).items()}
+
+
+def _without_redundant(painted: np.ndarray, slices: Slices, picked: Sequence[tuple[int, int]]) -> Slices:
+    """``slices`` less those of ``picked`` ((axis, index) the cover took) whose ``painted`` voxels [k, j, i] the
+    others all hold, the earliest taken first: a slice taken early for the most voxels (a coronal one crossing two
+    painted axial neighbours) can be wholly covered by the slices taken after it, and as an annotated slice it
+    would teach every unpainted voxel on it as background."""
+    kept = {axis: list(indices) for axis, indices in slices.items()}
+    for axis, index in picked:
+        plane = (slice(None),) * axis + (index,)
+        kept[axis].remove(index)
+        if not (painted[plane] & ~slices_mask(painted.shape, kept)[plane]).any():
+            continue  # every painted voxel of it lies on another annotated slice
+        kept[axis].append(index)
+    return kept
 
 
 def _whole_slices(labels: np.ndarray, painted: np.ndarray, ignore_value: int | None) -> Slices:
