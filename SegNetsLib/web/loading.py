@@ -67,6 +67,8 @@ def volume_files_in(path: Path) -> list[Path]:
             )
         return files
     if path.is_file():
+        if not is_dicom_input(path):  # refused at start, as a missing one is, not only once a browser connects
+            check_file_head(path, input_name(path))
         return [path]
     raise SegNetsError(f"--data {str(path)!r} is neither a file nor a folder.")
 
@@ -99,17 +101,23 @@ def check_signature(head: bytes, shown_name: str) -> None:
         )
 
 
+def check_file_head(path: Path, shown_name: str) -> None:
+    """Refuse a file that is not a single-file volume by its name (a segmentation, a detached header, another
+    suffix) or by its first bytes (:func:`check_signature`), without reading the rest of it."""
+    if not is_volume_file(shown_name):
+        raise SegNetsError(
+            f"{shown_name!r} is not a volume file SegNets reads (use one of {', '.join(VOLUME_SUFFIXES)})."
+        )
+    with open(path, "rb") as handle:
+        check_signature(handle.read(_HEAD_BYTES), shown_name)
+
+
 def check_volume_file(path: Path, shown_name: str) -> None:
     """Raise SegNetsError with a one-sentence reason when ``path`` is not a usable single-channel 3D volume (a DICOM
     file: its series)."""
     dicom = is_dicom_input(path)
     if not dicom:
-        if not is_volume_file(shown_name):
-            raise SegNetsError(
-                f"{shown_name!r} is not a volume file SegNets reads (use one of {', '.join(VOLUME_SUFFIXES)})."
-            )
-        with open(path, "rb") as handle:
-            check_signature(handle.read(_HEAD_BYTES), shown_name)
+        check_file_head(path, shown_name)
     try:
         volume = read_volume(path)
     except SegNetsError as error:  # a series is named by its folder: an upload's is a temporary one

@@ -196,3 +196,30 @@ def test_a_data_volume_fills_the_views_once_the_browser_sizes_them(tmp_path, dat
     width, height, _ = axial.GetFieldOfView()
     assert width >= extent[0] - 1e-3 and height >= extent[1] - 1e-3, (width, height, extent)
     app.actions.logic.worker.shutdown(wait=False)
+
+
+@pytest.mark.parametrize("name", ["liver.seg.nrrd", "notes.txt", "html.nii.gz"])
+def test_a_data_file_that_is_no_volume_stops_segnets_web_at_start(data_dir, tmp_path, name):
+    """``segnets web --data`` refuses what the page would refuse (a segmentation, another file type, content that is
+    not its format) at start, in one line with exit 1, as it refuses a missing file: not by serving a page that
+    shows the refusal only once a browser connects."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("trame_slicer")
+    source = {"liver.seg.nrrd": data_dir / "ts_ct_sm" / "image.nii.gz"}.get(name)
+    path = tmp_path / name
+    path.write_bytes(source.read_bytes() if source else b"<html><body>not a volume</body></html>")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "SegNetsLib.cli", "web", "--port", "0", "--data", str(path)],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"segnets web served --data {name} instead of refusing it")
+    assert result.returncode == 1 and "serving on" not in result.stdout, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("segnets web: error: ")]
+    assert len(errors) == 1 and f"'{name}'" in errors[0], result.stderr
