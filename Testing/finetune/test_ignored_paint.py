@@ -6,30 +6,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from finetune_helpers import TINY, ellipsoid_phantom
 
-from SegNetsLib.core.volume import Volume
 from SegNetsLib.evaluation.metrics import dice
-from SegNetsLib.finetune.options import FinetuneOptions
 from SegNetsLib.finetune.run import finetune
-
-TINY = FinetuneOptions(
-    iterations=3,
-    device="cpu",
-    patch_size=(8, 16, 16),
-    batch_size=1,
-    scratch_downsample=1,
-    scratch_build_args={"base_channels": 2, "levels": 2},
-    threads=1,
-)
-
-
-def _phantom(shape=(16, 24, 24)) -> tuple[Volume, np.ndarray]:
-    """A bright ellipsoid (class 1) in noise, 2 mm voxels; the image and the full truth [k, j, i]."""
-    rng = np.random.default_rng(0)
-    z, y, x = np.indices(shape)
-    truth = (((z - 8) / 6) ** 2 + ((y - 12) / 8) ** 2 + ((x - 12) / 7) ** 2 <= 1).astype(np.uint8)
-    image = (100.0 * truth + rng.normal(0, 10, shape)).astype(np.float32)
-    return Volume(image, spacing=(2.0, 2.0, 2.0)), truth
 
 
 def _strokes(truth: np.ndarray, slices=(4, 8, 12), ignore_value: int = 255) -> np.ndarray:
@@ -42,7 +22,7 @@ def _strokes(truth: np.ndarray, slices=(4, 8, 12), ignore_value: int = 255) -> n
 
 
 def test_a_stroke_with_the_rest_marked_unlabeled_gives_the_whole_structure():
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     labels = _strokes(truth)
     result = finetune(image, image.with_array(labels), "unet3d", TINY)
     assert np.array_equal(result.labelmap.array[labels == 1], labels[labels == 1])
@@ -56,7 +36,7 @@ def test_a_stroke_with_the_rest_marked_unlabeled_gives_the_whole_structure():
 def test_the_walker_alone_leaves_unlabeled_voxels_to_the_image():
     """The walker's own result from the painted slices (the result when the refinement is skipped) with half of
     each painted cross-section unlabeled finds the whole ellipsoid, as when it is painted whole."""
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     labels = _strokes(truth)
     options = dataclasses.replace(TINY, iterations=None, time_limit_s=0.01)  # refinement skipped: the walker alone
     result = finetune(image, image.with_array(labels), "unet3d", options)

@@ -6,31 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from finetune_helpers import TINY, ellipsoid_phantom
 
-from SegNetsLib.core.volume import Volume
 from SegNetsLib.evaluation.metrics import dice
 from SegNetsLib.finetune.cleanup import known_box
-from SegNetsLib.finetune.options import FinetuneOptions
 from SegNetsLib.finetune.run import finetune
-
-TINY = FinetuneOptions(
-    iterations=3,
-    device="cpu",
-    patch_size=(8, 16, 16),
-    batch_size=1,
-    scratch_downsample=1,
-    scratch_build_args={"base_channels": 2, "levels": 2},
-    threads=1,
-)
-
-
-def _phantom(shape=(24, 40, 40)) -> tuple[Volume, np.ndarray]:
-    """A bright ellipsoid (class 1) in noise in a larger volume, 2 mm voxels; the image and the truth [k, j, i]."""
-    rng = np.random.default_rng(0)
-    z, y, x = np.indices(shape)
-    truth = (((z - 12) / 6) ** 2 + ((y - 20) / 8) ** 2 + ((x - 20) / 7) ** 2 <= 1).astype(np.uint8)
-    image = (100.0 * truth + rng.normal(0, 10, shape)).astype(np.float32)
-    return Volume(image, spacing=(2.0, 2.0, 2.0)), truth
 
 
 def _axial_and_coronal(truth: np.ndarray) -> np.ndarray:
@@ -41,7 +21,7 @@ def _axial_and_coronal(truth: np.ndarray) -> np.ndarray:
 
 
 def test_the_known_box_of_slices_along_two_axes_is_the_painted_structure_widened():
-    _, truth = _phantom()
+    _, truth = ellipsoid_phantom((24, 40, 40))
     labels = _axial_and_coronal(truth)
     box = known_box(truth.shape, {0: [12], 1: [20], 2: []}, labels, (2.0, 2.0, 2.0))
     assert box is not None  # before: None, and the network's result was kept over the whole volume
@@ -53,7 +33,7 @@ def test_the_known_box_of_slices_along_two_axes_is_the_painted_structure_widened
 
 
 def test_slices_along_two_axes_segment_the_structure_not_the_volume():
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom((24, 40, 40))
     labels = _axial_and_coronal(truth)
     result = finetune(image, image.with_array(labels), "unet3d", TINY)
     assert result.slices == {0: [12], 1: [20], 2: []}
@@ -67,7 +47,7 @@ def test_slices_along_two_axes_segment_the_structure_not_the_volume():
 def test_slices_along_two_axes_fall_back_on_the_walker_when_the_refinement_is_skipped():
     """With too short a time limit the result is the walker's own from the painted slices, not the barely trained
     network's labels over the whole volume (the test CT's spleen, an axial and a coronal slice, 12 s: Dice 0.03)."""
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom((24, 40, 40))
     options = dataclasses.replace(TINY, iterations=None, time_limit_s=0.01)
     result = finetune(image, image.with_array(_axial_and_coronal(truth)), "unet3d", options)
     assert any("the result is the random walker's own" in note for note in result.notes), result.notes

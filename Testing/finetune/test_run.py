@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from finetune_helpers import TINY, ellipsoid_phantom
 
 from SegNetsLib.card.factory import make_card
 from SegNetsLib.core.errors import Cancelled, SegNetsError
@@ -20,24 +21,6 @@ from SegNetsLib.finetune.save import save_result
 from SegNetsLib.finetune.start import extend_head
 from SegNetsLib.models.library import ModelLibrary
 from SegNetsLib.nets import build
-
-TINY = FinetuneOptions(
-    iterations=3,
-    device="cpu",
-    patch_size=(8, 16, 16),
-    batch_size=1,
-    scratch_downsample=1,
-    scratch_build_args={"base_channels": 2, "levels": 2},
-)
-
-
-def _phantom(shape=(16, 24, 24)) -> tuple[Volume, np.ndarray]:
-    """A bright ellipsoid (class 1) in noise, 2 mm voxels; returns the image and the full truth."""
-    rng = np.random.default_rng(0)
-    z, y, x = np.indices(shape)
-    truth = (((z - 8) / 6) ** 2 + ((y - 12) / 8) ** 2 + ((x - 12) / 7) ** 2 <= 1).astype(np.uint8)
-    image = (100.0 * truth + rng.normal(0, 10, shape)).astype(np.float32)
-    return Volume(image, spacing=(2.0, 2.0, 2.0)), truth
 
 
 def _annotation(image: Volume, truth: np.ndarray, slices=(3, 5, 8, 10, 12)) -> Volume:
@@ -54,7 +37,7 @@ def _weights_digest(net: torch.nn.Module) -> str:
 
 
 def test_annotated_voxels_keep_the_user_label_and_the_annotation_is_untouched():
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     annotation = _annotation(image, truth)
     annotation.array[8, 0, 0] = 255  # an ignored voxel inside an annotated slice
     before = annotation.array.copy()
@@ -77,14 +60,14 @@ def test_annotated_voxels_keep_the_user_label_and_the_annotation_is_untouched():
 def test_a_fixed_iteration_count_is_trained_exactly_with_a_held_out_slice(iterations):
     """``iterations`` is the whole run's training, split between the validated part (3/4) and the final part on
     every slice: a count too small to split is not read as "no limit"."""
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     result = finetune(image, _annotation(image, truth), "unet3d", dataclasses.replace(TINY, iterations=iterations))
     assert result.validation_slices == [(0, 8)]  # a held-out slice: the budget is split
     assert result.iterations == iterations
 
 
 def test_three_slices_from_scratch_train_on_all_of_them():
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     result = finetune(image, _annotation(image, truth, (4, 8, 12)), "unet3d", TINY)
     assert result.validation_slices == [] and result.validation_dice is None
 
@@ -92,7 +75,7 @@ def test_three_slices_from_scratch_train_on_all_of_them():
 def test_a_two_channel_image_trains_from_scratch_on_both_channels():
     """FLAIR and T1c, say, on very different scales: the new network takes both channels, each z-scored on its own
     (one intensity window cannot fit both)."""
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     two = Volume(np.stack([image.array, 1000.0 + 50.0 * image.array]), image.spacing)
     result = finetune(two, _annotation(image, truth), "unet3d", TINY)
     assert len(result.card.in_channels) == 2 and result.card.normalization.kind == "zscore"
@@ -102,7 +85,7 @@ def test_a_two_channel_image_trains_from_scratch_on_both_channels():
 def test_the_same_seed_trains_the_same_network_and_another_seed_does_not():
     """Patches, augmentation and initial weights all follow ``FinetuneOptions.seed``: a rerun on as many threads
     repeats the run (the threads fixed: sums over another count of threads round differently)."""
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     annotation = _annotation(image, truth, (4, 8, 12))
     options = dataclasses.replace(TINY, iterations=6, refine=False, threads=1)
     first, again = (finetune(image, annotation, "unet3d", options) for _ in range(2))
@@ -112,7 +95,7 @@ def test_the_same_seed_trains_the_same_network_and_another_seed_does_not():
 
 
 def test_refinement_that_would_overrun_the_time_limit_is_skipped_and_said():
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     options = dataclasses.replace(TINY, iterations=None, time_limit_s=0.01)  # spent before training starts
     result = finetune(image, _annotation(image, truth, (4, 8, 12)), "unet3d", options)
     skipped = [note for note in result.notes if note.startswith("boundary refinement skipped")]
@@ -130,7 +113,7 @@ def test_refinement_that_would_overrun_the_time_limit_is_skipped_and_said():
 
 
 def test_progress_reports_iteration_loss_and_validation():
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     records = []
     finetune(image, _annotation(image, truth), "unet3d", TINY, callback=records.append)
     assert records and all({"iteration", "loss", "validation_dice"} <= set(r) for r in records)
@@ -140,7 +123,7 @@ def test_progress_reports_iteration_loss_and_validation():
 def test_the_last_iteration_is_reported_without_validation():
     """One painted slice (nothing to validate on) and fewer than 10 iterations: the web page and the panel showed no
     iteration and no loss for the whole Fine-tune (and, after more, the count of the last multiple of 10)."""
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     records = []
     finetune(image, _annotation(image, truth, (8,)), "unet3d", TINY, callback=records.append)
     assert records and records[-1]["iteration"] == TINY.iterations, records
@@ -167,7 +150,7 @@ def test_cancel_leaves_the_base_model_and_the_library_untouched(model_library):
     net_before, _ = library.load(model_id)
     files_before = sorted(p.relative_to(model_library) for p in model_library.rglob("*"))
     cancel = CancelToken()
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     options = FinetuneOptions(iterations=50, device="cpu", patch_size=(8, 16, 16), batch_size=1)
     with pytest.raises(Cancelled):
         finetune(
@@ -181,7 +164,7 @@ def test_cancel_leaves_the_base_model_and_the_library_untouched(model_library):
 def test_fine_tuned_model_is_a_new_version_with_provenance(model_library):
     library = ModelLibrary(model_library)
     model_id = _base_model(library)
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     options = FinetuneOptions(iterations=4, device="cpu", patch_size=(8, 16, 16), batch_size=1, validation=False)
     result = finetune(image, _annotation(image, truth), model_id, options)
     saved = save_result(result, library=library)
@@ -202,7 +185,7 @@ def test_keep_the_better_model():
 def test_a_worse_fine_tune_keeps_the_base_model(model_library):
     """A base that already segments well, fine-tuned with a learning rate that wrecks it: the base is kept."""
     library = ModelLibrary(model_library)
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     dense = image.with_array(truth.copy())
     trained = finetune(
         image,
@@ -231,7 +214,7 @@ def test_a_worse_fine_tune_keeps_the_base_model(model_library):
 def test_unknown_classes_need_head_extension(model_library):
     library = ModelLibrary(model_library)
     model_id = _base_model(library)
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     annotation = _annotation(image, truth)
     annotation.array[annotation.array == 1] = 3
     with pytest.raises(SegNetsError, match="extend-head"):
@@ -251,13 +234,13 @@ def test_extend_head_keeps_old_classes_and_adds_new_ones():
 
 
 def test_no_annotated_slice_is_refused():
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     with pytest.raises(SegNetsError, match="no annotated slice"):
         finetune(image, image.with_array(np.zeros_like(truth)), "unet3d", TINY)
 
 
 def test_geometry_mismatch_is_refused():
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     other = Volume(_annotation(image, truth).array, spacing=(1.0, 1.0, 1.0))
     with pytest.raises(SegNetsError, match="different geometry"):
         finetune(image, other, "unet3d", TINY)
@@ -359,7 +342,7 @@ def test_a_new_network_learns_across_the_painting_axis_whichever_array_axis_it_i
     painting along axis 0 gets: thin along the painting axis, coarsened across it (a patch 8 voxels across a painted
     slice holds a sixth of what one 48 voxels across holds; spleen painted on 3 slices, 150 iterations: the network
     alone reached Dice 0.41-0.81 along axis 2 against 0.77-0.81 along axis 0)."""
-    image, truth = _phantom((24, 24, 24))
+    image, truth = ellipsoid_phantom((24, 24, 24))
     labels = np.zeros_like(truth)
     painted = [slice(None)] * 3
     painted[axis] = [6, 12, 18]
@@ -375,7 +358,7 @@ def test_a_new_v_net_learns_from_painted_slices():
     """At its default width (base 8, 5 levels) a new V-Net, which has no normalization layer, blew up at the painted
     slices' learning rate (3e-3) within a few steps and segmented nothing but the painted slices (loss stuck at 1.0);
     sized for the budget it learns the ellipsoid."""
-    image, truth = _phantom()
+    image, truth = ellipsoid_phantom()
     options = dataclasses.replace(
         TINY, iterations=24, batch_size=2, validation=False, refine=False, scratch_build_args=None
     )
