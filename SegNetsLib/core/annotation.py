@@ -45,7 +45,9 @@ def annotated_slices(
 
     A nonzero voxel lies in one slice along each axis, so the rest is covered greedily: the slice holding
     the most not-yet-covered labelled voxels that are painted as a region in it (a labelled neighbour along
-    both of its in-plane axes) is taken first, any labelled voxel once no such voxel is left. Three annotated
+    both of its in-plane axes) is taken first, any labelled voxel once no such voxel is left; of slices holding
+    equally many, one along the axis most annotated slices lie along (a painter keeps to an axis: a structure's
+    end painted as one row on a sagittal slice is that sagittal slice, not the axial one through it). Three annotated
     axial slices thus give three axial slices, not the few coronal slices that cross a thin vessel painted on
     them; axial, coronal and sagittal slices may be mixed. A block of consecutive slices painted one after another
     is read along the axis the painter stopped at: slices along one axis each written whole (no ``ignore_value``
@@ -70,7 +72,8 @@ def annotated_slices(
         counts = [(uncovered & in_region[axis]).sum(axis=other_axes[axis]) for axis in range(3)]
         if not max(c.max() for c in counts):
             counts = [uncovered.sum(axis=other_axes[axis]) for axis in range(3)]
-        axis = int(np.argmax([c.max() for c in counts]))
+        most = max(c.max() for c in counts)  # of equals, the axis holding most slices (the first of those)
+        axis = max((a for a in range(3) if counts[a].max() == most), key=lambda a: len(slices[a]))
         index = int(np.argmax(counts[axis]))
         slices[axis].append(index)
         picked.append((axis, index))

@@ -207,3 +207,28 @@ def test_a_slice_the_others_cover_is_dropped_but_a_given_one_is_kept():
     labels = np.zeros_like(dense)
     labels[[5, 10, 14]] = dense[[5, 10, 14]]
     assert ann.annotated_slices(labels, given={2: [14]}) == {0: [5, 10, 14], 1: [], 2: [14]}
+
+
+@pytest.mark.parametrize(
+    ("folder", "value", "axis", "painted"),
+    [
+        ("ts_mr_sm", 8, 2, [44, 46, 48]),
+        ("ts_ct_full", 101, 2, [10, 18, 19]),
+        ("ts_ct_full", 8, 2, [66, 67, 72, 73]),
+    ],
+    ids=["mr-adrenal-sagittal", "ct-rib-sagittal", "ct-adrenal-sagittal-pairs"],
+)
+def test_a_painted_slice_holding_one_row_stays_along_the_axis_painted(data_dir, folder, value, axis, painted):
+    """TUNE structures (the MR and CT right adrenal glands, the CT left 10th rib) painted on sagittal slices: once
+    the cover had taken some, a slice of another axis held as many of the voxels left as the next painted one (a
+    structure's end painted as one row lies in one axial slice too) and, the first axis of equals, was taken instead:
+    1 to 3 axial or coronal slices read as annotated, all of them but the painted rows learned as background."""
+    from SegNetsLib.imageio.volumes import read_volume
+
+    structure = read_volume(data_dir / folder / "label.nii.gz").array == value
+    labels = np.zeros(structure.shape, dtype=np.uint8)
+    index = [slice(None)] * 3
+    for s in painted:
+        index[axis] = s
+        labels[tuple(index)] = structure[tuple(index)]
+    assert ann.annotated_slices(labels) == {a: painted if a == axis else [] for a in range(3)}
