@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.core.volume import Volume
@@ -52,7 +53,8 @@ def annotated_slices(
     them; axial, coronal and sagittal slices may be mixed. A block of consecutive slices painted one after another
     is read along the axis the painter stopped at: slices along one axis each written whole (no ``ignore_value``
     voxel in them, nothing else but ``ignore_value``), or else the axis across which the block ends in its
-    fullest faces (:func:`_block_slices`), however few slices along another axis would hold its labels.
+    fullest faces (:func:`_block_slices`), however few slices along another axis would hold its labels. So are
+    blocks apart (two pairs of axial slices across a thin structure) that read along one and the same axis.
     """
     if labels.ndim != 3:
         raise SegNetsError(f"the annotation must be a 3D labelmap; it has shape {labels.shape}.")
@@ -60,7 +62,7 @@ def annotated_slices(
     slices = merge_slices(given or {}, _whole_slices(labels, painted, ignore_value))
     uncovered = painted & ~slices_mask(labels.shape, slices)
     if uncovered.any():
-        slices = merge_slices(slices, _block_slices(uncovered))
+        slices = merge_slices(slices, _block_slices(uncovered) or _blocks_apart(uncovered))
         uncovered &= ~slices_mask(labels.shape, slices)
     if not uncovered.any():  # ``given`` covers every labelled voxel
         return {axis: sorted(indices) for axis, indices in slices.items()}
@@ -138,6 +140,24 @@ def _block_slices(painted: np.ndarray) -> Slices:
     if any(share >= shares[best] for axis, share in shares.items() if axis != best):
         return {}
     return {best: [int(i) for i in held[best]]}
+
+
+def _blocks_apart(painted: np.ndarray) -> Slices:
+    """{axis: its slices holding them} for the pieces of ``painted`` [k, j, i] (apart: no two touch, even at a
+    corner) that :func:`_block_slices` reads each on its own, when it reads all of them along one and the same axis;
+    the pieces it reads along none are left to the cover. {} otherwise (one piece, none read, or pieces read along
+    different axes). Two pairs of axial slices a gap apart across a thin structure are two blocks, each cut flat
+    across the axis painted, though the two or three sagittal slices crossing both would hold all of their voxels."""
+    pieces, count = ndimage.label(painted, structure=np.ones((3, 3, 3), dtype=bool))
+    if count < 2:
+        return {}
+    found: list[Slices] = []
+    for number, box in enumerate(ndimage.find_objects(pieces), start=1):
+        grown = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)  # a voxel more: the volume's ends stay
+        read = _block_slices(pieces[grown] == number)
+        found.append({axis: [i + grown[axis].start for i in indices] for axis, indices in read.items()})
+    axes = {axis for read in found for axis in read}
+    return merge_slices(*found) if len(axes) == 1 else {}
 
 
 def _has_neighbour(mask: np.ndarray, axis: int) -> np.ndarray:

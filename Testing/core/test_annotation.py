@@ -201,6 +201,32 @@ def test_two_neighbouring_slices_and_one_apart_are_read_without_a_crossing_slice
     assert ann.annotated_slices(labels) == {a: painted if a == axis else [] for a in range(3)}
 
 
+@pytest.mark.parametrize(
+    ("folder", "value", "axis", "painted"),
+    [
+        ("ts_mr_sm", 9, 0, [5, 6, 12, 13]),
+        ("ts_mr_sm", 8, 0, [12, 13, 18, 19]),
+        ("ts_ct_full", 11, 1, [24, 55, 56]),
+        ("ts_ct_full", 101, 1, [25, 44, 45]),
+    ],
+    ids=["mr-adrenal-left-axial", "mr-adrenal-right-axial", "ct-lung-lobe-coronal", "ct-rib-coronal"],
+)
+def test_blocks_of_slices_apart_are_read_along_the_axis_painted(data_dir, folder, value, axis, painted):
+    """TUNE structures painted on blocks of neighbouring slices a gap apart: the MR left adrenal gland on axial 5, 6,
+    12 and 13 was read as sagittal 67-69 (which cross both pairs of the thin gland), its right one with two sagittal
+    slices, the CT left lower lung lobe and left 10th rib with slices of other axes crossing the coronal pair; each
+    block on its own ends flat across the axis painted."""
+    from SegNetsLib.imageio.volumes import read_volume
+
+    structure = read_volume(data_dir / folder / "label.nii.gz").array == value
+    labels = np.zeros(structure.shape, dtype=np.uint8)
+    index = [slice(None)] * 3
+    for s in painted:
+        index[axis] = s
+        labels[tuple(index)] = structure[tuple(index)]
+    assert ann.annotated_slices(labels) == {a: painted if a == axis else [] for a in range(3)}
+
+
 def test_a_slice_the_others_cover_is_dropped_but_a_given_one_is_kept():
     """Redundant slices of the cover go; slices given (--slices, earlier rounds) stay whatever they hold."""
     dense = _blob()
