@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="a volume file or a file of a DICOM series, or a folder whose first volume (file or series) is loaded "
-        "when a browser connects",
+        "when a browser connects (the page offers the folder's other volumes)",
     )
     parser.add_argument("--open-browser", action="store_true", help="open the page in this machine's browser")
     parser.add_argument(

@@ -40,7 +40,8 @@ from vtkmodules.vtkCommonCore import vtkCommand
 
 from SegNetsLib.core.errors import SegNetsError
 from SegNetsLib.web.actions import PanelActions
-from SegNetsLib.web.loading import VolumeLoader, volume_files_in
+from SegNetsLib.web.datafolder import DataVolumes
+from SegNetsLib.web.loading import VolumeLoader
 from SegNetsLib.web.panel import SegNetsPanel
 from SegNetsLib.web.state import PanelState
 from SegNetsLib.web.status import StatusEndpoint
@@ -55,7 +56,7 @@ class SegNetsWebApp(TrameApp):
     """The web application.
 
     ``data`` (a volume file or a DICOM file of a series, or a folder whose first volume is used) is loaded when a
-    browser connects;
+    browser connects; a folder of several volumes gives the page a selector of them (:mod:`SegNetsLib.web.datafolder`);
     ``status_endpoint`` serves ``/segnets/status.json`` for tests.
     """
 
@@ -63,12 +64,13 @@ class SegNetsWebApp(TrameApp):
         super().__init__(server)
         self.server.enable_module(trame_slicer_module)
         self.slicer_app = SlicerApp()
-        self._data_files = volume_files_in(data) if data else []
+        self.data_volumes = DataVolumes(data)
         self._data_loaded = False
 
         register_rca_factories(self.slicer_app.view_manager, self.server)
         self._viewer = TypedState(self.state, ViewerLayoutState)
         self._panel_state = TypedState(self.state, PanelState)
+        self._panel_state.data.data_volumes = self.data_volumes.choices
         self._editor_logic = SegmentEditorLogic(self.server, self.slicer_app)
         self._volume_property_logic = VolumePropertyLogic(self.server, self.slicer_app)
         self._layout_logic = LayoutButtonLogic(self.server, self.slicer_app)
@@ -96,6 +98,7 @@ class SegNetsWebApp(TrameApp):
                     self._panel_state,
                     self.actions,
                     brush.name.brush_diameter_slider.value,
+                    choose_volume=self.choose_data_volume,
                     v_if=(self._is_tool(PANEL_TOOL),),
                 )
                 editor_ui = SegmentEditorUI(v_if=(self._is_tool(SegmentEditorUI.__name__),))
@@ -146,15 +149,16 @@ class SegNetsWebApp(TrameApp):
     # --- data ------------------------------------------------------------------------------------
     def _on_client_connected(self, *_args) -> None:
         """Load ``--data`` once a browser is there (preloading before the views exist breaks Paint)."""
-        if self._data_loaded or not self._data_files:
+        if self._data_loaded or not self.data_volumes.paths:
             return
         self._data_loaded = True
         with self.state:
             try:
-                self._show_volume(self.loader.load_path(self._data_files[0]))
-            except SegNetsError as error:
+                self._show_volume(self.loader.load_path(*self.data_volumes.path("0")))
+            except SegNetsError as error:  # the selector (a folder of several volumes) still offers the others
                 self._panel_state.data.error = str(error)
                 return
+            self._panel_state.data.data_volume = "0" if self.data_volumes.choices else None
         self._fit_views_at_first_resize()
 
     def _fit_views_at_first_resize(self) -> None:
@@ -174,6 +178,17 @@ class SegNetsWebApp(TrameApp):
             tag.append(interactor.AddObserver(vtkCommand.WindowResizeEvent, refit))
 
     async def _on_upload(self, files: list[dict]) -> None:
+        self._replace_volume(lambda: self.loader.load_uploaded(files), None)
+
+    def choose_data_volume(self, value: str) -> None:
+        """Load the ``--data`` folder's volume the page's selector names (``value``: its choice's value) in place of
+        the one shown, as an upload would."""
+        self._replace_volume(lambda: self.loader.load_path(*self.data_volumes.path(value)), value)
+
+    def _replace_volume(self, load, chosen: str | None) -> None:
+        """Load a volume with ``load()`` in place of the one shown (its painting and result go with it, and the page
+        says so); ``chosen``: the selector's value for a ``--data`` volume, None for an upload. A refused load (a job
+        running, an unusable volume) leaves the scene and the selector as they were."""
         with self.state:
             self._panel_state.data.error = ""
             if self.actions.busy:
@@ -181,12 +196,13 @@ class SegNetsWebApp(TrameApp):
                 return
             shown, painted = self._panel_state.data.volume_name, self.actions.annotated_slice_count()
             try:
-                node = self.loader.load_uploaded(files)
+                node = load()
             except SegNetsError as error:
                 self._panel_state.data.error = str(error)
-                log.info("upload refused: %s", error)
+                log.info("volume refused: %s", error)
                 return
             self._show_volume(node)
+            self._panel_state.data.data_volume = chosen
             if painted:  # the scene was cleared: say what went with it
                 self._panel_state.data.message += (
                     f" The painting of {shown!r} ({painted} slice{'s' if painted > 1 else ''}) was discarded with it."

@@ -6,6 +6,7 @@ Elements carry ``id`` attributes (``segnets-*``), each on one element of the pag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from trame.widgets import html
@@ -49,14 +50,21 @@ class PanelActions(Protocol):
 
 
 class SegNetsPanel(FlexContainer):
-    """The drawer panel; ``typed_state`` holds a :class:`PanelState`."""
+    """The drawer panel; ``typed_state`` holds a :class:`PanelState`; ``choose_volume`` loads the ``--data`` volume
+    of a choice's value (the selector shown when ``--data`` holds several)."""
 
     def __init__(
-        self, typed_state: TypedState[PanelState], actions: PanelActions, brush_diameter_state: str, **kwargs
+        self,
+        typed_state: TypedState[PanelState],
+        actions: PanelActions,
+        brush_diameter_state: str,
+        choose_volume: Callable[[str], None],
+        **kwargs,
     ) -> None:
         super().__init__(fill_height=True, style="overflow-y: auto;", **kwargs)
         self._name = typed_state.name
         self._actions = actions
+        self._choose_volume = choose_volume
         self._brush_diameter_state = brush_diameter_state
         with self:
             self._build_alerts()
@@ -111,6 +119,20 @@ class SegNetsPanel(FlexContainer):
             "Volume: {{ %s || 'none - open a file (top left)' }}" % name.volume_name,
             id="segnets-volume",
             classes="text-body-2 mb-2",
+        )
+        VSelect(  # shows the volume loaded; a pick is sent to the server, which loads it or refuses (then it stays)
+            id="segnets-data-volume",
+            v_if=(f"{name.data_volumes}.length > 1",),
+            label="Volume of the --data folder",
+            model_value=(name.data_volume,),
+            update_modelValue=(self._choose_volume, "[$event]"),
+            items=(name.data_volumes,),
+            item_title="title",
+            item_value="value",
+            density="compact",
+            hide_details=True,
+            classes="mb-3",
+            disabled=(name.busy,),
         )
         with html.Div(classes="d-flex align-center"):
             VSelect(

@@ -23,6 +23,8 @@ class PanelState:
     """Everything the SegNets panel shows. Fractions are 0..1; times are seconds."""
 
     volume_name: str = ""
+    data_volumes: list[Choice] = field(default_factory=list)  # the --data folder's volumes; empty for fewer than two
+    data_volume: str | None = None  # the value of the data volume shown; None for an upload or none loaded
     models: list[Choice] = field(default_factory=list)
     model_key: str | None = None
     model_card_text: str = ""
