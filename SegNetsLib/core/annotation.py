@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from SegNetsLib.core.errors import SegNetsError
+from SegNetsLib.core.strokes import sphere_strokes
 from SegNetsLib.core.volume import Volume
 
 Slices = dict[int, list[int]]
@@ -54,13 +55,20 @@ def annotated_slices(
     is read along the axis the painter stopped at: slices along one axis each written whole (no ``ignore_value``
     voxel in them, nothing else but ``ignore_value``), or else the axis across which the block ends in its
     fullest faces (:func:`_block_slices`), however few slices along another axis would hold its labels. So are
-    blocks apart (two pairs of axial slices across a thin structure) that read along one and the same axis.
+    blocks apart (two pairs of axial slices across a thin structure) that read along one and the same axis. Paint a
+    ball-shaped brush (Slicer's Sphere brush) laid on the slices beside the one painted on
+    (:func:`~SegNetsLib.core.strokes.sphere_strokes`) is on no annotated slice: only that one is.
     """
     if labels.ndim != 3:
         raise SegNetsError(f"the annotation must be a 3D labelmap; it has shape {labels.shape}.")
     painted = labelled(labels, ignore_value)
     slices = merge_slices(given or {}, _whole_slices(labels, painted, ignore_value))
     uncovered = painted & ~slices_mask(labels.shape, slices)
+    centres, caps = sphere_strokes(uncovered)
+    if caps.any():  # paint a ball-shaped brush laid beside the slice painted on: on no annotated slice
+        painted, uncovered = painted & ~caps, uncovered & ~caps
+        slices = merge_slices(slices, centres)
+        uncovered &= ~slices_mask(labels.shape, slices)
     if uncovered.any():
         slices = merge_slices(slices, _block_slices(uncovered) or _blocks_apart(uncovered))
         uncovered &= ~slices_mask(labels.shape, slices)

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
-from SegNetsLib.core.annotation import is_dense, labelled
+from SegNetsLib.core.annotation import is_dense, labelled, slices_mask
 from SegNetsLib.finetune.cleanup import SINGLE_SLICE_MARGIN, annotated_range
 
 _LISTED = 5  # slices named in a note, at most
@@ -28,8 +28,9 @@ def painting_notes(
     """Notes for painted ``labels`` [k, j, i] on ``slices`` (``weight``: their weight map,
     :func:`~SegNetsLib.core.annotation.weight_map`): a label absent from a painted slice between two that hold it
     (learned as background there) or left there as a few voxels (an erase stroke's leftovers), an outline drawn on a
-    painted slice and not filled (its inside background too), and, for a network learned from the painting alone
-    (``from_scratch``), consecutive painted slices or a lone one (the result then stays on or near them:
+    painted slice and not filled (its inside background too), paint off the painted slices (a Sphere brush's caps,
+    :func:`~SegNetsLib.core.strokes.sphere_strokes`: not learned from), and, for a network learned from the painting
+    alone (``from_scratch``), consecutive painted slices or a lone one (the result then stays on or near them:
     :func:`~SegNetsLib.finetune.cleanup.annotated_range`).
     None for a dense annotation (:func:`~SegNetsLib.core.annotation.is_dense`): every slice is painted, so a label
     absent from one is background there and the structure does end where its painting does."""
@@ -37,6 +38,13 @@ def painting_notes(
         return []
     axes = {axis: sorted(set(int(i) for i in indices)) for axis, indices in slices.items() if indices}
     notes = []
+    off = labelled(labels, ignore_value) & ~slices_mask(labels.shape, slices)  # a ball-shaped brush's caps
+    if off.any():
+        notes.append(
+            f"{int(off.sum())} painted voxels lie on slices beside those painted on, where a ball-shaped brush (the "
+            "Sphere brush) reached: they are kept in the result but not learned from, and the rest of those slices is "
+            "not taken as background"
+        )
     for axis, indices in axes.items():
         moved = np.moveaxis(labels, axis, 0)
         notes += _absent_between(moved, indices, axis, ignore_value, names or {})
