@@ -14,6 +14,7 @@ from SegNetsLib.core.annotation import is_dense, labelled, slices_mask
 from SegNetsLib.finetune.cleanup import SINGLE_SLICE_MARGIN, annotated_range
 
 _LISTED = 5  # slices named in a note, at most
+_FILLED = " (if Fill between slices filled those between the slices you painted, fine-tune from those slices alone)"
 _SCANT = 0.1  # a label on a painted slice with under this share of the painted slices beside it: a leftover
 
 
@@ -54,6 +55,8 @@ def painting_notes(
             notes.append(
                 f"slices {indices[0]}-{indices[-1]} along axis {axis} are painted one after another: the structure "
                 "is taken to end there, so the result stays on them; if it goes on, paint slices a few apart"
+                + _FILLED
+                * (len(indices) > 2)
             )
         if from_scratch and len(axes) == 1 and len(indices) == 1:
             notes += _lone(moved, indices[0], axis, ignore_value)

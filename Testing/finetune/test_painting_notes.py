@@ -27,6 +27,7 @@ def test_consecutive_slices_from_scratch_are_noted_and_slices_a_gap_apart_are_no
     labels = _painted((9, 10))
     (note,) = _notes(labels, {0: [9, 10]}, 255, from_scratch=True)
     assert note.startswith("slices 9-10 along axis 0 are painted one after another")
+    assert "Fill between slices" not in note  # two slices: nothing filled between them
     assert _notes(labels, {0: [9, 10]}, 255, from_scratch=False) == []  # a pretrained model is not limited
     assert _notes(_painted((6, 10)), {0: [6, 10]}, 255, from_scratch=True) == []
     ends_shown = _painted((10,))  # slices 9 and 11 painted empty: the painter showed where it ends
@@ -137,3 +138,12 @@ def test_a_block_of_axial_slices_painted_whole_is_noted_along_the_axial_axis():
     panel[5:15] = (y - 20) ** 2 + (x - 20) ** 2 <= 3**2  # 6 voxels across: 7 coronal rows hold it
     (note,) = _notes(panel, annotated_slices(panel, None), None, from_scratch=True)
     assert note.startswith("slices 5-14 along axis 0 are painted one after another")
+
+
+def test_slices_filled_between_painted_ones_are_noted_with_what_to_fine_tune_from():
+    """3D Slicer's Fill between slices fills every slice between those painted: the test CT's spleen painted on slices
+    87, 97 and 107 and filled between gave back the filling alone (Dice 0.79 against 0.95 from the three slices), and
+    'paint slices a few apart' said nothing the painter had not done."""
+    (note,) = _notes(_painted(range(5, 16)), {0: list(range(5, 16))}, 255, from_scratch=True)
+    assert note.startswith("slices 5-15 along axis 0 are painted one after another")
+    assert "if Fill between slices filled those between the slices you painted, fine-tune from those slices" in note
