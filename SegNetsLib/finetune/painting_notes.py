@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from SegNetsLib.core.annotation import is_dense, labelled, slices_mask
-from SegNetsLib.finetune.cleanup import SINGLE_SLICE_MARGIN, annotated_range
+from SegNetsLib.finetune.cleanup import SINGLE_SLICE_MARGIN, annotated_range, lone_slice_margin
 
 _LISTED = 5  # slices named in a note, at most
 _FILLED = " (if Fill between slices filled those between the slices you painted, fine-tune from those slices alone)"
@@ -25,6 +25,7 @@ def painting_notes(
     ignore_value: int | None,
     names: Mapping[int, str] | None = None,
     from_scratch: bool = False,
+    spacing: Sequence[float] | None = None,
 ) -> list[str]:
     """Notes for painted ``labels`` [k, j, i] on ``slices`` (``weight``: their weight map,
     :func:`~SegNetsLib.core.annotation.weight_map`): a label absent from a painted slice between two that hold it
@@ -32,7 +33,7 @@ def painting_notes(
     painted slice and not filled (its inside background too), paint off the painted slices (a Sphere brush's caps,
     :func:`~SegNetsLib.core.strokes.sphere_strokes`: not learned from), and, for a network learned from the painting
     alone (``from_scratch``), consecutive painted slices or a lone one (the result then stays on or near them:
-    :func:`~SegNetsLib.finetune.cleanup.annotated_range`).
+    :func:`~SegNetsLib.finetune.cleanup.annotated_range`; ``spacing`` (i, j, k) mm: how far from a lone one).
     None for a dense annotation (:func:`~SegNetsLib.core.annotation.is_dense`): every slice is painted, so a label
     absent from one is background there and the structure does end where its painting does."""
     if is_dense(weight):
@@ -59,19 +60,29 @@ def painting_notes(
                 * (len(indices) > 2)
             )
         if from_scratch and len(axes) == 1 and len(indices) == 1:
-            notes += _lone(moved, indices[0], axis, ignore_value)
+            notes += _lone(moved, indices[0], axis, ignore_value, spacing)
     return notes
 
 
-def _lone(moved: np.ndarray, index: int, axis: int, ignore_value: int | None) -> list[str]:
+def _lone(
+    moved: np.ndarray, index: int, axis: int, ignore_value: int | None, spacing: Sequence[float] | None
+) -> list[str]:
     """A note when ``index`` is the one painted slice of ``moved`` (the axis first), holding the structure: a
-    network learned from it alone results only within :data:`SINGLE_SLICE_MARGIN` slices of it."""
-    kept = annotated_range([index], moved.shape[0])
-    if not labelled(moved[index], ignore_value).any() or (kept.start == 0 and kept.stop == moved.shape[0]):
+    network learned from it alone results only within :func:`~SegNetsLib.finetune.cleanup.lone_slice_margin` slices
+    of it (:data:`SINGLE_SLICE_MARGIN` without ``spacing``, (i, j, k) mm of the unmoved array)."""
+    painted = labelled(moved[index], ignore_value)
+    if spacing is None:
+        margin = SINGLE_SLICE_MARGIN
+    else:
+        plane = np.zeros(moved.shape, dtype=bool)
+        plane[index] = painted
+        margin = lone_slice_margin(np.moveaxis(plane, 0, axis), spacing, axis)
+    kept = annotated_range([index], moved.shape[0], margin)
+    if not painted.any() or (kept.start == 0 and kept.stop == moved.shape[0]):
         return []
     return [
         f"only slice {index} along axis {axis} is painted: the result stays on slices {kept.start}-{kept.stop - 1}, "
-        f"within {SINGLE_SLICE_MARGIN} slices of it; if the structure goes on, paint a slice near each of its ends too"
+        f"within {margin} slices of it; if the structure goes on, paint a slice near each of its ends too"
     ]
 
 

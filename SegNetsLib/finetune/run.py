@@ -156,7 +156,9 @@ def _finetune(
         patch = patch or tuple(min(p, m) for p, m in zip(begin.card.patch_size, (32, 96, 96)))
     patch = taken_size(begin.net, patch)  # a size the network takes, as the inference engine's windows are
     card = begin.card
-    notes += painting_notes(labels, weight, slices, options.ignore_value, options.label_names, begin.painted_only)
+    notes += painting_notes(
+        labels, weight, slices, options.ignore_value, options.label_names, begin.painted_only, volume.spacing
+    )
     value_to_class = {label.value: index + 1 for index, label in enumerate(card.labels)}
     targets = np.zeros(labels.shape, dtype=np.uint8)  # class indices: at most 255 label values and background
     for value, index in value_to_class.items():
