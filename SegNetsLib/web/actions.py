@@ -32,7 +32,7 @@ from SegNetsLib.mrml import annotation_from_segmentation, segmentation_from_labe
 from SegNetsLib.mrml.files import save_segmentation_node
 from SegNetsLib.web.models import NEW_NETWORK_LABELS, is_new_network, model_choices, new_network_text
 from SegNetsLib.web.rounds import RoundActions
-from SegNetsLib.web.state import CLICK_FIELDS, Choice, PanelState
+from SegNetsLib.web.state import Choice, PanelState, take_fields
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,11 @@ class PanelActions(RoundActions):
     @property
     def data(self) -> PanelState:
         return self._panel.data
+
+    @property
+    def names(self):
+        """The state names of :class:`PanelState`'s fields (``names.time_budget_s``: the page's key)."""
+        return self._panel.name
 
     @property
     def editor(self):
@@ -209,15 +214,9 @@ class PanelActions(RoundActions):
             self.editor.undo_stack.redo()
 
     # --- jobs --------------------------------------------------------------------------------------
-    def _take_fields(self, fields: dict | None) -> None:
-        """Take the fields a click sent ({state name: value}, of :data:`CLICK_FIELDS`): the page sends a changed field
-        alone only once none of its messages awaits an answer, so a click just after typing ran with the old value."""
-        allowed = {getattr(self._panel.name, key) for key in CLICK_FIELDS}
-        self._server.state.update({name: value for name, value in (fields or {}).items() if name in allowed})
-
     def segment(self, fields: dict | None = None) -> None:
-        """Segment the volume with the chosen model on the worker thread (``fields``: see :meth:`_take_fields`)."""
-        self._take_fields(fields)
+        """Segment the volume with the chosen model on the worker thread (``fields``: see :func:`take_fields`)."""
+        take_fields(self._server, self._panel.name, fields)
 
         def submit() -> Job:
             if is_new_network(self.data.model_key):
@@ -234,8 +233,8 @@ class PanelActions(RoundActions):
 
     def finetune(self, fields: dict | None = None) -> None:
         """Fine-tune the chosen model on the painted slices, then segment the volume with the new version
-        (``fields``: see :meth:`_take_fields`)."""
-        self._take_fields(fields)
+        (``fields``: see :func:`take_fields`)."""
+        take_fields(self._server, self._panel.name, fields)
 
         def submit() -> Job:
             segment_ids = self._painted_segment_ids()

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from trame_server import Server
+
 # the fields Segment and Fine-tune read: their clicks send them as the page shows them (a changed field alone reaches
-# the server only once none of the page's messages awaits an answer; see PanelActions._take_fields)
+# the server only once none of the page's messages awaits an answer; see take_fields)
 CLICK_FIELDS = ("model_key", "roi_mode", "device", "time_budget_s", "suggested_empty")
+
+
+def take_fields(server: Server, names: object, fields: dict | None) -> None:
+    """Write the fields a click sent ({state name: value}; those of :data:`CLICK_FIELDS`, ``names`` being the typed
+    state's names) into the server's state as the page's own update of them is written: not pushed back to the page.
+    Pushed back, they could reach the page after the user typed again and put the older value back in the field, which
+    the page would then send as the user's (a changed field reaches the server alone only once the page is idle)."""
+    allowed = {getattr(names, key) for key in CLICK_FIELDS}
+    taken = [{"key": name, "value": value} for name, value in (fields or {}).items() if name in allowed]
+    if taken and server.protocol is not None:
+        server.protocol_call("trame.state.update", taken)  # trame's handler of the page's own updates
+    else:  # no page connected: the server is not started
+        server.state.update({change["key"]: change["value"] for change in taken})
 
 
 @dataclass

@@ -82,6 +82,7 @@ class StatusEndpoint:
             "error": data.error,
             "models": [item.value for item in data.models],
             "model_key": data.model_key,
+            "time_budget_s": self._server.state[actions.names.time_budget_s],  # as the page sent it ("" when emptied)
             "active_effect": actions.editor.get_active_effect_name(),
             "views": self._views(),
             "brush": self._brush(),
