@@ -1,6 +1,7 @@
 """SegNets Web end to end in a real browser: Debian's Chromium driven by Playwright.
 
-The browser test (marker ``web``) starts ``segnets web --data CT``, uploads a bad file (refused,
+The browser test (marker ``web``) starts ``segnets web --data FOLDER`` (a CT, a DICOM series and a broken file), uploads
+a bad file (refused, nothing changes), picks the series in the page's volume selector (then the broken file: refused,
 nothing changes), uploads a real CT crop, Segments with a tiny model, paints the liver on three
 axial slices (plus Undo, Redo, Erase), cancels one Fine-tune and runs another, downloads the
 .seg.nrrd, goes to the slice the result suggests, paints it and runs the next round, and checks what the server holds (voxel counts, Dice against the reference liver) and a
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dicom_helpers import ct_crop, write_series
 from scipy.ndimage import binary_erosion
 from web_helpers import (
     CHROMIUM_ARGS,
@@ -51,16 +53,23 @@ def browser():
 
 @pytest.fixture
 def case(tmp_path, data_dir):
-    """A 30 x 64 x 64 CT crop around the liver as a NIfTI file, its reference liver and a tiny model library."""
+    """A 30 x 64 x 64 CT crop around the liver as a NIfTI file, its reference liver and a tiny model library; the
+    --data folder holding that file (listed first), a 16 x 32 x 32 DICOM series and a broken .nii.gz."""
     from SegNetsLib.app.selftest import LIVER, add_tiny_model, load_case
     from SegNetsLib.imageio.volumes import write_volume
     from SegNetsLib.models.library import ModelLibrary
 
     image, liver = load_case(data_dir)
-    path = write_volume(image, tmp_path / "ct_crop.nii.gz")
+    data = tmp_path / "data"
+    path = write_volume(image, data / "ct_crop.nii.gz")
+    write_series(ct_crop(data_dir / "ts_ct_sm" / "image.nii.gz"), data, names="slice{:03d}")
+    (data / "zz_broken.nii.gz").write_bytes(b"cut short")
     library = ModelLibrary(tmp_path / "models")
     entry = add_tiny_model(library, "web-tiny")
-    return {"image": Path(path), "liver": liver, "library": library.root, "model": entry, "segment": LIVER.name}
+    return {
+        "image": Path(path), "data": data, "liver": liver, "library": library.root, "model": entry,
+        "segment": LIVER.name,
+    }  # fmt: skip
 
 
 @pytest.fixture
@@ -68,7 +77,7 @@ def server(tmp_path, case):
     server = WebServer(
         tmp_path / "server.log",
         env={"SEGNETS_MODELS": str(case["library"]), "OMP_NUM_THREADS": "2"},
-        extra_args=["--data", str(case["image"])],
+        extra_args=["--data", str(case["data"])],
     )
     try:
         server.wait_ready()
@@ -179,6 +188,16 @@ def paint_slice(page, server, k: int, mask_ji: np.ndarray, row_step: int) -> dic
     )
 
 
+DATA_VOLUME = ".v-select:has(#segnets-data-volume)"  # the selector (its id is on the input inside)
+
+
+def pick_data_volume(page, name: str) -> None:
+    """Open the --data folder's volume selector and click the volume listed as ``name`` (the start of it is enough)."""
+    page.locator(f"{DATA_VOLUME} .v-field").click()
+    page.get_by_role("option", name=name).click()
+    page.wait_for_selector("[role=listbox]", state="hidden")
+
+
 def assert_ids_unique(page) -> None:
     """Every id on the page names one element (the brush slider's id was on its label and its input both)."""
     ids = page.evaluate("() => Array.from(document.querySelectorAll('[id]'), element => element.id)")
@@ -208,6 +227,20 @@ def test_upload_segment_paint_finetune_download(browser, server, case, tmp_path)
     assert "notes.nii.gz" in page.inner_text("#segnets-error")
     assert_ids_unique(page)
     assert server.status()["volume"] == status["volume"]
+
+    # --data named a folder of three volumes: the page's selector loads the series in place of the CT; the broken
+    # file is refused in one sentence, with the series and the selector as they were.
+    assert "ct_crop.nii.gz" in page.inner_text(DATA_VOLUME)
+    pick_data_volume(page, "CT_abdomen_3_")
+    status = server.wait_for(lambda s: s["volume"]["name"].startswith("CT_abdomen_3_"), STEP_TIMEOUT, "the series")
+    assert status["volume"]["shape_kji"] == [16, 32, 32] and not status["error"], status
+    assert status["annotation"] and segment in status["annotation"]["voxels"]
+    page.wait_for_selector(f"{DATA_VOLUME}:has-text('CT_abdomen_3_')")
+    pick_data_volume(page, "zz_broken.nii.gz")
+    page.wait_for_selector("#segnets-error:has-text('zz_broken.nii.gz')")
+    assert server.status()["volume"] == status["volume"]
+    assert "CT_abdomen_3_" in page.inner_text(DATA_VOLUME), "the selector shows a volume that was not loaded"
+    assert_ids_unique(page)
 
     # Upload the real volume (under another name) in its place.
     uploaded = tmp_path / "ct_upload.nii.gz"
