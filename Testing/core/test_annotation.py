@@ -190,15 +190,7 @@ def test_two_neighbouring_slices_and_one_apart_are_read_without_a_crossing_slice
     neighbouring slices and one apart: a slice of another axis crossing the neighbours was taken first for their two
     rows, then every painted slice too; it held no voxel of its own, yet all of it was learned as background (and a
     painting along two axes was segmented over the whole volume: Dice 0.00, 0.00 and 0.66 in 12 s runs)."""
-    from SegNetsLib.imageio.volumes import read_volume
-
-    structure = read_volume(data_dir / "ts_ct_full" / "label.nii.gz").array == value
-    labels = np.zeros(structure.shape, dtype=np.uint8)
-    index = [slice(None)] * 3
-    for s in painted:
-        index[axis] = s
-        labels[tuple(index)] = structure[tuple(index)]
-    assert ann.annotated_slices(labels) == {a: painted if a == axis else [] for a in range(3)}
+    _assert_read_as_painted(data_dir / "ts_ct_full", value, axis, painted)
 
 
 @pytest.mark.parametrize(
@@ -216,15 +208,7 @@ def test_blocks_of_slices_apart_are_read_along_the_axis_painted(data_dir, folder
     12 and 13 was read as sagittal 67-69 (which cross both pairs of the thin gland), its right one with two sagittal
     slices, the CT left lower lung lobe and left 10th rib with slices of other axes crossing the coronal pair; each
     block on its own ends flat across the axis painted."""
-    from SegNetsLib.imageio.volumes import read_volume
-
-    structure = read_volume(data_dir / folder / "label.nii.gz").array == value
-    labels = np.zeros(structure.shape, dtype=np.uint8)
-    index = [slice(None)] * 3
-    for s in painted:
-        index[axis] = s
-        labels[tuple(index)] = structure[tuple(index)]
-    assert ann.annotated_slices(labels) == {a: painted if a == axis else [] for a in range(3)}
+    _assert_read_as_painted(data_dir / folder, value, axis, painted)
 
 
 def test_a_slice_the_others_cover_is_dropped_but_a_given_one_is_kept():
@@ -249,9 +233,15 @@ def test_a_painted_slice_holding_one_row_stays_along_the_axis_painted(data_dir, 
     the cover had taken some, a slice of another axis held as many of the voxels left as the next painted one (a
     structure's end painted as one row lies in one axial slice too) and, the first axis of equals, was taken instead:
     1 to 3 axial or coronal slices read as annotated, all of them but the painted rows learned as background."""
+    _assert_read_as_painted(data_dir / folder, value, axis, painted)
+
+
+def _assert_read_as_painted(folder, value: int, axis: int, painted: list[int]) -> None:
+    """Label ``value`` of ``folder``'s label.nii.gz painted whole on slices ``painted`` along ``axis`` is read as
+    exactly those slices."""
     from SegNetsLib.imageio.volumes import read_volume
 
-    structure = read_volume(data_dir / folder / "label.nii.gz").array == value
+    structure = read_volume(folder / "label.nii.gz").array == value
     labels = np.zeros(structure.shape, dtype=np.uint8)
     index = [slice(None)] * 3
     for s in painted:

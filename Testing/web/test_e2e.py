@@ -21,11 +21,8 @@ import pytest
 from dicom_helpers import ct_crop, write_series
 from scipy.ndimage import binary_erosion
 from web_helpers import (
-    CHROMIUM_ARGS,
     WebServer,
     dice,
-    ensure_chromium,
-    ensure_playwright,
     ijk_to_ras,
     ras_to_view_xy,
     serpentine_path,
@@ -37,18 +34,6 @@ ROW_STEP = 5  # voxels between the rows of a painting stroke (less than the brus
 FINETUNE_SECONDS = 30
 MIN_FINETUNED_DICE = 0.5  # whole-volume Dice vs the reference liver; it must also beat the untrained model's
 STEP_TIMEOUT = 240  # s; a 2-core machine shared with other work lags several seconds per action
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = ensure_chromium()
-    ensure_playwright()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

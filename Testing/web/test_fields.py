@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from web_helpers import CHROMIUM_ARGS, WebServer, ensure_chromium, ensure_playwright
+from web_helpers import WebServer
 
 STEP_TIMEOUT = 240  # s; a 2-core machine shared with other work lags several seconds per action
 ANNOTATED_SLICES = "PanelState__annotated_slices"  # the page's state key of PanelState.annotated_slices
@@ -24,18 +24,6 @@ TYPE_CLICK_TYPE = """() => {
     document.querySelector('#segnets-finetune').click();
     type('30');
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = ensure_chromium()
-    ensure_playwright()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
