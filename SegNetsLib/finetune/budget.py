@@ -21,7 +21,7 @@ from torch import nn
 from SegNetsLib.card.card import RoiSettings
 from SegNetsLib.core.annotation import painting_axis
 from SegNetsLib.core.box import Box
-from SegNetsLib.finetune.cleanup import annotated_range
+from SegNetsLib.finetune.cleanup import painted_range
 from SegNetsLib.finetune.refine import refine_with_random_walker
 from SegNetsLib.inference.locate import extend_roi
 from SegNetsLib.inference.predictor import network_window, window_count
@@ -116,7 +116,7 @@ def refinement_seconds(
     Before training there is no result: give the annotated ``slices`` {axis: indices} instead, and
     :func:`stand_in_result` stands in for it. ``classical``: the walker's own result the refinement weighs in."""
     if result is None:
-        result = stand_in_result(np.where(weight > 0, labels, 0), slices)
+        result = stand_in_result(np.where(weight > 0, labels, 0), slices, spacing)
     half = (slice(None, None, 2),) * 3
     channels = (slice(None),) if image.ndim == 4 else ()
     start = time.perf_counter()
@@ -132,15 +132,18 @@ def refinement_seconds(
     return REFINEMENT_SCALE * (time.perf_counter() - start)
 
 
-def stand_in_result(painted: np.ndarray, slices: Mapping[int, Sequence[int]]) -> np.ndarray:
+def stand_in_result(
+    painted: np.ndarray, slices: Mapping[int, Sequence[int]], spacing: Sequence[float] = (1.0, 1.0, 1.0)
+) -> np.ndarray:
     """A result of the size a network's will have, before there is one: along the axis with the most annotated
-    slices, every slice of the range the clean-up allows (:func:`SegNetsLib.finetune.cleanup.annotated_range`) holds the
-    painted labels of the nearest annotated slice ([k, j, i], ``painted`` values, 0 elsewhere)."""
+    slices, every slice of the range the clean-up allows (:func:`SegNetsLib.finetune.cleanup.painted_range`; spacing
+    (i, j, k) mm) holds the painted labels of the nearest annotated slice ([k, j, i], ``painted`` values, 0
+    elsewhere)."""
     axis = painting_axis(slices)
     annotated = np.array(sorted(set(int(i) for i in slices[axis])))
     moved = np.moveaxis(painted, axis, 0)
     out = np.zeros_like(moved)
-    for index in range(moved.shape[0])[annotated_range(annotated, moved.shape[0])]:
+    for index in range(moved.shape[0])[painted_range(annotated, moved.shape[0], painted, spacing, axis)]:
         out[index] = moved[annotated[np.argmin(np.abs(annotated - index))]]
     return np.moveaxis(out, 0, axis)
 

@@ -61,6 +61,17 @@ def lone_slice_margin(painted: np.ndarray, spacing: Sequence[float], axis: int) 
     return max(SINGLE_SLICE_MARGIN, int(round(SINGLE_SLICE_REACH * diameter_mm / spacing_kji[axis])))
 
 
+def painted_range(
+    indices: Sequence[int], length: int, labels: np.ndarray | None, spacing: Sequence[float], axis: int
+) -> slice:
+    """:func:`annotated_range` of the annotated slices ``indices`` along array ``axis`` (of ``length``), a lone one's
+    margin set by :func:`lone_slice_margin` from the painted ``labels`` [k, j, i] (0 elsewhere; spacing (i, j, k)
+    mm) where there are some."""
+    lone = len(set(indices)) == 1 and labels is not None and labels.any()
+    margin = lone_slice_margin(labels, spacing, axis) if lone else SINGLE_SLICE_MARGIN
+    return annotated_range(indices, length, margin)
+
+
 def without_postprocessing(card: ModelCard) -> ModelCard:
     """A copy of ``card`` whose prediction is not post-processed (clean-up comes first)."""
     plain = copy.deepcopy(card)
@@ -89,9 +100,7 @@ def known_box(
         return None
     axis = axes[0]
     keep = [slice(0, int(n)) for n in shape]
-    lone = len(set(slices[axis])) == 1 and labels is not None and labels.any()
-    margin = lone_slice_margin(labels, spacing, axis) if lone else SINGLE_SLICE_MARGIN
-    keep[axis] = annotated_range(slices[axis], int(shape[axis]), margin)
+    keep[axis] = painted_range(slices[axis], int(shape[axis]), labels, spacing, axis)
     if labels is not None and labels.any():
         spacing_kji = tuple(spacing)[::-1]
         for other in (a for a in range(3) if several or a != axis):

@@ -17,6 +17,7 @@ from SegNetsLib.finetune.budget import (
     training_budget_s,
     window_seconds,
 )
+from SegNetsLib.finetune.cleanup import lone_slice_margin
 
 
 def test_training_gets_what_the_run_has_not_used_or_kept():
@@ -64,6 +65,18 @@ def test_stand_in_result_copies_the_nearest_painted_slice_through_the_annotated_
     assert np.array_equal(out[3], painted[6]) and np.array_equal(out[13], painted[10])
     assert not out[:3].any() and not out[14:].any()
     assert painted[7].sum() == 0  # the caller's array is untouched
+
+
+def test_stand_in_result_of_a_lone_slice_reaches_as_far_as_the_clean_up_lets_the_result():
+    """A lone painted slice: the clean-up keeps the result within the painting's equivalent diameter (here a 20 x 20
+    mm square at 1 mm: 22.6 mm, 11 slices of 2 mm), so the refinement is estimated on that much, not 3 slices."""
+    painted = np.zeros((40, 30, 30), dtype=np.uint8)
+    painted[20, 5:25, 5:25] = 1
+    spacing = (1.0, 1.0, 2.0)
+    margin = lone_slice_margin(painted, spacing, 0)
+    assert margin == 11
+    out = stand_in_result(painted, {0: [20]}, spacing)
+    assert np.array_equal(np.flatnonzero(out.any(axis=(1, 2))), np.arange(20 - margin, 20 + margin + 1))
 
 
 def test_stand_in_result_follows_the_axis_with_the_most_annotated_slices():
