@@ -52,9 +52,10 @@ def annotated_range(indices: Sequence[int], length: int, lone_margin: int = SING
 
 
 def lone_slice_margin(painted: np.ndarray, spacing: Sequence[float], axis: int) -> int:
-    """Slices kept on each side of a lone painted slice along array ``axis`` of ``painted`` [k, j, i] (the painted
-    labels, 0 elsewhere; spacing (i, j, k) mm): :data:`SINGLE_SLICE_REACH` times the equivalent diameter of the
-    painted foreground (mm) in slices of that axis, at least :data:`SINGLE_SLICE_MARGIN`."""
+    """Slices kept on each side of a lone painted slice along array ``axis`` (spacing (i, j, k) mm of the [k, j, i]
+    volume): :data:`SINGLE_SLICE_REACH` times the equivalent diameter (mm) of the painted foreground, the nonzero
+    voxels of ``painted`` (the volume's painted labels, or the painted slice's alone), in slices of that axis, at
+    least :data:`SINGLE_SLICE_MARGIN`."""
     spacing_kji = tuple(float(s) for s in spacing)[::-1]
     pixel_mm2 = float(np.prod([spacing_kji[a] for a in range(3) if a != axis]))
     diameter_mm = 2.0 * np.sqrt(np.count_nonzero(painted) * pixel_mm2 / np.pi)

@@ -71,12 +71,7 @@ def _lone(
     network learned from it alone results only within :func:`~SegNetsLib.finetune.cleanup.lone_slice_margin` slices
     of it (:data:`SINGLE_SLICE_MARGIN` without ``spacing``, (i, j, k) mm of the unmoved array)."""
     painted = labelled(moved[index], ignore_value)
-    if spacing is None:
-        margin = SINGLE_SLICE_MARGIN
-    else:
-        plane = np.zeros(moved.shape, dtype=bool)
-        plane[index] = painted
-        margin = lone_slice_margin(np.moveaxis(plane, 0, axis), spacing, axis)
+    margin = SINGLE_SLICE_MARGIN if spacing is None else lone_slice_margin(painted, spacing, axis)
     kept = annotated_range([index], moved.shape[0], margin)
     if not painted.any() or (kept.start == 0 and kept.stop == moved.shape[0]):
         return []
