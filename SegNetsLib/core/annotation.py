@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from SegNetsLib.core.errors import SegNetsError
-from SegNetsLib.core.strokes import sphere_strokes
+from SegNetsLib.core.strokes import pieces_of, sphere_strokes
 from SegNetsLib.core.volume import Volume
 
 Slices = dict[int, list[int]]
@@ -64,13 +64,15 @@ def annotated_slices(
     painted = labelled(labels, ignore_value)
     slices = merge_slices(given or {}, _whole_slices(labels, painted, ignore_value))
     uncovered = painted & ~slices_mask(labels.shape, slices)
-    centres, caps = sphere_strokes(uncovered)
+    pieces = pieces_of(uncovered)
+    centres, caps = sphere_strokes(uncovered, pieces)
     if caps.any():  # paint a ball-shaped brush laid beside the slice painted on: on no annotated slice
         painted, uncovered = painted & ~caps, uncovered & ~caps
         slices = merge_slices(slices, centres)
         uncovered &= ~slices_mask(labels.shape, slices)
+        pieces = pieces_of(uncovered)
     if uncovered.any():
-        slices = merge_slices(slices, _block_slices(uncovered) or _blocks_apart(uncovered))
+        slices = merge_slices(slices, _block_slices(uncovered) or _blocks_apart(*pieces))
         uncovered &= ~slices_mask(labels.shape, slices)
     if not uncovered.any():  # ``given`` covers every labelled voxel
         return {axis: sorted(indices) for axis, indices in slices.items()}
@@ -150,13 +152,13 @@ def _block_slices(painted: np.ndarray) -> Slices:
     return {best: [int(i) for i in held[best]]}
 
 
-def _blocks_apart(painted: np.ndarray) -> Slices:
-    """{axis: its slices holding them} for the pieces of ``painted`` [k, j, i] (apart: no two touch, even at a
-    corner) that :func:`_block_slices` reads each on its own, when it reads all of them along one and the same axis;
-    the pieces it reads along none are left to the cover. {} otherwise (one piece, none read, or pieces read along
-    different axes). Two pairs of axial slices a gap apart across a thin structure are two blocks, each cut flat
-    across the axis painted, though the two or three sagittal slices crossing both would hold all of their voxels."""
-    pieces, count = ndimage.label(painted, structure=np.ones((3, 3, 3), dtype=bool))
+def _blocks_apart(pieces: np.ndarray, count: int) -> Slices:
+    """{axis: its slices holding them} for the ``count`` pieces numbered in ``pieces`` [k, j, i] (of the paint not
+    yet covered, :func:`~SegNetsLib.core.strokes.pieces_of`: no two touch, even at a corner) that
+    :func:`_block_slices` reads each on its own, when it reads all of them along one and the same axis; the pieces it
+    reads along none are left to the cover. {} otherwise (one piece, none read, or pieces read along different
+    axes). Two pairs of axial slices a gap apart across a thin structure are two blocks, each cut flat across the axis
+    painted, though the two or three sagittal slices crossing both would hold all of their voxels."""
     if count < 2:
         return {}
     found: list[Slices] = []
@@ -248,6 +250,12 @@ def slices_mask(shape: Sequence[int], slices: Mapping[int, Sequence[int]]) -> np
                 raise SegNetsError(f"slice {index} along axis {axis} is outside the volume (size {shape[axis]}).")
             mask[(slice(None),) * int(axis) + (int(index),)] = True
     return mask
+
+
+def user_voxels(labels: np.ndarray, weight: np.ndarray, ignore_value: int | None) -> np.ndarray:
+    """Bool [k, j, i]: the voxels whose label a result keeps exactly as ``labels`` gives it: every voxel of the
+    annotated slices (``weight`` > 0, :func:`weight_map`) and every labelled voxel off them (a Sphere brush's caps)."""
+    return (weight > 0) | labelled(labels, ignore_value)
 
 
 def weight_map(

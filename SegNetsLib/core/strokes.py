@@ -14,7 +14,15 @@ ALIKE = 0.9
 union): a ball centred on that slice lays the same paint on both sides of it."""
 
 
-def sphere_strokes(painted: np.ndarray) -> tuple[dict[int, list[int]], np.ndarray]:
+def pieces_of(painted: np.ndarray) -> tuple[np.ndarray, int]:
+    """The pieces of ``painted`` (bool [k, j, i]) that touch at no corner: (their numbers 1..n [k, j, i], 0 elsewhere;
+    n), as :func:`scipy.ndimage.label` gives them."""
+    return ndimage.label(painted, structure=np.ones((3, 3, 3), dtype=bool))
+
+
+def sphere_strokes(
+    painted: np.ndarray, pieces: tuple[np.ndarray, int] | None = None
+) -> tuple[dict[int, list[int]], np.ndarray]:
     """({axis: the slices painted on}, bool [k, j, i]: the paint off those slices) for the pieces of ``painted`` (bool
     [k, j, i]; pieces touch at no corner) that a ball-shaped brush laid on one slice: more than one slice thick along
     every axis and thinnest along it; along it, the paint shrinks strictly away from one slice, as far on both sides
@@ -24,10 +32,11 @@ def sphere_strokes(painted: np.ndarray) -> tuple[dict[int, list[int]], np.ndarra
     (a ball's caps shrink across the slice; a structure painted whole on slices across its widest part barely does). A ball is centred on the slice the painter sees, so the
     slices beside it hold only its caps: they were not painted as slices. ({0: [], 1: [], 2: []}, all False) when no
     piece is such a stroke; a stroke whose ball the volume's end cuts short, or whose ball overlaps another's, is none.
+    ``pieces``: :func:`pieces_of` ``painted`` where the caller has them.
     """
     centres: dict[int, list[int]] = {0: [], 1: [], 2: []}
     caps = np.zeros(painted.shape, dtype=bool)
-    pieces, _ = ndimage.label(painted, structure=np.ones((3, 3, 3), dtype=bool))
+    pieces, _ = pieces if pieces is not None else pieces_of(painted)
     for number, box in enumerate(ndimage.find_objects(pieces), start=1):
         piece = pieces[box] == number
         spans = piece.shape  # a ball is thick along every axis, and no thicker across its slice than along it

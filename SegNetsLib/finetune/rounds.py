@@ -244,9 +244,8 @@ def finetune_round(
         merged = local_update(
             previous, new, kept[axis], changed[axis], axis, painting=labels, ignore_value=options.ignore_value
         )
-        painted = (ann.weight_map(labels, result.slices, options.ignore_value) > 0) | ann.labelled(
-            labels, options.ignore_value
-        )
+        weight = ann.weight_map(labels, result.slices, options.ignore_value)
+        painted = ann.user_voxels(labels, weight, options.ignore_value)
         merged[painted] = new[painted]  # every painted voxel keeps the user's label, a repainted one too
         result.labelmap = result.labelmap.with_array(merged.astype(new.dtype))
     if measure and not untrained:  # None: no suggestion (a caller that times it apart); of the result the user will see

@@ -340,7 +340,7 @@ def _finetune(
     if refine:
         progress(0.93, "refining boundaries (random walker)")
         out = walkers.refine(walked_out, cancel)
-    annotated = (weight > 0) | ann.labelled(labels, options.ignore_value)  # a sphere brush's caps off the slices too
+    annotated = ann.user_voxels(labels, weight, options.ignore_value)
     for array in (network_out, out):
         array[annotated] = labels[annotated]  # every annotated voxel keeps exactly the user's label
     seconds = time.monotonic() - began
