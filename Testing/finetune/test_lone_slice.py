@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+from finetune_helpers import TINY
 
 from SegNetsLib.core.annotation import weight_map
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.finetune.cleanup import known_box
-from SegNetsLib.finetune.options import FinetuneOptions
 from SegNetsLib.finetune.painting_notes import painting_notes
 from SegNetsLib.finetune.run import finetune
 
@@ -76,14 +78,7 @@ def test_a_new_network_from_one_painted_slice_segments_beyond_three_slices_of_it
     image = Volume((100.0 * truth + rng.normal(0, 10, truth.shape)).astype(np.float32), spacing=(2.0, 2.0, 2.0))
     labels = np.zeros_like(truth)
     labels[20] = truth[20]
-    options = FinetuneOptions(
-        iterations=20,
-        device="cpu",
-        patch_size=(8, 16, 16),
-        batch_size=1,
-        scratch_downsample=1,
-        scratch_build_args={"base_channels": 2, "levels": 2},
-    )
+    options = dataclasses.replace(TINY, iterations=20)
     result = finetune(image, image.with_array(labels), "unet3d", options)
     reached = np.nonzero(result.labelmap.array.any(axis=(1, 2)))[0]
     assert reached.min() < 17 and reached.max() > 23 and 11 <= reached.min() and reached.max() <= 29

@@ -4,25 +4,20 @@ nothing and says so; the worker the panel and SegNets Web use shows no new model
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+from finetune_helpers import TINY
 
 from SegNetsLib.core.progress import CancelToken
 from SegNetsLib.core.volume import Volume
 from SegNetsLib.evaluation.metrics import dice
-from SegNetsLib.finetune.options import FinetuneOptions
 from SegNetsLib.finetune.rounds import finetune_round
 from SegNetsLib.finetune.save import save_result
 from SegNetsLib.models.library import ModelLibrary
 
-OPTIONS = FinetuneOptions(
-    time_limit_s=60.0,
-    device="cpu",
-    patch_size=(8, 16, 16),
-    batch_size=1,
-    scratch_downsample=1,
-    scratch_build_args={"base_channels": 2, "levels": 2},
-)
+OPTIONS = dataclasses.replace(TINY, iterations=None, time_limit_s=60.0)
 NOTE = (
     "the new network trained 0 iterations within the time limit, so no model was saved and the result is the random "
     "walker's own from the painted slices; give a larger time budget"
